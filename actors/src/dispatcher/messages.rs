@@ -1,0 +1,102 @@
+//! Messages the dispatcher accepts. Each carries its reply channel where it has a reply.
+
+use std::collections::BTreeSet;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::control_plane::RunRequest;
+use crate::domain::{Capability, InstanceId, TaskId, TaskState};
+use crate::protocol::{AttemptKey, Outcome, ServerMsg};
+use crate::store::{StoreError, TaskRow};
+
+/// Submit a validated request; replies once the task is committed to the store.
+pub struct Submit {
+    pub request: RunRequest,
+    pub reply: oneshot::Sender<Result<TaskRow, SubmitError>>,
+}
+
+/// Why a submission failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("a task with id {0} already exists")]
+    Duplicate(TaskId),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// Cancel a task: a queued one ends at once, a running one is killed by its agent.
+pub struct Cancel {
+    pub task: TaskId,
+    pub reply: oneshot::Sender<Result<CancelOutcome, CancelError>>,
+}
+
+/// What a cancel did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The task was queued and is now cancelled.
+    Cancelled,
+    /// The task is running; its agent was told to kill the process group.
+    Cancelling,
+}
+
+/// Why a cancel was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CancelError {
+    #[error("no task {0}")]
+    NotFound(TaskId),
+    #[error("task {task} already finished ({state})")]
+    Finished { task: TaskId, state: TaskState },
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// An agent said hello on a new connection.
+pub struct Connect {
+    pub instance: InstanceId,
+    pub capabilities: BTreeSet<Capability>,
+    pub slots: u32,
+    pub pid: u32,
+    /// Where the dispatcher sends assignments and cancels for this connection.
+    pub session: mpsc::UnboundedSender<ServerMsg>,
+    /// Replies with the connection's generation, to quote in later messages.
+    pub reply: oneshot::Sender<u64>,
+}
+
+/// Messages from a registered connection.
+pub enum FromInstance {
+    Started {
+        attempt: AttemptKey,
+        pid: u32,
+    },
+    Exited {
+        attempt: AttemptKey,
+        outcome: Outcome,
+    },
+    /// The connection closed or stopped heartbeating.
+    Gone,
+}
+
+/// Everything the dispatcher handles.
+pub enum Cmd {
+    Submit(Submit),
+    Cancel(Cancel),
+    Connect(Connect),
+    Instance {
+        instance: InstanceId,
+        conn: u64,
+        msg: FromInstance,
+    },
+    Instances(oneshot::Sender<Vec<InstanceView>>),
+}
+
+/// A connected instance, as the API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceView {
+    pub id: InstanceId,
+    pub capabilities: Vec<Capability>,
+    pub slots: u32,
+    pub running: Vec<TaskId>,
+    pub pid: u32,
+    pub connected_at: String,
+}

@@ -1,0 +1,155 @@
+//! The engine: builds the actors and is the one handle the edges (HTTP, CLI) hold.
+//!
+//! Supervision tree (one process):
+//!
+//! ```text
+//! Engine ─┬─ Dispatcher task        (queue, instances, attempts; restart = recover from store)
+//!         ├─ FrameLog writer thread (group commit of frames; restart = rescan the segment)
+//!         ├─ ManifestWriter task    (rewrites manifests from the store)
+//!         └─ LocalSupervisor tasks  (one per local agent process, restart with backoff)
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::auth::{TokenError, Tokens};
+use crate::control_plane::{ControlPlane, RunRequest, SchemaError};
+use crate::dispatcher::messages::*;
+use crate::dispatcher::Dispatcher;
+use crate::domain::{InstanceId, TaskId};
+use crate::exec_handle::{FrameLog, FrameLogError};
+use crate::manifest::ManifestWriter;
+use crate::store::{Store, StoreError, TaskRow};
+
+/// Where the engine keeps its state.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Database, frame log, tokens.
+    pub state_dir: PathBuf,
+    /// Root of `.runs/` and `out/`.
+    pub artifacts_dir: PathBuf,
+    /// Admin token given by the operator instead of the stored one.
+    pub admin_token: Option<String>,
+}
+
+/// Errors starting the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("creating {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    FrameLog(#[from] FrameLogError),
+    #[error(transparent)]
+    Tokens(#[from] TokenError),
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+}
+
+/// The dispatcher has stopped (the server is shutting down).
+#[derive(Debug, thiserror::Error)]
+#[error("the dispatcher has stopped")]
+pub struct Stopped;
+
+/// What happened at start, for the operator.
+#[derive(Debug, Clone)]
+pub struct StartReport {
+    /// A new admin token was generated and stored.
+    pub admin_token_created: bool,
+    /// Tasks found queued or running in the store and queued again.
+    pub recovered: usize,
+}
+
+/// Cheap to clone; every edge holds one.
+#[derive(Clone)]
+pub struct Engine {
+    tx: mpsc::UnboundedSender<Cmd>,
+    pub store: Store,
+    pub log: FrameLog,
+    pub tokens: Tokens,
+    pub control: Arc<ControlPlane>,
+    pub config: Arc<EngineConfig>,
+}
+
+impl Engine {
+    /// Opens the state, recovers what was live, and starts the actors.
+    pub async fn start(config: EngineConfig) -> Result<(Self, StartReport), EngineError> {
+        for dir in [&config.state_dir, &config.artifacts_dir] {
+            std::fs::create_dir_all(dir).map_err(|source| EngineError::Dir {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let (tokens, admin_token_created) =
+            Tokens::load_or_create(&config.state_dir, config.admin_token.clone())?;
+        let store = Store::open(&config.state_dir.join("flotilla.db")).await?;
+        let log = FrameLog::open(&config.state_dir.join("frames"))?;
+        let manifests = ManifestWriter::start(store.clone(), config.artifacts_dir.clone());
+        let mut dispatcher = Dispatcher::new(store.clone(), log.clone(), manifests);
+        let recovered = dispatcher.recover().await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(dispatcher.run(rx));
+        let engine = Self {
+            tx,
+            store,
+            log,
+            tokens,
+            control: Arc::new(ControlPlane::new()?),
+            config: Arc::new(config),
+        };
+        Ok((
+            engine,
+            StartReport {
+                admin_token_created,
+                recovered,
+            },
+        ))
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Result<T, Stopped> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
+    }
+
+    /// Queues a validated request; returns once it is durable.
+    pub async fn submit(
+        &self,
+        request: RunRequest,
+    ) -> Result<Result<TaskRow, SubmitError>, Stopped> {
+        self.ask(|reply| Cmd::Submit(Submit { request, reply }))
+            .await
+    }
+
+    pub async fn cancel(
+        &self,
+        task: TaskId,
+    ) -> Result<Result<CancelOutcome, CancelError>, Stopped> {
+        self.ask(|reply| Cmd::Cancel(Cancel { task, reply })).await
+    }
+
+    pub async fn instances(&self) -> Result<Vec<InstanceView>, Stopped> {
+        self.ask(Cmd::Instances).await
+    }
+
+    pub(crate) async fn connect(
+        &self,
+        make: impl FnOnce(oneshot::Sender<u64>) -> Connect,
+    ) -> Result<u64, Stopped> {
+        self.ask(|reply| Cmd::Connect(make(reply))).await
+    }
+
+    pub(crate) fn from_instance(&self, instance: InstanceId, conn: u64, msg: FromInstance) {
+        let _ = self.tx.send(Cmd::Instance {
+            instance,
+            conn,
+            msg,
+        });
+    }
+}

@@ -1,0 +1,331 @@
+//! ExecHandle: the durable frame log behind every handle.
+//!
+//! Owns: one append-only segment file shared by all handles, the in-memory index of every
+//! handle (offset → file position) and each handle's durable watermark. A single writer
+//! thread appends frames in batches and makes each batch durable with one `fdatasync`
+//! (group commit) before it publishes the new watermark to observers and acknowledges the
+//! chunks to the agents that sent them. Nothing is acknowledged or shown before it is durable.
+//!
+//! Supervision: the writer thread is started by [`FrameLog::open`]; if it dies (disk error)
+//! every later append fails and the server reports the log as broken. A restart of the
+//! server loses nothing durable: [`FrameLog::open`] rescans the segment, drops a torn tail
+//! and rebuilds every index.
+
+mod record;
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use dashmap::DashMap;
+use tokio::sync::{mpsc, watch};
+
+use crate::domain::{now_ms, HandleId};
+use crate::protocol::{AttemptKey, StreamKind};
+pub use record::StoredFrame;
+
+/// Largest batch the writer commits at once.
+const MAX_BATCH_FRAMES: usize = 8192;
+const MAX_BATCH_BYTES: usize = 8 << 20;
+/// Appends queued for the writer before senders wait (backpressure towards the agents).
+const QUEUE_DEPTH: usize = 16_384;
+
+/// Errors of the frame log.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameLogError {
+    #[error("frame log I/O on {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("the frame log writer has stopped")]
+    WriterStopped,
+    #[error("unknown handle {0}")]
+    UnknownHandle(HandleId),
+    #[error("handle {0} is sealed; no frame may follow its status")]
+    Sealed(HandleId),
+}
+
+/// The durable watermark of one handle, as observers see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Watermark {
+    /// Highest durable offset (0 = none yet).
+    pub last: u64,
+    /// True once the status frame is durable: nothing will follow.
+    pub sealed: bool,
+}
+
+/// Index of one handle: where each offset lives in the segment.
+#[derive(Debug)]
+pub struct HandleIndex {
+    pub handle: HandleId,
+    positions: RwLock<Vec<u64>>,
+    watermark: watch::Sender<Watermark>,
+}
+
+impl HandleIndex {
+    fn new(handle: HandleId) -> Self {
+        Self {
+            handle,
+            positions: RwLock::new(Vec::new()),
+            watermark: watch::Sender::new(Watermark::default()),
+        }
+    }
+
+    /// A receiver that changes whenever more frames become durable.
+    pub fn subscribe(&self) -> watch::Receiver<Watermark> {
+        self.watermark.subscribe()
+    }
+
+    pub fn watermark(&self) -> Watermark {
+        *self.watermark.borrow()
+    }
+
+    fn position(&self, offset: u64) -> Option<u64> {
+        let positions = self.positions.read().unwrap_or_else(|e| e.into_inner());
+        positions.get((offset as usize).checked_sub(1)?).copied()
+    }
+}
+
+/// Where to send the acknowledgement of a chunk once it is durable.
+#[derive(Debug, Clone)]
+pub struct AckTo {
+    pub tx: mpsc::UnboundedSender<(AttemptKey, u64)>,
+    pub attempt: AttemptKey,
+    pub seq: u64,
+}
+
+/// One frame to append.
+#[derive(Debug)]
+pub struct Append {
+    pub handle: HandleId,
+    pub attempt: u32,
+    pub kind: StreamKind,
+    pub data: Vec<u8>,
+    pub ack: Option<AckTo>,
+}
+
+/// The shared, append-only frame log. Cheap to clone.
+#[derive(Clone)]
+pub struct FrameLog {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Append>,
+}
+
+struct Shared {
+    path: PathBuf,
+    reader: File,
+    handles: DashMap<HandleId, Arc<HandleIndex>>,
+}
+
+impl FrameLog {
+    /// Opens (or creates) the segment under `dir`, rebuilds the indexes and starts the writer.
+    pub fn open(dir: &Path) -> Result<Self, FrameLogError> {
+        let path = dir.join("frames.log");
+        let io_err = |source| FrameLogError::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io_err)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err)?;
+        let handles = DashMap::new();
+        let end = record::recover(&file, |frame, pos| {
+            let index = handles
+                .entry(frame.handle.clone())
+                .or_insert_with(|| Arc::new(HandleIndex::new(frame.handle.clone())))
+                .clone();
+            let mut positions = index.positions.write().unwrap_or_else(|e| e.into_inner());
+            if frame.offset != positions.len() as u64 + 1 {
+                tracing::warn!(handle = %frame.handle, offset = frame.offset, "frame out of sequence in the log; skipped");
+                return;
+            }
+            positions.push(pos);
+            let last = positions.len() as u64;
+            let sealed = frame.kind == StreamKind::Status;
+            index.watermark.send_replace(Watermark { last, sealed });
+        })
+        .map_err(io_err)?;
+        file.set_len(end).map_err(io_err)?;
+        let reader = File::open(&path).map_err(io_err)?;
+        let shared = Arc::new(Shared {
+            path: path.clone(),
+            reader,
+            handles,
+        });
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let writer = Writer {
+            shared: shared.clone(),
+            out: BufWriter::with_capacity(1 << 20, file),
+            end,
+            next: HashMap::new(),
+        };
+        std::thread::Builder::new()
+            .name("frame-log-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(io_err)?;
+        Ok(Self { shared, tx })
+    }
+
+    /// Registers a new, empty handle (idempotent).
+    pub fn create_handle(&self, handle: &HandleId) -> Arc<HandleIndex> {
+        self.shared
+            .handles
+            .entry(handle.clone())
+            .or_insert_with(|| Arc::new(HandleIndex::new(handle.clone())))
+            .clone()
+    }
+
+    pub fn handle(&self, handle: &HandleId) -> Option<Arc<HandleIndex>> {
+        self.shared.handles.get(handle).map(|h| h.clone())
+    }
+
+    /// Queues a frame; it becomes visible (and is acknowledged) once durable.
+    pub async fn append(&self, append: Append) -> Result<(), FrameLogError> {
+        self.tx
+            .send(append)
+            .await
+            .map_err(|_| FrameLogError::WriterStopped)
+    }
+
+    /// Reads up to `max_frames` durable frames of `index` after offset `after`
+    /// (at most about `max_bytes` of data). Blocking: call from a blocking context.
+    pub fn read_after(
+        &self,
+        index: &HandleIndex,
+        after: u64,
+        max_frames: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredFrame>, FrameLogError> {
+        let last = index.watermark().last;
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        let mut offset = after + 1;
+        while offset <= last && out.len() < max_frames && bytes < max_bytes {
+            let Some(pos) = index.position(offset) else {
+                break;
+            };
+            let frame =
+                record::read_at(&self.shared.reader, pos).map_err(|source| FrameLogError::Io {
+                    path: self.shared.path.clone(),
+                    source,
+                })?;
+            bytes += frame.data.len();
+            out.push(frame);
+            offset += 1;
+        }
+        Ok(out)
+    }
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    out: BufWriter<File>,
+    end: u64,
+    /// Next offset per handle, for handles this writer has appended to.
+    next: HashMap<HandleId, (Arc<HandleIndex>, u64)>,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Append>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH_FRAMES);
+        while let Some(first) = rx.blocking_recv() {
+            let mut bytes = first.data.len();
+            batch.push(first);
+            while batch.len() < MAX_BATCH_FRAMES && bytes < MAX_BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(a) => {
+                        bytes += a.data.len();
+                        batch.push(a);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = self.commit(&mut batch) {
+                tracing::error!(error = %e, path = %self.shared.path.display(), "frame log write failed; writer stops");
+                return;
+            }
+        }
+    }
+
+    /// Writes the batch, syncs it, then publishes watermarks and acknowledgements.
+    fn commit(&mut self, batch: &mut Vec<Append>) -> io::Result<()> {
+        let ts = now_ms();
+        let mut written: Vec<(Arc<HandleIndex>, u64, bool)> = Vec::with_capacity(batch.len());
+        let mut acks: Vec<AckTo> = Vec::new();
+        for a in batch.iter() {
+            let Some((index, next)) = self.slot(&a.handle) else {
+                tracing::warn!(handle = %a.handle, "append to an unknown handle dropped");
+                continue;
+            };
+            if index.watermark().sealed
+                || written.iter().any(|(i, _, s)| *s && Arc::ptr_eq(i, &index))
+            {
+                tracing::warn!(handle = %a.handle, "append after the status frame dropped");
+                continue;
+            }
+            let pos = self.end;
+            let frame = StoredFrame {
+                handle: a.handle.clone(),
+                offset: next,
+                attempt: a.attempt,
+                ts_ms: ts,
+                kind: a.kind,
+                data: Vec::new(),
+            };
+            self.end += record::write(&mut self.out, &frame, &a.data)?;
+            if let Some(entry) = self.next.get_mut(&a.handle) {
+                entry.1 = next + 1;
+            }
+            written.push((index, pos, a.kind == StreamKind::Status));
+            if let Some(ack) = &a.ack {
+                acks.push(ack.clone());
+            }
+        }
+        self.out.flush()?;
+        self.out.get_ref().sync_data()?;
+        for (index, pos, sealed) in written {
+            let last = {
+                let mut positions = index.positions.write().unwrap_or_else(|e| e.into_inner());
+                positions.push(pos);
+                positions.len() as u64
+            };
+            index.watermark.send_modify(|w| {
+                w.last = last;
+                w.sealed |= sealed;
+            });
+            if sealed {
+                self.next.remove(&index.handle);
+            }
+        }
+        // Acknowledge only the highest seq per attempt: acks are cumulative.
+        let mut highest: HashMap<AttemptKey, AckTo> = HashMap::new();
+        for ack in acks {
+            let keep = highest.get(&ack.attempt).is_none_or(|h| h.seq < ack.seq);
+            if keep {
+                highest.insert(ack.attempt, ack);
+            }
+        }
+        for ack in highest.into_values() {
+            let _ = ack.tx.send((ack.attempt, ack.seq));
+        }
+        batch.clear();
+        Ok(())
+    }
+
+    fn slot(&mut self, handle: &HandleId) -> Option<(Arc<HandleIndex>, u64)> {
+        if let Some((index, next)) = self.next.get(handle) {
+            return Some((index.clone(), *next));
+        }
+        let index = self.shared.handles.get(handle)?.clone();
+        let next = index.watermark().last + 1;
+        self.next.insert(handle.clone(), (index.clone(), next));
+        Some((index, next))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,182 @@
+//! Instance: one connected `flotilla agent`, seen from the server.
+//!
+//! Owns the connection's state: whether it has said hello, and which attempts it was
+//! assigned (so each output chunk finds its handle). The transport (a WebSocket in
+//! `src/http`) feeds it messages and sends what it returns; the instance forwards output to
+//! the frame log, which acknowledges chunks once durable, and lifecycle events to the
+//! dispatcher. When the connection ends, the dispatcher is told the instance is gone and
+//! requeues what it was running; nothing else is lost.
+
+use std::collections::{BTreeSet, HashMap};
+
+use tokio::sync::mpsc;
+
+use crate::dispatcher::messages::{Connect, FromInstance};
+use crate::domain::{HandleId, InstanceId};
+use crate::engine::Engine;
+use crate::exec_handle::{AckTo, Append};
+use crate::protocol::{AgentMsg, AttemptKey, OutputChunk, ServerMsg, PROTOCOL_VERSION};
+
+/// How often agents heartbeat.
+pub const HEARTBEAT_MS: u64 = 2_000;
+/// Silence after which a connection is considered dead (three missed heartbeats).
+pub const SILENCE_LIMIT_MS: u64 = 3 * HEARTBEAT_MS;
+
+/// Why a connection must be closed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    #[error("expected hello first")]
+    NoHello,
+    #[error("hello sent twice")]
+    DoubleHello,
+    #[error("protocol version {0} is not supported (want {PROTOCOL_VERSION})")]
+    Version(u32),
+    #[error("slots must be between 1 and 1024, got {0}")]
+    Slots(u32),
+    #[error("chunk for attempt {0}, which this connection was not assigned")]
+    UnknownAttempt(AttemptKey),
+    #[error("the server is shutting down")]
+    Stopped,
+}
+
+/// Channels the transport must drain and send to the agent.
+pub struct Outbox {
+    /// Assignments, cancels (from the dispatcher).
+    pub control: mpsc::UnboundedReceiver<ServerMsg>,
+    /// Durable acknowledgements (from the frame log), to send as [`ServerMsg::Ack`].
+    pub acks: mpsc::UnboundedReceiver<(AttemptKey, u64)>,
+}
+
+pub struct InstanceSession {
+    engine: Engine,
+    registered: Option<(InstanceId, u64)>,
+    attempts: HashMap<AttemptKey, (HandleId, u32)>,
+    control_tx: mpsc::UnboundedSender<ServerMsg>,
+    ack_tx: mpsc::UnboundedSender<(AttemptKey, u64)>,
+}
+
+impl InstanceSession {
+    pub fn new(engine: Engine) -> (Self, Outbox) {
+        let (control_tx, control) = mpsc::unbounded_channel();
+        let (ack_tx, acks) = mpsc::unbounded_channel();
+        (
+            Self {
+                engine,
+                registered: None,
+                attempts: HashMap::new(),
+                control_tx,
+                ack_tx,
+            },
+            Outbox { control, acks },
+        )
+    }
+
+    /// Handles a control message; returns a direct reply to send, if any.
+    pub async fn on_text(&mut self, text: &str) -> Result<Option<ServerMsg>, SessionError> {
+        let msg: AgentMsg =
+            serde_json::from_str(text).map_err(|e| SessionError::Malformed(e.to_string()))?;
+        match (msg, &self.registered) {
+            (
+                AgentMsg::Hello {
+                    protocol,
+                    instance,
+                    capabilities,
+                    slots,
+                    pid,
+                },
+                None,
+            ) => {
+                if protocol != PROTOCOL_VERSION {
+                    return Err(SessionError::Version(protocol));
+                }
+                if !(1..=1024).contains(&slots) {
+                    return Err(SessionError::Slots(slots));
+                }
+                let session = self.control_tx.clone();
+                let id = instance.clone();
+                let conn = self
+                    .engine
+                    .connect(|reply| Connect {
+                        instance: id,
+                        capabilities: capabilities.into_iter().collect::<BTreeSet<_>>(),
+                        slots,
+                        pid,
+                        session,
+                        reply,
+                    })
+                    .await
+                    .map_err(|_| SessionError::Stopped)?;
+                self.registered = Some((instance, conn));
+                Ok(Some(ServerMsg::Welcome {
+                    heartbeat_ms: HEARTBEAT_MS,
+                }))
+            }
+            (AgentMsg::Hello { .. }, Some(_)) => Err(SessionError::DoubleHello),
+            (_, None) => Err(SessionError::NoHello),
+            (AgentMsg::Heartbeat { .. }, Some(_)) => Ok(None),
+            (AgentMsg::Started { attempt, pid }, Some((id, conn))) => {
+                self.engine.from_instance(
+                    id.clone(),
+                    *conn,
+                    FromInstance::Started { attempt, pid },
+                );
+                Ok(None)
+            }
+            (AgentMsg::Exited { attempt, outcome }, Some((id, conn))) => {
+                self.attempts.remove(&attempt);
+                self.engine.from_instance(
+                    id.clone(),
+                    *conn,
+                    FromInstance::Exited { attempt, outcome },
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// Handles an output chunk: queues it on the frame log, to be acknowledged once durable.
+    pub async fn on_binary(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        if self.registered.is_none() {
+            return Err(SessionError::NoHello);
+        }
+        let chunk =
+            OutputChunk::decode(bytes).map_err(|e| SessionError::Malformed(e.to_string()))?;
+        let (handle, attempt_no) = self
+            .attempts
+            .get(&chunk.attempt)
+            .ok_or(SessionError::UnknownAttempt(chunk.attempt))?;
+        let append = Append {
+            handle: handle.clone(),
+            attempt: *attempt_no,
+            kind: chunk.kind,
+            data: chunk.data.to_vec(),
+            ack: Some(AckTo {
+                tx: self.ack_tx.clone(),
+                attempt: chunk.attempt,
+                seq: chunk.seq,
+            }),
+        };
+        self.engine
+            .log
+            .append(append)
+            .await
+            .map_err(|_| SessionError::Stopped)
+    }
+
+    /// Must see every message the dispatcher sends before it goes out.
+    pub fn on_outgoing(&mut self, msg: &ServerMsg) {
+        if let ServerMsg::Assign(a) = msg {
+            self.attempts
+                .insert(a.attempt, (a.handle.clone(), a.attempt_no));
+        }
+    }
+
+    /// The connection ended: the dispatcher requeues what this instance was running.
+    pub fn close(self) {
+        if let Some((id, conn)) = self.registered {
+            self.engine.from_instance(id, conn, FromInstance::Gone);
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! ManifestWriter: keeps `.runs/<task-id>/cli/<run-id>/manifest.json` in step with the store.
+//!
+//! Owns nothing but a queue of task ids whose manifest is stale. The dispatcher sends a
+//! task id after every change it committed; the writer reads the task and its attempts back
+//! from the store and rewrites the whole file atomically (temp file + rename), so the file
+//! always reflects a committed state and a burst of changes costs one write. A restart loses
+//! only pending rewrites, which the next change (or recovery at start) redoes.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::control_plane::ValidationReport;
+use crate::domain::{now_ms, rfc3339_ms, RunId, TaskId};
+use crate::store::{AttemptRow, Store, TaskRow};
+
+pub const MANIFEST_SCHEMA: &str = "flotilla.manifest/1.0.0";
+
+/// Errors writing a manifest.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("writing {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Where a task's manifest lives under the artifacts root.
+pub fn manifest_path(artifacts: &Path, task: &TaskId, run: &RunId) -> PathBuf {
+    artifacts
+        .join(".runs")
+        .join(task.as_str())
+        .join("cli")
+        .join(run.as_str())
+        .join("manifest.json")
+}
+
+/// Writes `bytes` to `path` atomically: a temp file beside it, then a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Manifest<'a> {
+    schema: &'static str,
+    task_id: &'a str,
+    run_id: &'a str,
+    handle: &'a str,
+    request: Value,
+    control_plane: ControlPlaneSection,
+    state: &'static str,
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    reason: Option<&'a str>,
+    created_at: String,
+    updated_at: String,
+    finished_at: Option<String>,
+    written_at: String,
+    attempts: Vec<AttemptEntry<'a>>,
+}
+
+#[derive(Serialize)]
+struct ControlPlaneSection {
+    validation: ValidationReport,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AttemptEntry<'a> {
+    attempt: u32,
+    instance: &'a str,
+    state: &'a str,
+    started_at: String,
+    ended_at: Option<String>,
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    detail: Option<&'a str>,
+}
+
+/// Renders the manifest document of a task.
+pub fn render(task: &TaskRow, attempts: &[AttemptRow]) -> Value {
+    let manifest = Manifest {
+        schema: MANIFEST_SCHEMA,
+        task_id: task.id.as_str(),
+        run_id: task.run_id.as_str(),
+        handle: task.handle.as_str(),
+        request: serde_json::from_str(&task.request).unwrap_or(Value::Null),
+        control_plane: ControlPlaneSection {
+            validation: ValidationReport::accepted(),
+        },
+        state: task.state.as_str(),
+        exit_code: task.exit_code,
+        signal: task.signal,
+        reason: task.reason.as_deref(),
+        created_at: rfc3339_ms(task.created_ms),
+        updated_at: rfc3339_ms(task.updated_ms),
+        finished_at: task.finished_ms.map(rfc3339_ms),
+        written_at: rfc3339_ms(now_ms()),
+        attempts: attempts
+            .iter()
+            .map(|a| AttemptEntry {
+                attempt: a.attempt_no,
+                instance: a.instance.as_str(),
+                state: &a.state,
+                started_at: rfc3339_ms(a.started_ms),
+                ended_at: a.ended_ms.map(rfc3339_ms),
+                exit_code: a.exit_code,
+                signal: a.signal,
+                detail: a.detail.as_deref(),
+            })
+            .collect(),
+    };
+    // unwrap: a struct of strings, numbers and JSON values always serialises.
+    serde_json::to_value(&manifest).unwrap()
+}
+
+/// Handle to the writer task.
+#[derive(Clone)]
+pub struct ManifestWriter {
+    tx: mpsc::UnboundedSender<TaskId>,
+}
+
+impl ManifestWriter {
+    /// Starts the writer for manifests under `artifacts`.
+    pub fn start(store: Store, artifacts: PathBuf) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<TaskId>();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut stale = BTreeSet::from([first]);
+                while let Ok(more) = rx.try_recv() {
+                    stale.insert(more);
+                }
+                for task in stale {
+                    if let Err(e) = write_one(&store, &artifacts, &task).await {
+                        tracing::warn!(task = %task, error = %e, "manifest not written");
+                    }
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    /// Marks a task's manifest stale; it is rewritten soon after.
+    pub fn touch(&self, task: &TaskId) {
+        let _ = self.tx.send(task.clone());
+    }
+}
+
+async fn write_one(store: &Store, artifacts: &Path, task: &TaskId) -> Result<(), ManifestError> {
+    let Some(row) = store.get_task(task).await? else {
+        return Ok(());
+    };
+    let attempts = store.attempts_of(task).await?;
+    let doc = render(&row, &attempts);
+    let path = manifest_path(artifacts, &row.id, &row.run_id);
+    // unwrap: a serde_json::Value always serialises.
+    let bytes = serde_json::to_vec_pretty(&doc).unwrap();
+    tokio::task::spawn_blocking(move || {
+        write_atomic(&path, &bytes).map_err(|source| ManifestError::Io { path, source })
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(ManifestError::Io {
+            path: PathBuf::new(),
+            source: std::io::Error::other(e),
+        })
+    })
+}

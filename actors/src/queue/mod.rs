@@ -1,0 +1,165 @@
+//! Queue: the tasks waiting for an instance, indexed by the capabilities they require.
+//!
+//! Tasks with the same required set share one FIFO lane; an instance takes the oldest head
+//! among the lanes its capabilities cover. The number of distinct capability sets is small,
+//! so a pick costs a scan of lanes, not of tasks. Owned by the dispatcher (no locking); the
+//! store is the durable copy, rebuilt into a queue at start.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::domain::{Capability, TaskId};
+
+/// A required capability set, sorted and deduplicated.
+pub type CapSet = Vec<Capability>;
+
+/// Normalises a list of capabilities into a [`CapSet`].
+pub fn cap_set(caps: &[Capability]) -> CapSet {
+    caps.iter()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+#[derive(Debug, Default)]
+pub struct Queue {
+    lanes: BTreeMap<CapSet, VecDeque<(u64, TaskId)>>,
+    next_seq: u64,
+    len: usize,
+}
+
+impl Queue {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends a task; returns its place in line, to requeue it there later.
+    pub fn push(&mut self, task: TaskId, caps: CapSet) -> u64 {
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        self.lanes.entry(caps).or_default().push_back((seq, task));
+        self.len += 1;
+        seq
+    }
+
+    /// Puts a task back at its original place in line (a lost attempt keeps its turn).
+    pub fn requeue(&mut self, task: TaskId, caps: CapSet, seq: u64) {
+        let lane = self.lanes.entry(caps).or_default();
+        let at = lane.partition_point(|(s, _)| *s < seq);
+        lane.insert(at, (seq, task));
+        self.len += 1;
+    }
+
+    /// Takes the oldest task that an instance offering `offered` can run.
+    pub fn pop_for(&mut self, offered: &BTreeSet<Capability>) -> Option<(TaskId, u64)> {
+        let key = self
+            .lanes
+            .iter()
+            .filter(|(caps, lane)| !lane.is_empty() && caps.iter().all(|c| offered.contains(c)))
+            .min_by_key(|(_, lane)| lane.front().map(|(s, _)| *s))
+            .map(|(caps, _)| caps.clone())?;
+        let lane = self.lanes.get_mut(&key)?;
+        let (seq, task) = lane.pop_front()?;
+        if lane.is_empty() {
+            self.lanes.remove(&key);
+        }
+        self.len -= 1;
+        Some((task, seq))
+    }
+
+    /// Removes a queued task (cancel); false if it was not queued.
+    pub fn remove(&mut self, task: &TaskId, caps: &CapSet) -> bool {
+        let Some(lane) = self.lanes.get_mut(caps) else {
+            return false;
+        };
+        let Some(at) = lane.iter().position(|(_, t)| t == task) else {
+            return false;
+        };
+        lane.remove(at);
+        if lane.is_empty() {
+            self.lanes.remove(caps);
+        }
+        self.len -= 1;
+        true
+    }
+
+    /// The required sets no instance offering any of `offers` could ever run.
+    pub fn unsatisfiable<'a>(
+        &'a self,
+        offers: &'a [BTreeSet<Capability>],
+    ) -> impl Iterator<Item = &'a CapSet> + 'a {
+        self.lanes
+            .keys()
+            .filter(move |caps| !offers.iter().any(|o| caps.iter().all(|c| o.contains(c))))
+    }
+
+    /// The queued tasks of one capability set.
+    pub fn tasks_in<'a>(&'a self, caps: &CapSet) -> impl Iterator<Item = &'a TaskId> + 'a {
+        self.lanes
+            .get(caps)
+            .into_iter()
+            .flat_map(|l| l.iter().map(|(_, t)| t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(list: &str) -> CapSet {
+        cap_set(&Capability::parse_list(list).unwrap())
+    }
+
+    fn offer(list: &str) -> BTreeSet<Capability> {
+        caps(list).into_iter().collect()
+    }
+
+    fn t(s: &str) -> TaskId {
+        TaskId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn an_instance_takes_the_oldest_task_it_can_run() {
+        let mut q = Queue::default();
+        q.push(t("gpu-1"), caps("gpu"));
+        q.push(t("plain-1"), caps(""));
+        q.push(t("both-1"), caps("gpu,sandbox"));
+        q.push(t("plain-2"), caps(""));
+        let cpu = offer("sandbox");
+        assert_eq!(q.pop_for(&cpu).map(|x| x.0), Some(t("plain-1")));
+        assert_eq!(q.pop_for(&cpu).map(|x| x.0), Some(t("plain-2")));
+        assert_eq!(q.pop_for(&cpu), None);
+        let gpu = offer("gpu,sandbox");
+        assert_eq!(q.pop_for(&gpu).map(|x| x.0), Some(t("gpu-1")));
+        assert_eq!(q.pop_for(&gpu).map(|x| x.0), Some(t("both-1")));
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_requeued_task_keeps_its_turn_and_cancel_removes() {
+        let mut q = Queue::default();
+        let s1 = q.push(t("a"), caps(""));
+        q.push(t("b"), caps(""));
+        let any = offer("");
+        assert_eq!(q.pop_for(&any), Some((t("a"), s1)));
+        q.requeue(t("a"), caps(""), s1);
+        assert_eq!(q.pop_for(&any).map(|x| x.0), Some(t("a")));
+        assert!(q.remove(&t("b"), &caps("")));
+        assert!(!q.remove(&t("b"), &caps("")));
+        assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn unsatisfiable_sets_are_those_no_offer_covers() {
+        let mut q = Queue::default();
+        q.push(t("a"), caps("gpu"));
+        q.push(t("b"), caps("os:linux"));
+        let offers = vec![offer("os:linux,local")];
+        let bad: Vec<_> = q.unsatisfiable(&offers).cloned().collect();
+        assert_eq!(bad, vec![caps("gpu")]);
+    }
+}

@@ -1,0 +1,364 @@
+//! The store: every SQL statement of flotilla lives here.
+//!
+//! SQLite through sqlx by default (one embedded file, WAL mode, migrations applied at open).
+//! The SQL is kept portable so PostgreSQL can back several orchestrator nodes later.
+//! A write returns only once SQLite has committed it, so a task acknowledged to a client
+//! survives a crash of the server process.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use crate::domain::{HandleId, InstanceId, RunId, TaskId, TaskState};
+use crate::protocol::AttemptKey;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migrating the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("a task with id {0} already exists")]
+    Duplicate(TaskId),
+    #[error("corrupt row in {table}: {detail}")]
+    Corrupt { table: &'static str, detail: String },
+}
+
+/// A task as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRow {
+    pub id: TaskId,
+    pub handle: HandleId,
+    pub run_id: RunId,
+    /// The validated request, as JSON text.
+    pub request: String,
+    pub state: TaskState,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub instance: Option<InstanceId>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub reason: Option<String>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub finished_ms: Option<i64>,
+}
+
+/// How an attempt ended, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptState {
+    Running,
+    Exited,
+    Lost,
+    Cancelled,
+    TimedOut,
+    SpawnFailed,
+}
+
+impl AttemptState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptState::Running => "running",
+            AttemptState::Exited => "exited",
+            AttemptState::Lost => "lost",
+            AttemptState::Cancelled => "cancelled",
+            AttemptState::TimedOut => "timed_out",
+            AttemptState::SpawnFailed => "spawn_failed",
+        }
+    }
+}
+
+/// An attempt as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRow {
+    pub key: AttemptKey,
+    pub attempt_no: u32,
+    pub instance: InstanceId,
+    pub state: String,
+    pub started_ms: i64,
+    pub ended_ms: Option<i64>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub detail: Option<String>,
+}
+
+/// The end of an attempt, to record.
+#[derive(Debug, Clone)]
+pub struct AttemptEnd {
+    pub state: AttemptState,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub detail: Option<String>,
+}
+
+/// A task's new state, to record.
+#[derive(Debug, Clone)]
+pub struct TaskUpdate {
+    pub state: TaskState,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub reason: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+const TASK_COLUMNS: &str = "id, handle, run_id, request, state, attempts, max_attempts, instance, \
+     exit_code, signal, reason, created_ms, updated_ms, finished_ms";
+
+impl Store {
+    /// Opens (creating if missing) the database file and applies the migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL: a commit survives a crash of the process (what the guarantee
+            // promises); fsync happens at checkpoints.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("../migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Inserts a new queued task; fails with [`StoreError::Duplicate`] if the id exists.
+    pub async fn insert_task(&self, row: &TaskRow) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO tasks (id, handle, run_id, request, state, attempts, max_attempts, \
+             instance, exit_code, signal, reason, created_ms, updated_ms, finished_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(row.id.as_str())
+        .bind(row.handle.as_str())
+        .bind(row.run_id.as_str())
+        .bind(&row.request)
+        .bind(row.state.as_str())
+        .bind(row.attempts as i64)
+        .bind(row.max_attempts as i64)
+        .bind(row.instance.as_ref().map(|i| i.as_str().to_owned()))
+        .bind(row.exit_code)
+        .bind(row.signal)
+        .bind(&row.reason)
+        .bind(row.created_ms)
+        .bind(row.updated_ms)
+        .bind(row.finished_ms)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(StoreError::Duplicate(row.id.clone()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn get_task(&self, id: &TaskId) -> Result<Option<TaskRow>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| task_from_row(&r)).transpose()
+    }
+
+    /// Tasks, newest first, optionally only those in `state`.
+    pub async fn list_tasks(
+        &self,
+        state: Option<TaskState>,
+        limit: u32,
+    ) -> Result<Vec<TaskRow>, StoreError> {
+        let rows = match state {
+            Some(st) => {
+                sqlx::query(&format!(
+                    "SELECT {TASK_COLUMNS} FROM tasks WHERE state = ? ORDER BY created_ms DESC, id LIMIT ?"
+                ))
+                .bind(st.as_str())
+                .bind(limit as i64)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {TASK_COLUMNS} FROM tasks ORDER BY created_ms DESC, id LIMIT ?"
+                ))
+                .bind(limit as i64)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(task_from_row).collect()
+    }
+
+    /// Tasks not yet in a final state, oldest first (for recovery at start).
+    pub async fn live_tasks(&self) -> Result<Vec<TaskRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE state IN ('queued', 'running') ORDER BY created_ms, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(task_from_row).collect()
+    }
+
+    /// Records a new attempt and marks the task running on `instance`, in one transaction.
+    pub async fn start_attempt(
+        &self,
+        task: &TaskId,
+        attempt_no: u32,
+        instance: &InstanceId,
+        now_ms: i64,
+    ) -> Result<AttemptKey, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let key: i64 = sqlx::query(
+            "INSERT INTO attempts (task_id, attempt_no, instance, state, started_ms) \
+             VALUES (?, ?, ?, 'running', ?) RETURNING id",
+        )
+        .bind(task.as_str())
+        .bind(attempt_no as i64)
+        .bind(instance.as_str())
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        sqlx::query(
+            "UPDATE tasks SET state = 'running', attempts = ?, instance = ?, reason = NULL, \
+             updated_ms = ? WHERE id = ?",
+        )
+        .bind(attempt_no as i64)
+        .bind(instance.as_str())
+        .bind(now_ms)
+        .bind(task.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(key as AttemptKey)
+    }
+
+    /// Records how an attempt ended.
+    pub async fn end_attempt(
+        &self,
+        key: AttemptKey,
+        end: &AttemptEnd,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE attempts SET state = ?, ended_ms = ?, exit_code = ?, signal = ?, detail = ? \
+             WHERE id = ?",
+        )
+        .bind(end.state.as_str())
+        .bind(now_ms)
+        .bind(end.exit_code)
+        .bind(end.signal)
+        .bind(&end.detail)
+        .bind(key as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a task's new state; a final state also sets `finished_ms`.
+    pub async fn update_task(
+        &self,
+        id: &TaskId,
+        update: &TaskUpdate,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let finished = update.state.is_final().then_some(now_ms);
+        sqlx::query(
+            "UPDATE tasks SET state = ?, exit_code = ?, signal = ?, reason = ?, updated_ms = ?, \
+             finished_ms = ? WHERE id = ?",
+        )
+        .bind(update.state.as_str())
+        .bind(update.exit_code)
+        .bind(update.signal)
+        .bind(&update.reason)
+        .bind(now_ms)
+        .bind(finished)
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks every attempt still `running` as `lost` (at start: no agent holds it any more).
+    pub async fn lose_open_attempts(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE attempts SET state = 'lost', ended_ms = ?, detail = 'orchestrator restarted' \
+             WHERE state = 'running'",
+        )
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub async fn attempts_of(&self, task: &TaskId) -> Result<Vec<AttemptRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, attempt_no, instance, state, started_ms, ended_ms, exit_code, signal, detail \
+             FROM attempts WHERE task_id = ? ORDER BY attempt_no",
+        )
+        .bind(task.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AttemptRow {
+                    key: r.try_get::<i64, _>(0)? as AttemptKey,
+                    attempt_no: r.try_get::<i64, _>(1)? as u32,
+                    instance: parse_col("attempts", r.try_get::<String, _>(2)?, InstanceId::parse)?,
+                    state: r.try_get(3)?,
+                    started_ms: r.try_get(4)?,
+                    ended_ms: r.try_get(5)?,
+                    exit_code: r.try_get(6)?,
+                    signal: r.try_get(7)?,
+                    detail: r.try_get(8)?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn parse_col<T, E: std::fmt::Display>(
+    table: &'static str,
+    s: String,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<T, StoreError> {
+    parse(&s).map_err(|e| StoreError::Corrupt {
+        table,
+        detail: format!("{s:?}: {e}"),
+    })
+}
+
+fn task_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<TaskRow, StoreError> {
+    let instance: Option<String> = r.try_get(7)?;
+    Ok(TaskRow {
+        id: parse_col("tasks", r.try_get(0)?, TaskId::parse)?,
+        handle: parse_col("tasks", r.try_get(1)?, HandleId::parse)?,
+        run_id: parse_col("tasks", r.try_get(2)?, RunId::parse)?,
+        request: r.try_get(3)?,
+        state: parse_col("tasks", r.try_get(4)?, TaskState::from_str)?,
+        attempts: r.try_get::<i64, _>(5)? as u32,
+        max_attempts: r.try_get::<i64, _>(6)? as u32,
+        instance: instance
+            .map(|s| parse_col("tasks", s, InstanceId::parse))
+            .transpose()?,
+        exit_code: r.try_get(8)?,
+        signal: r.try_get(9)?,
+        reason: r.try_get(10)?,
+        created_ms: r.try_get(11)?,
+        updated_ms: r.try_get(12)?,
+        finished_ms: r.try_get(13)?,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,159 @@
+//! Subscriber: one observer following one handle.
+//!
+//! Owns only a cursor. Every observer reads the durable frame log from its cursor and then
+//! waits on the handle's watermark, so replay and live following are one code path, an
+//! observer that falls behind is simply served from the log, and no observer ever holds
+//! up the producer or another observer. A restart loses nothing: the observer reconnects
+//! with `from=<last offset it saw>`.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::domain::rfc3339_ms;
+use crate::exec_handle::{FrameLog, FrameLogError, HandleIndex, StoredFrame, Watermark};
+use crate::protocol::{FinalStatus, ObserverFrame, StreamKind};
+
+/// At most this many frames, or about this many bytes, per read from the log.
+const BATCH_FRAMES: usize = 1024;
+const BATCH_BYTES: usize = 1 << 20;
+
+pub struct Subscription {
+    log: FrameLog,
+    index: Arc<HandleIndex>,
+    cursor: u64,
+    watermark: watch::Receiver<Watermark>,
+    done: bool,
+}
+
+impl Subscription {
+    /// Follows `index` from just after offset `from` (0 = from the start).
+    pub fn new(log: FrameLog, index: Arc<HandleIndex>, from: u64) -> Self {
+        let watermark = index.subscribe();
+        Self {
+            log,
+            index,
+            cursor: from,
+            watermark,
+            done: false,
+        }
+    }
+
+    /// The next frames after the cursor, waiting while there are none yet.
+    /// `None` once the status frame has been delivered (or lies before the cursor).
+    pub async fn next_batch(&mut self) -> Result<Option<Vec<StoredFrame>>, FrameLogError> {
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            let wm = *self.watermark.borrow_and_update();
+            if wm.last > self.cursor {
+                let (log, index, after) = (self.log.clone(), self.index.clone(), self.cursor);
+                let frames = tokio::task::spawn_blocking(move || {
+                    log.read_after(&index, after, BATCH_FRAMES, BATCH_BYTES)
+                })
+                .await
+                .map_err(|_| FrameLogError::WriterStopped)??;
+                if let Some(last) = frames.last() {
+                    self.cursor = last.offset;
+                    self.done = last.kind == StreamKind::Status;
+                    return Ok(Some(frames));
+                }
+            }
+            if wm.sealed {
+                self.done = true;
+                return Ok(None);
+            }
+            if self.watermark.changed().await.is_err() {
+                return Err(FrameLogError::WriterStopped);
+            }
+        }
+    }
+}
+
+/// The observer's view of a stored frame.
+pub fn to_observer(frame: &StoredFrame) -> ObserverFrame {
+    let status = (frame.kind == StreamKind::Status)
+        .then(|| serde_json::from_slice::<FinalStatus>(&frame.data).ok())
+        .flatten();
+    let (data, encoding) = if status.is_some() {
+        (String::new(), None)
+    } else {
+        ObserverFrame::encode_data(&frame.data)
+    };
+    ObserverFrame {
+        handle: frame.handle.clone(),
+        offset: frame.offset,
+        attempt: frame.attempt,
+        ts: rfc3339_ms(frame.ts_ms),
+        kind: frame.kind,
+        data,
+        encoding,
+        status,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::HandleId;
+    use crate::exec_handle::Append;
+
+    #[tokio::test]
+    async fn replays_then_follows_live_then_ends_at_the_status_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = FrameLog::open(dir.path()).unwrap();
+        let h = HandleId::parse("h-s").unwrap();
+        let index = log.create_handle(&h);
+        let put = |kind, data: &str| Append {
+            handle: h.clone(),
+            attempt: 1,
+            kind,
+            data: data.as_bytes().to_vec(),
+            ack: None,
+        };
+        for i in 1..=5 {
+            log.append(put(StreamKind::Stdout, &format!("{i}\n")))
+                .await
+                .unwrap();
+        }
+        let mut sub = Subscription::new(log.clone(), index.clone(), 2);
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            let batch = tokio::time::timeout(Duration::from_secs(10), sub.next_batch())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            seen.extend(batch.into_iter().map(|f| f.offset));
+        }
+        assert_eq!(seen, vec![3, 4, 5]);
+        let live = tokio::spawn(async move {
+            let mut out = Vec::new();
+            while let Some(batch) = sub.next_batch().await.unwrap() {
+                out.extend(batch.iter().map(to_observer));
+            }
+            out
+        });
+        log.append(put(StreamKind::Stderr, "6\n")).await.unwrap();
+        let status = serde_json::json!({"state": "succeeded", "exitCode": 0, "signal": null, "attempts": 1, "reason": null});
+        log.append(put(StreamKind::Status, &status.to_string()))
+            .await
+            .unwrap();
+        let rest = tokio::time::timeout(Duration::from_secs(10), live)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            rest.iter().map(|f| f.offset).collect::<Vec<_>>(),
+            vec![6, 7]
+        );
+        assert_eq!(rest[0].data, "6\n");
+        assert_eq!(rest[1].status.as_ref().map(|s| s.exit_code), Some(Some(0)));
+        // A late observer of a finished handle gets the tail and the end.
+        let mut late = Subscription::new(log.clone(), index, 7);
+        assert!(late.next_batch().await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,315 @@
+//! One attempt on the agent: spawn, pump output as chunks, enforce timeout and cancel,
+//! report the outcome.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flotilla_actors::protocol::{
+    AgentMsg, Assignment, AttemptKey, Outcome, OutputChunk, StreamKind,
+};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Most unacknowledged chunks per attempt before the agent stops reading the pipes.
+pub const WINDOW: u64 = 256;
+/// Largest chunk of output.
+const CHUNK: usize = 64 * 1024;
+/// A partial line is sent after this long without more output.
+const IDLE_FLUSH: Duration = Duration::from_millis(50);
+/// Between SIGTERM and SIGKILL when a task is cancelled or times out.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+/// How long to wait for the pipes to close once the process group is gone.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
+/// What the socket writer sends.
+pub enum Outgoing {
+    Control(AgentMsg),
+    Chunk(Vec<u8>),
+}
+
+impl Outgoing {
+    pub fn into_message(self) -> Message {
+        match self {
+            // unwrap: an AgentMsg is plain data and always serialises.
+            Outgoing::Control(m) => Message::text(serde_json::to_string(&m).unwrap()),
+            Outgoing::Chunk(b) => Message::binary(b),
+        }
+    }
+}
+
+const RUN: u8 = 0;
+const CANCEL: u8 = 1;
+const ABANDON: u8 = 2;
+
+/// The agent's handle on a running attempt.
+pub struct AttemptCtl {
+    acked: watch::Sender<u64>,
+    stop: watch::Sender<u8>,
+}
+
+impl AttemptCtl {
+    pub fn new() -> Self {
+        Self {
+            acked: watch::Sender::new(0),
+            stop: watch::Sender::new(RUN),
+        }
+    }
+
+    pub fn acked(&self, seq: u64) {
+        self.acked.send_if_modified(|a| {
+            let newer = seq > *a;
+            if newer {
+                *a = seq;
+            }
+            newer
+        });
+    }
+
+    /// The server asked to cancel: kill and report.
+    pub fn cancel(&self) {
+        self.stop.send_if_modified(|s| {
+            let first = *s == RUN;
+            if first {
+                *s = CANCEL;
+            }
+            first
+        });
+    }
+
+    /// The connection is gone: kill and report nothing (the server requeues).
+    pub fn abandon(&self) {
+        self.stop.send_replace(ABANDON);
+    }
+}
+
+impl Default for AttemptCtl {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Numbers chunks densely across stdout and stderr and sends them in that order.
+struct ChunkSender {
+    attempt: AttemptKey,
+    seq: Mutex<u64>,
+    out: mpsc::UnboundedSender<Outgoing>,
+    acked: watch::Receiver<u64>,
+    stop: watch::Receiver<u8>,
+}
+
+impl ChunkSender {
+    /// Sends one chunk once the window allows; false if the attempt was abandoned.
+    async fn send(&self, kind: StreamKind, data: &[u8]) -> bool {
+        let mut acked = self.acked.clone();
+        let mut stop = self.stop.clone();
+        loop {
+            let sent = *self.seq.lock().unwrap_or_else(|e| e.into_inner());
+            if sent - *acked.borrow_and_update() < WINDOW {
+                break;
+            }
+            tokio::select! {
+                r = acked.changed() => if r.is_err() { return false },
+                _ = until(&mut stop, |s| s == ABANDON) => return false,
+            }
+        }
+        let mut seq = self.seq.lock().unwrap_or_else(|e| e.into_inner());
+        *seq += 1;
+        let chunk = OutputChunk {
+            kind,
+            attempt: self.attempt,
+            seq: *seq,
+            data,
+        };
+        self.out.send(Outgoing::Chunk(chunk.encode())).is_ok()
+    }
+}
+
+/// Reads a pipe and sends it as chunks that end at line boundaries where possible.
+async fn pump(mut pipe: impl AsyncRead + Unpin, kind: StreamKind, sender: Arc<ChunkSender>) {
+    let mut pending: Vec<u8> = Vec::with_capacity(2 * CHUNK);
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let read = if pending.is_empty() {
+            Ok(pipe.read(&mut buf).await)
+        } else {
+            tokio::time::timeout(IDLE_FLUSH, pipe.read(&mut buf)).await
+        };
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                if !pending.is_empty() {
+                    sender.send(kind, &pending).await;
+                }
+                return;
+            }
+            Ok(Ok(n)) => pending.extend_from_slice(&buf[..n]),
+            Err(_idle) => {
+                if !sender.send(kind, &pending).await {
+                    return;
+                }
+                pending.clear();
+                continue;
+            }
+        }
+        // Send whole lines, in chunks of at most CHUNK bytes.
+        while let Some(end) = cut(&pending) {
+            if !sender.send(kind, &pending[..end]).await {
+                return;
+            }
+            pending.drain(..end);
+        }
+    }
+}
+
+/// Where to cut `pending`: after the last newline within the first CHUNK bytes, or at
+/// CHUNK bytes if a line is longer; `None` to wait for more.
+fn cut(pending: &[u8]) -> Option<usize> {
+    let window = &pending[..pending.len().min(CHUNK)];
+    match window.iter().rposition(|b| *b == b'\n') {
+        Some(i) => Some(i + 1),
+        None if pending.len() >= CHUNK => Some(CHUNK),
+        None => None,
+    }
+}
+
+/// Waits until the stop state satisfies `pred` (the watch guard never crosses an await).
+async fn until(stop: &mut watch::Receiver<u8>, pred: impl Fn(u8) -> bool) {
+    let _ = stop.wait_for(|s| pred(*s)).await;
+}
+
+fn kill_group(pgid: u32, signal: i32) {
+    // SAFETY: killpg only sends a signal; a stale group id yields ESRCH, which we ignore.
+    unsafe {
+        libc::killpg(pgid as libc::pid_t, signal);
+    }
+}
+
+/// Runs one attempt to its end and reports it (unless abandoned).
+pub async fn run(a: Assignment, ctl: Arc<AttemptCtl>, out: mpsc::UnboundedSender<Outgoing>) {
+    let report = |outcome| {
+        let _ = out.send(Outgoing::Control(AgentMsg::Exited {
+            attempt: a.attempt,
+            outcome,
+        }));
+    };
+    let Some((program, args)) = a.argv.split_first() else {
+        report(Outcome::SpawnFailed {
+            message: "empty argv".into(),
+        });
+        return;
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .envs(a.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(cwd) = &a.cwd {
+        cmd.current_dir(cwd);
+    }
+    // SAFETY: prctl is async-signal-safe; the child dies if this agent dies.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            report(Outcome::SpawnFailed {
+                message: format!("{program}: {e}"),
+            });
+            return;
+        }
+    };
+    let pid = child.id().unwrap_or(0);
+    let _ = out.send(Outgoing::Control(AgentMsg::Started {
+        attempt: a.attempt,
+        pid,
+    }));
+    let sender = Arc::new(ChunkSender {
+        attempt: a.attempt,
+        seq: Mutex::new(0),
+        out: out.clone(),
+        acked: ctl.acked.subscribe(),
+        stop: ctl.stop.subscribe(),
+    });
+    let mut pumps = Vec::new();
+    if let Some(p) = child.stdout.take() {
+        pumps.push(tokio::spawn(pump(p, StreamKind::Stdout, sender.clone())));
+    }
+    if let Some(p) = child.stderr.take() {
+        pumps.push(tokio::spawn(pump(p, StreamKind::Stderr, sender.clone())));
+    }
+    let mut stop = ctl.stop.subscribe();
+    let timeout = a.timeout_ms.map(Duration::from_millis);
+    let timer = async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        status = child.wait() => match status {
+            Ok(s) => Outcome::Exited { code: s.code(), signal: s.signal() },
+            Err(e) => Outcome::SpawnFailed { message: format!("waiting for the process: {e}") },
+        },
+        _ = timer => {
+            terminate(&mut child, pid).await;
+            Outcome::TimedOut
+        }
+        _ = until(&mut stop, |s| s != RUN) => {
+            terminate(&mut child, pid).await;
+            Outcome::Cancelled
+        }
+    };
+    // The leader is gone; nothing of its group may outlive it and hold the pipes open.
+    kill_group(pid, libc::SIGKILL);
+    for p in pumps {
+        if tokio::time::timeout(DRAIN_LIMIT, p).await.is_err() {
+            tracing::warn!(
+                attempt = a.attempt,
+                "output pipe still open after the process ended"
+            );
+        }
+    }
+    if *ctl.stop.borrow() == ABANDON {
+        return;
+    }
+    report(outcome);
+}
+
+/// SIGTERM to the group, then SIGKILL after a grace period.
+async fn terminate(child: &mut tokio::process::Child, pid: u32) {
+    kill_group(pid, libc::SIGTERM);
+    if tokio::time::timeout(KILL_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        kill_group(pid, libc::SIGKILL);
+        let _ = child.wait().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_end_at_the_last_newline_or_at_the_size_limit() {
+        assert_eq!(cut(b"partial"), None);
+        assert_eq!(cut(b"a\nb\nrest"), Some(4));
+        let long = vec![b'x'; CHUNK + 10];
+        assert_eq!(cut(&long), Some(CHUNK));
+        let mut lines = vec![b'y'; CHUNK - 1];
+        lines.push(b'\n');
+        lines.extend_from_slice(b"more\n");
+        assert_eq!(cut(&lines), Some(CHUNK));
+    }
+}

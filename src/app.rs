@@ -1,0 +1,85 @@
+//! App wiring: the one place the engine, the HTTP server and the local agents are built.
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use flotilla_actors::engine::{Engine, EngineConfig};
+use flotilla_actors::supervisor::{LocalAgents, LocalSupervisor};
+
+use crate::config::ServeConfig;
+use crate::http::{self, Limits};
+
+/// Runs `flotilla serve` until SIGINT/SIGTERM.
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let (engine, report) = Engine::start(EngineConfig {
+        state_dir: config.state_dir.clone(),
+        artifacts_dir: config.artifacts_dir.clone(),
+        admin_token: config.admin_token.clone(),
+    })
+    .await
+    .context("starting the engine")?;
+    if config.admin_token.is_none() {
+        let path = config.state_dir.join("admin.token");
+        let verb = if report.admin_token_created {
+            "created"
+        } else {
+            "kept"
+        };
+        eprintln!(
+            "admin token {verb} in {} (mode 0600); clients use it as\n  export FLOTILLA_TOKEN=$(cat {})",
+            path.display(),
+            path.display()
+        );
+    }
+    if report.recovered > 0 {
+        tracing::info!(
+            tasks = report.recovered,
+            "recovered live tasks from the store"
+        );
+    }
+    let data = web::Data::new((
+        engine.clone(),
+        Limits {
+            max_body_bytes: config.max_body_bytes,
+        },
+    ));
+    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(http::routes))
+        .workers(2)
+        .bind(config.bind)
+        .with_context(|| format!("binding {}", config.bind))?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .context("the server bound no address")?;
+    println!("flotilla listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+    let supervisor = (config.local_instances > 0)
+        .then(|| -> anyhow::Result<LocalSupervisor> {
+            Ok(LocalSupervisor::start(LocalAgents {
+                exe: std::env::current_exe().context("locating the flotilla executable")?,
+                count: config.local_instances,
+                server_url: format!("http://{}", reachable(addr)),
+                agent_token: engine.tokens.mint_agent(),
+                capabilities: config.local_capabilities.clone(),
+                slots: config.local_slots,
+            }))
+        })
+        .transpose()?;
+    server.run().await.context("running the HTTP server")?;
+    if let Some(s) = supervisor {
+        s.stop();
+    }
+    Ok(())
+}
+
+/// The address local agents dial: the bound one, or loopback when bound to all interfaces.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+    } else {
+        addr
+    }
+}

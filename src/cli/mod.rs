@@ -1,0 +1,329 @@
+//! The CLI: argument types and the client commands (`submit`, `watch`, `tasks`, `cancel`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use flotilla_actors::domain::TaskState;
+use flotilla_actors::protocol::{FinalStatus, StreamKind};
+use serde_json::{json, Map, Value};
+
+use crate::client::{self, Client};
+
+#[derive(Parser)]
+#[command(
+    name = "flotilla",
+    version,
+    about = "A self-healing orchestrator for fleets of command and coding-agent runs"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the orchestrator: HTTP API, queue, dispatcher and local agents.
+    Serve(ServeArgs),
+    /// Run an executor instance that connects to a server.
+    Agent(AgentArgs),
+    /// Submit a command; prints the task id.
+    Submit(SubmitArgs),
+    /// Print a task's live output; resumes after a dropped connection.
+    Watch(WatchArgs),
+    /// List tasks.
+    Tasks(TasksArgs),
+    /// Cancel a task (kills its process group if it runs).
+    Cancel(CancelArgs),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Config file (default: ./flotilla.toml if present).
+    #[arg(long, env = "FLOTILLA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7070].
+    #[arg(long, env = "FLOTILLA_BIND")]
+    pub bind: Option<String>,
+    /// Database, frame log and tokens [default: .flotilla].
+    #[arg(long, env = "FLOTILLA_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Root of .runs/ and out/ [default: the working directory].
+    #[arg(long, env = "FLOTILLA_ARTIFACTS_DIR")]
+    pub artifacts_dir: Option<PathBuf>,
+    /// Local agent processes to supervise [default: 2].
+    #[arg(long, env = "FLOTILLA_LOCAL_INSTANCES")]
+    pub local_instances: Option<u32>,
+    /// Capabilities of the local agents, comma-separated [default: os:linux,local].
+    #[arg(long, env = "FLOTILLA_LOCAL_CAPABILITIES")]
+    pub local_capabilities: Option<String>,
+    /// Slots per local agent [default: 1].
+    #[arg(long, env = "FLOTILLA_LOCAL_SLOTS")]
+    pub local_slots: Option<u32>,
+}
+
+#[derive(Args)]
+pub struct AgentArgs {
+    /// Server base URL.
+    #[arg(long, env = "FLOTILLA_SERVER", default_value = "http://127.0.0.1:7070")]
+    pub server: String,
+    /// Agent token (from POST /v1/tokens/agent), or the admin token.
+    #[arg(long, env = "FLOTILLA_AGENT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Instance id [default: <hostname>-<pid>].
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Capabilities offered, comma-separated.
+    #[arg(long, default_value = "")]
+    pub capabilities: String,
+    /// How many tasks may run at once.
+    #[arg(long, default_value_t = 1)]
+    pub slots: u32,
+}
+
+#[derive(Args, Clone)]
+pub struct ClientArgs {
+    /// Server base URL.
+    #[arg(long, env = "FLOTILLA_SERVER", default_value = "http://127.0.0.1:7070")]
+    pub server: String,
+    /// Admin token [default: the contents of .flotilla/admin.token].
+    #[arg(long, env = "FLOTILLA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Required capability (repeatable).
+    #[arg(long = "cap")]
+    pub caps: Vec<String>,
+    /// Environment variable KEY=VALUE (repeatable).
+    #[arg(long = "env")]
+    pub env: Vec<String>,
+    /// Label KEY=VALUE (repeatable).
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// Working directory on the instance.
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// Kill after this many seconds.
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Attempts allowed when an instance is lost.
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
+    /// Task id (generated when absent).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Follow the output after submitting; exit with the task's exit status.
+    #[arg(long)]
+    pub watch: bool,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true)]
+    pub argv: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Task id.
+    pub task: String,
+    /// Start after this offset.
+    #[arg(long, default_value_t = 0)]
+    pub from: u64,
+}
+
+#[derive(Args)]
+pub struct TasksArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Only tasks in this state.
+    #[arg(long)]
+    pub state: Option<String>,
+}
+
+#[derive(Args)]
+pub struct CancelArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Task id.
+    pub task: String,
+}
+
+/// Gives up following a stream after this long without progress.
+const STALL_LIMIT: Duration = Duration::from_secs(120);
+
+impl ClientArgs {
+    pub fn client(&self) -> anyhow::Result<Client> {
+        let token = match &self.token {
+            Some(t) => t.clone(),
+            None => {
+                let dir = std::env::var_os("FLOTILLA_STATE_DIR")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| ".flotilla".into());
+                let path = dir.join("admin.token");
+                std::fs::read_to_string(&path)
+                    .map(|s| s.trim().to_owned())
+                    .with_context(|| {
+                        format!(
+                            "no token: set FLOTILLA_TOKEN or run where {} exists",
+                            path.display()
+                        )
+                    })?
+            }
+        };
+        Ok(Client::new(&self.server, &token))
+    }
+}
+
+fn key_values(items: &[String], what: &str) -> anyhow::Result<Map<String, Value>> {
+    items
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => Ok((k.to_owned(), Value::String(v.to_owned()))),
+            None => bail!("{what} {kv:?} must be KEY=VALUE"),
+        })
+        .collect()
+}
+
+pub fn submit(args: SubmitArgs) -> anyhow::Result<i32> {
+    let client = args.client.client()?;
+    let mut req = json!({ "argv": args.argv });
+    let obj = req.as_object_mut().context("request is an object")?;
+    if !args.caps.is_empty() {
+        obj.insert("capabilities".into(), json!(args.caps));
+    }
+    if !args.env.is_empty() {
+        obj.insert("env".into(), Value::Object(key_values(&args.env, "--env")?));
+    }
+    if !args.labels.is_empty() {
+        obj.insert(
+            "labels".into(),
+            Value::Object(key_values(&args.labels, "--label")?),
+        );
+    }
+    for (key, value) in [
+        ("cwd", args.cwd.map(Value::from)),
+        ("timeoutSeconds", args.timeout.map(Value::from)),
+        ("maxAttempts", args.max_attempts.map(Value::from)),
+        ("id", args.id.map(Value::from)),
+    ] {
+        if let Some(v) = value {
+            obj.insert(key.into(), v);
+        }
+    }
+    let reply = client.submit(&req).map_err(explain)?;
+    let id = reply["id"]
+        .as_str()
+        .context("reply without an id")?
+        .to_owned();
+    println!("{id}");
+    if let Some(reason) = reply["reason"].as_str() {
+        eprintln!("flotilla: {reason}");
+    }
+    if !args.watch {
+        return Ok(0);
+    }
+    let handle = reply["handle"].as_str().context("reply without a handle")?;
+    watch_handle(&client, &id, handle, 0)
+}
+
+pub fn watch(args: WatchArgs) -> anyhow::Result<i32> {
+    let client = args.client.client()?;
+    let task = client.task(&args.task).map_err(explain)?;
+    let handle = task["handle"].as_str().context("task without a handle")?;
+    watch_handle(&client, &args.task, handle, args.from)
+}
+
+fn watch_handle(client: &Client, task: &str, handle: &str, from: u64) -> anyhow::Result<i32> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let status: FinalStatus = rt
+        .block_on(client::follow(
+            client.base(),
+            client.token(),
+            handle,
+            from,
+            STALL_LIMIT,
+            |f| {
+                let bytes = f.bytes();
+                let _ = match f.kind {
+                    StreamKind::Stdout => std::io::stdout()
+                        .write_all(&bytes)
+                        .and_then(|_| std::io::stdout().flush()),
+                    StreamKind::Stderr => std::io::stderr().write_all(&bytes),
+                    StreamKind::Status => Ok(()),
+                };
+            },
+        ))
+        .map_err(explain)?;
+    if status.state != TaskState::Succeeded {
+        let why = status.reason.as_deref().unwrap_or("");
+        eprintln!("flotilla: task {task} {}: {why}", status.state);
+    }
+    Ok(match (status.state, status.exit_code) {
+        (TaskState::Succeeded, _) => 0,
+        (_, Some(c)) if c != 0 => c,
+        _ => 1,
+    })
+}
+
+pub fn tasks(args: TasksArgs) -> anyhow::Result<i32> {
+    let client = args.client.client()?;
+    let reply = client.tasks(args.state.as_deref()).map_err(explain)?;
+    println!(
+        "{:<24} {:<10} {:>8} {:<16} {:>5}",
+        "ID", "STATE", "ATTEMPTS", "INSTANCE", "EXIT"
+    );
+    for t in reply["tasks"].as_array().into_iter().flatten() {
+        let s = |k: &str| t[k].as_str().unwrap_or("-").to_owned();
+        let exit = t["exitCode"]
+            .as_i64()
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<24} {:<10} {:>8} {:<16} {:>5}",
+            s("id"),
+            s("state"),
+            t["attempts"],
+            s("instance"),
+            exit
+        );
+    }
+    Ok(0)
+}
+
+pub fn cancel(args: CancelArgs) -> anyhow::Result<i32> {
+    let client = args.client.client()?;
+    let reply = client.cancel(&args.task).map_err(explain)?;
+    println!("{} {}", args.task, reply["state"].as_str().unwrap_or("?"));
+    Ok(0)
+}
+
+/// Turns a client error into a message naming each field at fault.
+fn explain(e: client::ClientError) -> anyhow::Error {
+    if let client::ClientError::Api { problem, .. } = &e {
+        let fields: Vec<String> = problem["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| {
+                format!(
+                    "  {} ({}): {}",
+                    f["pointer"].as_str().unwrap_or(""),
+                    f["rule"].as_str().unwrap_or(""),
+                    f["message"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        if !fields.is_empty() {
+            return anyhow::anyhow!("{e}\n{}", fields.join("\n"));
+        }
+    }
+    anyhow::anyhow!(e)
+}

@@ -1,0 +1,225 @@
+//! Typed configuration of `flotilla serve`: flags > environment > `flotilla.toml` > defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use flotilla_actors::domain::Capability;
+use serde::Deserialize;
+
+/// Default listen address.
+pub const DEFAULT_BIND: &str = "127.0.0.1:7070";
+/// Default state directory (database, frame log, tokens).
+pub const DEFAULT_STATE_DIR: &str = ".flotilla";
+/// Default number of local agent processes.
+pub const DEFAULT_LOCAL_INSTANCES: u32 = 2;
+/// Default slots per local agent.
+pub const DEFAULT_LOCAL_SLOTS: u32 = 1;
+/// Default capabilities of local agents.
+pub const DEFAULT_LOCAL_CAPABILITIES: &str = "os:linux,local";
+/// Largest request body accepted.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// `flotilla.toml`: every key optional; unknown keys are an error.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    /// Address to listen on.
+    pub bind: Option<String>,
+    /// Where the database, frame log and tokens live.
+    pub state_dir: Option<PathBuf>,
+    /// Root of the `.runs/` and `out/` artifact folders.
+    pub artifacts_dir: Option<PathBuf>,
+    /// Number of local agent processes to supervise.
+    pub local_instances: Option<u32>,
+    /// Capabilities the local agents offer.
+    pub local_capabilities: Option<Vec<String>>,
+    /// Slots per local agent.
+    pub local_slots: Option<u32>,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: Option<usize>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub bind: SocketAddr,
+    pub state_dir: PathBuf,
+    pub artifacts_dir: PathBuf,
+    pub local_instances: u32,
+    pub local_capabilities: Vec<Capability>,
+    pub local_slots: u32,
+    pub max_body_bytes: usize,
+    /// From `FLOTILLA_TOKEN`: replaces the stored admin token.
+    pub admin_token: Option<String>,
+}
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("bind address {0:?} is not host:port")]
+    Bind(String),
+    #[error("local capabilities: {0}")]
+    Capability(#[from] flotilla_actors::domain::CapabilityError),
+    #[error("{field} must be between {min} and {max}, got {got}")]
+    Range {
+        field: &'static str,
+        min: u64,
+        max: u64,
+        got: u64,
+    },
+    #[error("FLOTILLA_TOKEN must be at least 16 characters")]
+    WeakToken,
+}
+
+/// What flags and the environment gave (None = not given).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub bind: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub artifacts_dir: Option<PathBuf>,
+    pub local_instances: Option<u32>,
+    pub local_capabilities: Option<String>,
+    pub local_slots: Option<u32>,
+    pub admin_token: Option<String>,
+}
+
+impl ServeConfig {
+    /// Merges flags/env over the file (explicit path, or `./flotilla.toml` if present).
+    pub fn resolve(o: Overrides) -> Result<Self, ConfigError> {
+        let file = match &o.config {
+            Some(p) => read_file(p)?,
+            None if Path::new("flotilla.toml").exists() => read_file(Path::new("flotilla.toml"))?,
+            None => FileConfig::default(),
+        };
+        let bind_text = o
+            .bind
+            .or(file.bind)
+            .unwrap_or_else(|| DEFAULT_BIND.to_owned());
+        let bind = bind_text
+            .parse()
+            .map_err(|_| ConfigError::Bind(bind_text.clone()))?;
+        let local_capabilities = match (o.local_capabilities, file.local_capabilities) {
+            (Some(s), _) => Capability::parse_list(&s)?,
+            (None, Some(v)) => v
+                .iter()
+                .map(|s| Capability::parse(s))
+                .collect::<Result<_, _>>()?,
+            (None, None) => Capability::parse_list(DEFAULT_LOCAL_CAPABILITIES)?,
+        };
+        let config = Self {
+            bind,
+            state_dir: o
+                .state_dir
+                .or(file.state_dir)
+                .unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+            artifacts_dir: o
+                .artifacts_dir
+                .or(file.artifacts_dir)
+                .unwrap_or_else(|| ".".into()),
+            local_instances: o
+                .local_instances
+                .or(file.local_instances)
+                .unwrap_or(DEFAULT_LOCAL_INSTANCES),
+            local_capabilities,
+            local_slots: o
+                .local_slots
+                .or(file.local_slots)
+                .unwrap_or(DEFAULT_LOCAL_SLOTS),
+            max_body_bytes: file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            admin_token: o.admin_token.filter(|t| !t.is_empty()),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges before anything starts.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let range = |field, got: u64, min, max| {
+            if (min..=max).contains(&got) {
+                Ok(())
+            } else {
+                Err(ConfigError::Range {
+                    field,
+                    min,
+                    max,
+                    got,
+                })
+            }
+        };
+        range("local-instances", self.local_instances.into(), 0, 64)?;
+        range("local-slots", self.local_slots.into(), 1, 1024)?;
+        range("max-body-bytes", self.max_body_bytes as u64, 1024, 64 << 20)?;
+        if self.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(ConfigError::WeakToken);
+        }
+        Ok(())
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_defaults_fill_the_rest() {
+        let dir = std::env::temp_dir().join(format!("flotilla-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("f.toml");
+        std::fs::write(&file, "bind = \"127.0.0.1:9000\"\nlocal-slots = 4\n").unwrap();
+        let c = ServeConfig::resolve(Overrides {
+            config: Some(file.clone()),
+            local_slots: Some(2),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.bind.port(), 9000);
+        assert_eq!(c.local_slots, 2);
+        assert_eq!(c.local_instances, DEFAULT_LOCAL_INSTANCES);
+        std::fs::write(&file, "colour = 1\n").unwrap();
+        let err = ServeConfig::resolve(Overrides {
+            config: Some(file),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn out_of_range_values_are_named() {
+        let err = ServeConfig::resolve(Overrides {
+            local_slots: Some(0),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("local-slots"), "{err}");
+        let err = ServeConfig::resolve(Overrides {
+            admin_token: Some("short".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::WeakToken));
+    }
+}

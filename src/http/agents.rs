@@ -1,0 +1,115 @@
+//! `GET /v1/agents/connect`: the WebSocket an agent holds open. The protocol logic lives in
+//! `flotilla_actors::instance`; this only moves messages between the socket and it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_ws::{CloseCode, CloseReason, Message};
+use flotilla_actors::instance::{InstanceSession, SILENCE_LIMIT_MS};
+use flotilla_actors::protocol::ServerMsg;
+use futures_util::StreamExt;
+use tokio::time::Instant;
+
+use super::error::ApiError;
+use super::{auth, State};
+
+/// Largest WebSocket frame an agent may send (an output chunk plus its header).
+const MAX_FRAME: usize = 1 << 20;
+
+pub async fn connect(
+    req: HttpRequest,
+    body: web::Payload,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    let (engine, _) = &**state;
+    auth::agent(&req, &engine.tokens)?;
+    let (resp, mut session, incoming) = actix_ws::handle(&req, body).map_err(|e| {
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "not-websocket",
+            "",
+            "upgrade",
+            e.to_string(),
+        )
+    })?;
+    let mut incoming = incoming.max_frame_size(MAX_FRAME);
+    let (mut inst, mut outbox) = InstanceSession::new(engine.clone());
+    actix_web::rt::spawn(async move {
+        let silence = Duration::from_millis(SILENCE_LIMIT_MS);
+        let mut deadline = Instant::now() + silence;
+        let reason: Option<String> = loop {
+            tokio::select! {
+                msg = incoming.next() => {
+                    deadline = Instant::now() + silence;
+                    let result = match msg {
+                        Some(Ok(Message::Text(t))) => match inst.on_text(&t).await {
+                            Ok(Some(reply)) => send(&mut session, &reply).await,
+                            Ok(None) => Ok(()),
+                            Err(e) => break Some(e.to_string()),
+                        },
+                        Some(Ok(Message::Binary(b))) => match inst.on_binary(&b).await {
+                            Ok(()) => Ok(()),
+                            Err(e) => break Some(e.to_string()),
+                        },
+                        Some(Ok(Message::Ping(p))) => session.pong(&p).await.map_err(|_| ()),
+                        Some(Ok(Message::Close(_))) | None => break None,
+                        Some(Err(e)) => break Some(format!("protocol error: {e}")),
+                        Some(Ok(_)) => Ok(()),
+                    };
+                    if result.is_err() {
+                        break None;
+                    }
+                }
+                Some(msg) = outbox.control.recv() => {
+                    inst.on_outgoing(&msg);
+                    if send(&mut session, &msg).await.is_err() {
+                        break None;
+                    }
+                }
+                Some(first) = outbox.acks.recv() => {
+                    // Acks are cumulative: send only the highest per attempt.
+                    let mut highest = HashMap::from([first]);
+                    while let Ok((a, s)) = outbox.acks.try_recv() {
+                        let e = highest.entry(a).or_insert(s);
+                        *e = (*e).max(s);
+                    }
+                    let mut failed = false;
+                    for (attempt, seq) in highest {
+                        failed |= send(&mut session, &ServerMsg::Ack { attempt, seq }).await.is_err();
+                    }
+                    if failed {
+                        break None;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    break Some(format!("no message for {} ms", silence.as_millis()));
+                }
+            }
+        };
+        if let Some(why) = &reason {
+            tracing::warn!(reason = %why, "closing agent connection");
+            let _ = send(
+                &mut session,
+                &ServerMsg::Refused {
+                    reason: why.clone(),
+                },
+            )
+            .await;
+        }
+        inst.close();
+        let close = reason.map(|r| CloseReason {
+            code: CloseCode::Policy,
+            description: Some(r),
+        });
+        let _ = session.close(close).await;
+    });
+    Ok(resp)
+}
+
+async fn send(session: &mut actix_ws::Session, msg: &ServerMsg) -> Result<(), ()> {
+    // unwrap: a ServerMsg is plain data and always serialises.
+    let text = serde_json::to_string(msg).unwrap();
+    session.text(text).await.map_err(|_| ())
+}

@@ -1,0 +1,112 @@
+//! `ApiError`: every failure of an HTTP route, rendered as `application/problem+json`
+//! (RFC 9457) with the list of fields at fault.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use flotilla_actors::control_plane::FieldError;
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{detail}")]
+    BadRequest {
+        status: StatusCode,
+        code: &'static str,
+        detail: String,
+        errors: Vec<FieldError>,
+    },
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    #[error("this token may not {0}")]
+    Forbidden(&'static str),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("internal error; see the server log")]
+    Internal,
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    errors: &'a [FieldError],
+}
+
+impl ApiError {
+    /// A 400/413/422 naming the field, the rule and what is wrong.
+    pub fn field(
+        status: StatusCode,
+        code: &'static str,
+        pointer: impl Into<String>,
+        rule: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        let message = message.into();
+        ApiError::BadRequest {
+            status,
+            code,
+            detail: message.clone(),
+            errors: vec![FieldError {
+                pointer: pointer.into(),
+                rule: rule.to_owned(),
+                message,
+            }],
+        }
+    }
+
+    /// Logs an unexpected failure and hides its detail from the client.
+    pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %err, "{context}");
+        ApiError::Internal
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. } => code,
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not-found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Internal => "internal",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { status, .. } => *status,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let errors = match self {
+            ApiError::BadRequest { errors, .. } => errors.as_slice(),
+            _ => &[],
+        };
+        let problem = Problem {
+            kind: format!("urn:flotilla:problem:{}", self.code()),
+            title: status.canonical_reason().unwrap_or("error"),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            errors,
+        };
+        let mut resp = HttpResponse::build(status);
+        resp.content_type("application/problem+json");
+        if matches!(self, ApiError::Unauthorized) {
+            resp.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        resp.json(problem)
+    }
+}

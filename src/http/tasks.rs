@@ -1,0 +1,249 @@
+//! Task routes: submit, list, get, cancel; plus instances and agent tokens.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use flotilla_actors::control_plane::Rejection;
+use flotilla_actors::dispatcher::messages::{CancelError, CancelOutcome, SubmitError};
+use flotilla_actors::domain::{rfc3339_ms, TaskId, TaskState};
+use flotilla_actors::store::TaskRow;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::error::ApiError;
+use super::{auth, State};
+
+/// A task as the API shows it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskView {
+    pub id: String,
+    pub handle: String,
+    pub run_id: String,
+    pub state: TaskState,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub instance: Option<String>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub reason: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub finished_at: Option<String>,
+    pub request: Value,
+}
+
+impl From<&TaskRow> for TaskView {
+    fn from(r: &TaskRow) -> Self {
+        Self {
+            id: r.id.to_string(),
+            handle: r.handle.to_string(),
+            run_id: r.run_id.to_string(),
+            state: r.state,
+            attempts: r.attempts,
+            max_attempts: r.max_attempts,
+            instance: r.instance.as_ref().map(|i| i.to_string()),
+            exit_code: r.exit_code,
+            signal: r.signal,
+            reason: r.reason.clone(),
+            created_at: rfc3339_ms(r.created_ms),
+            updated_at: rfc3339_ms(r.updated_ms),
+            finished_at: r.finished_ms.map(rfc3339_ms),
+            request: serde_json::from_str(&r.request).unwrap_or(Value::Null),
+        }
+    }
+}
+
+/// Reads the body, refusing more than `limit` bytes without buffering them.
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "bad-body",
+                "",
+                "body",
+                format!("reading the body: {e}"),
+            )
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::field(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "",
+                "maxBytes",
+                format!("the body exceeds the limit of {limit} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn parse_task_id(raw: &str) -> Result<TaskId, ApiError> {
+    TaskId::parse(raw).map_err(|e| {
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "invalid-id",
+            "/path/id",
+            "pattern",
+            format!("task id {raw:?}: {e}"),
+        )
+    })
+}
+
+pub async fn submit(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    let (engine, limits) = &**state;
+    auth::admin(&req, &engine.tokens)?;
+    let body = read_body(payload, limits.max_body_bytes).await?;
+    let request = engine.control.parse_run_request(&body).map_err(|r| {
+        let (status, code) = match r {
+            Rejection::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed-json"),
+            Rejection::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "schema-violation"),
+        };
+        let errors = r.errors().to_vec();
+        ApiError::BadRequest {
+            status,
+            code,
+            detail: r.to_string(),
+            errors,
+        }
+    })?;
+    let row = engine
+        .submit(request)
+        .await
+        .map_err(|e| ApiError::internal("submit", e))?
+        .map_err(|e| match e {
+            SubmitError::Duplicate(id) => {
+                ApiError::Conflict(format!("a task with id {id} already exists"))
+            }
+            SubmitError::Store(e) => ApiError::internal("storing a task", e),
+        })?;
+    let token = engine.tokens.mint_observer(&row.handle);
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/v1/tasks/{}", row.id)))
+        .json(serde_json::json!({
+            "id": row.id,
+            "handle": row.handle,
+            "runId": row.run_id,
+            "state": row.state,
+            "reason": row.reason,
+            "observerToken": token,
+            "stream": format!("/v1/handles/{}/stream", row.handle),
+        })))
+}
+
+pub async fn get(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    let (engine, _) = &**state;
+    auth::admin(&req, &engine.tokens)?;
+    let id = parse_task_id(&path)?;
+    let row = engine
+        .store
+        .get_task(&id)
+        .await
+        .map_err(|e| ApiError::internal("reading a task", e))?
+        .ok_or_else(|| ApiError::NotFound(format!("no task {id}")))?;
+    Ok(HttpResponse::Ok().json(TaskView::from(&row)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn list(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
+    let (engine, _) = &**state;
+    auth::admin(&req, &engine.tokens)?;
+    let q = web::Query::<ListQuery>::from_query(req.query_string()).map_err(|e| {
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "bad-query",
+            "/query",
+            "query",
+            e.to_string(),
+        )
+    })?;
+    let filter = q
+        .state
+        .as_deref()
+        .map(str::parse::<TaskState>)
+        .transpose()
+        .map_err(|e| {
+            ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "bad-query",
+                "/query/state",
+                "enum",
+                e.to_string(),
+            )
+        })?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "bad-query",
+            "/query/limit",
+            "maximum",
+            format!("limit must be between 1 and 1000, got {limit}"),
+        ));
+    }
+    let rows = engine
+        .store
+        .list_tasks(filter, limit)
+        .await
+        .map_err(|e| ApiError::internal("listing tasks", e))?;
+    let tasks: Vec<TaskView> = rows.iter().map(TaskView::from).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "tasks": tasks })))
+}
+
+pub async fn cancel(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    let (engine, _) = &**state;
+    auth::admin(&req, &engine.tokens)?;
+    let id = parse_task_id(&path)?;
+    let outcome = engine
+        .cancel(id.clone())
+        .await
+        .map_err(|e| ApiError::internal("cancel", e))?
+        .map_err(|e| match e {
+            CancelError::NotFound(id) => ApiError::NotFound(format!("no task {id}")),
+            e @ CancelError::Finished { .. } => ApiError::Conflict(e.to_string()),
+            CancelError::Store(e) => ApiError::internal("cancel", e),
+        })?;
+    let (status, word) = match outcome {
+        CancelOutcome::Cancelled => (StatusCode::OK, "cancelled"),
+        CancelOutcome::Cancelling => (StatusCode::ACCEPTED, "cancelling"),
+    };
+    Ok(HttpResponse::build(status).json(serde_json::json!({ "id": id, "state": word })))
+}
+
+pub async fn instances(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
+    let (engine, _) = &**state;
+    auth::admin(&req, &engine.tokens)?;
+    let list = engine
+        .instances()
+        .await
+        .map_err(|e| ApiError::internal("instances", e))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "instances": list })))
+}
+
+/// Mints a token a remote agent connects with.
+pub async fn agent_token(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
+    let (engine, _) = &**state;
+    auth::admin(&req, &engine.tokens)?;
+    Ok(HttpResponse::Created().json(serde_json::json!({ "token": engine.tokens.mint_agent() })))
+}

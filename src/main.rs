@@ -1,0 +1,89 @@
+//! `flotilla`: the thin binary over the library; it parses the command line and hands off.
+
+use anyhow::Context;
+use clap::Parser;
+use flotilla::cli::{self, Cli, Command};
+use flotilla::config::{Overrides, ServeConfig};
+use flotilla_actors::domain::{Capability, InstanceId};
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(a) => {
+            init_tracing("info,actix_server=warn");
+            serve(a).map(|_| 0)
+        }
+        Command::Agent(a) => {
+            init_tracing("info");
+            agent(a).map(|_| 0)
+        }
+        Command::Submit(a) => cli::submit(a),
+        Command::Watch(a) => cli::watch(a),
+        Command::Tasks(a) => cli::tasks(a),
+        Command::Cancel(a) => cli::cancel(a),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("flotilla: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn serve(a: cli::ServeArgs) -> anyhow::Result<()> {
+    let config = ServeConfig::resolve(Overrides {
+        config: a.config,
+        bind: a.bind,
+        state_dir: a.state_dir,
+        artifacts_dir: a.artifacts_dir,
+        local_instances: a.local_instances,
+        local_capabilities: a.local_capabilities,
+        local_slots: a.local_slots,
+        admin_token: std::env::var("FLOTILLA_TOKEN").ok(),
+    })?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(flotilla::app::serve(config))
+}
+
+fn agent(a: cli::AgentArgs) -> anyhow::Result<()> {
+    let token = a
+        .token
+        .or_else(|| std::env::var("FLOTILLA_TOKEN").ok())
+        .context("no token: pass --token or set FLOTILLA_AGENT_TOKEN")?;
+    let id = match a.id {
+        Some(id) => InstanceId::parse(&id).with_context(|| format!("instance id {id:?}"))?,
+        None => InstanceId::parse(&format!("{}-{}", hostname(), std::process::id()))
+            .unwrap_or_else(|_| InstanceId::generate()),
+    };
+    let config = flotilla::agent::AgentConfig {
+        server: a.server,
+        token,
+        id,
+        capabilities: Capability::parse_list(&a.capabilities)?,
+        slots: a.slots,
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(flotilla::agent::run(config))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "agent".into())
+}

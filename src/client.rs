@@ -102,6 +102,11 @@ impl Client {
         }
     }
 
+    /// Task counts per state.
+    pub fn summary(&self) -> Result<Value, ClientError> {
+        self.call("GET", "/v1/summary", None)
+    }
+
     pub fn cancel(&self, id: &str) -> Result<Value, ClientError> {
         self.call("POST", &format!("/v1/tasks/{id}/cancel"), Some(b""))
     }

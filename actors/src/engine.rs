@@ -145,7 +145,7 @@ impl Engine {
         self.ask(|reply| Cmd::Connect(make(reply))).await
     }
 
-    pub(crate) fn from_instance(&self, instance: InstanceId, conn: u64, msg: FromInstance) {
+    pub(crate) fn instance_event(&self, instance: InstanceId, conn: u64, msg: FromInstance) {
         let _ = self.tx.send(Cmd::Instance {
             instance,
             conn,

@@ -23,6 +23,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/v1/tasks", web::post().to(tasks::submit))
         .route("/v1/tasks", web::get().to(tasks::list))
+        .route("/v1/summary", web::get().to(tasks::summary))
         .route("/v1/tasks/{id}", web::get().to(tasks::get))
         .route("/v1/tasks/{id}/cancel", web::post().to(tasks::cancel))
         .route("/v1/instances", web::get().to(tasks::instances))

@@ -207,6 +207,23 @@ pub async fn list(req: HttpRequest, state: State) -> Result<HttpResponse, ApiErr
     Ok(HttpResponse::Ok().json(serde_json::json!({ "tasks": tasks })))
 }
 
+/// Counts of tasks per state, every state present (zero when none).
+pub async fn summary(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
+    let (engine, _) = &**state;
+    auth::admin(&req, &engine.tokens)?;
+    let counts = engine
+        .store
+        .count_by_state()
+        .await
+        .map_err(|e| ApiError::internal("counting tasks", e))?;
+    let mut out = serde_json::Map::new();
+    for st in TaskState::ALL {
+        let n = counts.iter().find(|(s, _)| *s == st).map_or(0, |(_, n)| *n);
+        out.insert(st.as_str().to_owned(), n.into());
+    }
+    Ok(HttpResponse::Ok().json(out))
+}
+
 pub async fn cancel(
     req: HttpRequest,
     path: web::Path<String>,

@@ -117,7 +117,7 @@ impl InstanceSession {
             (_, None) => Err(SessionError::NoHello),
             (AgentMsg::Heartbeat { .. }, Some(_)) => Ok(None),
             (AgentMsg::Started { attempt, pid }, Some((id, conn))) => {
-                self.engine.from_instance(
+                self.engine.instance_event(
                     id.clone(),
                     *conn,
                     FromInstance::Started { attempt, pid },
@@ -126,7 +126,7 @@ impl InstanceSession {
             }
             (AgentMsg::Exited { attempt, outcome }, Some((id, conn))) => {
                 self.attempts.remove(&attempt);
-                self.engine.from_instance(
+                self.engine.instance_event(
                     id.clone(),
                     *conn,
                     FromInstance::Exited { attempt, outcome },
@@ -176,7 +176,7 @@ impl InstanceSession {
     /// The connection ended: the dispatcher requeues what this instance was running.
     pub fn close(self) {
         if let Some((id, conn)) = self.registered {
-            self.engine.from_instance(id, conn, FromInstance::Gone);
+            self.engine.instance_event(id, conn, FromInstance::Gone);
         }
     }
 }

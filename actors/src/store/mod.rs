@@ -199,6 +199,19 @@ impl Store {
         rows.iter().map(task_from_row).collect()
     }
 
+    /// How many tasks are in each state (states without tasks are left out).
+    pub async fn count_by_state(&self) -> Result<Vec<(TaskState, u64)>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM tasks GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let state = parse_col("tasks", r.try_get(0)?, TaskState::from_str)?;
+                Ok((state, r.try_get::<i64, _>(1)? as u64))
+            })
+            .collect()
+    }
+
     /// Tasks not yet in a final state, oldest first (for recovery at start).
     pub async fn live_tasks(&self) -> Result<Vec<TaskRow>, StoreError> {
         let rows = sqlx::query(&format!(

@@ -1,0 +1,9 @@
+//! End-to-end tests: each starts the real `flotilla serve` (with real agent processes) on a
+//! free port with a fresh state dir, and talks to it over real sockets.
+
+mod bad_input;
+mod cli;
+mod lifecycle;
+mod recovery;
+mod streaming;
+mod support;

@@ -1,0 +1,194 @@
+//! `spawn_app()` and waits with deadlines.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use flotilla::client::Client;
+use serde_json::Value;
+
+pub const TOKEN: &str = "test-admin-token-0123456789";
+
+/// A running `flotilla serve`, stopped when dropped.
+pub struct App {
+    child: Option<Child>,
+    pub base: String,
+    pub client: Client,
+    pub dir: tempfile::TempDir,
+}
+
+impl App {
+    /// Starts the server with `local` local agents of one slot each.
+    pub fn start(local: u32) -> App {
+        Self::start_in(tempfile::tempdir().unwrap(), local)
+    }
+
+    /// Starts the server on an existing directory (to restart over the same state).
+    pub fn start_in(dir: tempfile::TempDir, local: u32) -> App {
+        Self::start_at(dir, local, "127.0.0.1:0")
+    }
+
+    /// Starts the server on `bind` over an existing directory.
+    pub fn start_at(dir: tempfile::TempDir, local: u32, bind: &str) -> App {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("server.log"))
+            .unwrap();
+        let mut child = Command::new(flotilla_exe())
+            .args(["serve", "--bind", bind, "--local-instances"])
+            .arg(local.to_string())
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .arg("--artifacts-dir")
+            .arg(dir.path().join("artifacts"))
+            .current_dir(dir.path())
+            .env("FLOTILLA_TOKEN", TOKEN)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start flotilla serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server printed its address");
+        let base = line
+            .strip_prefix("flotilla listening on ")
+            .expect("address line")
+            .to_owned();
+        let app = App {
+            child: Some(child),
+            client: Client::new(&base, TOKEN),
+            base,
+            dir,
+        };
+        app.wait_instances(local as usize);
+        app
+    }
+
+    pub fn artifacts(&self) -> PathBuf {
+        self.dir.path().join("artifacts")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn instances(&self) -> Vec<Value> {
+        self.client.instances().unwrap()["instances"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn wait_instances(&self, n: usize) {
+        wait_for("instances connected", Duration::from_secs(30), || {
+            (self.instances().len() == n).then_some(())
+        });
+    }
+
+    /// Submits a request that must be accepted; returns the reply.
+    pub fn submit(&self, req: Value) -> Value {
+        self.client.submit(&req).expect("submission accepted")
+    }
+
+    pub fn task(&self, id: &str) -> Value {
+        self.client.task(id).unwrap()
+    }
+
+    /// Waits until the task reaches `state`; panics with the last view after `limit`.
+    pub fn wait_state(&self, id: &str, state: &str, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let t = self.task(id);
+            if t["state"] == state {
+                return t;
+            }
+            if Instant::now() > deadline {
+                let log = self.log();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                panic!("task {id} not {state} in time: {t}\nserver log (last lines, newest first):\n{}", tail.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILLs the server (its agents die with it) and returns its directory.
+    pub fn crash(mut self) -> tempfile::TempDir {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    /// The server's log, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: sending SIGTERM to our own child.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn flotilla_exe() -> &'static str {
+    env!("CARGO_BIN_EXE_flotilla")
+}
+
+/// Polls `check` until it yields a value; panics naming `what` after `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -47,6 +47,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     ));
     let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(http::routes))
         .workers(2)
+        // Control messages are small and latency-bound; never wait for Nagle.
+        .tcp_nodelay(true)
         .bind(config.bind)
         .with_context(|| format!("binding {}", config.bind))?;
     let addr = server

@@ -138,7 +138,7 @@ pub async fn open_stream(
             .parse()
             .map_err(|_| ClientError::Transport("token is not a valid header value".into()))?,
     );
-    match tokio_tungstenite::connect_async(req).await {
+    match tokio_tungstenite::connect_async_with_config(req, None, true).await {
         Ok((ws, _)) => Ok(ws),
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
             let problem: Value = resp

@@ -75,8 +75,9 @@ fn agent(a: cli::AgentArgs) -> anyhow::Result<()> {
         capabilities: Capability::parse_list(&a.capabilities)?,
         slots: a.slots,
     };
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the agent is I/O-bound, and a single thread saves a cross-thread
+    // wake-up on every message between the socket and the attempts.
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
         .block_on(flotilla::agent::run(config))

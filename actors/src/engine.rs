@@ -17,10 +17,11 @@ use tokio::sync::{mpsc, oneshot};
 use crate::auth::{TokenError, Tokens};
 use crate::control_plane::{ControlPlane, RunRequest, SchemaError};
 use crate::dispatcher::messages::*;
-use crate::dispatcher::Dispatcher;
-use crate::domain::{InstanceId, TaskId};
+use crate::dispatcher::{offered, Dispatcher, Offers};
+use crate::domain::{now_ms, HandleId, InstanceId, RunId, TaskId, TaskState};
 use crate::exec_handle::{FrameLog, FrameLogError};
 use crate::manifest::ManifestWriter;
+use crate::queue::{cap_set, unsatisfiable_reason};
 use crate::store::{Store, StoreError, TaskRow};
 
 /// Where the engine keeps its state.
@@ -75,6 +76,7 @@ pub struct Engine {
     pub tokens: Tokens,
     pub control: Arc<ControlPlane>,
     pub config: Arc<EngineConfig>,
+    offers: Offers,
 }
 
 impl Engine {
@@ -91,7 +93,8 @@ impl Engine {
         let store = Store::open(&config.state_dir.join("flotilla.db")).await?;
         let log = FrameLog::open(&config.state_dir.join("frames"))?;
         let manifests = ManifestWriter::start(store.clone(), config.artifacts_dir.clone());
-        let mut dispatcher = Dispatcher::new(store.clone(), log.clone(), manifests);
+        let offers = Offers::default();
+        let mut dispatcher = Dispatcher::new(store.clone(), log.clone(), manifests, offers.clone());
         let recovered = dispatcher.recover().await?;
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(dispatcher.run(rx));
@@ -102,6 +105,7 @@ impl Engine {
             tokens,
             control: Arc::new(ControlPlane::new()?),
             config: Arc::new(config),
+            offers,
         };
         Ok((
             engine,
@@ -118,13 +122,42 @@ impl Engine {
         rx.await.map_err(|_| Stopped)
     }
 
-    /// Queues a validated request; returns once it is durable.
-    pub async fn submit(
-        &self,
-        request: RunRequest,
-    ) -> Result<Result<TaskRow, SubmitError>, Stopped> {
-        self.ask(|reply| Cmd::Submit(Submit { request, reply }))
-            .await
+    /// Commits a validated request to the store, then queues it: when this returns,
+    /// the task is durable. Submissions commit concurrently; the dispatcher never waits.
+    pub async fn submit(&self, request: RunRequest) -> Result<TaskRow, SubmitError> {
+        let now = now_ms();
+        let caps = cap_set(&request.capabilities);
+        let reason = (!offered(&self.offers, &caps)).then(|| unsatisfiable_reason(&caps));
+        let row = TaskRow {
+            id: request.id.clone().unwrap_or_else(TaskId::generate),
+            handle: HandleId::generate(),
+            run_id: RunId::generate(),
+            // unwrap: a RunRequest is plain data and always serialises.
+            request: serde_json::to_string(&request).unwrap(),
+            state: TaskState::Queued,
+            attempts: 0,
+            max_attempts: request.max_attempts(),
+            instance: None,
+            exit_code: None,
+            signal: None,
+            reason,
+            created_ms: now,
+            updated_ms: now,
+            finished_ms: None,
+        };
+        self.store.insert_task(&row).await.map_err(|e| match e {
+            StoreError::Duplicate(id) => SubmitError::Duplicate(id),
+            e => SubmitError::Store(e),
+        })?;
+        self.log.create_handle(&row.handle);
+        tracing::info!(task = %row.id, handle = %row.handle, "task accepted");
+        self.tx
+            .send(Cmd::Enqueue(Box::new(Enqueue {
+                row: row.clone(),
+                request,
+            })))
+            .map_err(|_| SubmitError::Stopped)?;
+        Ok(row)
     }
 
     pub async fn cancel(

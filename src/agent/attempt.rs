@@ -203,6 +203,9 @@ pub async fn run(a: Assignment, ctl: Arc<AttemptCtl>, out: mpsc::UnboundedSender
     };
     let mut cmd = Command::new(program);
     cmd.args(args)
+        // The agent's credentials are not the task's.
+        .env_remove("FLOTILLA_AGENT_TOKEN")
+        .env_remove("FLOTILLA_TOKEN")
         .envs(a.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -219,6 +222,7 @@ pub async fn run(a: Assignment, ctl: Arc<AttemptCtl>, out: mpsc::UnboundedSender
             Ok(())
         });
     }
+    let spawn_at = std::time::Instant::now();
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -229,6 +233,12 @@ pub async fn run(a: Assignment, ctl: Arc<AttemptCtl>, out: mpsc::UnboundedSender
         }
     };
     let pid = child.id().unwrap_or(0);
+    tracing::debug!(
+        attempt = a.attempt,
+        pid,
+        spawn_us = spawn_at.elapsed().as_micros() as u64,
+        "process spawned"
+    );
     let _ = out.send(Outgoing::Control(AgentMsg::Started {
         attempt: a.attempt,
         pid,
@@ -271,17 +281,24 @@ pub async fn run(a: Assignment, ctl: Arc<AttemptCtl>, out: mpsc::UnboundedSender
     };
     // The leader is gone; nothing of its group may outlive it and hold the pipes open.
     kill_group(pid, libc::SIGKILL);
-    for p in pumps {
-        if tokio::time::timeout(DRAIN_LIMIT, p).await.is_err() {
+    for mut p in pumps {
+        if tokio::time::timeout(DRAIN_LIMIT, &mut p).await.is_err() {
+            // Nothing may follow the exit report: drop what this pipe still holds.
+            p.abort();
             tracing::warn!(
                 attempt = a.attempt,
-                "output pipe still open after the process ended"
+                "output pipe still open after the process ended; rest dropped"
             );
         }
     }
     if *ctl.stop.borrow() == ABANDON {
         return;
     }
+    tracing::debug!(
+        attempt = a.attempt,
+        run_us = spawn_at.elapsed().as_micros() as u64,
+        "attempt ended"
+    );
     report(outcome);
 }
 

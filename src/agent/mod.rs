@@ -82,7 +82,7 @@ async fn session(config: &AgentConfig) -> anyhow::Result<Ended> {
             .parse()
             .context("the agent token is not a valid header value")?,
     );
-    let (ws, _) = tokio_tungstenite::connect_async(request)
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
         .await
         .context("connecting")?;
     let (mut sink, mut stream) = ws.split();
@@ -148,7 +148,12 @@ async fn session(config: &AgentConfig) -> anyhow::Result<Ended> {
                         ctl.acked(seq);
                     }
                 }
-                Ok(Some(ServerMsg::Refused { reason })) => break Ended::Refused(reason),
+                Ok(Some(ServerMsg::Refused { reason })) => {
+                    // After a welcome, a refusal ends this connection only (e.g. the
+                    // server saw silence); the agent reconnects.
+                    tracing::warn!(reason = %reason, "server closed the connection");
+                    break Ended::Dropped;
+                }
                 Ok(Some(ServerMsg::Welcome { .. })) => {}
                 Ok(None) | Err(_) => break Ended::Dropped,
             },

@@ -1,1 +1,268 @@
-fn main() {}
+//! `flotilla-bench SCENARIO`: benchmarks of the real binary, one JSON object per line.
+//!
+//! * `exec [N]`: N (default 2,000) tasks of `/bin/true` on 2 local slots, beside
+//!   `xargs -P 2 -n 1 /bin/true` over the same count in the same run.
+//! * `stream [MB]`: one task writing MB (default 200) megabytes to stdout, one observer;
+//!   end-to-end throughput from submit to the status frame.
+//!
+//! Run with `cargo run --release --bin flotilla-bench -- SCENARIO`; the harness builds the
+//! `flotilla` binary beside itself first. Figures are for comparison within one run.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use flotilla::client::{next_frame, open_stream, Client};
+use flotilla_actors::protocol::StreamKind;
+use serde_json::{json, Value};
+
+const TOKEN: &str = "bench-admin-token-0123456789";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let scenario = args.first().map(String::as_str).unwrap_or("");
+    let param = |default: u64| -> anyhow::Result<u64> {
+        args.get(1)
+            .map(|s| s.parse().with_context(|| format!("{s:?} is not a number")))
+            .unwrap_or(Ok(default))
+    };
+    let exe = flotilla_exe()?;
+    let result = match scenario {
+        "exec" => exec(&exe, param(2000)?)?,
+        "stream" => stream(&exe, param(200)?)?,
+        other => bail!("unknown scenario {other:?}; use exec [N] or stream [MB]"),
+    };
+    println!("{result}");
+    Ok(())
+}
+
+/// The `flotilla` binary of the same profile, built first when run through cargo.
+fn flotilla_exe() -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let dir = me.parent().context("executable without a folder")?;
+    if let Ok(cargo) = std::env::var("CARGO") {
+        let mut build = Command::new(cargo);
+        build.args(["build", "--bin", "flotilla"]);
+        if dir.ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build.status().context("building flotilla")?;
+        if !status.success() {
+            bail!("building flotilla failed");
+        }
+    }
+    let exe = dir.join("flotilla");
+    if !exe.exists() {
+        bail!("{} is missing; build it first", exe.display());
+    }
+    Ok(exe)
+}
+
+/// A `flotilla serve` in a scratch folder, stopped and removed when dropped.
+struct Server {
+    child: Child,
+    dir: PathBuf,
+    client: Client,
+}
+
+impl Server {
+    fn start(exe: &PathBuf, local: u32) -> anyhow::Result<Self> {
+        let dir =
+            std::env::temp_dir().join(format!("flotilla-bench-{}-{}", std::process::id(), local));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let mut child = Command::new(exe)
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1:0",
+                "--local-instances",
+                &local.to_string(),
+                "--local-slots",
+                "1",
+            ])
+            .current_dir(&dir)
+            .env("FLOTILLA_TOKEN", TOKEN)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(server_log()?)
+            .spawn()
+            .context("starting flotilla serve")?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+        let base = line
+            .trim()
+            .strip_prefix("flotilla listening on ")
+            .with_context(|| format!("unexpected first line {line:?}"))?
+            .to_owned();
+        let client = Client::new(&base, TOKEN);
+        let server = Self { child, dir, client };
+        server.wait(Duration::from_secs(30), |c| {
+            Ok(c.instances()?["instances"].as_array().map_or(0, Vec::len) == local as usize)
+        })?;
+        Ok(server)
+    }
+
+    fn wait(
+        &self,
+        limit: Duration,
+        mut done: impl FnMut(&Client) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        while !done(&self.client)? {
+            if Instant::now() > deadline {
+                bail!("timed out");
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        Ok(())
+    }
+
+    fn finished(&self) -> anyhow::Result<u64> {
+        let s: Value = self.client.summary()?;
+        Ok(["succeeded", "failed", "cancelled", "timed_out"]
+            .iter()
+            .map(|k| s[k].as_u64().unwrap_or(0))
+            .sum())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Where the server's log goes: `FLOTILLA_BENCH_SERVER_LOG` (a file), else nowhere.
+fn server_log() -> anyhow::Result<Stdio> {
+    Ok(match std::env::var_os("FLOTILLA_BENCH_SERVER_LOG") {
+        Some(path) => Stdio::from(std::fs::File::create(path)?),
+        None => Stdio::null(),
+    })
+}
+
+/// Seconds `xargs -P 2 -n 1 /bin/true` takes over `n` arguments.
+fn xargs_secs(n: u64) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let mut child = Command::new("xargs")
+        .args(["-P", "2", "-n", "1", "/bin/true"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .context("running xargs")?;
+    let input: String = (1..=n).map(|i| format!("{i}\n")).collect();
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(input.as_bytes())?;
+    if !child.wait()?.success() {
+        bail!("xargs failed");
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+fn exec(exe: &PathBuf, n: u64) -> anyhow::Result<Value> {
+    let xargs_before = xargs_secs(n)?;
+    let server = Server::start(exe, 2)?;
+    let warmup = 20;
+    for _ in 0..warmup {
+        server.client.submit(&json!({"argv": ["/bin/true"]}))?;
+    }
+    server.wait(
+        Duration::from_secs(60),
+        |_| Ok(server.finished()? == warmup),
+    )?;
+
+    let start = Instant::now();
+    let submitters = 4;
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        let workers: Vec<_> = (0..submitters)
+            .map(|w| {
+                let client = server.client.clone();
+                s.spawn(move || -> anyhow::Result<()> {
+                    for _ in (w..n).step_by(submitters as usize) {
+                        client.submit(&json!({"argv": ["/bin/true"]}))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join()
+                .map_err(|_| anyhow::anyhow!("submitter panicked"))??;
+        }
+        Ok(())
+    })?;
+    let submitted = start.elapsed().as_secs_f64();
+    server.wait(Duration::from_secs(600), |_| {
+        Ok(server.finished()? == warmup + n)
+    })?;
+    let flotilla = start.elapsed().as_secs_f64();
+    let failed = server.client.summary()?["failed"].as_u64().unwrap_or(0);
+    drop(server);
+    let xargs_after = xargs_secs(n)?;
+    let xargs = xargs_before.min(xargs_after);
+    Ok(json!({
+        "scenario": "exec",
+        "tasks": n,
+        "slots": 2,
+        "failed": failed,
+        "submit_s": round(submitted),
+        "flotilla_s": round(flotilla),
+        "flotilla_per_s": round(n as f64 / flotilla),
+        "xargs_s": round(xargs),
+        "xargs_per_s": round(n as f64 / xargs),
+        "ratio": round(xargs / flotilla),
+    }))
+}
+
+fn stream(exe: &PathBuf, mb: u64) -> anyhow::Result<Value> {
+    let server = Server::start(exe, 1)?;
+    let bytes = mb * 1_000_000;
+    let line = "flotilla stream benchmark: a line of log-like text, 80 bytes long, ASCII only.";
+    let script = format!("yes '{line}' | head -c {bytes}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let start = Instant::now();
+    let reply = server
+        .client
+        .submit(&json!({"argv": ["sh", "-c", script]}))?;
+    let handle = reply["handle"].as_str().context("no handle")?.to_owned();
+    let base = server.client.base().to_owned();
+    let (received, frames) = rt.block_on(async {
+        let mut ws = open_stream(&base, TOKEN, &handle, 0).await?;
+        let (mut received, mut frames) = (0u64, 0u64);
+        while let Some(f) = next_frame(&mut ws).await? {
+            frames += 1;
+            match f.kind {
+                StreamKind::Stdout => received += f.data.len() as u64,
+                StreamKind::Status => break,
+                StreamKind::Stderr => {}
+            }
+        }
+        anyhow::Ok((received, frames))
+    })?;
+    let secs = start.elapsed().as_secs_f64();
+    if received != bytes {
+        bail!("observer received {received} bytes, expected {bytes}");
+    }
+    Ok(json!({
+        "scenario": "stream",
+        "bytes": received,
+        "frames": frames,
+        "secs": round(secs),
+        "mb_per_s": round(received as f64 / 1e6 / secs),
+    }))
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}

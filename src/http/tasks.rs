@@ -114,16 +114,12 @@ pub async fn submit(
             errors,
         }
     })?;
-    let row = engine
-        .submit(request)
-        .await
-        .map_err(|e| ApiError::internal("submit", e))?
-        .map_err(|e| match e {
-            SubmitError::Duplicate(id) => {
-                ApiError::Conflict(format!("a task with id {id} already exists"))
-            }
-            SubmitError::Store(e) => ApiError::internal("storing a task", e),
-        })?;
+    let row = engine.submit(request).await.map_err(|e| match e {
+        SubmitError::Duplicate(id) => {
+            ApiError::Conflict(format!("a task with id {id} already exists"))
+        }
+        e => ApiError::internal("storing a task", e),
+    })?;
     let token = engine.tokens.mint_observer(&row.handle);
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/v1/tasks/{}", row.id)))

@@ -66,7 +66,10 @@ fn an_accepted_task_survives_a_crash_of_the_server() {
     let id = reply["id"].as_str().unwrap().to_owned();
     assert_eq!(app.task(&id)["state"], "queued");
     for file in ["flotilla.db", "frames/frames.log", "signing.key"] {
-        assert!(app.state_dir().join(file).exists(), "{file} under the state dir");
+        assert!(
+            app.state_dir().join(file).exists(),
+            "{file} under the state dir"
+        );
     }
     let dir = app.crash();
 

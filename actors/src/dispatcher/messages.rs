@@ -9,12 +9,6 @@ use crate::domain::{Capability, InstanceId, TaskId, TaskState};
 use crate::protocol::{AttemptKey, Outcome, ServerMsg};
 use crate::store::{StoreError, TaskRow};
 
-/// Submit a validated request; replies once the task is committed to the store.
-pub struct Submit {
-    pub request: RunRequest,
-    pub reply: oneshot::Sender<Result<TaskRow, SubmitError>>,
-}
-
 /// Why a submission failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -22,6 +16,8 @@ pub enum SubmitError {
     Duplicate(TaskId),
     #[error(transparent)]
     Store(StoreError),
+    #[error("the dispatcher has stopped")]
+    Stopped,
 }
 
 /// Cancel a task: a queued one ends at once, a running one is killed by its agent.
@@ -76,9 +72,16 @@ pub enum FromInstance {
     Gone,
 }
 
+/// A task committed to the store by the edge; it joins the queue.
+pub struct Enqueue {
+    pub row: TaskRow,
+    pub request: RunRequest,
+}
+
 /// Everything the dispatcher handles.
 pub enum Cmd {
-    Submit(Submit),
+    /// A task committed to the store by the edge; it joins the queue.
+    Enqueue(Box<Enqueue>),
     Cancel(Cancel),
     Connect(Connect),
     Instance {

@@ -2,31 +2,41 @@
 //! and decides which instance runs which task.
 //!
 //! Policy: an instance takes the oldest queued task whose required capabilities it offers
-//! all of; among instances with a free slot the least loaded goes first. Every decision is
-//! committed to the store before it is acted on (an assignment is recorded before the agent
-//! hears of it), so a restart of the server recovers from the store alone: queued tasks are
-//! queued again, running attempts are marked lost and their tasks requeued.
+//! all of; among instances with a free slot the least loaded goes first. The dispatcher
+//! never waits on the database: it hands every change to the [`StoreWriter`], which commits
+//! them in order, many per transaction, and seals a handle only once its final state is
+//! committed. A restart recovers from the store alone: queued tasks are queued again,
+//! attempts that were running are marked lost and their tasks requeued.
 //!
 //! Supervision: a single task started by [`crate::engine::Engine::start`]; it only stops
-//! when every sender is gone. A store error fails the one operation, never the actor.
+//! when every sender is gone.
 
 pub mod messages;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::ops::Not;
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
 
 use crate::control_plane::RunRequest;
-use crate::domain::{
-    now_ms, rfc3339_ms, Capability, HandleId, InstanceId, RunId, TaskId, TaskState,
-};
+use crate::domain::{now_ms, rfc3339_ms, Capability, InstanceId, TaskId, TaskState};
 use crate::exec_handle::{Append, FrameLog};
 use crate::manifest::ManifestWriter;
 use crate::protocol::{Assignment, AttemptKey, FinalStatus, Outcome, ServerMsg, StreamKind};
-use crate::queue::{cap_set, CapSet, Queue};
+use crate::queue::{cap_set, unsatisfiable_reason, CapSet, Queue};
+use crate::store::writer::{StoreWriter, Then, Write};
 use crate::store::{AttemptEnd, AttemptState, Store, StoreError, TaskRow, TaskUpdate};
 use messages::*;
+
+/// The capabilities of each connected instance, shared read-mostly with the edges so a
+/// submission can say at once why it will wait.
+pub type Offers = Arc<RwLock<HashMap<InstanceId, BTreeSet<Capability>>>>;
+
+/// True if some connected instance offers every capability in `caps`.
+pub fn offered(offers: &Offers, caps: &CapSet) -> bool {
+    let offers = offers.read().unwrap_or_else(|e| e.into_inner());
+    offers.values().any(|o| caps.iter().all(|c| o.contains(c)))
+}
 
 /// A task that is queued or running.
 struct LiveTask {
@@ -54,10 +64,24 @@ struct LiveAttempt {
     instance: InstanceId,
 }
 
+/// How a task ends, to record.
+struct Ending {
+    state: TaskState,
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    reason: Option<String>,
+    /// The attempt that ended with it, if any.
+    attempt: Option<(AttemptKey, AttemptEnd)>,
+}
+
 pub(crate) struct Dispatcher {
     store: Store,
     log: FrameLog,
     manifests: ManifestWriter,
+    writer: StoreWriter,
+    offers: Offers,
+    /// The next attempt key to hand out (chosen here, recorded by the writer).
+    next_key: AttemptKey,
     queue: Queue,
     tasks: HashMap<TaskId, LiveTask>,
     instances: HashMap<InstanceId, Instance>,
@@ -67,20 +91,21 @@ pub(crate) struct Dispatcher {
     next_conn: u64,
 }
 
-fn unsatisfiable_reason(caps: &CapSet) -> String {
-    let names: Vec<&str> = caps.iter().map(|c| c.as_str()).collect();
-    format!(
-        "waiting: no connected instance offers all of [{}]",
-        names.join(", ")
-    )
-}
-
 impl Dispatcher {
-    pub(crate) fn new(store: Store, log: FrameLog, manifests: ManifestWriter) -> Self {
+    pub(crate) fn new(
+        store: Store,
+        log: FrameLog,
+        manifests: ManifestWriter,
+        offers: Offers,
+    ) -> Self {
+        let writer = StoreWriter::start(store.clone(), log.clone(), manifests.clone());
         Self {
             store,
             log,
             manifests,
+            writer,
+            offers,
+            next_key: 1,
             queue: Queue::default(),
             tasks: HashMap::new(),
             instances: HashMap::new(),
@@ -95,6 +120,7 @@ impl Dispatcher {
     pub(crate) async fn recover(&mut self) -> Result<usize, StoreError> {
         let now = now_ms();
         self.store.lose_open_attempts(now).await?;
+        self.next_key = self.store.max_attempt_key().await? + 1;
         let live = self.store.live_tasks().await?;
         let count = live.len();
         for mut row in live {
@@ -104,8 +130,7 @@ impl Dispatcher {
                 Err(e) => {
                     tracing::error!(task = %row.id, error = %e, "stored request unreadable; task failed");
                     let reason = format!("stored request unreadable: {e}");
-                    self.finish(&mut row, TaskState::Failed, None, None, Some(reason))
-                        .await;
+                    self.finish(&mut row, failed(reason, None), None);
                     continue;
                 }
             };
@@ -114,20 +139,14 @@ impl Dispatcher {
                     "attempt {} lost when the orchestrator restarted; no attempts left",
                     row.attempts
                 );
-                self.finish(&mut row, TaskState::Failed, None, None, Some(reason))
-                    .await;
+                self.finish(&mut row, failed(reason, None), None);
                 continue;
             }
             if row.state == TaskState::Running {
-                let update = TaskUpdate {
-                    state: TaskState::Queued,
-                    exit_code: None,
-                    signal: None,
-                    reason: Some(format!(
-                        "attempt {} lost when the orchestrator restarted; requeued",
-                        row.attempts
-                    )),
-                };
+                let update = queued(format!(
+                    "attempt {} lost when the orchestrator restarted; requeued",
+                    row.attempts
+                ));
                 self.store.update_task(&row.id, &update, now).await?;
                 row.state = TaskState::Queued;
                 row.reason = update.reason;
@@ -157,15 +176,9 @@ impl Dispatcher {
     pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
         while let Some(cmd) = rx.recv().await {
             match cmd {
-                Cmd::Submit(m) => {
-                    let result = self.submit(m.request).await;
-                    let _ = m.reply.send(result);
-                }
-                Cmd::Cancel(m) => {
-                    let result = self.cancel(&m.task).await;
-                    let _ = m.reply.send(result);
-                }
-                Cmd::Connect(m) => self.connect(m).await,
+                Cmd::Enqueue(e) => self.enqueue_new(e.row, e.request),
+                Cmd::Cancel(m) => self.cancel(m).await,
+                Cmd::Connect(m) => self.connect(m),
                 Cmd::Instance {
                     instance,
                     conn,
@@ -180,58 +193,42 @@ impl Dispatcher {
                             tracing::debug!(attempt, pid, instance = %instance, "attempt started");
                         }
                         FromInstance::Exited { attempt, outcome } => {
-                            self.exited(&instance, attempt, outcome).await
+                            self.exited(&instance, attempt, outcome)
                         }
-                        FromInstance::Gone => self.gone(&instance).await,
+                        FromInstance::Gone => self.gone(&instance),
                     }
                 }
                 Cmd::Instances(reply) => {
                     let _ = reply.send(self.instance_views());
                 }
             }
-            self.pump().await;
+            self.pump();
         }
     }
 
-    async fn submit(&mut self, request: RunRequest) -> Result<TaskRow, SubmitError> {
-        let now = now_ms();
+    /// A task the edge has just committed to the store joins the queue.
+    fn enqueue_new(&mut self, row: TaskRow, request: RunRequest) {
         let caps = cap_set(&request.capabilities);
-        let reason = self
-            .satisfiable(&caps)
-            .not()
-            .then(|| unsatisfiable_reason(&caps));
-        if reason.is_some() {
-            self.unsatisfiable.insert(caps);
+        let satisfiable = self.satisfiable(&caps);
+        if !satisfiable {
+            self.unsatisfiable.insert(caps.clone());
         }
-        let row = TaskRow {
-            id: request.id.clone().unwrap_or_else(TaskId::generate),
-            handle: HandleId::generate(),
-            run_id: RunId::generate(),
-            // unwrap: a RunRequest is plain data and always serialises.
-            request: serde_json::to_string(&request).unwrap(),
-            state: TaskState::Queued,
-            attempts: 0,
-            max_attempts: request.max_attempts(),
-            instance: None,
-            exit_code: None,
-            signal: None,
-            reason,
-            created_ms: now,
-            updated_ms: now,
-            finished_ms: None,
-        };
-        if self.tasks.contains_key(&row.id) {
-            return Err(SubmitError::Duplicate(row.id));
+        // The edge judged with the instances it saw; if that changed since, say so.
+        if satisfiable == row.reason.is_some() {
+            let update = TaskUpdate {
+                reason: (!satisfiable).then(|| unsatisfiable_reason(&caps)),
+                ..queued(String::new())
+            };
+            self.writer.send(
+                vec![Write::UpdateTask {
+                    task: row.id.clone(),
+                    update,
+                    now_ms: now_ms(),
+                }],
+                Then::default(),
+            );
         }
-        self.store.insert_task(&row).await.map_err(|e| match e {
-            StoreError::Duplicate(id) => SubmitError::Duplicate(id),
-            e => SubmitError::Store(e),
-        })?;
-        self.log.create_handle(&row.handle);
-        self.manifests.touch(&row.id);
-        tracing::info!(task = %row.id, handle = %row.handle, "task accepted");
-        self.enqueue(row.clone(), request);
-        Ok(row)
+        self.enqueue(row, request);
     }
 
     fn satisfiable(&self, caps: &CapSet) -> bool {
@@ -240,9 +237,12 @@ impl Dispatcher {
             .any(|i| caps.iter().all(|c| i.caps.contains(c)))
     }
 
-    async fn cancel(&mut self, task: &TaskId) -> Result<CancelOutcome, CancelError> {
+    /// Cancels a task. A queued one ends here, and the client hears so once that is
+    /// committed; a running one is killed by its agent and ends when the agent says so.
+    async fn cancel(&mut self, m: Cancel) {
+        let task = &m.task;
         let Some(live) = self.tasks.get_mut(task) else {
-            return match self.store.get_task(task).await {
+            let result = match self.store.get_task(task).await {
                 Ok(Some(row)) => Err(CancelError::Finished {
                     task: task.clone(),
                     state: row.state,
@@ -250,6 +250,8 @@ impl Dispatcher {
                 Ok(None) => Err(CancelError::NotFound(task.clone())),
                 Err(e) => Err(CancelError::Store(e)),
             };
+            let _ = m.reply.send(result);
+            return;
         };
         live.cancel_requested = true;
         if let Some(attempt) = live.attempt {
@@ -261,26 +263,39 @@ impl Dispatcher {
                 let _ = inst.session.send(ServerMsg::Cancel { attempt });
             }
             tracing::info!(task = %task, attempt, "cancel sent to the agent");
-            return Ok(CancelOutcome::Cancelling);
+            let _ = m.reply.send(Ok(CancelOutcome::Cancelling));
+            return;
         }
         let caps = live.caps.clone();
         self.queue.remove(task, &caps);
         if let Some(mut live) = self.tasks.remove(task) {
-            let reason = Some("cancelled while queued".to_owned());
-            self.finish(&mut live.row, TaskState::Cancelled, None, None, reason)
-                .await;
+            let ending = Ending {
+                state: TaskState::Cancelled,
+                exit_code: None,
+                signal: None,
+                reason: Some("cancelled while queued".to_owned()),
+                attempt: None,
+            };
+            let reply = m.reply;
+            let after: Box<dyn FnOnce() + Send> = Box::new(move || {
+                let _ = reply.send(Ok(CancelOutcome::Cancelled));
+            });
+            self.finish(&mut live.row, ending, Some(after));
         }
-        Ok(CancelOutcome::Cancelled)
     }
 
-    async fn connect(&mut self, m: Connect) {
+    fn connect(&mut self, m: Connect) {
         if self.instances.contains_key(&m.instance) {
             tracing::warn!(instance = %m.instance, "instance reconnected; its old connection is dropped");
-            self.gone(&m.instance).await;
+            self.gone(&m.instance);
         }
         self.next_conn += 1;
         let conn = self.next_conn;
         tracing::info!(instance = %m.instance, slots = m.slots, pid = m.pid, "instance connected");
+        self.offers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(m.instance.clone(), m.capabilities.clone());
         self.instances.insert(
             m.instance,
             Instance {
@@ -294,74 +309,91 @@ impl Dispatcher {
             },
         );
         let _ = m.reply.send(conn);
-        self.refresh_reasons().await;
+        self.refresh_reasons();
     }
 
     /// An instance disconnected: each attempt it ran is lost; its task is requeued at its
     /// old place in line, or fails once it has used all its attempts.
-    async fn gone(&mut self, instance: &InstanceId) {
+    fn gone(&mut self, instance: &InstanceId) {
         let Some(inst) = self.instances.remove(instance) else {
             return;
         };
+        self.offers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(instance);
         tracing::warn!(instance = %instance, running = inst.running.len(), "instance gone");
-        let now = now_ms();
         for attempt in inst.running {
             let Some(a) = self.attempts.remove(&attempt) else {
                 continue;
             };
+            let Some(mut live) = self.tasks.remove(&a.task) else {
+                continue;
+            };
+            live.attempt = None;
             let end = AttemptEnd {
                 state: AttemptState::Lost,
                 exit_code: None,
                 signal: None,
                 detail: Some(format!("instance {instance} disconnected")),
             };
-            if let Err(e) = self.store.end_attempt(attempt, &end, now).await {
-                tracing::error!(attempt, error = %e, "could not record a lost attempt");
-            }
-            let Some(mut live) = self.tasks.remove(&a.task) else {
-                continue;
-            };
-            live.attempt = None;
             let n = live.row.attempts;
             if live.cancel_requested {
-                let reason = Some(format!(
-                    "cancelled; attempt {n} lost with instance {instance}"
-                ));
-                self.finish(&mut live.row, TaskState::Cancelled, None, None, reason)
-                    .await;
-            } else if n >= live.row.max_attempts {
-                let reason = Some(format!(
-                    "attempt {n} lost with instance {instance}; no attempts left (max {})",
-                    live.row.max_attempts
-                ));
-                self.finish(&mut live.row, TaskState::Failed, None, None, reason)
-                    .await;
-            } else {
-                let update = TaskUpdate {
-                    state: TaskState::Queued,
+                let ending = Ending {
+                    state: TaskState::Cancelled,
                     exit_code: None,
                     signal: None,
                     reason: Some(format!(
-                        "attempt {n} lost with instance {instance}; requeued"
+                        "cancelled; attempt {n} lost with instance {instance}"
                     )),
+                    attempt: Some((attempt, end)),
                 };
-                if let Err(e) = self.store.update_task(&live.row.id, &update, now).await {
-                    tracing::error!(task = %live.row.id, error = %e, "could not record a requeue");
-                }
+                self.finish(&mut live.row, ending, None);
+            } else if n >= live.row.max_attempts {
+                let reason = format!(
+                    "attempt {n} lost with instance {instance}; no attempts left (max {})",
+                    live.row.max_attempts
+                );
+                self.finish(&mut live.row, failed(reason, Some((attempt, end))), None);
+            } else {
+                let update = queued(format!(
+                    "attempt {n} lost with instance {instance}; requeued"
+                ));
+                let now = now_ms();
+                self.writer.send(
+                    vec![
+                        Write::EndAttempt {
+                            key: attempt,
+                            end,
+                            now_ms: now,
+                        },
+                        Write::UpdateTask {
+                            task: live.row.id.clone(),
+                            update,
+                            now_ms: now,
+                        },
+                    ],
+                    Then {
+                        touch: Some(live.row.id.clone()),
+                        ..Then::default()
+                    },
+                );
                 tracing::info!(task = %live.row.id, attempt = n, "task requeued after a lost attempt");
-                self.manifests.touch(&live.row.id);
                 live.row.state = TaskState::Queued;
                 self.queue
                     .requeue(live.row.id.clone(), live.caps.clone(), live.seq);
                 self.tasks.insert(live.row.id.clone(), live);
             }
         }
-        self.refresh_reasons().await;
+        self.refresh_reasons();
     }
 
-    async fn exited(&mut self, instance: &InstanceId, attempt: AttemptKey, outcome: Outcome) {
+    fn exited(&mut self, instance: &InstanceId, attempt: AttemptKey, outcome: Outcome) {
+        if self.attempts.get(&attempt).map(|a| &a.instance) != Some(instance) {
+            tracing::warn!(attempt, instance = %instance, "exit of an attempt this instance does not run ignored");
+            return;
+        }
         let Some(a) = self.attempts.remove(&attempt) else {
-            tracing::warn!(attempt, "exit of an unknown attempt ignored");
             return;
         };
         if let Some(inst) = self.instances.get_mut(instance) {
@@ -403,14 +435,14 @@ impl Dispatcher {
                 AttemptState::TimedOut,
                 TaskState::TimedOut,
                 None,
-                Some(libc::SIGKILL),
+                None,
                 Some("timeout expired; process group killed".to_owned()),
             ),
             Outcome::Cancelled => (
                 AttemptState::Cancelled,
                 TaskState::Cancelled,
                 None,
-                Some(libc::SIGKILL),
+                None,
                 Some("cancelled".to_owned()),
             ),
             Outcome::SpawnFailed { message } => (
@@ -427,40 +459,52 @@ impl Dispatcher {
             signal,
             detail: reason.clone(),
         };
-        if let Err(e) = self.store.end_attempt(attempt, &end, now_ms()).await {
-            tracing::error!(attempt, error = %e, "could not record an attempt's end");
-        }
-        self.finish(&mut live.row, state, code, signal, reason)
-            .await;
+        let ending = Ending {
+            state,
+            exit_code: code,
+            signal,
+            reason,
+            attempt: Some((attempt, end)),
+        };
+        self.finish(&mut live.row, ending, None);
     }
 
-    /// Records a task's final state, then appends its status frame (sealing the handle).
-    async fn finish(
+    /// Records a task's final state (with the end of its last attempt, in one
+    /// transaction); once committed, its status frame seals the handle.
+    fn finish(
         &mut self,
         row: &mut TaskRow,
-        state: TaskState,
-        exit_code: Option<i32>,
-        signal: Option<i32>,
-        reason: Option<String>,
+        ending: Ending,
+        after: Option<Box<dyn FnOnce() + Send>>,
     ) {
-        let update = TaskUpdate {
-            state,
-            exit_code,
-            signal,
-            reason: reason.clone(),
-        };
-        if let Err(e) = self.store.update_task(&row.id, &update, now_ms()).await {
-            tracing::error!(task = %row.id, error = %e, "could not record a final state");
+        let now = now_ms();
+        let mut writes = Vec::with_capacity(2);
+        if let Some((key, end)) = ending.attempt {
+            writes.push(Write::EndAttempt {
+                key,
+                end,
+                now_ms: now,
+            });
         }
-        tracing::info!(task = %row.id, state = %state, ?exit_code, "task finished");
+        writes.push(Write::UpdateTask {
+            task: row.id.clone(),
+            update: TaskUpdate {
+                state: ending.state,
+                exit_code: ending.exit_code,
+                signal: ending.signal,
+                reason: ending.reason.clone(),
+            },
+            now_ms: now,
+        });
+        tracing::info!(task = %row.id, state = %ending.state, exit_code = ?ending.exit_code, "task finished");
         let status = FinalStatus {
-            state,
-            exit_code,
-            signal,
+            state: ending.state,
+            exit_code: ending.exit_code,
+            signal: ending.signal,
             attempts: row.attempts,
-            reason,
+            reason: ending.reason,
         };
-        let append = Append {
+        let seal = Append {
             handle: row.handle.clone(),
             attempt: row.attempts,
             kind: StreamKind::Status,
@@ -468,16 +512,20 @@ impl Dispatcher {
             data: serde_json::to_vec(&status).unwrap(),
             ack: None,
         };
-        if let Err(e) = self.log.append(append).await {
-            tracing::error!(task = %row.id, error = %e, "could not seal the handle");
-        }
-        row.state = state;
-        self.manifests.touch(&row.id);
+        row.state = ending.state;
+        self.writer.send(
+            writes,
+            Then {
+                seal: Some(seal),
+                touch: Some(row.id.clone()),
+                after,
+            },
+        );
     }
 
     /// Assigns queued tasks to free slots until no more fit: the least loaded free
     /// instance that can run the oldest task it covers goes first.
-    async fn pump(&mut self) {
+    fn pump(&mut self) {
         'outer: while !self.queue.is_empty() {
             let mut free: Vec<InstanceId> = self
                 .instances
@@ -488,7 +536,7 @@ impl Dispatcher {
             free.sort_by_key(|id| self.load(id));
             for id in free {
                 if let Some((task, _)) = self.queue.pop_for(&self.instances[&id].caps) {
-                    self.assign(task, id).await;
+                    self.assign(task, id);
                     continue 'outer;
                 }
             }
@@ -505,23 +553,26 @@ impl Dispatcher {
         )
     }
 
-    async fn assign(&mut self, task: TaskId, instance: InstanceId) {
+    fn assign(&mut self, task: TaskId, instance: InstanceId) {
         let Some(live) = self.tasks.get_mut(&task) else {
             return;
         };
+        let key = self.next_key;
+        self.next_key += 1;
         let attempt_no = live.row.attempts + 1;
-        let key = match self
-            .store
-            .start_attempt(&task, attempt_no, &instance, now_ms())
-            .await
-        {
-            Ok(k) => k,
-            Err(e) => {
-                tracing::error!(task = %task, error = %e, "could not record an attempt; task stays queued");
-                self.queue.requeue(task, live.caps.clone(), live.seq);
-                return;
-            }
-        };
+        self.writer.send(
+            vec![Write::StartAttempt {
+                key,
+                task: task.clone(),
+                attempt_no,
+                instance: instance.clone(),
+                now_ms: now_ms(),
+            }],
+            Then {
+                touch: Some(task.clone()),
+                ..Then::default()
+            },
+        );
         live.row.attempts = attempt_no;
         live.row.state = TaskState::Running;
         live.row.instance = Some(instance.clone());
@@ -553,12 +604,11 @@ impl Dispatcher {
             let _ = inst.session.send(ServerMsg::Assign(assignment));
         }
         tracing::info!(task = %task, attempt = attempt_no, instance = %instance, "task dispatched");
-        self.manifests.touch(&task);
     }
 
     /// Updates the visible reason of queued tasks whose capability set became
     /// (un)satisfiable when an instance joined or left.
-    async fn refresh_reasons(&mut self) {
+    fn refresh_reasons(&mut self) {
         let offers: Vec<BTreeSet<Capability>> =
             self.instances.values().map(|i| i.caps.clone()).collect();
         let now_unsat: HashSet<CapSet> = self.queue.unsatisfiable(&offers).cloned().collect();
@@ -570,14 +620,20 @@ impl Dispatcher {
             let tasks: Vec<TaskId> = self.queue.tasks_in(&caps).cloned().collect();
             for task in tasks {
                 let update = TaskUpdate {
-                    state: TaskState::Queued,
-                    exit_code: None,
-                    signal: None,
                     reason: unsat.then(|| unsatisfiable_reason(&caps)),
+                    ..queued(String::new())
                 };
-                if let Err(e) = self.store.update_task(&task, &update, now_ms()).await {
-                    tracing::error!(task = %task, error = %e, "could not record a wait reason");
-                }
+                self.writer.send(
+                    vec![Write::UpdateTask {
+                        task: task.clone(),
+                        update,
+                        now_ms: now_ms(),
+                    }],
+                    Then {
+                        touch: Some(task),
+                        ..Then::default()
+                    },
+                );
             }
         }
         self.unsatisfiable = now_unsat;
@@ -602,5 +658,26 @@ impl Dispatcher {
             .collect();
         views.sort_by(|a, b| a.id.cmp(&b.id));
         views
+    }
+}
+
+/// A queued task's state with the reason it waits.
+fn queued(reason: String) -> TaskUpdate {
+    TaskUpdate {
+        state: TaskState::Queued,
+        exit_code: None,
+        signal: None,
+        reason: Some(reason),
+    }
+}
+
+/// A failure without an exit status.
+fn failed(reason: String, attempt: Option<(AttemptKey, AttemptEnd)>) -> Ending {
+    Ending {
+        state: TaskState::Failed,
+        exit_code: None,
+        signal: None,
+        reason: Some(reason),
+        attempt,
     }
 }

@@ -20,6 +20,9 @@ use crate::store::{AttemptRow, Store, TaskRow};
 
 pub const MANIFEST_SCHEMA: &str = "flotilla.manifest/1.0.0";
 
+/// How long a change may wait to be written with the changes that follow it.
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Errors writing a manifest.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -139,28 +142,53 @@ pub struct ManifestWriter {
 }
 
 impl ManifestWriter {
-    /// Starts the writer for manifests under `artifacts`.
+    /// Starts the writer for manifests under `artifacts` on a thread of its own, at the
+    /// lowest CPU priority: manifests are derived evidence, rebuilt from the store, so
+    /// under a burst they may lag behind the tasks, never the other way round.
     pub fn start(store: Store, artifacts: PathBuf) -> Self {
-        let (tx, mut rx) = mpsc::unbounded_channel::<TaskId>();
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut stale = BTreeSet::from([first]);
-                while let Ok(more) = rx.try_recv() {
-                    stale.insert(more);
+        let (tx, rx) = mpsc::unbounded_channel::<TaskId>();
+        let spawned = std::thread::Builder::new()
+            .name("manifest-writer".into())
+            .spawn(move || {
+                // SAFETY: setpriority on the calling thread (who = 0) only lowers its own
+                // scheduling priority; failure leaves the default, which is harmless.
+                unsafe {
+                    libc::setpriority(libc::PRIO_PROCESS, 0, 19);
                 }
-                for task in stale {
-                    if let Err(e) = write_one(&store, &artifacts, &task).await {
-                        tracing::warn!(task = %task, error = %e, "manifest not written");
-                    }
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(write_loop(store, artifacts, rx)),
+                    Err(e) => tracing::error!(error = %e, "manifest writer did not start"),
                 }
-            }
-        });
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "manifest writer thread did not start");
+        }
         Self { tx }
     }
 
     /// Marks a task's manifest stale; it is rewritten soon after.
     pub fn touch(&self, task: &TaskId) {
         let _ = self.tx.send(task.clone());
+    }
+}
+
+async fn write_loop(store: Store, artifacts: PathBuf, mut rx: mpsc::UnboundedReceiver<TaskId>) {
+    while let Some(first) = rx.recv().await {
+        // Gather the changes of a short window into one write per task: a short task's
+        // accepted → running → finished then costs one rewrite, not three.
+        tokio::time::sleep(COALESCE).await;
+        let mut stale = BTreeSet::from([first]);
+        while let Ok(more) = rx.try_recv() {
+            stale.insert(more);
+        }
+        for task in stale {
+            if let Err(e) = write_one(&store, &artifacts, &task).await {
+                tracing::warn!(task = %task, error = %e, "manifest not written");
+            }
+        }
     }
 }
 
@@ -173,14 +201,6 @@ async fn write_one(store: &Store, artifacts: &Path, task: &TaskId) -> Result<(),
     let path = manifest_path(artifacts, &row.id, &row.run_id);
     // unwrap: a serde_json::Value always serialises.
     let bytes = serde_json::to_vec_pretty(&doc).unwrap();
-    tokio::task::spawn_blocking(move || {
-        write_atomic(&path, &bytes).map_err(|source| ManifestError::Io { path, source })
-    })
-    .await
-    .unwrap_or_else(|e| {
-        Err(ManifestError::Io {
-            path: PathBuf::new(),
-            source: std::io::Error::other(e),
-        })
-    })
+    // This thread exists for this work: blocking here holds up nothing else.
+    write_atomic(&path, &bytes).map_err(|source| ManifestError::Io { path, source })
 }

@@ -21,6 +21,18 @@ pub fn cap_set(caps: &[Capability]) -> CapSet {
         .collect()
 }
 
+/// Why a task requiring `caps` waits when no connected instance offers them.
+pub fn unsatisfiable_reason(caps: &CapSet) -> String {
+    if caps.is_empty() {
+        return "waiting: no instance is connected".to_owned();
+    }
+    let names: Vec<&str> = caps.iter().map(|c| c.as_str()).collect();
+    format!(
+        "waiting: no connected instance offers all of [{}]",
+        names.join(", ")
+    )
+}
+
 #[derive(Debug, Default)]
 pub struct Queue {
     lanes: BTreeMap<CapSet, VecDeque<(u64, TaskId)>>,

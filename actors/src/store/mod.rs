@@ -222,60 +222,29 @@ impl Store {
         rows.iter().map(task_from_row).collect()
     }
 
-    /// Records a new attempt and marks the task running on `instance`, in one transaction.
+    /// Records a new attempt (with the key the dispatcher chose) and marks the task
+    /// running on `instance`, in one transaction.
     pub async fn start_attempt(
         &self,
+        key: AttemptKey,
         task: &TaskId,
         attempt_no: u32,
         instance: &InstanceId,
         now_ms: i64,
-    ) -> Result<AttemptKey, StoreError> {
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let key: i64 = sqlx::query(
-            "INSERT INTO attempts (task_id, attempt_no, instance, state, started_ms) \
-             VALUES (?, ?, ?, 'running', ?) RETURNING id",
-        )
-        .bind(task.as_str())
-        .bind(attempt_no as i64)
-        .bind(instance.as_str())
-        .bind(now_ms)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
-        sqlx::query(
-            "UPDATE tasks SET state = 'running', attempts = ?, instance = ?, reason = NULL, \
-             updated_ms = ? WHERE id = ?",
-        )
-        .bind(attempt_no as i64)
-        .bind(instance.as_str())
-        .bind(now_ms)
-        .bind(task.as_str())
-        .execute(&mut *tx)
-        .await?;
+        start_attempt_in(&mut tx, key, task, attempt_no, instance, now_ms).await?;
         tx.commit().await?;
-        Ok(key as AttemptKey)
+        Ok(())
     }
 
-    /// Records how an attempt ended.
-    pub async fn end_attempt(
-        &self,
-        key: AttemptKey,
-        end: &AttemptEnd,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE attempts SET state = ?, ended_ms = ?, exit_code = ?, signal = ?, detail = ? \
-             WHERE id = ?",
-        )
-        .bind(end.state.as_str())
-        .bind(now_ms)
-        .bind(end.exit_code)
-        .bind(end.signal)
-        .bind(&end.detail)
-        .bind(key as i64)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+    /// The highest attempt key used so far (0 when none).
+    pub async fn max_attempt_key(&self) -> Result<AttemptKey, StoreError> {
+        let max: Option<i64> = sqlx::query("SELECT MAX(id) FROM attempts")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        Ok(max.unwrap_or(0) as AttemptKey)
     }
 
     /// Records a task's new state; a final state also sets `finished_ms`.
@@ -285,21 +254,8 @@ impl Store {
         update: &TaskUpdate,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let finished = update.state.is_final().then_some(now_ms);
-        sqlx::query(
-            "UPDATE tasks SET state = ?, exit_code = ?, signal = ?, reason = ?, updated_ms = ?, \
-             finished_ms = ? WHERE id = ?",
-        )
-        .bind(update.state.as_str())
-        .bind(update.exit_code)
-        .bind(update.signal)
-        .bind(&update.reason)
-        .bind(now_ms)
-        .bind(finished)
-        .bind(id.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        update_task_in(&mut conn, id, update, now_ms).await
     }
 
     /// Marks every attempt still `running` as `lost` (at start: no agent holds it any more).
@@ -340,6 +296,82 @@ impl Store {
     }
 }
 
+async fn start_attempt_in(
+    conn: &mut sqlx::SqliteConnection,
+    key: AttemptKey,
+    task: &TaskId,
+    attempt_no: u32,
+    instance: &InstanceId,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO attempts (id, task_id, attempt_no, instance, state, started_ms) \
+         VALUES (?, ?, ?, ?, 'running', ?)",
+    )
+    .bind(key as i64)
+    .bind(task.as_str())
+    .bind(attempt_no as i64)
+    .bind(instance.as_str())
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE tasks SET state = 'running', attempts = ?, instance = ?, reason = NULL, \
+         updated_ms = ? WHERE id = ?",
+    )
+    .bind(attempt_no as i64)
+    .bind(instance.as_str())
+    .bind(now_ms)
+    .bind(task.as_str())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn end_attempt_in(
+    conn: &mut sqlx::SqliteConnection,
+    key: AttemptKey,
+    end: &AttemptEnd,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE attempts SET state = ?, ended_ms = ?, exit_code = ?, signal = ?, detail = ? \
+         WHERE id = ?",
+    )
+    .bind(end.state.as_str())
+    .bind(now_ms)
+    .bind(end.exit_code)
+    .bind(end.signal)
+    .bind(&end.detail)
+    .bind(key as i64)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn update_task_in(
+    conn: &mut sqlx::SqliteConnection,
+    id: &TaskId,
+    update: &TaskUpdate,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let finished = update.state.is_final().then_some(now_ms);
+    sqlx::query(
+        "UPDATE tasks SET state = ?, exit_code = ?, signal = ?, reason = ?, updated_ms = ?, \
+         finished_ms = ? WHERE id = ?",
+    )
+    .bind(update.state.as_str())
+    .bind(update.exit_code)
+    .bind(update.signal)
+    .bind(&update.reason)
+    .bind(now_ms)
+    .bind(finished)
+    .bind(id.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 fn parse_col<T, E: std::fmt::Display>(
     table: &'static str,
     s: String,
@@ -375,3 +407,4 @@ fn task_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<TaskRow, StoreError> {
 
 #[cfg(test)]
 mod tests;
+pub mod writer;

@@ -28,8 +28,9 @@ async fn tasks_and_attempts_survive_reopening_the_file() {
         let store = Store::open(&path).await.unwrap();
         store.insert_task(&task).await.unwrap();
         let inst = InstanceId::parse("local-1").unwrap();
-        let key = store.start_attempt(&task.id, 1, &inst, 5).await.unwrap();
-        assert!(key > 0);
+        assert_eq!(store.max_attempt_key().await.unwrap(), 0);
+        store.start_attempt(7, &task.id, 1, &inst, 5).await.unwrap();
+        assert_eq!(store.max_attempt_key().await.unwrap(), 7);
         assert!(matches!(
             store.insert_task(&task).await,
             Err(StoreError::Duplicate(_))

@@ -72,6 +72,8 @@ async fn supervise(agents: LocalAgents, id: String, mut stop: watch::Receiver<bo
             .arg("--slots")
             .arg(agents.slots.to_string())
             .env("FLOTILLA_AGENT_TOKEN", &agents.agent_token)
+            // The admin token is the server's alone; agents get their own scoped token.
+            .env_remove("FLOTILLA_TOKEN")
             .stdin(Stdio::null())
             .kill_on_drop(true);
         // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill this child

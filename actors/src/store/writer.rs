@@ -1,0 +1,148 @@
+//! StoreWriter: applies the dispatcher's writes in order, many per transaction.
+//!
+//! Owns the write side of the task and attempt tables after a task is accepted. The
+//! dispatcher never waits on SQLite: it sends each change here and moves on; the writer
+//! drains whatever has queued up, commits it as one transaction (group commit), and then
+//! runs each change's follow-up — sealing a handle with its status frame, rewriting a
+//! manifest — so an observer never sees a final status the store does not yet hold.
+//! A crash loses at most the last uncommitted batch; recovery then requeues the affected
+//! tasks, which execution being at-least-once allows.
+
+use tokio::sync::mpsc;
+
+use super::{end_attempt_in, update_task_in, AttemptEnd, Store, StoreError, TaskUpdate};
+use crate::domain::{InstanceId, TaskId};
+use crate::exec_handle::{Append, FrameLog};
+use crate::manifest::ManifestWriter;
+use crate::protocol::AttemptKey;
+
+/// Most changes committed in one transaction.
+const MAX_BATCH: usize = 1024;
+
+/// One change to the store.
+#[derive(Debug)]
+pub enum Write {
+    StartAttempt {
+        key: AttemptKey,
+        task: TaskId,
+        attempt_no: u32,
+        instance: InstanceId,
+        now_ms: i64,
+    },
+    EndAttempt {
+        key: AttemptKey,
+        end: AttemptEnd,
+        now_ms: i64,
+    },
+    UpdateTask {
+        task: TaskId,
+        update: TaskUpdate,
+        now_ms: i64,
+    },
+}
+
+/// What to do once a change is committed.
+#[derive(Default)]
+pub struct Then {
+    /// Append this (a status frame) to the frame log.
+    pub seal: Option<Append>,
+    /// Rewrite this task's manifest.
+    pub touch: Option<TaskId>,
+    /// Anything else that must not happen before the commit (e.g. answering a client).
+    pub after: Option<Box<dyn FnOnce() + Send>>,
+}
+
+#[derive(Clone)]
+pub struct StoreWriter {
+    tx: mpsc::UnboundedSender<(Vec<Write>, Then)>,
+}
+
+impl StoreWriter {
+    pub fn start(store: Store, log: FrameLog, manifests: ManifestWriter) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(store, log, manifests, rx));
+        Self { tx }
+    }
+
+    /// Queues `writes` (committed together, in order) and what follows them.
+    pub fn send(&self, writes: Vec<Write>, then: Then) {
+        if self.tx.send((writes, then)).is_err() {
+            tracing::error!("store writer stopped; a change was not recorded");
+        }
+    }
+}
+
+async fn run(
+    store: Store,
+    log: FrameLog,
+    manifests: ManifestWriter,
+    mut rx: mpsc::UnboundedReceiver<(Vec<Write>, Then)>,
+) {
+    let mut writes: Vec<Vec<Write>> = Vec::new();
+    let mut thens: Vec<Then> = Vec::new();
+    while let Some((w, t)) = rx.recv().await {
+        writes.push(w);
+        thens.push(t);
+        while writes.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok((w, t)) => {
+                    writes.push(w);
+                    thens.push(t);
+                }
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = commit(&store, &writes).await {
+            tracing::error!(error = %e, changes = writes.len(), "store batch failed; retrying one by one");
+            for item in &writes {
+                if let Err(e) = commit(&store, std::slice::from_ref(item)).await {
+                    tracing::error!(error = %e, writes = ?item, "change not recorded");
+                }
+            }
+        }
+        writes.clear();
+        for then in thens.drain(..) {
+            if let Some(append) = then.seal {
+                if let Err(e) = log.append(append).await {
+                    tracing::error!(error = %e, "could not seal a handle");
+                }
+            }
+            if let Some(task) = then.touch {
+                manifests.touch(&task);
+            }
+            if let Some(after) = then.after {
+                after();
+            }
+        }
+    }
+}
+
+async fn commit(store: &Store, batch: &[Vec<Write>]) -> Result<(), StoreError> {
+    let mut tx = store.pool.begin().await?;
+    for writes in batch {
+        for w in writes {
+            match w {
+                Write::StartAttempt {
+                    key,
+                    task,
+                    attempt_no,
+                    instance,
+                    now_ms,
+                } => {
+                    super::start_attempt_in(&mut tx, *key, task, *attempt_no, instance, *now_ms)
+                        .await?
+                }
+                Write::EndAttempt { key, end, now_ms } => {
+                    end_attempt_in(&mut tx, *key, end, *now_ms).await?
+                }
+                Write::UpdateTask {
+                    task,
+                    update,
+                    now_ms,
+                } => update_task_in(&mut tx, task, update, *now_ms).await?,
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}

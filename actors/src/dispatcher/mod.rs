@@ -121,6 +121,7 @@ impl Dispatcher {
         let now = now_ms();
         self.store.lose_open_attempts(now).await?;
         self.next_key = self.store.max_attempt_key().await? + 1;
+        self.seal_finished().await?;
         let live = self.store.live_tasks().await?;
         let count = live.len();
         for mut row in live {
@@ -155,6 +156,38 @@ impl Dispatcher {
             self.enqueue(row, request);
         }
         Ok(count)
+    }
+
+    /// Appends the status frame of every finished task whose handle lacks one: a crash
+    /// between committing a final state and sealing its handle must not leave observers
+    /// waiting forever.
+    async fn seal_finished(&mut self) -> Result<(), StoreError> {
+        for row in self.store.finished_tasks().await? {
+            let index = self.log.create_handle(&row.handle);
+            if index.watermark().sealed {
+                continue;
+            }
+            tracing::warn!(task = %row.id, "finished task's handle was not sealed; sealing it");
+            let status = FinalStatus {
+                state: row.state,
+                exit_code: row.exit_code,
+                signal: row.signal,
+                attempts: row.attempts,
+                reason: row.reason.clone(),
+            };
+            let seal = Append {
+                handle: row.handle.clone(),
+                attempt: row.attempts,
+                kind: StreamKind::Status,
+                // unwrap: FinalStatus is plain data and always serialises.
+                data: serde_json::to_vec(&status).unwrap(),
+                ack: None,
+            };
+            if let Err(e) = self.log.append(seal).await {
+                tracing::error!(task = %row.id, error = %e, "could not seal a handle");
+            }
+        }
+        Ok(())
     }
 
     fn enqueue(&mut self, row: TaskRow, request: RunRequest) {
@@ -403,19 +436,14 @@ impl Dispatcher {
             return;
         };
         let (astate, state, code, signal, reason) = match outcome {
-            Outcome::Exited { code: Some(0), .. } if !live.cancel_requested => (
+            // A process that ended on its own before a cancel reached it keeps its outcome:
+            // the agent reports `Cancelled` only when it did the killing.
+            Outcome::Exited { code: Some(0), .. } => (
                 AttemptState::Exited,
                 TaskState::Succeeded,
                 Some(0),
                 None,
                 None,
-            ),
-            Outcome::Exited { code, signal } if live.cancel_requested => (
-                AttemptState::Cancelled,
-                TaskState::Cancelled,
-                code,
-                signal,
-                Some("cancelled".to_owned()),
             ),
             Outcome::Exited { code, signal } => {
                 let why = match (code, signal) {
@@ -681,3 +709,6 @@ fn failed(reason: String, attempt: Option<(AttemptKey, AttemptEnd)>) -> Ending {
         attempt,
     }
 }
+
+#[cfg(test)]
+mod tests;

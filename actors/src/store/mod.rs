@@ -212,6 +212,16 @@ impl Store {
             .collect()
     }
 
+    /// Tasks in a final state (scanned once at start to seal their handles).
+    pub async fn finished_tasks(&self) -> Result<Vec<TaskRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE state NOT IN ('queued', 'running')"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(task_from_row).collect()
+    }
+
     /// Tasks not yet in a final state, oldest first (for recovery at start).
     pub async fn live_tasks(&self) -> Result<Vec<TaskRow>, StoreError> {
         let rows = sqlx::query(&format!(

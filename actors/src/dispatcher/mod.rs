@@ -168,21 +168,16 @@ impl Dispatcher {
                 continue;
             }
             tracing::warn!(task = %row.id, "finished task's handle was not sealed; sealing it");
-            let status = FinalStatus {
-                state: row.state,
-                exit_code: row.exit_code,
-                signal: row.signal,
-                attempts: row.attempts,
-                reason: row.reason.clone(),
-            };
-            let seal = Append {
-                handle: row.handle.clone(),
-                attempt: row.attempts,
-                kind: StreamKind::Status,
-                // unwrap: FinalStatus is plain data and always serialises.
-                data: serde_json::to_vec(&status).unwrap(),
-                ack: None,
-            };
+            let seal = status_frame(
+                &row,
+                FinalStatus {
+                    state: row.state,
+                    exit_code: row.exit_code,
+                    signal: row.signal,
+                    attempts: row.attempts,
+                    reason: row.reason.clone(),
+                },
+            );
             if let Err(e) = self.log.append(seal).await {
                 tracing::error!(task = %row.id, error = %e, "could not seal a handle");
             }
@@ -525,21 +520,16 @@ impl Dispatcher {
             now_ms: now,
         });
         tracing::info!(task = %row.id, state = %ending.state, exit_code = ?ending.exit_code, "task finished");
-        let status = FinalStatus {
-            state: ending.state,
-            exit_code: ending.exit_code,
-            signal: ending.signal,
-            attempts: row.attempts,
-            reason: ending.reason,
-        };
-        let seal = Append {
-            handle: row.handle.clone(),
-            attempt: row.attempts,
-            kind: StreamKind::Status,
-            // unwrap: FinalStatus is plain data and always serialises.
-            data: serde_json::to_vec(&status).unwrap(),
-            ack: None,
-        };
+        let seal = status_frame(
+            row,
+            FinalStatus {
+                state: ending.state,
+                exit_code: ending.exit_code,
+                signal: ending.signal,
+                attempts: row.attempts,
+                reason: ending.reason,
+            },
+        );
         row.state = ending.state;
         self.writer.send(
             writes,
@@ -686,6 +676,18 @@ impl Dispatcher {
             .collect();
         views.sort_by(|a, b| a.id.cmp(&b.id));
         views
+    }
+}
+
+/// The frame that ends a task's handle.
+fn status_frame(row: &TaskRow, status: FinalStatus) -> Append {
+    Append {
+        handle: row.handle.clone(),
+        attempt: row.attempts,
+        kind: StreamKind::Status,
+        // unwrap: FinalStatus is plain data and always serialises.
+        data: serde_json::to_vec(&status).unwrap(),
+        ack: None,
     }
 }
 

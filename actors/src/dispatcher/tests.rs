@@ -34,7 +34,10 @@ async fn recovery_requeues_lost_work_and_seals_handles_a_crash_left_open() {
     store.insert_task(&done).await.unwrap();
     store.insert_task(&running).await.unwrap();
     let inst = InstanceId::parse("local-1").unwrap();
-    store.start_attempt(1, &running.id, 1, &inst, 1).await.unwrap();
+    store
+        .start_attempt(1, &running.id, 1, &inst, 1)
+        .await
+        .unwrap();
 
     let manifests = ManifestWriter::start(store.clone(), dir.path().join("artifacts"));
     let mut d = Dispatcher::new(store.clone(), log.clone(), manifests, Offers::default());
@@ -56,5 +59,8 @@ async fn recovery_requeues_lost_work_and_seals_handles_a_crash_left_open() {
     let requeued = store.get_task(&running.id).await.unwrap().unwrap();
     assert_eq!(requeued.state, TaskState::Queued);
     assert!(requeued.reason.unwrap().contains("restarted"));
-    assert_eq!(store.attempts_of(&running.id).await.unwrap()[0].state, "lost");
+    assert_eq!(
+        store.attempts_of(&running.id).await.unwrap()[0].state,
+        "lost"
+    );
 }

@@ -214,18 +214,19 @@ impl Store {
 
     /// Tasks in a final state (scanned once at start to seal their handles).
     pub async fn finished_tasks(&self) -> Result<Vec<TaskRow>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {TASK_COLUMNS} FROM tasks WHERE state NOT IN ('queued', 'running')"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(task_from_row).collect()
+        self.tasks_where("state NOT IN ('queued', 'running')").await
     }
 
     /// Tasks not yet in a final state, oldest first (for recovery at start).
     pub async fn live_tasks(&self) -> Result<Vec<TaskRow>, StoreError> {
+        self.tasks_where("state IN ('queued', 'running') ORDER BY created_ms, id")
+            .await
+    }
+
+    /// Tasks matching a fixed condition (never built from input).
+    async fn tasks_where(&self, condition: &'static str) -> Result<Vec<TaskRow>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {TASK_COLUMNS} FROM tasks WHERE state IN ('queued', 'running') ORDER BY created_ms, id"
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE {condition}"
         ))
         .fetch_all(&self.pool)
         .await?;

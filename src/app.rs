@@ -49,6 +49,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .workers(2)
         // Control messages are small and latency-bound; never wait for Nagle.
         .tcp_nodelay(true)
+        // Agent and observer sockets never finish on their own; both reconnect, so a
+        // stopping server waits only briefly for in-flight requests.
+        .shutdown_timeout(2)
         .bind(config.bind)
         .with_context(|| format!("binding {}", config.bind))?;
     let addr = server

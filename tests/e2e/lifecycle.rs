@@ -125,3 +125,56 @@ fn the_manifest_records_the_run_and_matches_its_schema() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn a_remote_agent_with_its_own_token_runs_the_task_that_waited_for_it() {
+    let app = App::start(1);
+    let waiting = app.submit(json!({"argv": ["echo", "on the gpu box"], "capabilities": ["gpu"]}));
+    let id = waiting["id"].as_str().unwrap();
+    assert!(app.task(id)["reason"].as_str().unwrap().contains("gpu"));
+
+    // What an operator does for a remote machine: mint an agent token, start an agent.
+    let token: serde_json::Value = ureq::post(&format!("{}/v1/tokens/agent", app.base))
+        .set(
+            "authorization",
+            &format!("Bearer {}", crate::support::TOKEN),
+        )
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let token = token["token"].as_str().unwrap();
+    let mut agent = std::process::Command::new(crate::support::flotilla_exe())
+        .args([
+            "agent",
+            "--server",
+            &app.base,
+            "--id",
+            "gpu-box",
+            "--capabilities",
+            "gpu,os:linux",
+            "--slots",
+            "2",
+        ])
+        .env("FLOTILLA_AGENT_TOKEN", token)
+        .env_remove("FLOTILLA_TOKEN")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let done = app.wait_state(id, "succeeded", Duration::from_secs(30));
+    assert_eq!(done["instance"], "gpu-box");
+    assert!(
+        done["reason"].is_null(),
+        "the wait reason is cleared: {done}"
+    );
+    let gpu_box = app
+        .instances()
+        .into_iter()
+        .find(|i| i["id"] == "gpu-box")
+        .unwrap();
+    assert_eq!(gpu_box["slots"], 2);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    // Its departure is noticed.
+    app.wait_instances(1);
+}

@@ -12,6 +12,8 @@ use serde_json::{json, Map, Value};
 
 use crate::client::{self, Client};
 
+pub mod guard;
+
 #[derive(Parser)]
 #[command(
     name = "flotilla",
@@ -37,6 +39,9 @@ pub enum Command {
     Tasks(TasksArgs),
     /// Cancel a task (kills its process group if it runs).
     Cancel(CancelArgs),
+    /// The privacy guard's detector engine on files or a labelled corpus.
+    #[command(subcommand)]
+    Guard(guard::GuardCommand),
 }
 
 #[derive(Args)]

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cli;
+mod guard;
 mod lifecycle;
 mod recovery;
 mod streaming;

@@ -1,0 +1,803 @@
+//! The rule table. Specific vendor formats come first: where findings overlap, the
+//! earlier rule wins, so a GitHub token is reported as one, not as a generic secret.
+
+use regex::Regex;
+
+use crate::validate::{card, email, generic, iban, not_placeholder, ssn, url_password};
+use crate::Rule;
+
+type Check = Option<fn(&str, &str) -> bool>;
+
+fn rule(
+    id: &'static str,
+    kind: &'static str,
+    keywords: &'static [&'static str],
+    re: &str,
+    check: Check,
+) -> Rule {
+    Rule {
+        id,
+        kind,
+        keywords,
+        // unwrap: the patterns are constants, compiled by the unit tests.
+        regex: Regex::new(re).unwrap(),
+        check,
+    }
+}
+
+/// Vendor tokens recognised by a fixed prefix: (id, kind, prefix keyword, regex).
+const PREFIXED: &[(&str, &str, &str, &str)] = &[
+    (
+        "aws-access-key-id",
+        "aws-access-key",
+        "a",
+        r"(?-u:\b)((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})(?-u:\b)",
+    ),
+    (
+        "aws-bedrock-key",
+        "api-key",
+        "absk",
+        r"(?-u:\b)(ABSK[A-Za-z0-9+/]{100,}={0,2})",
+    ),
+    (
+        "github-pat",
+        "github-token",
+        "ghp_",
+        r"(?-u:\b)(ghp_[A-Za-z0-9]{36,255})",
+    ),
+    (
+        "github-oauth",
+        "github-token",
+        "gho_",
+        r"(?-u:\b)(gho_[A-Za-z0-9]{36,255})",
+    ),
+    (
+        "github-user-to-server",
+        "github-token",
+        "ghu_",
+        r"(?-u:\b)(ghu_[A-Za-z0-9]{36,255})",
+    ),
+    (
+        "github-server-to-server",
+        "github-token",
+        "ghs_",
+        r"(?-u:\b)(ghs_[A-Za-z0-9]{36,255})",
+    ),
+    (
+        "github-refresh",
+        "github-token",
+        "ghr_",
+        r"(?-u:\b)(ghr_[A-Za-z0-9]{36,255})",
+    ),
+    (
+        "github-fine-grained-pat",
+        "github-token",
+        "github_pat_",
+        r"(?-u:\b)(github_pat_[A-Za-z0-9_]{60,255})",
+    ),
+    (
+        "gitlab-token",
+        "gitlab-token",
+        "gl",
+        r"(?-u:\b)(gl(?:pat|ptt|dt|rt|soat|cbt|ffct|imt|agent|oas|ft|wt|sst)-[A-Za-z0-9_\-]{20,64})",
+    ),
+    (
+        "gitlab-runner-registration",
+        "gitlab-token",
+        "GR1348941",
+        r"(?-u:\b)(GR1348941[A-Za-z0-9_\-]{20})",
+    ),
+    (
+        "gitlab-session-cookie",
+        "gitlab-token",
+        "_gitlab_session",
+        r"_gitlab_session=([0-9a-z]{32})",
+    ),
+    (
+        "slack-token",
+        "slack-token",
+        "xox",
+        r"(?-u:\b)(xox[abposrec]-(?:\d+-){1,4}[A-Za-z0-9\-]{6,250})",
+    ),
+    (
+        "slack-app-token",
+        "slack-token",
+        "xapp-",
+        r"(?-u:\b)(xapp-\d-[A-Z0-9]+-\d+-[a-z0-9]+)",
+    ),
+    (
+        "slack-config-token",
+        "slack-token",
+        "xoxe",
+        r"(?-u:\b)(xoxe(?:\.xox[bp])?-\d-[A-Za-z0-9]{100,300})",
+    ),
+    (
+        "slack-webhook",
+        "slack-webhook",
+        "hooks.slack.com",
+        r"((?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/]{40,120})",
+    ),
+    (
+        "stripe-key",
+        "stripe-key",
+        "_",
+        r"(?-u:\b)((?:sk|rk)_(?:test|live|prod)_[A-Za-z0-9]{10,99})",
+    ),
+    (
+        "google-api-key",
+        "google-api-key",
+        "aiza",
+        r"(?-u:\b)(AIza[0-9A-Za-z_\-]{35})",
+    ),
+    (
+        "gcp-service-account",
+        "private-key",
+        "service_account",
+        r#""private_key"\s*:\s*"(-----BEGIN[^"]{40,})""#,
+    ),
+    (
+        "openai-key",
+        "openai-key",
+        "sk-",
+        r"(?-u:\b)(sk-(?:(?:proj|svcacct|admin)-)?[A-Za-z0-9_\-]{20,74}T3BlbkFJ[A-Za-z0-9_\-]{20,74})",
+    ),
+    (
+        "openai-project-key",
+        "openai-key",
+        "sk-proj-",
+        r"(?-u:\b)(sk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{40,200})",
+    ),
+    (
+        "anthropic-key",
+        "api-key",
+        "sk-ant-",
+        r"(?-u:\b)(sk-ant-(?:api|admin)\d\d-[A-Za-z0-9_\-]{80,120})",
+    ),
+    (
+        "jwt",
+        "jwt",
+        "ey",
+        r"(?-u:\b)(ey[A-Za-z0-9_\-]{15,}\.ey[A-Za-z0-9_\-/\\]{15,}\.(?:[A-Za-z0-9_\-/\\]{10,}={0,2})?)",
+    ),
+    (
+        "npm-token",
+        "api-key",
+        "npm_",
+        r"(?-u:\b)(npm_[A-Za-z0-9]{36})(?-u:\b)",
+    ),
+    (
+        "pypi-token",
+        "api-key",
+        "pypi-",
+        r"(?-u:\b)(pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_\-]{50,})",
+    ),
+    (
+        "dockerhub-pat",
+        "api-key",
+        "dckr_",
+        r"(?-u:\b)(dckr_(?:pat|oat)_[A-Za-z0-9_\-]{27,})",
+    ),
+    (
+        "sendgrid-key",
+        "api-key",
+        "sg.",
+        r"(?-u:\b)(SG\.[A-Za-z0-9_\-=]{20,24}\.[A-Za-z0-9_\-=]{39,50})",
+    ),
+    (
+        "twilio-api-key",
+        "api-key",
+        "sk",
+        r"(?-u:\b)(SK[0-9a-fA-F]{32})(?-u:\b)",
+    ),
+    (
+        "huggingface-token",
+        "api-key",
+        "hf_",
+        r"(?-u:\b)(hf_[A-Za-z]{34})(?-u:\b)",
+    ),
+    (
+        "huggingface-org-token",
+        "api-key",
+        "api_org_",
+        r"(?-u:\b)(api_org_[A-Za-z]{34})(?-u:\b)",
+    ),
+    (
+        "digitalocean-token",
+        "api-key",
+        "_v1_",
+        r"(?-u:\b)(do[opr]_v1_[a-f0-9]{64})(?-u:\b)",
+    ),
+    (
+        "vault-token",
+        "api-key",
+        "hv",
+        r"(?-u:\b)(hv[sb]\.[A-Za-z0-9_\-]{90,300})",
+    ),
+    (
+        "vault-token-legacy",
+        "api-key",
+        "s.",
+        r"(?-u:\b)(s\.[A-Za-z0-9]{24})(?-u:\b)",
+    ),
+    (
+        "shopify-token",
+        "api-key",
+        "shp",
+        r"(?-u:\b)(shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32})(?-u:\b)",
+    ),
+    (
+        "databricks-token",
+        "api-key",
+        "dapi",
+        r"(?-u:\b)(dapi[a-f0-9]{32}(?:-\d)?)(?-u:\b)",
+    ),
+    (
+        "pulumi-token",
+        "api-key",
+        "pul-",
+        r"(?-u:\b)(pul-[a-f0-9]{40})(?-u:\b)",
+    ),
+    (
+        "doppler-token",
+        "api-key",
+        "dp.",
+        r"(?-u:\b)(dp\.(?:pt|st|sa|ct|scim|audit)\.[A-Za-z0-9]{40,44})",
+    ),
+    (
+        "atlassian-token",
+        "api-key",
+        "atatt",
+        r"(?-u:\b)(ATATT3[A-Za-z0-9_\-=]{186})",
+    ),
+    (
+        "sentry-token",
+        "api-key",
+        "sntry",
+        r"(?-u:\b)(sntry[su]_[A-Za-z0-9_\-+/=]{60,})",
+    ),
+    (
+        "planetscale-token",
+        "api-key",
+        "pscale_",
+        r"(?-u:\b)(pscale_(?:tkn|pw|oauth)_[A-Za-z0-9=\-_.]{32,64})",
+    ),
+    (
+        "grafana-token",
+        "api-key",
+        "gl",
+        r"(?-u:\b)(gl(?:c|sa)_[A-Za-z0-9+/_]{32,400}={0,2})",
+    ),
+    (
+        "flyio-token",
+        "api-key",
+        "f",
+        r"(?-u:\b)((?:fo1_[A-Za-z0-9_\-]{43})|(?:fm[12][ar]?_[A-Za-z0-9+/]{100,}={0,3}))",
+    ),
+    (
+        "onepassword-service-token",
+        "api-key",
+        "ops_ey",
+        r"(?-u:\b)(ops_eyJ[A-Za-z0-9+/]{250,}={0,3})",
+    ),
+    (
+        "onepassword-secret-key",
+        "api-key",
+        "a3-",
+        r"(?-u:\b)(A3-[A-Z0-9]{6}-(?:[A-Z0-9]{11}|[A-Z0-9]{6}-[A-Z0-9]{5})-[A-Z0-9]{5}-[A-Z0-9]{5}-[A-Z0-9]{5})(?-u:\b)",
+    ),
+    (
+        "linear-key",
+        "api-key",
+        "lin_api_",
+        r"(?-u:\b)(lin_api_[A-Za-z0-9]{40})(?-u:\b)",
+    ),
+    (
+        "postman-key",
+        "api-key",
+        "pmak-",
+        r"(?-u:\b)(PMAK-[a-f0-9]{24}-[a-f0-9]{34})(?-u:\b)",
+    ),
+    (
+        "newrelic-key",
+        "api-key",
+        "nr",
+        r"(?-u:\b)(NR(?:AK|JS|II)-[A-Za-z0-9]{19,32})(?-u:\b)",
+    ),
+    (
+        "prefect-key",
+        "api-key",
+        "pnu_",
+        r"(?-u:\b)(pnu_[A-Za-z0-9]{36})(?-u:\b)",
+    ),
+    (
+        "readme-key",
+        "api-key",
+        "rdme_",
+        r"(?-u:\b)(rdme_[a-z0-9]{70})(?-u:\b)",
+    ),
+    (
+        "rubygems-key",
+        "api-key",
+        "rubygems_",
+        r"(?-u:\b)(rubygems_[a-f0-9]{48})(?-u:\b)",
+    ),
+    (
+        "clojars-token",
+        "api-key",
+        "clojars_",
+        r"(?-u:\b)(CLOJARS_[a-z0-9]{60})(?-u:\b)",
+    ),
+    (
+        "age-secret-key",
+        "private-key",
+        "age-secret-key-1",
+        r"(?-u:\b)(AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58})(?-u:\b)",
+    ),
+    (
+        "shippo-token",
+        "api-key",
+        "shippo_",
+        r"(?-u:\b)(shippo_(?:live|test)_[a-fA-F0-9]{40})(?-u:\b)",
+    ),
+    (
+        "easypost-token",
+        "api-key",
+        "ez",
+        r"(?-u:\b)(EZ[AT]K[A-Za-z0-9]{54})(?-u:\b)",
+    ),
+    (
+        "harness-token",
+        "api-key",
+        "pat.",
+        r"(?-u:\b)((?:pat|sat)\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9]{24}\.[A-Za-z0-9]{20})(?-u:\b)",
+    ),
+    (
+        "snyk-token",
+        "api-key",
+        "snyk",
+        r"(?-u:\b)(snyk_(?:uat|sat)\.[a-z0-9]{8}\.[A-Za-z0-9_\-]{20,}\.[A-Za-z0-9_\-]{20,})",
+    ),
+    (
+        "jfrog-token",
+        "api-key",
+        "akcp",
+        r"(?-u:\b)(AKCp[A-Za-z0-9]{69})(?-u:\b)",
+    ),
+    (
+        "scalingo-token",
+        "api-key",
+        "tk-us-",
+        r"(?-u:\b)(tk-us-[A-Za-z0-9_\-]{48})(?-u:\b)",
+    ),
+    (
+        "infracost-token",
+        "api-key",
+        "ico-",
+        r"(?-u:\b)(ico-[A-Za-z0-9]{32})(?-u:\b)",
+    ),
+    (
+        "hashicorp-tf-token",
+        "api-key",
+        ".atlasv1.",
+        r"(?-u:\b)([A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9\-_=]{60,70})",
+    ),
+    (
+        "mailchimp-key",
+        "api-key",
+        "-us",
+        r"(?-u:\b)([a-f0-9]{32}-us\d{1,2})(?-u:\b)",
+    ),
+    (
+        "mailgun-key",
+        "api-key",
+        "key-",
+        r"(?-u:\b)(key-[a-f0-9]{32})(?-u:\b)",
+    ),
+    (
+        "square-token",
+        "api-key",
+        "sq0",
+        r"(?-u:\b)((?:EAAA|sq0atp-|sq0csp-)[A-Za-z0-9_\-]{22,60})",
+    ),
+    (
+        "facebook-token",
+        "api-key",
+        "eaa",
+        r"(?-u:\b)(EAA[MC][A-Za-z0-9]{100,})",
+    ),
+    (
+        "airtable-pat",
+        "api-key",
+        "pat",
+        r"(?-u:\b)(pat[A-Za-z0-9]{14}\.[a-f0-9]{64})(?-u:\b)",
+    ),
+    (
+        "heroku-key-v2",
+        "api-key",
+        "hrku-",
+        r"(?-u:\b)(HRKU-AA[A-Za-z0-9_\-]{58})",
+    ),
+    (
+        "sonar-token",
+        "api-key",
+        "sq",
+        r"(?-u:\b)(sq[apu]_[a-f0-9]{40})(?-u:\b)",
+    ),
+    (
+        "azure-ad-client-secret",
+        "api-key",
+        "q~",
+        r"(?:^|[^A-Za-z0-9_~.\-])([A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.\-]{31,34})",
+    ),
+    (
+        "flutterwave-key",
+        "api-key",
+        "flw",
+        r"(?-u:\b)(FLW(?:PUB|SEC)K(?:_TEST)?-[a-h0-9]{32}-X|FLWSECK_TEST[a-h0-9]{12})",
+    ),
+    (
+        "sidekiq-secret",
+        "api-key",
+        "contribsys",
+        r#"(?i)BUNDLE_(?:ENTERPRISE|GEMS)__CONTRIBSYS__COM\w*["'>]?(?:\s+string)?\s*(?:[:.]{0,3}=>?|=>|>)?\s*["']?([a-f0-9]{8}:[a-f0-9]{8})"#,
+    ),
+    (
+        "sourcegraph-token",
+        "api-key",
+        "sgp_",
+        r"(?-u:\b)(sgp_(?:[A-Fa-f0-9]{16}_)?[A-Fa-f0-9]{40})(?-u:\b)",
+    ),
+    (
+        "notion-token",
+        "api-key",
+        "ntn_",
+        r"(?-u:\b)(ntn_[0-9]{11}[A-Za-z0-9]{35})(?-u:\b)",
+    ),
+    (
+        "facebook-access-token",
+        "api-key",
+        "facebook",
+        r"(?-u:\b)(\d{15,16}[|%][0-9A-Za-z\-_]{27,40})",
+    ),
+    (
+        "private-key-block",
+        "private-key",
+        "private key",
+        r"(-----BEGIN[ A-Z0-9_\-]{0,100}PRIVATE KEY(?: BLOCK)?-----[\s\S]{64,}?(?:-----END[ A-Z0-9_\-]{0,100}PRIVATE KEY(?: BLOCK)?-----|\z))",
+    ),
+    (
+        "putty-private-key",
+        "private-key",
+        "putty-user-key-file",
+        r"(PuTTY-User-Key-File-\d: [\s\S]{20,}?Private-MAC: [a-f0-9]+)",
+    ),
+];
+
+/// Vendors known by name, whose token is the value assigned right after the name.
+const NAMED: &[&str] = &[
+    "adafruit",
+    "adobe",
+    "airtable",
+    "algolia",
+    "alibaba",
+    "asana",
+    "atlassian",
+    "authress",
+    "beamer",
+    "bitbucket",
+    "bittrex",
+    "cisco",
+    "clickhouse",
+    "cloudflare",
+    "codecov",
+    "coinbase",
+    "confluent",
+    "contentful",
+    "databricks",
+    "datadog",
+    "discord",
+    "droneci",
+    "dropbox",
+    "duffel",
+    "dynatrace",
+    "easypost",
+    "etsy",
+    "facebook",
+    "fastly",
+    "finicity",
+    "finnhub",
+    "flickr",
+    "flutterwave",
+    "frameio",
+    "freshbooks",
+    "gitter",
+    "gocardless",
+    "grafana",
+    "harness",
+    "hashicorp",
+    "heroku",
+    "hubspot",
+    "huggingface",
+    "intercom",
+    "intra42",
+    "jfrog",
+    "artifactory",
+    "kraken",
+    "kucoin",
+    "launchdarkly",
+    "looker",
+    "mailchimp",
+    "mailgun",
+    "mapbox",
+    "mattermost",
+    "messagebird",
+    "message-bird",
+    "message_bird",
+    "azure",
+    "netlify",
+    "nytimes",
+    "octopus",
+    "okta",
+    "openshift",
+    "plaid",
+    "planetscale",
+    "postman",
+    "rapidapi",
+    "sendbird",
+    "sendinblue",
+    "sentry",
+    "shippo",
+    "sidekiq",
+    "snyk",
+    "sonar",
+    "sourcegraph",
+    "square",
+    "squarespace",
+    "sumologic",
+    "travis",
+    "trello",
+    "twitch",
+    "twitter",
+    "typeform",
+    "vault",
+    "yandex",
+    "zendesk",
+    "kubernetes",
+    "gcp",
+    "aws",
+    "nuget",
+    "etsy",
+    "infracost",
+    "scalingo",
+    "telegram",
+    "linkedin",
+    "meraki",
+    "new_relic",
+    "newrelic",
+    "notion",
+    "pagerduty",
+    "privateai",
+    "pypi",
+    "readme",
+    "rubygems",
+    "settlemint",
+    "shopify",
+    "slack",
+    "stripe",
+    "twilio",
+    "vercel",
+    "zapier",
+];
+
+pub(crate) fn all() -> Vec<Rule> {
+    let mut rules: Vec<Rule> = PREFIXED
+        .iter()
+        .map(|(id, kind, kw, re)| {
+            let kws: &'static [&'static str] = match *kw {
+                "a" => &["akia", "asia", "abia", "acca", "a3t"],
+                "gl" => &[
+                    "glpat-", "glptt-", "gldt-", "glrt-", "glsoat-", "glcbt-", "glffct-", "glimt-",
+                    "glagent-", "gloas-", "glft-", "glwt-", "glsst-", "glc_", "glsa_",
+                ],
+                "f" => &["fo1_", "fm1", "fm2"],
+                "hv" => &["hvs.", "hvb."],
+                "sq0" => &["sq0atp-", "sq0csp-", "eaaa"],
+                "sq" => &["sqa_", "sqp_", "squ_"],
+                "nr" => &["nrak-", "nrjs-", "nrii-"],
+                "_" => &["sk_", "rk_"],
+                "sk" => &["sk"],
+                "ey" => &["eyj"],
+                "ez" => &["ezak", "eztk"],
+                "fb" => &["facebook", "fb"],
+                _ => std::slice::from_ref(kw),
+            };
+            let check: Check = match *id {
+                "age-secret-key" => None,
+                "slack-token" | "slack-config-token" => Some(slack_token),
+                _ => Some(not_placeholder),
+            };
+            rule(id, kind, kws, re, check)
+        })
+        .collect();
+
+    // Credentials in a URL: the password part of `scheme://user:password@host`.
+    rules.push(rule(
+        "url-credentials",
+        "db-url",
+        &["://"],
+        r#"(?-u:\b)[A-Za-z][A-Za-z0-9+.\-]{1,20}://[^\s:/@'"`]{1,128}:([^\s@/'"`]{3,256})@[A-Za-z0-9.\-\[\]:]+"#,
+        Some(url_password),
+    ));
+    // `curl -u user:password` and Basic/Bearer authorization headers.
+    rules.push(rule(
+        "curl-auth-user",
+        "generic-password",
+        &["-u", "--user"],
+        r#"(?:\s-u|--user)(?:=|\s+)['"]?([^\s'"]{0,64}:[^\s'"]{0,128})['"]?"#,
+        Some(user_password),
+    ));
+    rules.push(rule(
+        "authorization-header",
+        "generic-secret",
+        &["authorization", "bearer", "basic", "apikey", "api-key", "auth-token"],
+        r#"(?i)(?:(?:authorization|x-api-key|api-?key|x-auth-token)["']?\s*:\s*(?:(?:bearer|basic|token)\s+)?|(?-u:\b)(?:bearer|basic)\s+)([A-Za-z0-9_\-.=+/~]{8,})"#,
+        Some(header_value),
+    ));
+
+    // Values assigned to a known vendor's name: `cloudflare_api_key = "..."`.
+    let vendor_alternation = NAMED.join("|");
+    let named = format!(
+        r#"(?i)(?:{vendor_alternation})[\w.\-]{{0,40}}?["'\x60]?(?:\s+string)?\s*(?:[:.]{{0,3}}=>?|:|=>|\|\|:|<=|\?=|>|,\s*["'])\s*["'\x60]?([A-Za-z0-9_\-+/=.~]{{10,300}})"#
+    );
+    rules.push(Rule {
+        id: "vendor-assignment",
+        kind: "api-key",
+        keywords: NAMED,
+        // unwrap: built from constants, compiled by the unit tests.
+        regex: Regex::new(&named).unwrap(),
+        check: Some(vendor_value),
+    });
+
+    // `<add key="Password" value="..."/>` and similar key/value attribute pairs.
+    rules.push(rule(
+        "attribute-password",
+        "generic-password",
+        &["pass"],
+        r#"(?i)key\s*=\s*"[^"]{0,40}pass(?:word|wd)?[^"]{0,20}"\s+value\s*=\s*"([^"]{4,128})""#,
+        Some(generic_or_short),
+    ));
+
+    // Generic `password=`, `secret:`, `token:` assignments, gated by entropy and the
+    // placeholder stop-list.
+    rules.push(rule(
+        "generic-password",
+        "generic-password",
+        &["pass", "pwd"],
+        r#"(?i)(?:passw(?:or)?d|(?-u:\b)pwd|(?-u:\b)pass)[\w.\-]{0,20}["'\x60]?(?:\s+string)?\s*(?:[:.]{0,3}=>?|:|=>|\|\|:|\?=)\s*["'\x60]?([^\s"'\x60;,<>)]{6,128})"#,
+        Some(generic_or_short),
+    ));
+    rules.push(rule(
+        "generic-secret",
+        "generic-secret",
+        &["secret", "token", "key", "auth", "credential", "api", "access"],
+        r#"(?i)(?:secret|token|api[_.\-]?key|apikey|(?-u:\b)key|auth|credentials?|access[_.\-]?(?:id|key))[\w.\-]{0,30}?["'\x60]?(?:\s+string)?\s*(?:[:.]{0,3}=>?|:|=>|\|\|:|\?=|>\s*|\s+["'\x60])\s*["'\x60]?([A-Za-z0-9_\-+/=.~]{10,300})"#,
+        Some(generic_not_uuid),
+    ));
+
+    // Personal data.
+    rules.push(rule(
+        "email",
+        "email",
+        &["@"],
+        r"(?-u:\b)([A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+(?:[A-Za-z]{2,24}|xn--[a-z0-9\-]{2,59}))(?-u:\b)",
+        Some(email),
+    ));
+    rules.push(rule(
+        "credit-card",
+        "credit-card",
+        &[],
+        r"(?:^|[^\w\-.])((?:\d[ \-]?){11,18}\d)(?:$|[^\w\-.])",
+        Some(card),
+    ));
+    rules.push(rule(
+        "iban",
+        "iban",
+        &[],
+        r"(?-u:\b)([A-Z]{2}\d{2}(?:[ \-]?[A-Z0-9]{4}){2,7}(?:[ \-]?[A-Z0-9]{1,4})?)(?-u:\b)",
+        Some(iban),
+    ));
+    rules.push(rule(
+        "us-ssn",
+        "us-ssn",
+        &[],
+        r"(?:^|[^\w\-.:/])(\d{3}[\- ]\d{2}[\- ]?\d{4}|\d{3}[\- ]?\d{2}[\- ]\d{4})(?:$|[^\w\-.:/])",
+        Some(ssn),
+    ));
+    rules.push(rule(
+        "phone-international",
+        "phone",
+        &["+"],
+        r"(?:^|[^\w+])(\+[1-9]\d{0,2}[ \-.]?(?:\(\d{1,4}\)[ \-.]?)?\d{1,4}(?:[ \-.]?\d{1,5}){1,4})(?-u:\b)",
+        Some(phone),
+    ));
+    rules.push(rule(
+        "phone-mobile",
+        "phone",
+        &[],
+        r"(?:^|[^\w\-.:/+])(0[ \-]?\(?[59]\d{2}\)?[ \-]?\d{3}[ \-]?\d{2}[ \-]?\d{2}|1[3-9]\d{9})(?:$|[^\w\-.:/])",
+        Some(phone),
+    ));
+    rules.push(rule(
+        "phone-national",
+        "phone",
+        &[],
+        r"(?:^|[^\w\-.:/])(\(\d{3}\)\s?\d{3}[\-. ]\d{4}|\d{3}[\-.]\d{3}[\-.]\d{4}|0\d{1,2}[\- ]\d{3,4}[\- ]\d{4}|0\d{2}[\- ]\d{4}[\- ]\d{4})(?:$|[^\w\-.:/])",
+        Some(phone),
+    ));
+    rules
+}
+
+/// `user:password` from a command line: the password part must look like one.
+fn user_password(value: &str, text: &str) -> bool {
+    let secret = match value.split_once(':') {
+        Some((_, pass)) if !pass.is_empty() => pass,
+        Some((user, _)) => user,
+        None => return false,
+    };
+    generic_or_short(secret, text)
+}
+
+/// A header credential: base64 or token characters, not a placeholder.
+fn header_value(value: &str, _text: &str) -> bool {
+    !crate::validate::placeholder(value)
+        && value.bytes().any(|b| b.is_ascii_digit())
+        && crate::validate::entropy(value) >= 2.8
+}
+
+/// A value assigned to a vendor's name: random-looking, or a long numeric id/secret.
+fn vendor_value(value: &str, text: &str) -> bool {
+    generic(value, text)
+        || (value.len() >= 17
+            && value.bytes().all(|b| b.is_ascii_digit())
+            && !crate::validate::placeholder(value))
+}
+
+/// A password may be short; it still must not be a placeholder.
+fn generic_or_short(value: &str, text: &str) -> bool {
+    let v = value.trim_matches(|c| c == '"' || c == '\'');
+    if v.len() >= 10 {
+        return generic(v, text);
+    }
+    !crate::validate::placeholder(v)
+        && v.bytes()
+            .any(|b| b.is_ascii_digit() || !b.is_ascii_alphanumeric())
+        && v.bytes().any(|b| b.is_ascii_alphabetic())
+}
+
+/// A Slack token with at least one team or user number of eight digits or more.
+fn slack_token(value: &str, text: &str) -> bool {
+    let _ = text;
+    let lower = value.to_ascii_lowercase();
+    let numbered = value
+        .split('-')
+        .any(|part| part.len() >= 8 && part.bytes().all(|b| b.is_ascii_digit()));
+    (numbered || value.len() > 100)
+        && !["xxxx", "****", "${", "your", "example"]
+            .iter()
+            .any(|w| lower.contains(w))
+}
+
+/// A generic secret that is not a UUID: unnamed UUIDs are ids (credential ids, request
+/// ids) far more often than secrets; vendor rules still catch UUID-shaped keys.
+fn generic_not_uuid(value: &str, text: &str) -> bool {
+    let uuid = value.len() == 36
+        && value.split('-').map(str::len).eq([8, 4, 4, 4, 12])
+        && value.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit());
+    !uuid && generic(value, text)
+}
+
+/// Between 8 and 15 digits in all (E.164), not a date or a version.
+fn phone(value: &str, _text: &str) -> bool {
+    let digits = value.bytes().filter(u8::is_ascii_digit).count();
+    (8..=15).contains(&digits) && !value.contains("..")
+}

@@ -1,0 +1,117 @@
+//! Each rule through one `check()` helper: true positives and near misses.
+
+use super::*;
+
+/// Asserts `text` yields exactly the `want` values (kind, value), in order.
+fn check(text: &str, want: &[(&str, &str)]) {
+    let engine = Engine::new();
+    let got: Vec<(&str, &str)> = engine
+        .scan(text)
+        .iter()
+        .map(|f| (f.kind, &text[f.start..f.end]))
+        .collect();
+    assert_eq!(got, want, "scanning {text:?}");
+}
+
+#[test]
+fn vendor_tokens() {
+    check(
+        "export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLQ",
+        &[("aws-access-key", "AKIAIOSFODNN7EXAMPLQ")],
+    );
+    check(
+        "token ghp_R4nd0mT0k3nV4lu3Xq8Lp2Zs9Wc7Vb3Nk1Hy",
+        &[("github-token", "ghp_R4nd0mT0k3nV4lu3Xq8Lp2Zs9Wc7Vb3Nk1Hy")],
+    );
+    check(
+        "GITLAB=glpat-Ab3dEf6hIj9kLm2nOp5q",
+        &[("gitlab-token", "glpat-Ab3dEf6hIj9kLm2nOp5q")],
+    );
+    check(
+        "slack xoxb-1234567890-0987654321-AbCdEfGhIjKlMnOp",
+        &[("slack-token", "xoxb-1234567890-0987654321-AbCdEfGhIjKlMnOp")],
+    );
+    check(
+        "STRIPE=sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+        &[("stripe-key", "sk_live_4eC39HqLyjWDarjtT1zdp7dc")],
+    );
+    check(
+        "key AIzaSyD4f8Kq2Lm9Xp0Wc7Vb3Nz6Tr1Ys5Hg8Je",
+        &[("google-api-key", "AIzaSyD4f8Kq2Lm9Xp0Wc7Vb3Nz6Tr1Ys5Hg8Je")],
+    );
+}
+
+#[test]
+fn private_keys_span_lines() {
+    let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\n-----END RSA PRIVATE KEY-----";
+    check(pem, &[("private-key", pem)]);
+    check("-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAu1SU1L\n-----END PUBLIC KEY-----", &[]);
+}
+
+#[test]
+fn credentials_in_urls_and_assignments() {
+    check(
+        "DATABASE_URL=postgres://app:s3cr3tPassw0rd@db.internal:5432/app",
+        &[("db-url", "s3cr3tPassw0rd")],
+    );
+    check(
+        "DATABASE_URL=postgres://app:${DB_PASSWORD}@db:5432/app",
+        &[],
+    );
+    check(
+        "password = \"Tr0ub4dor&3xq\"",
+        &[("generic-password", "Tr0ub4dor&3xq")],
+    );
+    check("password: changeme", &[]);
+    check("password=********", &[]);
+    check(
+        "api_token: Zf3D0LXCM3EIMbgJpUNnkRtOfOueHznB",
+        &[("generic-secret", "Zf3D0LXCM3EIMbgJpUNnkRtOfOueHznB")],
+    );
+}
+
+#[test]
+fn personal_data_with_checksums() {
+    check(
+        "card 4111 1111 1111 1111 ok",
+        &[("credit-card", "4111 1111 1111 1111")],
+    );
+    check("card 4111 1111 1111 1112 ok", &[]);
+    check(
+        "IBAN GB82 WEST 1234 5698 7654 32.",
+        &[("iban", "GB82 WEST 1234 5698 7654 32")],
+    );
+    check("IBAN GB82 WEST 1234 5698 7654 33.", &[]);
+    check("ssn 078-05-1120", &[("us-ssn", "078-05-1120")]);
+    check(
+        "mail jane.doe@gmail.com now",
+        &[("email", "jane.doe@gmail.com")],
+    );
+    check("mail someone@example.org now", &[]);
+    check("call +1 415 555 0132", &[("phone", "+1 415 555 0132")]);
+}
+
+#[test]
+fn obvious_stand_ins_are_not_secrets() {
+    check("token ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789", &[]);
+    check("AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE", &[]);
+    check("slack xoxb-xoxb-my-bot-token", &[]);
+    check(
+        "-----BEGIN PRIVATE KEY-----\nanything\n-----END PRIVATE KEY-----",
+        &[],
+    );
+}
+
+#[test]
+fn ordinary_output_is_left_alone() {
+    for text in [
+        "commit 8f3c2a1b9d4e5f60718293a4b5c6d7e8f9a0b1c2",
+        "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        "-rw-r--r-- 1 root root 1048576 Nov 25 20:01 libfoo.so.1.2.3",
+        "Compiling regex-automata v0.4.19",
+        "uuid 123e4567-e89b-12d3-a456-426614174000",
+        "git@github.com:org/repo.git",
+    ] {
+        check(text, &[]);
+    }
+}

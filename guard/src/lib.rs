@@ -11,7 +11,7 @@
 mod rules;
 mod validate;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::Regex;
 
 pub use validate::{entropy, iban_valid, luhn_valid};
@@ -43,6 +43,22 @@ pub(crate) struct Rule {
     pub regex: Regex,
     /// Extra check on the value (and the whole text), e.g. a checksum.
     pub check: Option<fn(&str, &str) -> bool>,
+    /// Where the regex runs: around each keyword hit, or on lines that pass a byte gate.
+    pub reach: Reach,
+}
+
+/// How much text a rule's regex looks at.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// The keyword's line and the next one (a value may follow on the next line, as in
+    /// `<token>\n  value\n</token>`).
+    Lines,
+    /// The whole text (PEM blocks span many lines).
+    Whole,
+    /// Lines with a run of at least nine digits (card, SSN and phone numbers).
+    DigitRuns,
+    /// Lines with two capitals followed by two digits (IBAN starts).
+    IbanStarts,
 }
 
 /// The compiled rule set.
@@ -83,8 +99,33 @@ impl Engine {
                 }
             }
         }
+        // A keyword that contains a shorter one is redundant: every hit of the longer is a
+        // hit of the shorter on the same line. Fold its rules into the shorter keyword's,
+        // so the automaton reports fewer, and never overlapping-redundant, hits.
+        let mut k = 0;
+        while k < keywords.len() {
+            let absorbed_by = (0..keywords.len()).find(|&o| {
+                o != k
+                    && keywords[o].len() < keywords[k].len()
+                    && keywords[k].contains(&keywords[o])
+            });
+            match absorbed_by {
+                Some(o) => {
+                    let moved = keyword_rules.remove(k);
+                    keywords.remove(k);
+                    let o = if o > k { o - 1 } else { o };
+                    for r in moved {
+                        if !keyword_rules[o].contains(&r) {
+                            keyword_rules[o].push(r);
+                        }
+                    }
+                }
+                None => k += 1,
+            }
+        }
         let prefilter = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
+            .kind(Some(AhoCorasickKind::DFA))
             .match_kind(MatchKind::Standard)
             .build(&keywords)
             // unwrap: a few hundred short literals always build.
@@ -103,51 +144,60 @@ impl Engine {
     }
 
     /// Every finding in `text`, sorted by start, overlaps resolved in favour of the
-    /// earlier, longer, more specific finding.
+    /// finding of the earlier (more specific) rule.
     pub fn scan(&self, text: &str) -> Vec<Finding> {
-        let mut active = vec![false; self.rules.len()];
-        for i in &self.always {
-            active[*i] = true;
-        }
+        let bytes = text.as_bytes();
+        let mut windows: Vec<Vec<Span>> = vec![Vec::new(); self.rules.len()];
         for m in self.prefilter.find_overlapping_iter(text) {
             for i in &self.keyword_rules[m.pattern().as_usize()] {
-                active[*i] = true;
+                let w = match self.rules[*i].reach {
+                    Reach::Whole => (0, bytes.len()),
+                    _ => line_window(bytes, m.start(), m.end()),
+                };
+                add_window(&mut windows[*i], w);
             }
         }
-        let mut found = Vec::new();
-        for (i, rule) in self.rules.iter().enumerate() {
-            if !active[i] {
-                continue;
-            }
-            for caps in rule.regex.captures_iter(text) {
-                let Some(m) = caps.get(1).or_else(|| caps.get(0)) else {
-                    continue;
+        if !self.always.is_empty() {
+            let (digit_lines, iban_lines) = gated_lines(bytes);
+            for i in &self.always {
+                let lines = match self.rules[*i].reach {
+                    Reach::IbanStarts => &iban_lines,
+                    _ => &digit_lines,
                 };
-                if m.is_empty() {
-                    continue;
-                }
-                if let Some(check) = rule.check {
-                    if !check(m.as_str(), text) {
+                windows[*i].extend_from_slice(lines);
+            }
+        }
+        let mut found: Vec<(usize, Finding)> = Vec::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            for (ws, we) in &windows[i] {
+                for caps in rule.regex.captures_iter(&text[*ws..*we]) {
+                    let Some(m) = caps.get(1).or_else(|| caps.get(0)) else {
+                        continue;
+                    };
+                    if m.is_empty() {
                         continue;
                     }
+                    if let Some(check) = rule.check {
+                        if !check(m.as_str(), text) {
+                            continue;
+                        }
+                    }
+                    found.push((
+                        i,
+                        Finding {
+                            rule: rule.id,
+                            kind: rule.kind,
+                            start: ws + m.start(),
+                            end: ws + m.end(),
+                        },
+                    ));
                 }
-                found.push((
-                    i,
-                    Finding {
-                        rule: rule.id,
-                        kind: rule.kind,
-                        start: m.start(),
-                        end: m.end(),
-                    },
-                ));
             }
         }
-        // Specific rules come first in the table; keep the first of overlapping findings.
-        found.sort_by_key(|(i, f)| (f.start, *i));
+        // Specific rules come first in the table: keep the first of overlapping findings.
+        found.sort_by_key(|(i, f)| (*i, f.start));
         let mut out: Vec<Finding> = Vec::new();
-        let mut by_rank: Vec<(usize, Finding)> = found;
-        by_rank.sort_by_key(|(i, f)| (*i, f.start));
-        for (_, f) in by_rank {
+        for (_, f) in found {
             if out.iter().all(|o| f.end <= o.start || f.start >= o.end) {
                 out.push(f);
             }
@@ -155,6 +205,112 @@ impl Engine {
         out.sort_by_key(|f| f.start);
         out
     }
+}
+
+/// From the start of the line holding `start` to the end of the line after the one
+/// holding `end`.
+fn line_window(bytes: &[u8], start: usize, end: usize) -> (usize, usize) {
+    let from = memchr::memrchr(b'\n', &bytes[..start]).map_or(0, |n| n + 1);
+    let line_end = memchr::memchr(b'\n', &bytes[end..]).map_or(bytes.len(), |n| end + n);
+    let to = if line_end < bytes.len() {
+        memchr::memchr(b'\n', &bytes[line_end + 1..]).map_or(bytes.len(), |n| line_end + 1 + n)
+    } else {
+        line_end
+    };
+    (from, to)
+}
+
+/// Appends a window, merging it with the last one when they touch (hits come in order).
+fn add_window(windows: &mut Vec<(usize, usize)>, w: (usize, usize)) {
+    match windows.last_mut() {
+        Some(last) if w.0 <= last.1 => last.1 = last.1.max(w.1),
+        _ => windows.push(w),
+    }
+}
+
+/// A byte range of the scanned text.
+type Span = (usize, usize);
+
+/// Byte classes for the line gates.
+const OTHER: u8 = 0;
+const DIGIT: u8 = 1;
+const SEP: u8 = 2;
+const UPPER: u8 = 3;
+const NEWLINE: u8 = 4;
+
+const CLASS: [u8; 256] = {
+    let mut t = [OTHER; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_digit() {
+            DIGIT
+        } else if matches!(c, b' ' | b'-' | b'.' | b'(' | b')') {
+            SEP
+        } else if c.is_ascii_uppercase() {
+            UPPER
+        } else if c == b'\n' {
+            NEWLINE
+        } else {
+            OTHER
+        };
+        b += 1;
+    }
+    t
+};
+
+/// In one pass, the lines holding a run of at least nine digits (at most two separators
+/// between digits: card, SSN and phone numbers) and the lines holding two capitals
+/// followed by two digits (IBAN starts).
+fn gated_lines(bytes: &[u8]) -> (Vec<Span>, Vec<Span>) {
+    let (mut digit_lines, mut iban_lines) = (Vec::new(), Vec::new());
+    let (mut line_start, mut digit_hit, mut iban_hit) = (0, false, false);
+    let (mut digits, mut seps, mut caps, mut tail_digits) = (0u32, 0u32, 0u32, 0u32);
+    for (i, b) in bytes.iter().enumerate() {
+        match CLASS[*b as usize] {
+            DIGIT => {
+                digits += 1;
+                seps = 0;
+                digit_hit |= digits >= 9;
+                if caps >= 2 {
+                    tail_digits += 1;
+                    iban_hit |= tail_digits >= 2;
+                }
+            }
+            SEP if digits > 0 && seps < 2 => {
+                seps += 1;
+                caps = 0;
+                tail_digits = 0;
+            }
+            UPPER => {
+                caps += 1;
+                tail_digits = 0;
+                digits = 0;
+                seps = 0;
+            }
+            NEWLINE => {
+                if digit_hit {
+                    digit_lines.push((line_start, i));
+                }
+                if iban_hit {
+                    iban_lines.push((line_start, i));
+                }
+                line_start = i + 1;
+                (digit_hit, iban_hit) = (false, false);
+                (digits, seps, caps, tail_digits) = (0, 0, 0, 0);
+            }
+            _ => {
+                (digits, seps, caps, tail_digits) = (0, 0, 0, 0);
+            }
+        }
+    }
+    if digit_hit {
+        digit_lines.push((line_start, bytes.len()));
+    }
+    if iban_hit {
+        iban_lines.push((line_start, bytes.len()));
+    }
+    (digit_lines, iban_lines)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use regex::Regex;
 
 use crate::validate::{card, email, generic, iban, not_placeholder, ssn, url_password};
-use crate::Rule;
+use crate::{Reach, Rule};
 
 type Check = Option<fn(&str, &str) -> bool>;
 
@@ -15,6 +15,12 @@ fn rule(
     re: &str,
     check: Check,
 ) -> Rule {
+    let reach = match (id, keywords.is_empty()) {
+        ("private-key-block" | "putty-private-key" | "gcp-service-account", _) => Reach::Whole,
+        ("iban", true) => Reach::IbanStarts,
+        (_, true) => Reach::DigitRuns,
+        _ => Reach::Lines,
+    };
     Rule {
         id,
         kind,
@@ -22,6 +28,7 @@ fn rule(
         // unwrap: the patterns are constants, compiled by the unit tests.
         regex: Regex::new(re).unwrap(),
         check,
+        reach,
     }
 }
 
@@ -656,6 +663,7 @@ pub(crate) fn all() -> Vec<Rule> {
         // unwrap: built from constants, compiled by the unit tests.
         regex: Regex::new(&named).unwrap(),
         check: Some(vendor_value),
+        reach: Reach::Lines,
     });
 
     // `<add key="Password" value="..."/>` and similar key/value attribute pairs.

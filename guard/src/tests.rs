@@ -115,3 +115,18 @@ fn ordinary_output_is_left_alone() {
         check(text, &[]);
     }
 }
+
+#[test]
+fn findings_on_later_lines_keep_their_offsets_in_the_whole_text() {
+    let text = "Compiling serde v1.0.0\ncommit 8f3c2a1b9d4e5f60718293a4b5c6d7e8f9a0b1c2\n\
+                card 4111-1111-1111-1111 and IBAN GB82 WEST 1234 5698 7654 32\n\
+                <apiToken>\n  Zf3D0LXCM3EIMbgJpUNnkRtOfOueHznB\n</apiToken>\n";
+    check(
+        text,
+        &[
+            ("credit-card", "4111-1111-1111-1111"),
+            ("iban", "GB82 WEST 1234 5698 7654 32"),
+            ("generic-secret", "Zf3D0LXCM3EIMbgJpUNnkRtOfOueHznB"),
+        ],
+    );
+}

@@ -4,6 +4,9 @@
 //!   `xargs -P 2 -n 1 /bin/true` over the same count in the same run.
 //! * `stream [MB]`: one task writing MB (default 200) megabytes to stdout, one observer;
 //!   end-to-end throughput from submit to the status frame.
+//! * `guard [MB]`: the privacy guard's detector engine, all rules on, over MB (default
+//!   100) megabytes of generated log-like text on one core, in 64 KiB frames; also the
+//!   p99 scan time of a 4 KiB frame.
 //!
 //! Run with `cargo run --release --bin flotilla-bench -- SCENARIO`; the harness builds the
 //! `flotilla` binary beside itself first. Figures are for comparison within one run.
@@ -28,11 +31,15 @@ fn main() -> anyhow::Result<()> {
             .map(|s| s.parse().with_context(|| format!("{s:?} is not a number")))
             .unwrap_or(Ok(default))
     };
-    let exe = flotilla_exe()?;
+    let exe = match scenario {
+        "guard" => PathBuf::new(),
+        _ => flotilla_exe()?,
+    };
     let result = match scenario {
         "exec" => exec(&exe, param(2000)?)?,
         "stream" => stream(&exe, param(200)?)?,
-        other => bail!("unknown scenario {other:?}; use exec [N] or stream [MB]"),
+        "guard" => guard(param(100)?)?,
+        other => bail!("unknown scenario {other:?}; use exec [N], stream [MB] or guard [MB]"),
     };
     println!("{result}");
     Ok(())
@@ -260,6 +267,93 @@ fn stream(exe: &PathBuf, mb: u64) -> anyhow::Result<Value> {
         "frames": frames,
         "secs": round(secs),
         "mb_per_s": round(received as f64 / 1e6 / secs),
+    }))
+}
+
+/// Log-like text: build output, git history, digests, listings, timestamps and ids —
+/// what tasks print, with nothing sensitive in it. Deterministic.
+fn log_like(bytes: usize) -> String {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let hex = |n: usize, r: &mut dyn FnMut() -> u64| -> String {
+        (0..n)
+            .map(|_| char::from(b"0123456789abcdef"[(r() % 16) as usize]))
+            .collect()
+    };
+    let crates = [
+        "serde",
+        "tokio",
+        "regex",
+        "sqlx-core",
+        "actix-web",
+        "hashbrown",
+        "libc",
+    ];
+    let mut out = String::with_capacity(bytes + 256);
+    while out.len() < bytes {
+        let r = next();
+        let line = match r % 7 {
+            0 => format!("   Compiling {} v{}.{}.{}\n", crates[(r >> 8) as usize % crates.len()], r % 3, (r >> 4) % 40, (r >> 12) % 20),
+            1 => format!("commit {}\n", hex(40, &mut next)),
+            2 => format!("{}  /usr/lib/x86_64-linux-gnu/libfoo.so.{}\n", hex(64, &mut next), r % 9),
+            3 => format!("-rw-r--r-- 1 root root {:>9} Nov 25 20:{:02} build-{}.log\n", r % 100_000_000, r % 60, r % 1000),
+            4 => format!("2026-11-25T20:{:02}:{:02}.{:03}Z  INFO flotilla::worker: task finished task=t-{} state=succeeded\n", r % 60, (r >> 6) % 60, r % 1000, hex(16, &mut next)),
+            5 => format!("test tests::case_{} ... ok\n", r % 5000),
+            _ => format!("request {}-{}-4{}-a{}-{} done in {} ms\n", hex(8, &mut next), hex(4, &mut next), hex(3, &mut next), hex(3, &mut next), hex(12, &mut next), r % 900),
+        };
+        out.push_str(&line);
+    }
+    out
+}
+
+/// Cuts `text` into frames of about `size` bytes ending at line boundaries.
+fn frames(text: &str, size: usize) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < text.len() {
+        let mut end = (start + size).min(text.len());
+        if end < text.len() {
+            end = text[..end]
+                .rfind('\n')
+                .map_or(end, |n| n + 1)
+                .max(start + 1);
+        }
+        out.push(&text[start..end]);
+        start = end;
+    }
+    out
+}
+
+fn guard(mb: u64) -> anyhow::Result<Value> {
+    let engine = flotilla_guard::Engine::new();
+    let text = log_like(mb as usize * 1_000_000);
+    let big = frames(&text, 64 * 1024);
+    let start = Instant::now();
+    let findings: usize = big.iter().map(|f| engine.scan(f).len()).sum();
+    let secs = start.elapsed().as_secs_f64();
+    let small = frames(&text[..text.len().min(20_000_000)], 4096);
+    let mut times: Vec<u128> = small
+        .iter()
+        .map(|f| {
+            let t = Instant::now();
+            std::hint::black_box(engine.scan(f));
+            t.elapsed().as_nanos()
+        })
+        .collect();
+    times.sort_unstable();
+    let p99 = times[(times.len() * 99 / 100).min(times.len() - 1)];
+    Ok(json!({
+        "scenario": "guard",
+        "bytes": text.len(),
+        "rules": engine.rule_count(),
+        "findings": findings,
+        "mb_per_s": round(text.len() as f64 / 1e6 / secs),
+        "frame_4k_p99_us": round(p99 as f64 / 1000.0),
     }))
 }
 

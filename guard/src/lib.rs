@@ -9,6 +9,7 @@
 //! A crate of its own so its benchmarks and fuzz targets build without the server.
 
 mod rules;
+pub mod stream;
 mod validate;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};

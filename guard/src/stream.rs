@@ -1,0 +1,302 @@
+//! The engine over a stream cut into arbitrary frames.
+//!
+//! A secret may be split across frames: a token over two, a PEM block over many. The
+//! redactor releases only text that cannot be the beginning of a secret still being
+//! written. It holds back the last partial token of a frame, and any private-key block
+//! that has begun but not ended. It scans what it releases together with the held text
+//! and a short context of what went before, so a key name released in one frame still
+//! qualifies the value that arrives in the next.
+//!
+//! Bound: at most [`MAX_HOLD`] bytes are held. A longer token is released (scanned as it
+//! is). A private-key block longer than that is redacted whole rather than released: it
+//! fails closed. `flush` releases a held partial token when the caller's hold-back timer
+//! fires (an open key block stays held); `finish` releases everything at the end.
+
+use sha2::{Digest, Sha256};
+
+use crate::Engine;
+
+/// Most bytes held back waiting for the rest of a possible secret.
+pub const MAX_HOLD: usize = 4096;
+/// Bytes of released text kept (never re-released) to give the next scan its context.
+const CONTEXT: usize = 256;
+
+/// One value replaced by a marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redaction {
+    pub rule: &'static str,
+    pub kind: &'static str,
+    /// First 8 hex digits of the SHA-256 of the value: correlates without revealing.
+    pub digest: String,
+    /// Byte offsets of the value in the whole stream.
+    pub start: u64,
+    pub end: u64,
+}
+
+/// `[REDACTED:<rule>:<digest>]`.
+pub fn marker(rule: &str, digest: &str) -> String {
+    format!("[REDACTED:{rule}:{digest}]")
+}
+
+fn digest8(value: &str) -> String {
+    let d = Sha256::digest(value.as_bytes());
+    d.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Redacts one stream. Feed frames in order with [`push`](Self::push); call
+/// [`finish`](Self::finish) at the end.
+pub struct StreamRedactor<'e> {
+    engine: &'e Engine,
+    context: String,
+    pending: String,
+    /// Stream offset of the first byte of `pending`.
+    offset: u64,
+}
+
+impl<'e> StreamRedactor<'e> {
+    pub fn new(engine: &'e Engine) -> Self {
+        Self {
+            engine,
+            context: String::new(),
+            pending: String::new(),
+            offset: 0,
+        }
+    }
+
+    /// Bytes held back now.
+    pub fn held(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Adds a frame; returns the text that is safe to release, with its redactions.
+    pub fn push(&mut self, frame: &str) -> (String, Vec<Redaction>) {
+        self.pending.push_str(frame);
+        let cut = safe_cut(&self.pending);
+        self.release(cut, false)
+    }
+
+    /// The hold-back timer fired: releases the held partial token, but not an open
+    /// private-key block, whose remaining lines would carry no marker of their own.
+    pub fn flush(&mut self) -> (String, Vec<Redaction>) {
+        let cut = match open_private_key(&self.pending) {
+            Some(begin) if self.pending.len() - begin <= MAX_HOLD => begin,
+            _ => self.pending.len(),
+        };
+        self.release(cut, false)
+    }
+
+    /// The stream ended: releases everything; an open private-key block is redacted.
+    pub fn finish(&mut self) -> (String, Vec<Redaction>) {
+        self.release(self.pending.len(), true)
+    }
+
+    fn release(&mut self, mut cut: usize, last: bool) -> (String, Vec<Redaction>) {
+        let window = format!("{}{}", self.context, self.pending);
+        let base = self.context.len();
+        let mut spans: Vec<(usize, usize, &'static str, &'static str)> = Vec::new();
+        for f in self.engine.scan(&window) {
+            if f.end <= base {
+                continue; // wholly in text already released
+            }
+            let start = f.start.max(base) - base;
+            spans.push((start, f.end - base, f.rule, f.kind));
+        }
+        // A value that crosses the cut waits whole for the next release.
+        if !last {
+            for (s, e, _, _) in &spans {
+                if *s < cut && *e > cut {
+                    cut = *s;
+                }
+            }
+        }
+        // Fail closed: an unterminated private key held too long (or at the end) goes.
+        if let Some(begin) = open_private_key(&self.pending) {
+            let header_done = self.pending[begin..].contains("PRIVATE KEY");
+            if (last && header_done) || self.pending.len() - begin > MAX_HOLD {
+                spans.retain(|(s, _, _, _)| *s < begin);
+                spans.push((
+                    begin,
+                    self.pending.len(),
+                    "private-key-unterminated",
+                    "private-key",
+                ));
+                cut = self.pending.len();
+            }
+        }
+        spans.retain(|(s, _, _, _)| *s < cut);
+        spans.sort_by_key(|(s, _, _, _)| *s);
+        let mut out = String::with_capacity(cut);
+        let mut redactions = Vec::new();
+        let mut at = 0;
+        for (s, e, rule, kind) in spans {
+            if s < at {
+                continue;
+            }
+            let e = e.min(self.pending.len());
+            let value = &self.pending[s..e];
+            let digest = digest8(value);
+            out.push_str(&self.pending[at..s]);
+            out.push_str(&marker(rule, &digest));
+            redactions.push(Redaction {
+                rule,
+                kind,
+                digest,
+                start: self.offset + s as u64,
+                end: self.offset + e as u64,
+            });
+            at = e;
+            cut = cut.max(e);
+        }
+        out.push_str(&self.pending[at..cut]);
+        // Keep a little released text as context for the next scan.
+        self.context.push_str(&self.pending[..cut]);
+        if self.context.len() > CONTEXT {
+            let mut from = self.context.len() - CONTEXT;
+            while !self.context.is_char_boundary(from) {
+                from += 1;
+            }
+            self.context.drain(..from);
+        }
+        self.pending.drain(..cut);
+        self.offset += cut as u64;
+        (out, redactions)
+    }
+}
+
+/// Where a `-----BEGIN … PRIVATE KEY-----` block without its END starts, if any. A
+/// `-----BEGIN` whose header is not complete yet counts as one: it may become a key.
+fn open_private_key(text: &str) -> Option<usize> {
+    let begin = text.rfind("-----BEGIN")?;
+    let rest = &text[begin..];
+    let Some(header_end) = rest[10..].find("-----").map(|n| n + 10) else {
+        return Some(begin);
+    };
+    let header = &rest[..header_end];
+    let body = &rest[header_end + 5..];
+    // Closed only once the whole footer is there: `-----END … -----`.
+    let closed = body
+        .find("-----END")
+        .is_some_and(|at| body[at + 8..].contains("-----"));
+    (header.contains("PRIVATE KEY") && !closed).then_some(begin)
+}
+
+/// How much of `pending` can be released: everything but the last partial token, and
+/// nothing from an open private-key block on; at most [`MAX_HOLD`] bytes are held.
+fn safe_cut(pending: &str) -> usize {
+    if let Some(begin) = open_private_key(pending) {
+        if pending.len() - begin <= MAX_HOLD {
+            return begin;
+        }
+    }
+    if pending.ends_with('\n') {
+        return pending.len();
+    }
+    let boundary = pending
+        .rfind(|c: char| c.is_whitespace() || "\"'`,;=:<>()[]{}".contains(c))
+        .map_or(0, |n| n + 1);
+    if pending.len() - boundary > MAX_HOLD {
+        pending.len()
+    } else {
+        boundary
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "build ok\nexport GITHUB_TOKEN=ghp_R4nd0mT0k3nV4lu3Xq8Lp2Zs9Wc7Vb3Nk1Hy\n\
+        password = \"Tr0ub4dor&3xq\" and mail jane.doe@gmail.com\n\
+        -----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\n\
+        -----END RSA PRIVATE KEY-----\ndone\n";
+
+    fn engine() -> &'static Engine {
+        static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
+        ENGINE.get_or_init(Engine::new)
+    }
+
+    fn redact_in(frames: &[&str]) -> (String, Vec<Redaction>) {
+        let mut r = StreamRedactor::new(engine());
+        let (mut out, mut all) = (String::new(), Vec::new());
+        for f in frames {
+            let (text, red) = r.push(f);
+            out.push_str(&text);
+            all.extend(red);
+        }
+        let (text, red) = r.finish();
+        out.push_str(&text);
+        all.extend(red);
+        (out, all)
+    }
+
+    #[test]
+    fn a_secret_split_at_any_byte_is_still_redacted() {
+        let (whole, redactions) = redact_in(&[TEXT]);
+        assert_eq!(redactions.len(), 4, "{whole}");
+        for secret in ["ghp_R4nd0m", "Tr0ub4dor", "jane.doe@", "MIIEowIBAAKCAQEA"] {
+            assert!(!whole.contains(secret), "{secret} leaked: {whole}");
+        }
+        assert!(whole.contains("[REDACTED:github-pat:"), "{whole}");
+        assert!(whole.starts_with("build ok\n") && whole.ends_with("done\n"));
+        for i in 1..TEXT.len() {
+            let (split, _) = redact_in(&[&TEXT[..i], &TEXT[i..]]);
+            assert_eq!(split, whole, "split at byte {i}");
+        }
+    }
+
+    #[test]
+    fn many_small_frames_give_the_same_output() {
+        let (whole, _) = redact_in(&[TEXT]);
+        for size in [1, 3, 7, 16, 64] {
+            let frames: Vec<&str> = TEXT
+                .as_bytes()
+                .chunks(size)
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .collect();
+            assert_eq!(redact_in(&frames).0, whole, "frames of {size} bytes");
+        }
+    }
+
+    #[test]
+    fn an_unterminated_private_key_fails_closed() {
+        let body = "A".repeat(MAX_HOLD + 100);
+        let text = format!("ok\n-----BEGIN PRIVATE KEY-----\n{body}");
+        let (out, red) = redact_in(&[&text]);
+        assert_eq!(
+            out,
+            format!("ok\n{}", marker("private-key-unterminated", &red[0].digest))
+        );
+        // At the end of a stream too, however short.
+        let (out, _) =
+            redact_in(&["-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA"]);
+        assert!(
+            out.starts_with("[REDACTED:private-key-unterminated:"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn the_hold_back_is_bounded() {
+        let mut r = StreamRedactor::new(engine());
+        let (out, _) = r.push(&"x".repeat(MAX_HOLD + 1));
+        assert_eq!(
+            out.len(),
+            MAX_HOLD + 1,
+            "a token longer than the bound is released"
+        );
+        let (out, _) = r.push("partial tok");
+        assert_eq!(out, "partial ");
+        assert_eq!(r.held(), 3);
+        let (out, _) = r.flush();
+        assert_eq!(out, "tok");
+        // A key block that has begun is not released by a timer.
+        let (out, _) = r.push("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIIrYSSNQFaA2Hwf1duRSxKtLYX5CB04fSeQ6tF1aY/PuoAoGCCqGSM49");
+        assert_eq!(out, "");
+        assert_eq!(r.flush().0, "");
+        let (out, red) = r.push("AwEHoUQDQgAE\n-----END EC PRIVATE KEY-----\n");
+        assert_eq!(
+            out,
+            format!("{}\n", marker("private-key-block", &red[0].digest))
+        );
+    }
+}

@@ -8,6 +8,7 @@
 //!
 //! A crate of its own so its benchmarks and fuzz targets build without the server.
 
+pub mod env;
 mod rules;
 pub mod stream;
 mod validate;

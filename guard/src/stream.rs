@@ -14,6 +14,7 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::env::TaskSecrets;
 use crate::Engine;
 
 /// Most bytes held back waiting for the rest of a possible secret.
@@ -47,6 +48,7 @@ fn digest8(value: &str) -> String {
 /// [`finish`](Self::finish) at the end.
 pub struct StreamRedactor<'e> {
     engine: &'e Engine,
+    secrets: Option<&'e TaskSecrets>,
     context: String,
     pending: String,
     /// Stream offset of the first byte of `pending`.
@@ -57,10 +59,17 @@ impl<'e> StreamRedactor<'e> {
     pub fn new(engine: &'e Engine) -> Self {
         Self {
             engine,
+            secrets: None,
             context: String::new(),
             pending: String::new(),
             offset: 0,
         }
+    }
+
+    /// Also masks the secrets the task was given.
+    pub fn with_secrets(mut self, secrets: &'e TaskSecrets) -> Self {
+        self.secrets = Some(secrets);
+        self
     }
 
     /// Bytes held back now.
@@ -100,6 +109,16 @@ impl<'e> StreamRedactor<'e> {
             }
             let start = f.start.max(base) - base;
             spans.push((start, f.end - base, f.rule, f.kind));
+        }
+        // The task's own secrets come first: an exact value outranks any pattern.
+        if let Some(secrets) = self.secrets {
+            let mut exact: Vec<(usize, usize, &'static str, &'static str)> = secrets
+                .find(&window)
+                .filter(|(_, e, _)| *e > base)
+                .map(|(s, e, _)| (s.max(base) - base, e - base, "task-secret", "task-secret"))
+                .collect();
+            spans.retain(|(s, e, _, _)| exact.iter().all(|(xs, xe, _, _)| e <= xs || s >= xe));
+            spans.append(&mut exact);
         }
         // A value that crosses the cut waits whole for the next release.
         if !last {
@@ -273,6 +292,27 @@ mod tests {
             out.starts_with("[REDACTED:private-key-unterminated:"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn secrets_the_task_was_given_are_masked_across_frames() {
+        let env = vec![("DEPLOY_TOKEN".to_owned(), "plain-looking-v4lue".to_owned())];
+        let secrets = TaskSecrets::new(&env, &[]);
+        let text = "deploying with plain-looking-v4lue now\n";
+        let mut whole = None;
+        for i in 1..text.len() {
+            let mut r = StreamRedactor::new(engine()).with_secrets(&secrets);
+            let (mut out, mut red) = r.push(&text[..i]);
+            let (o2, r2) = r.push(&text[i..]);
+            let (o3, r3) = r.finish();
+            out.push_str(&o2);
+            out.push_str(&o3);
+            red.extend(r2.into_iter().chain(r3));
+            assert!(!out.contains("plain-looking"), "split at {i}: {out}");
+            assert_eq!(red.len(), 1);
+            assert_eq!(red[0].rule, "task-secret");
+            assert_eq!(*whole.get_or_insert(out.clone()), out);
+        }
     }
 
     #[test]

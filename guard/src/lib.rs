@@ -9,6 +9,7 @@
 //! A crate of its own so its benchmarks and fuzz targets build without the server.
 
 pub mod env;
+pub mod policy;
 mod rules;
 pub mod stream;
 mod validate;

@@ -15,6 +15,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::env::TaskSecrets;
+use crate::policy::{Action, Mode, Policy};
 use crate::Engine;
 
 /// Most bytes held back waiting for the rest of a possible secret.
@@ -22,11 +23,15 @@ pub const MAX_HOLD: usize = 4096;
 /// Bytes of released text kept (never re-released) to give the next scan its context.
 const CONTEXT: usize = 256;
 
-/// One value replaced by a marker.
+/// One decision of the guard about one value (never the value itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Redaction {
     pub rule: &'static str,
     pub kind: &'static str,
+    /// What the policy asks for.
+    pub action: Action,
+    /// Whether it was carried out (false in shadow mode).
+    pub applied: bool,
     /// First 8 hex digits of the SHA-256 of the value: correlates without revealing.
     pub digest: String,
     /// Byte offsets of the value in the whole stream.
@@ -49,6 +54,7 @@ fn digest8(value: &str) -> String {
 pub struct StreamRedactor<'e> {
     engine: &'e Engine,
     secrets: Option<&'e TaskSecrets>,
+    policy: Policy,
     context: String,
     pending: String,
     /// Stream offset of the first byte of `pending`.
@@ -60,10 +66,17 @@ impl<'e> StreamRedactor<'e> {
         Self {
             engine,
             secrets: None,
+            policy: Policy::enforce(crate::policy::Level::Standard),
             context: String::new(),
             pending: String::new(),
             offset: 0,
         }
+    }
+
+    /// Acts by `policy` (the default is enforce at the standard level).
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Also masks the secrets the task was given.
@@ -79,6 +92,10 @@ impl<'e> StreamRedactor<'e> {
 
     /// Adds a frame; returns the text that is safe to release, with its redactions.
     pub fn push(&mut self, frame: &str) -> (String, Vec<Redaction>) {
+        if self.policy.mode == Mode::Off {
+            self.offset += frame.len() as u64;
+            return (frame.to_owned(), Vec::new());
+        }
         self.pending.push_str(frame);
         let cut = safe_cut(&self.pending);
         self.release(cut, false)
@@ -96,6 +113,9 @@ impl<'e> StreamRedactor<'e> {
 
     /// The stream ended: releases everything; an open private-key block is redacted.
     pub fn finish(&mut self) -> (String, Vec<Redaction>) {
+        if self.policy.mode == Mode::Off {
+            return (String::new(), Vec::new());
+        }
         self.release(self.pending.len(), true)
     }
 
@@ -147,6 +167,8 @@ impl<'e> StreamRedactor<'e> {
         let mut out = String::with_capacity(cut);
         let mut redactions = Vec::new();
         let mut at = 0;
+        let mut blocked: Option<String> = None;
+        let enforce = self.policy.mode == Mode::Enforce;
         for (s, e, rule, kind) in spans {
             if s < at {
                 continue;
@@ -154,19 +176,33 @@ impl<'e> StreamRedactor<'e> {
             let e = e.min(self.pending.len());
             let value = &self.pending[s..e];
             let digest = digest8(value);
-            out.push_str(&self.pending[at..s]);
-            out.push_str(&marker(rule, &digest));
+            let action = match rule {
+                "task-secret" | "private-key-unterminated" => Action::Redact,
+                _ => self.policy.action(kind),
+            };
+            if enforce && action != Action::Allow {
+                out.push_str(&self.pending[at..s]);
+                out.push_str(&marker(rule, &digest));
+                at = e;
+                if action == Action::Block && blocked.is_none() {
+                    blocked = Some(format!("[BLOCKED:{rule}:{digest}]\n"));
+                }
+            }
             redactions.push(Redaction {
                 rule,
                 kind,
+                action,
+                applied: enforce,
                 digest,
                 start: self.offset + s as u64,
                 end: self.offset + e as u64,
             });
-            at = e;
             cut = cut.max(e);
         }
         out.push_str(&self.pending[at..cut]);
+        if let Some(block) = blocked {
+            out = block;
+        }
         // Keep a little released text as context for the next scan.
         self.context.push_str(&self.pending[..cut]);
         if self.context.len() > CONTEXT {
@@ -234,8 +270,10 @@ mod tests {
         ENGINE.get_or_init(Engine::new)
     }
 
+    /// Restricted: secrets and personal data are both redacted.
     fn redact_in(frames: &[&str]) -> (String, Vec<Redaction>) {
-        let mut r = StreamRedactor::new(engine());
+        let mut r = StreamRedactor::new(engine())
+            .with_policy(Policy::enforce(crate::policy::Level::Restricted));
         let (mut out, mut all) = (String::new(), Vec::new());
         for f in frames {
             let (text, red) = r.push(f);
@@ -313,6 +351,47 @@ mod tests {
             assert_eq!(red[0].rule, "task-secret");
             assert_eq!(*whole.get_or_insert(out.clone()), out);
         }
+    }
+
+    #[test]
+    fn modes_and_levels_decide_what_changes() {
+        let run = |policy: Policy| {
+            let mut r = StreamRedactor::new(engine()).with_policy(policy);
+            let (mut out, mut red) = r.push(TEXT);
+            let (o, rr) = r.finish();
+            out.push_str(&o);
+            red.extend(rr);
+            (out, red)
+        };
+        // Shadow: the text is untouched, every decision is recorded as not applied.
+        let (out, red) = run(Policy {
+            mode: Mode::Shadow,
+            ..Policy::default()
+        });
+        assert_eq!(out, TEXT);
+        assert_eq!(red.len(), 4);
+        assert!(red.iter().all(|d| !d.applied));
+        // Off: nothing is scanned.
+        let (out, red) = run(Policy {
+            mode: Mode::Off,
+            ..Policy::default()
+        });
+        assert_eq!((out.as_str(), red.len()), (TEXT, 0));
+        // Enforce, standard: secrets go, the e-mail address stays (recorded as allowed).
+        let (out, red) = run(Policy::enforce(crate::policy::Level::Standard));
+        assert!(
+            out.contains("jane.doe@gmail.com") && !out.contains("ghp_R4nd0m"),
+            "{out}"
+        );
+        assert!(red
+            .iter()
+            .any(|d| d.kind == "email" && d.action == Action::Allow));
+        // Enforce, sensitive: a secret blocks the released text.
+        let (out, _) = run(Policy::enforce(crate::policy::Level::Sensitive));
+        assert!(
+            out.starts_with("[BLOCKED:") && !out.contains("build ok"),
+            "{out}"
+        );
     }
 
     #[test]

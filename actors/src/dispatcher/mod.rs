@@ -551,7 +551,7 @@ impl Dispatcher {
                 .filter(|(_, i)| (i.running.len() as u32) < i.slots)
                 .map(|(id, _)| id.clone())
                 .collect();
-            free.sort_by_key(|id| self.load(id));
+            free.sort_by(|a, b| self.load(a).cmp(&self.load(b)));
             for id in free {
                 if let Some((task, _)) = self.queue.pop_for(&self.instances[&id].caps) {
                     self.assign(task, id);
@@ -562,12 +562,12 @@ impl Dispatcher {
         }
     }
 
-    fn load(&self, id: &InstanceId) -> (u64, InstanceId) {
+    fn load<'a>(&self, id: &'a InstanceId) -> (u64, &'a InstanceId) {
         let i = &self.instances[id];
         // Running per slot, as a fixed-point fraction, then id for a stable order.
         (
             (i.running.len() as u64 * 1024) / u64::from(i.slots.max(1)),
-            id.clone(),
+            id,
         )
     }
 

@@ -17,6 +17,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         state_dir: config.state_dir.clone(),
         artifacts_dir: config.artifacts_dir.clone(),
         admin_token: config.admin_token.clone(),
+        guard: config.guard.clone(),
     })
     .await
     .context("starting the engine")?;

@@ -111,6 +111,17 @@ impl Client {
         self.call("POST", &format!("/v1/tasks/{id}/cancel"), Some(b""))
     }
 
+    /// Any admin call with a JSON body (or none).
+    pub fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
+        let bytes = body.map(|b| b.to_string().into_bytes());
+        self.call(method, path, bytes.as_deref())
+    }
+
     pub fn instances(&self) -> Result<Value, ClientError> {
         self.call("GET", "/v1/instances", None)
     }

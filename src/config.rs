@@ -3,7 +3,11 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use flotilla_actors::domain::Capability;
+use flotilla_actors::guard::approvals::Approvers;
+use flotilla_actors::guard::{GuardSettings, Level, Mode, Phase};
 use serde::Deserialize;
 
 /// Default listen address.
@@ -37,6 +41,64 @@ pub struct FileConfig {
     pub local_slots: Option<u32>,
     /// Largest request body, in bytes.
     pub max_body_bytes: Option<usize>,
+    /// The privacy guard.
+    pub guard: Option<GuardFile>,
+}
+
+/// `[guard]` in flotilla.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GuardFile {
+    /// `off`, `shadow` (default) or `enforce`, for every level not under `[guard.levels]`.
+    pub mode: Option<String>,
+    /// Rollout phase: `shadow`, `limited` (enforce restricted and sensitive only) or `full`.
+    pub phase: Option<String>,
+    /// Mode per privacy level: `standard`, `restricted`, `sensitive`.
+    pub levels: Option<BTreeMap<String, String>>,
+    /// Who may approve policy approvals and overrides.
+    pub approvers: Option<Vec<String>>,
+    /// Who may approve out of hours (also an approver).
+    pub after_hours_owner: Option<String>,
+    /// A block stops the attempt and fails its task (default true).
+    pub fail_on_block: Option<bool>,
+    /// Guard worker threads (default: one per core).
+    pub workers: Option<usize>,
+}
+
+impl GuardFile {
+    fn settings(self) -> Result<GuardSettings, ConfigError> {
+        let bad = |field: &str, got: &str, want: &str| {
+            ConfigError::Guard(format!("guard.{field}: {got:?} is not {want}"))
+        };
+        let mode = |field: &str, m: &str| {
+            Mode::parse(m).ok_or_else(|| bad(field, m, "off, shadow or enforce"))
+        };
+        let mut s = GuardSettings::default();
+        if let Some(m) = &self.mode {
+            s.mode = mode("mode", m)?;
+        }
+        if let Some(p) = &self.phase {
+            s.phase = Phase::parse(p).ok_or_else(|| bad("phase", p, "shadow, limited or full"))?;
+        }
+        for (level, m) in self.levels.iter().flatten() {
+            let l = Level::parse(level)
+                .ok_or_else(|| bad("levels", level, "standard, restricted or sensitive"))?;
+            s.levels.insert(l, mode(&format!("levels.{level}"), m)?);
+        }
+        s.approvers = Approvers {
+            approvers: self.approvers.unwrap_or_default(),
+            after_hours_owner: self.after_hours_owner,
+        };
+        s.fail_on_block = self.fail_on_block.unwrap_or(true);
+        s.workers = self.workers.unwrap_or(0);
+        if s.workers > 64 {
+            return Err(ConfigError::Guard(format!(
+                "guard.workers must be between 0 and 64, got {}",
+                s.workers
+            )));
+        }
+        Ok(s)
+    }
 }
 
 /// The resolved configuration.
@@ -51,6 +113,7 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// From `FLOTILLA_TOKEN`: replaces the stored admin token.
     pub admin_token: Option<String>,
+    pub guard: GuardSettings,
 }
 
 /// Why the configuration is unusable.
@@ -79,6 +142,8 @@ pub enum ConfigError {
     },
     #[error("FLOTILLA_TOKEN must be at least 16 characters")]
     WeakToken,
+    #[error("{0}")]
+    Guard(String),
 }
 
 /// What flags and the environment gave (None = not given).
@@ -138,6 +203,7 @@ impl ServeConfig {
                 .unwrap_or(DEFAULT_LOCAL_SLOTS),
             max_body_bytes: file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             admin_token: o.admin_token.filter(|t| !t.is_empty()),
+            guard: file.guard.unwrap_or_default().settings()?,
         };
         config.validate()?;
         Ok(config)
@@ -221,5 +287,33 @@ mod tests {
         })
         .unwrap_err();
         assert!(matches!(err, ConfigError::WeakToken));
+    }
+
+    #[test]
+    fn the_guard_section_is_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            ServeConfig::resolve(Overrides {
+                config: Some(file.clone()),
+                ..Default::default()
+            })
+        };
+        let c = resolve(
+            "[guard]\nmode = \"shadow\"\nphase = \"limited\"\napprovers = [\"alice\"]\n\
+             after-hours-owner = \"oncall\"\n[guard.levels]\nsensitive = \"enforce\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.guard.effective(Level::Sensitive), Mode::Enforce);
+        assert_eq!(c.guard.effective(Level::Standard), Mode::Shadow);
+        assert_eq!(
+            c.guard.approvers.after_hours_owner.as_deref(),
+            Some("oncall")
+        );
+        let err = resolve("[guard.levels]\nsecret = \"enforce\"\n").unwrap_err();
+        assert!(err.to_string().contains("guard.levels"), "{err}");
+        let err = resolve("[guard]\nmode = \"strict\"\n").unwrap_err();
+        assert!(err.to_string().contains("guard.mode"), "{err}");
     }
 }

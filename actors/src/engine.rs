@@ -5,7 +5,9 @@
 //! ```text
 //! Engine ─┬─ Dispatcher task        (queue, instances, attempts; restart = recover from store)
 //!         ├─ FrameLog writer thread (group commit of frames; restart = rescan the segment)
-//!         ├─ ManifestWriter task    (rewrites manifests from the store)
+//!         ├─ StoreWriter task       (group commit of the dispatcher's and the guard's writes)
+//!         ├─ Guard worker threads   (redact output between instances and the frame log)
+//!         ├─ ManifestWriter thread  (rewrites manifests and metrics from the store)
 //!         └─ LocalSupervisor tasks  (one per local agent process, restart with backoff)
 //! ```
 
@@ -20,8 +22,10 @@ use crate::dispatcher::messages::*;
 use crate::dispatcher::{offered, Dispatcher, Offers};
 use crate::domain::{now_ms, HandleId, InstanceId, RunId, TaskId, TaskState};
 use crate::exec_handle::{FrameLog, FrameLogError};
+use crate::guard::{Guard, GuardError, GuardSettings};
 use crate::manifest::ManifestWriter;
 use crate::queue::{cap_set, unsatisfiable_reason};
+use crate::store::writer::StoreWriter;
 use crate::store::{Store, StoreError, TaskRow};
 
 /// Where the engine keeps its state.
@@ -33,6 +37,7 @@ pub struct EngineConfig {
     pub artifacts_dir: PathBuf,
     /// Admin token given by the operator instead of the stored one.
     pub admin_token: Option<String>,
+    pub guard: GuardSettings,
 }
 
 /// Errors starting the engine.
@@ -51,6 +56,8 @@ pub enum EngineError {
     Tokens(#[from] TokenError),
     #[error(transparent)]
     Schema(#[from] SchemaError),
+    #[error("guard: {0}")]
+    Guard(#[from] GuardError),
 }
 
 /// The dispatcher has stopped (the server is shutting down).
@@ -76,6 +83,7 @@ pub struct Engine {
     pub tokens: Tokens,
     pub control: Arc<ControlPlane>,
     pub config: Arc<EngineConfig>,
+    pub guard: Guard,
     offers: Offers,
 }
 
@@ -94,9 +102,26 @@ impl Engine {
         let log = FrameLog::open(&config.state_dir.join("frames"))?;
         let manifests = ManifestWriter::start(store.clone(), config.artifacts_dir.clone());
         let offers = Offers::default();
-        let mut dispatcher = Dispatcher::new(store.clone(), log.clone(), manifests, offers.clone());
-        let recovered = dispatcher.recover().await?;
+        let writer = StoreWriter::start(store.clone(), log.clone(), manifests.clone());
         let (tx, rx) = mpsc::unbounded_channel();
+        let blocks = tx.clone();
+        let guard = Guard::start(
+            config.guard.clone(),
+            &config.artifacts_dir,
+            log.clone(),
+            writer.clone(),
+            Arc::new(move |attempt, reason| {
+                let _ = blocks.send(Cmd::GuardBlock { attempt, reason });
+            }),
+        )?;
+        let mut dispatcher = Dispatcher::new(
+            store.clone(),
+            log.clone(),
+            manifests,
+            writer,
+            offers.clone(),
+        );
+        let recovered = dispatcher.recover().await?;
         tokio::spawn(dispatcher.run(rx));
         let engine = Self {
             tx,
@@ -105,6 +130,7 @@ impl Engine {
             tokens,
             control: Arc::new(ControlPlane::new()?),
             config: Arc::new(config),
+            guard,
             offers,
         };
         Ok((

@@ -9,6 +9,7 @@ pub mod dispatcher;
 pub mod domain;
 pub mod engine;
 pub mod exec_handle;
+pub mod guard;
 pub mod instance;
 pub mod manifest;
 pub mod protocol;

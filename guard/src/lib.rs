@@ -31,6 +31,15 @@ pub struct Finding {
     pub end: usize,
 }
 
+/// Every rule id a finding or a redaction can carry (the streaming redactor adds
+/// `task-secret` and `private-key-unterminated`). Builds the rules: not for hot paths.
+pub fn rule_ids() -> impl Iterator<Item = &'static str> {
+    let built: Vec<&'static str> = rules::all().iter().map(|r| r.id).collect();
+    built
+        .into_iter()
+        .chain(["task-secret", "private-key-unterminated"])
+}
+
 /// Whether a kind is a secret or personal data.
 pub fn is_pii(kind: &str) -> bool {
     matches!(kind, "email" | "phone" | "credit-card" | "iban" | "us-ssn")

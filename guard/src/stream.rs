@@ -12,10 +12,12 @@
 //! fails closed. `flush` releases a held partial token when the caller's hold-back timer
 //! fires (an open key block stays held); `finish` releases everything at the end.
 
+use std::sync::Arc;
+
 use sha2::{Digest, Sha256};
 
 use crate::env::TaskSecrets;
-use crate::policy::{Action, Mode, Policy};
+use crate::policy::{Action, Allowlist, Mode, Policy};
 use crate::Engine;
 
 /// Most bytes held back waiting for the rest of a possible secret.
@@ -37,6 +39,8 @@ pub struct Redaction {
     /// Byte offsets of the value in the whole stream.
     pub start: u64,
     pub end: u64,
+    /// The approved override that allowed the value, if one did.
+    pub allowed_by: Option<String>,
 }
 
 /// `[REDACTED:<rule>:<digest>]`.
@@ -44,16 +48,18 @@ pub fn marker(rule: &str, digest: &str) -> String {
     format!("[REDACTED:{rule}:{digest}]")
 }
 
-fn digest8(value: &str) -> String {
+/// First 8 hex digits of the SHA-256 of `value`: what markers and audit records carry.
+pub fn digest8(value: &str) -> String {
     let d = Sha256::digest(value.as_bytes());
     d.iter().take(4).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Redacts one stream. Feed frames in order with [`push`](Self::push); call
 /// [`finish`](Self::finish) at the end.
-pub struct StreamRedactor<'e> {
-    engine: &'e Engine,
-    secrets: Option<&'e TaskSecrets>,
+pub struct StreamRedactor {
+    engine: Arc<Engine>,
+    secrets: Option<Arc<TaskSecrets>>,
+    allow: Option<Arc<Allowlist>>,
     policy: Policy,
     context: String,
     pending: String,
@@ -61,11 +67,12 @@ pub struct StreamRedactor<'e> {
     offset: u64,
 }
 
-impl<'e> StreamRedactor<'e> {
-    pub fn new(engine: &'e Engine) -> Self {
+impl StreamRedactor {
+    pub fn new(engine: Arc<Engine>) -> Self {
         Self {
             engine,
             secrets: None,
+            allow: None,
             policy: Policy::enforce(crate::policy::Level::Standard),
             context: String::new(),
             pending: String::new(),
@@ -80,9 +87,25 @@ impl<'e> StreamRedactor<'e> {
     }
 
     /// Also masks the secrets the task was given.
-    pub fn with_secrets(mut self, secrets: &'e TaskSecrets) -> Self {
-        self.secrets = Some(secrets);
+    pub fn with_secrets(mut self, secrets: Arc<TaskSecrets>) -> Self {
+        self.secrets = (!secrets.is_empty()).then_some(secrets);
         self
+    }
+
+    /// Lets values that an approved override names pass (recorded as allowed).
+    pub fn with_allowlist(mut self, allow: Arc<Allowlist>) -> Self {
+        self.allow = Some(allow);
+        self
+    }
+
+    /// Replaces the overrides (one was approved or revoked while the stream ran).
+    pub fn set_allowlist(&mut self, allow: Arc<Allowlist>) {
+        self.allow = Some(allow);
+    }
+
+    /// The policy this stream is redacted by.
+    pub fn policy(&self) -> Policy {
+        self.policy
     }
 
     /// Bytes held back now.
@@ -131,7 +154,7 @@ impl<'e> StreamRedactor<'e> {
             spans.push((start, f.end - base, f.rule, f.kind));
         }
         // The task's own secrets come first: an exact value outranks any pattern.
-        if let Some(secrets) = self.secrets {
+        if let Some(secrets) = &self.secrets {
             let mut exact: Vec<(usize, usize, &'static str, &'static str)> = secrets
                 .find(&window)
                 .filter(|(_, e, _)| *e > base)
@@ -176,7 +199,13 @@ impl<'e> StreamRedactor<'e> {
             let e = e.min(self.pending.len());
             let value = &self.pending[s..e];
             let digest = digest8(value);
+            let allowed_by = self
+                .allow
+                .as_ref()
+                .and_then(|a| a.allows(rule, &digest, value))
+                .map(str::to_owned);
             let action = match rule {
+                _ if allowed_by.is_some() => Action::Allow,
                 "task-secret" | "private-key-unterminated" => Action::Redact,
                 _ => self.policy.action(kind),
             };
@@ -196,6 +225,7 @@ impl<'e> StreamRedactor<'e> {
                 digest,
                 start: self.offset + s as u64,
                 end: self.offset + e as u64,
+                allowed_by,
             });
             cut = cut.max(e);
         }
@@ -265,9 +295,9 @@ mod tests {
         -----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\n\
         -----END RSA PRIVATE KEY-----\ndone\n";
 
-    fn engine() -> &'static Engine {
-        static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
-        ENGINE.get_or_init(Engine::new)
+    fn engine() -> Arc<Engine> {
+        static ENGINE: std::sync::OnceLock<Arc<Engine>> = std::sync::OnceLock::new();
+        ENGINE.get_or_init(|| Arc::new(Engine::new())).clone()
     }
 
     /// Restricted: secrets and personal data are both redacted.
@@ -335,11 +365,11 @@ mod tests {
     #[test]
     fn secrets_the_task_was_given_are_masked_across_frames() {
         let env = vec![("DEPLOY_TOKEN".to_owned(), "plain-looking-v4lue".to_owned())];
-        let secrets = TaskSecrets::new(&env, &[]);
+        let secrets = Arc::new(TaskSecrets::new(&env, &[]));
         let text = "deploying with plain-looking-v4lue now\n";
         let mut whole = None;
         for i in 1..text.len() {
-            let mut r = StreamRedactor::new(engine()).with_secrets(&secrets);
+            let mut r = StreamRedactor::new(engine()).with_secrets(secrets.clone());
             let (mut out, mut red) = r.push(&text[..i]);
             let (o2, r2) = r.push(&text[i..]);
             let (o3, r3) = r.finish();
@@ -391,6 +421,32 @@ mod tests {
         assert!(
             out.starts_with("[BLOCKED:") && !out.contains("build ok"),
             "{out}"
+        );
+    }
+
+    #[test]
+    fn an_approved_override_lets_its_value_through_and_says_so() {
+        use crate::policy::AllowTarget;
+        let (_, before) = redact_in(&[TEXT]);
+        let pat = before.iter().find(|d| d.rule == "github-pat").unwrap();
+        let allow = Arc::new(Allowlist::new(vec![(
+            "ov-7".into(),
+            AllowTarget::Digest(pat.digest.clone()),
+        )]));
+        let mut r = StreamRedactor::new(engine()).with_allowlist(allow);
+        let (mut out, mut red) = r.push(TEXT);
+        let (o, rr) = r.finish();
+        out.push_str(&o);
+        red.extend(rr);
+        assert!(out.contains("ghp_R4nd0m"), "{out}");
+        assert!(
+            !out.contains("Tr0ub4dor"),
+            "other values are still redacted: {out}"
+        );
+        let d = red.iter().find(|d| d.rule == "github-pat").unwrap();
+        assert_eq!(
+            (d.action, d.allowed_by.as_deref()),
+            (Action::Allow, Some("ov-7"))
         );
     }
 

@@ -252,7 +252,7 @@ fn stream(exe: &PathBuf, mb: u64) -> anyhow::Result<Value> {
             match f.kind {
                 StreamKind::Stdout => received += f.data.len() as u64,
                 StreamKind::Status => break,
-                StreamKind::Stderr => {}
+                StreamKind::Stderr | StreamKind::Guard => {}
             }
         }
         anyhow::Ok((received, frames))

@@ -1,6 +1,7 @@
 //! `flotilla guard scan` and `flotilla guard eval`: the detector engine on files and on a
 //! labelled corpus (format: one JSON object per line with `id`, `text`, `label`, `kind`,
-//! `spans` as character offsets, optional `optional`).
+//! `spans` as character offsets, optional `optional`). `flotilla guard status|modes|
+//! approval`: the running server's guard, through its admin API.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -19,6 +20,85 @@ pub enum GuardCommand {
     Scan { files: Vec<PathBuf> },
     /// Precision, recall, F1 and false-positive rate of the engine on a labelled corpus.
     Eval(EvalArgs),
+    /// The server's guard: modes per level, rollout phase, policy approval in force.
+    Status(super::ClientArgs),
+    /// Switch the server's guard modes (enforcing needs a policy approval in force).
+    Modes(ModesArgs),
+    /// Request, approve, revoke or list approvals and overrides.
+    #[command(subcommand)]
+    Approval(ApprovalCommand),
+}
+
+#[derive(Args)]
+pub struct ModesArgs {
+    #[command(flatten)]
+    pub client: super::ClientArgs,
+    /// Mode for levels not set one by one: off, shadow or enforce.
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// Rollout phase: shadow, limited or full.
+    #[arg(long)]
+    pub phase: Option<String>,
+    /// LEVEL=MODE (repeatable), e.g. sensitive=enforce; LEVEL= unsets it.
+    #[arg(long = "level")]
+    pub levels: Vec<String>,
+    /// Who switches (recorded).
+    #[arg(long)]
+    pub by: String,
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum ApprovalCommand {
+    /// List every approval with its status.
+    List(super::ClientArgs),
+    /// Ask for a policy approval (to enforce) or an override (to allowlist).
+    Request(RequestArgs),
+    /// Approve a pending request (a listed approver, not the requester).
+    Approve(DecideArgs),
+    /// End an approval at once.
+    Revoke(DecideArgs),
+}
+
+#[derive(Args)]
+pub struct RequestArgs {
+    #[command(flatten)]
+    pub client: super::ClientArgs,
+    /// `policy` (allows enforcing) or `override` (allowlists a rule, digest or pattern).
+    #[arg(long)]
+    pub kind: String,
+    /// Override: every finding of this rule.
+    #[arg(long)]
+    pub rule: Option<String>,
+    /// Override: the value with this digest (the 8 hex digits of its marker).
+    #[arg(long)]
+    pub digest: Option<String>,
+    /// Override: values this regex matches whole.
+    #[arg(long)]
+    pub pattern: Option<String>,
+    /// Override: only for this task (default: global).
+    #[arg(long)]
+    pub task: Option<String>,
+    #[arg(long)]
+    pub reason: String,
+    /// Who asks (recorded).
+    #[arg(long)]
+    pub by: String,
+    /// Life in seconds (overrides: required, at most 30 days).
+    #[arg(long)]
+    pub expires_in: Option<u64>,
+}
+
+#[derive(Args)]
+pub struct DecideArgs {
+    #[command(flatten)]
+    pub client: super::ClientArgs,
+    /// The approval id (`ap-…`).
+    pub id: String,
+    /// Who approves or revokes (recorded).
+    #[arg(long)]
+    pub by: String,
 }
 
 #[derive(Args)]
@@ -39,7 +119,90 @@ pub fn run(cmd: GuardCommand) -> anyhow::Result<i32> {
     match cmd {
         GuardCommand::Scan { files } => scan(&files),
         GuardCommand::Eval(a) => eval(&a),
+        GuardCommand::Status(c) => admin(&c, "GET", "/admin/guard", None),
+        GuardCommand::Modes(a) => {
+            let mut levels = serde_json::Map::new();
+            for kv in &a.levels {
+                let (l, m) = kv
+                    .split_once('=')
+                    .with_context(|| format!("--level {kv:?} must be LEVEL=MODE"))?;
+                let mode = (!m.is_empty()).then(|| Value::from(m));
+                levels.insert(l.to_owned(), mode.unwrap_or(Value::Null));
+            }
+            let mut body = json!({ "by": a.by });
+            for (k, v) in [
+                ("mode", &a.mode),
+                ("phase", &a.phase),
+                ("reason", &a.reason),
+            ] {
+                if let Some(v) = v {
+                    body[k] = v.clone().into();
+                }
+            }
+            if !levels.is_empty() {
+                body["levels"] = levels.into();
+            }
+            admin(&a.client, "PUT", "/admin/guard/modes", Some(body))
+        }
+        GuardCommand::Approval(ApprovalCommand::List(c)) => {
+            admin(&c, "GET", "/admin/guard/approvals", None)
+        }
+        GuardCommand::Approval(ApprovalCommand::Request(a)) => {
+            let kind = match a.kind.as_str() {
+                "policy" => "guard-policy",
+                "override" => "guard-override",
+                k => anyhow::bail!("--kind {k:?} must be policy or override"),
+            };
+            let mut body = json!({ "kind": kind, "reason": a.reason, "requestedBy": a.by });
+            let mut target = serde_json::Map::new();
+            for (k, v) in [
+                ("rule", &a.rule),
+                ("digest", &a.digest),
+                ("pattern", &a.pattern),
+            ] {
+                if let Some(v) = v {
+                    target.insert(k.to_owned(), v.clone().into());
+                }
+            }
+            if !target.is_empty() {
+                body["target"] = target.into();
+            }
+            if let Some(t) = &a.task {
+                body["scope"] = t.clone().into();
+            }
+            if let Some(s) = a.expires_in {
+                body["expiresInSeconds"] = s.into();
+            }
+            admin(&a.client, "POST", "/admin/guard/approvals", Some(body))
+        }
+        GuardCommand::Approval(ApprovalCommand::Approve(a)) => admin(
+            &a.client,
+            "POST",
+            &format!("/admin/guard/approvals/{}/approve", a.id),
+            Some(json!({ "by": a.by })),
+        ),
+        GuardCommand::Approval(ApprovalCommand::Revoke(a)) => admin(
+            &a.client,
+            "POST",
+            &format!("/admin/guard/approvals/{}/revoke", a.id),
+            Some(json!({ "by": a.by })),
+        ),
     }
+}
+
+/// One admin call; prints the JSON reply.
+fn admin(
+    c: &super::ClientArgs,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<i32> {
+    let reply = c
+        .client()?
+        .admin(method, path, body.as_ref())
+        .map_err(super::explain)?;
+    println!("{}", serde_json::to_string_pretty(&reply)?);
+    Ok(0)
 }
 
 fn scan(files: &[PathBuf]) -> anyhow::Result<i32> {

@@ -39,7 +39,7 @@ pub enum Command {
     Tasks(TasksArgs),
     /// Cancel a task (kills its process group if it runs).
     Cancel(CancelArgs),
-    /// The privacy guard's detector engine on files or a labelled corpus.
+    /// The privacy guard: scan files, evaluate on a corpus, switch modes, approvals.
     #[command(subcommand)]
     Guard(guard::GuardCommand),
 }
@@ -262,6 +262,16 @@ fn watch_handle(client: &Client, task: &str, handle: &str, from: u64) -> anyhow:
                         .write_all(&bytes)
                         .and_then(|_| std::io::stdout().flush()),
                     StreamKind::Stderr => std::io::stderr().write_all(&bytes),
+                    StreamKind::Guard => {
+                        let note: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                        writeln!(
+                            std::io::stderr(),
+                            "flotilla: the privacy guard blocked {} output ({} {})",
+                            note["stream"].as_str().unwrap_or("some"),
+                            note["rule"].as_str().unwrap_or("?"),
+                            note["digest"].as_str().unwrap_or("?"),
+                        )
+                    }
                     StreamKind::Status => Ok(()),
                 };
             },

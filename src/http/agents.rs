@@ -49,7 +49,7 @@ pub async fn connect(
                             Ok(None) => Ok(()),
                             Err(e) => break Some(e.to_string()),
                         },
-                        Some(Ok(Message::Binary(b))) => match inst.on_binary(&b).await {
+                        Some(Ok(Message::Binary(b))) => match inst.on_binary(&b) {
                             Ok(()) => Ok(()),
                             Err(e) => break Some(e.to_string()),
                         },
@@ -98,7 +98,7 @@ pub async fn connect(
             )
             .await;
         }
-        inst.close();
+        inst.close().await;
         let close = reason.map(|r| CloseReason {
             code: CloseCode::Policy,
             description: Some(r),

@@ -4,6 +4,7 @@
 mod agents;
 mod auth;
 mod error;
+mod guard;
 mod stream;
 mod tasks;
 
@@ -30,6 +31,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/v1/tokens/agent", web::post().to(tasks::agent_token))
         .route("/v1/handles/{handle}/stream", web::get().to(stream::follow))
         .route("/v1/agents/connect", web::get().to(agents::connect))
+        .route("/admin/guard", web::get().to(guard::show))
+        .route("/admin/guard/modes", web::put().to(guard::change))
+        .route("/admin/guard/approvals", web::get().to(guard::approvals))
+        .route("/admin/guard/approvals", web::post().to(guard::request))
+        .route(
+            "/admin/guard/approvals/{id}/{verb}",
+            web::post().to(guard::decide),
+        )
+        .route("/metrics", web::get().to(guard::metrics))
         .default_service(web::to(not_found));
 }
 

@@ -49,13 +49,16 @@ impl From<&TaskRow> for TaskView {
             created_at: rfc3339_ms(r.created_ms),
             updated_at: rfc3339_ms(r.updated_ms),
             finished_at: r.finished_ms.map(rfc3339_ms),
-            request: serde_json::from_str(&r.request).unwrap_or(Value::Null),
+            request: flotilla_actors::guard::shown_request(&r.request),
         }
     }
 }
 
 /// Reads the body, refusing more than `limit` bytes without buffering them.
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+pub(super) async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {

@@ -39,7 +39,9 @@ async fn observe(base: String, handle: String, drop_after: Option<usize>) -> (St
             last = frame.offset;
             match frame.kind {
                 StreamKind::Stdout => text.push_str(&frame.data),
-                StreamKind::Stderr => panic!("unexpected stderr: {}", frame.data),
+                StreamKind::Stderr | StreamKind::Guard => {
+                    panic!("unexpected {:?} frame: {}", frame.kind, frame.data)
+                }
                 StreamKind::Status => {
                     let status = frame.status.expect("status");
                     assert_eq!(status.exit_code, Some(0));

@@ -19,7 +19,7 @@ pub const RUN_REQUEST_V1: &str = include_str!("../../../schemas/run-request.v1.j
 pub const MANIFEST_V1: &str = include_str!("../../../schemas/manifest.v1.json");
 
 pub const RUN_REQUEST_ID: &str = "flotilla.run-request";
-pub const RUN_REQUEST_VERSION: &str = "1.0.0";
+pub const RUN_REQUEST_VERSION: &str = "1.1.0";
 
 /// Default number of attempts when the request does not say.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
@@ -43,11 +43,40 @@ pub struct RunRequest {
     pub max_attempts: Option<u32>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Variables of `env` whose values the guard masks, besides those named like secrets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_env: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraints: Option<Constraints>,
+}
+
+/// Policy the task runs under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Constraints {
+    /// `standard` (the default), `restricted` or `sensitive`: what the guard does with
+    /// the secrets and personal data in the task's output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<String>,
 }
 
 impl RunRequest {
     pub fn max_attempts(&self) -> u32 {
         self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS)
+    }
+
+    /// The privacy level (the schema admits only the three names).
+    pub fn privacy(&self) -> flotilla_guard::policy::Level {
+        self.constraints
+            .as_ref()
+            .and_then(|c| c.privacy.as_deref())
+            .and_then(flotilla_guard::policy::Level::parse)
+            .unwrap_or_default()
+    }
+
+    /// Whether the value of `name` is a secret: named like one, or marked.
+    pub fn is_secret_env(&self, name: &str) -> bool {
+        flotilla_guard::env::is_secret_name(name) || self.secret_env.iter().any(|s| s == name)
     }
 }
 

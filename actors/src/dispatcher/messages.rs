@@ -90,6 +90,11 @@ pub enum Cmd {
         msg: FromInstance,
     },
     Instances(oneshot::Sender<Vec<InstanceView>>),
+    /// The guard blocked an attempt's output: stop it; its task fails with `reason`.
+    GuardBlock {
+        attempt: AttemptKey,
+        reason: String,
+    },
 }
 
 /// A connected instance, as the API shows it.

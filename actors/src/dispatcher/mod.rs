@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use crate::control_plane::RunRequest;
 use crate::domain::{now_ms, rfc3339_ms, Capability, InstanceId, TaskId, TaskState};
 use crate::exec_handle::{Append, FrameLog};
+use crate::guard::GuardSpec;
 use crate::manifest::ManifestWriter;
 use crate::protocol::{Assignment, AttemptKey, FinalStatus, Outcome, ServerMsg, StreamKind};
 use crate::queue::{cap_set, unsatisfiable_reason, CapSet, Queue};
@@ -47,6 +48,8 @@ struct LiveTask {
     seq: u64,
     attempt: Option<AttemptKey>,
     cancel_requested: bool,
+    /// Set when flotilla stopped the attempt (the guard blocked it): the task fails so.
+    failure: Option<String>,
 }
 
 struct Instance {
@@ -96,9 +99,9 @@ impl Dispatcher {
         store: Store,
         log: FrameLog,
         manifests: ManifestWriter,
+        writer: StoreWriter,
         offers: Offers,
     ) -> Self {
-        let writer = StoreWriter::start(store.clone(), log.clone(), manifests.clone());
         Self {
             store,
             log,
@@ -197,6 +200,7 @@ impl Dispatcher {
                 seq,
                 attempt: None,
                 cancel_requested: false,
+                failure: None,
             },
         );
     }
@@ -229,6 +233,7 @@ impl Dispatcher {
                 Cmd::Instances(reply) => {
                     let _ = reply.send(self.instance_views());
                 }
+                Cmd::GuardBlock { attempt, reason } => self.guard_block(attempt, reason),
             }
             self.pump();
         }
@@ -416,6 +421,23 @@ impl Dispatcher {
         self.refresh_reasons();
     }
 
+    /// The guard blocked an attempt's output: the agent kills it, and the task fails
+    /// with the guard's reason rather than as cancelled. No retry: it would print the same.
+    fn guard_block(&mut self, attempt: AttemptKey, reason: String) {
+        let Some(a) = self.attempts.get(&attempt) else {
+            return;
+        };
+        let Some(live) = self.tasks.get_mut(&a.task) else {
+            return;
+        };
+        tracing::warn!(task = %a.task, attempt, reason = %reason, "stopping a task the guard blocked");
+        live.failure.get_or_insert(reason);
+        live.cancel_requested = true;
+        if let Some(inst) = self.instances.get(&a.instance) {
+            let _ = inst.session.send(ServerMsg::Cancel { attempt });
+        }
+    }
+
     fn exited(&mut self, instance: &InstanceId, attempt: AttemptKey, outcome: Outcome) {
         if self.attempts.get(&attempt).map(|a| &a.instance) != Some(instance) {
             tracing::warn!(attempt, instance = %instance, "exit of an attempt this instance does not run ignored");
@@ -430,7 +452,7 @@ impl Dispatcher {
         let Some(mut live) = self.tasks.remove(&a.task) else {
             return;
         };
-        let (astate, state, code, signal, reason) = match outcome {
+        let (astate, mut state, code, signal, mut reason) = match outcome {
             // A process that ended on its own before a cancel reached it keeps its outcome:
             // the agent reports `Cancelled` only when it did the killing.
             Outcome::Exited { code: Some(0), .. } => (
@@ -476,6 +498,10 @@ impl Dispatcher {
                 Some(format!("could not start: {message}")),
             ),
         };
+        if let Some(why) = live.failure.take() {
+            state = TaskState::Failed;
+            reason = Some(why);
+        }
         let end = AttemptEnd {
             state: astate,
             exit_code: code,
@@ -609,6 +635,10 @@ impl Dispatcher {
                 .collect(),
             cwd: req.cwd.clone(),
             timeout_ms: req.timeout_seconds.map(|s| s * 1000),
+            guard: GuardSpec {
+                level: req.privacy(),
+                secret_env: req.secret_env.clone(),
+            },
         };
         self.attempts.insert(
             key,

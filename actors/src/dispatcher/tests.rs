@@ -40,7 +40,14 @@ async fn recovery_requeues_lost_work_and_seals_handles_a_crash_left_open() {
         .unwrap();
 
     let manifests = ManifestWriter::start(store.clone(), dir.path().join("artifacts"));
-    let mut d = Dispatcher::new(store.clone(), log.clone(), manifests, Offers::default());
+    let writer = StoreWriter::start(store.clone(), log.clone(), manifests.clone());
+    let mut d = Dispatcher::new(
+        store.clone(),
+        log.clone(),
+        manifests,
+        writer,
+        Offers::default(),
+    );
     assert_eq!(d.recover().await.unwrap(), 1);
     assert_eq!(d.next_key, 2, "attempt keys continue after the stored ones");
     assert_eq!(d.queue.len(), 1);

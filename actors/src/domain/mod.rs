@@ -9,7 +9,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 mod time;
-pub use time::{now_ms, rfc3339_ms};
+pub use time::{now_ms, parse_rfc3339_ms, rfc3339_ms};
 
 /// Why a string is not a valid id or tag.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

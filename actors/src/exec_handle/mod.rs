@@ -191,6 +191,13 @@ impl FrameLog {
             .map_err(|_| FrameLogError::WriterStopped)
     }
 
+    /// [`append`](Self::append) from a thread outside the async runtime.
+    pub fn append_blocking(&self, append: Append) -> Result<(), FrameLogError> {
+        self.tx
+            .blocking_send(append)
+            .map_err(|_| FrameLogError::WriterStopped)
+    }
+
     /// Reads up to `max_frames` durable frames of `index` after offset `after`
     /// (at most about `max_bytes` of data). Blocking: call from a blocking context.
     pub fn read_after(

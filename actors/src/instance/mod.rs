@@ -2,10 +2,12 @@
 //!
 //! Owns the connection's state: whether it has said hello, and which attempts it was
 //! assigned (so each output chunk finds its handle). The transport (a WebSocket in
-//! `src/http`) feeds it messages and sends what it returns; the instance forwards output to
-//! the frame log, which acknowledges chunks once durable, and lifecycle events to the
-//! dispatcher. When the connection ends, the dispatcher is told the instance is gone and
-//! requeues what it was running; nothing else is lost.
+//! `src/http`) feeds it messages and sends what it returns; the instance forwards output
+//! through the guard to the frame log, which acknowledges chunks once durable, and
+//! lifecycle events to the dispatcher. An attempt's guarded output is all queued on the
+//! frame log before the dispatcher hears that it ended, so the status frame stays last.
+//! When the connection ends, the dispatcher is told the instance is gone and requeues
+//! what it was running; nothing else is lost.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -14,7 +16,7 @@ use tokio::sync::mpsc;
 use crate::dispatcher::messages::{Connect, FromInstance};
 use crate::domain::{HandleId, InstanceId};
 use crate::engine::Engine;
-use crate::exec_handle::{AckTo, Append};
+use crate::exec_handle::AckTo;
 use crate::protocol::{AgentMsg, AttemptKey, OutputChunk, ServerMsg, PROTOCOL_VERSION};
 
 /// How often agents heartbeat.
@@ -125,7 +127,9 @@ impl InstanceSession {
                 Ok(None)
             }
             (AgentMsg::Exited { attempt, outcome }, Some((id, conn))) => {
-                self.attempts.remove(&attempt);
+                if let Some((handle, _)) = self.attempts.remove(&attempt) {
+                    self.engine.guard.close(&handle, attempt).await;
+                }
                 self.engine.instance_event(
                     id.clone(),
                     *conn,
@@ -136,45 +140,44 @@ impl InstanceSession {
         }
     }
 
-    /// Handles an output chunk: queues it on the frame log, to be acknowledged once durable.
-    pub async fn on_binary(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+    /// Handles an output chunk: hands it to the guard, which queues what it releases on
+    /// the frame log, to be acknowledged once durable.
+    pub fn on_binary(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
         if self.registered.is_none() {
             return Err(SessionError::NoHello);
         }
         let chunk =
             OutputChunk::decode(bytes).map_err(|e| SessionError::Malformed(e.to_string()))?;
-        let (handle, attempt_no) = self
+        let (handle, _) = self
             .attempts
             .get(&chunk.attempt)
             .ok_or(SessionError::UnknownAttempt(chunk.attempt))?;
-        let append = Append {
-            handle: handle.clone(),
-            attempt: *attempt_no,
-            kind: chunk.kind,
-            data: chunk.data.to_vec(),
-            ack: Some(AckTo {
-                tx: self.ack_tx.clone(),
-                attempt: chunk.attempt,
-                seq: chunk.seq,
-            }),
+        let ack = AckTo {
+            tx: self.ack_tx.clone(),
+            attempt: chunk.attempt,
+            seq: chunk.seq,
         };
         self.engine
-            .log
-            .append(append)
-            .await
-            .map_err(|_| SessionError::Stopped)
+            .guard
+            .chunk(handle, chunk.attempt, chunk.kind, chunk.data.to_vec(), ack);
+        Ok(())
     }
 
     /// Must see every message the dispatcher sends before it goes out.
     pub fn on_outgoing(&mut self, msg: &ServerMsg) {
         if let ServerMsg::Assign(a) = msg {
+            self.engine.guard.open(a);
             self.attempts
                 .insert(a.attempt, (a.handle.clone(), a.attempt_no));
         }
     }
 
-    /// The connection ended: the dispatcher requeues what this instance was running.
-    pub fn close(self) {
+    /// The connection ended: what the guard holds of its attempts is released, then the
+    /// dispatcher requeues what this instance was running.
+    pub async fn close(self) {
+        for (attempt, (handle, _)) in &self.attempts {
+            self.engine.guard.close(handle, *attempt).await;
+        }
         if let Some((id, conn)) = self.registered {
             self.engine.instance_event(id, conn, FromInstance::Gone);
         }

@@ -16,9 +16,10 @@ use tokio::sync::mpsc;
 
 use crate::control_plane::ValidationReport;
 use crate::domain::{now_ms, rfc3339_ms, RunId, TaskId};
-use crate::store::{AttemptRow, Store, TaskRow};
+use crate::store::{AttemptRow, DecisionRow, GuardRunRow, Store, TaskRow};
 
-pub const MANIFEST_SCHEMA: &str = "flotilla.manifest/1.0.0";
+pub const MANIFEST_SCHEMA: &str = "flotilla.manifest/1.1.0";
+pub const RUN_METRICS_SCHEMA: &str = "flotilla.run-metrics/1.0.0";
 
 /// How long a change may wait to be written with the changes that follow it.
 const COALESCE: std::time::Duration = std::time::Duration::from_millis(200);
@@ -78,6 +79,38 @@ struct Manifest<'a> {
     finished_at: Option<String>,
     written_at: String,
     attempts: Vec<AttemptEntry<'a>>,
+    privacy: PrivacySection<'a>,
+}
+
+/// What the guard did with the task's output, and on what evidence.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PrivacySection<'a> {
+    level: String,
+    /// Mode, policy approval and overrides of each attempt.
+    attempts: &'a [GuardRunRow],
+    /// Every approval the runs acted on; the records are in `approvalsFile`.
+    approvals: Vec<&'a str>,
+    approvals_file: &'static str,
+    /// The first decisions (up to 1,000 per attempt): rule, kind, action, digest, offsets.
+    guard_decisions: &'a [DecisionRow],
+    guard_decisions_total: u64,
+}
+
+/// What the guard recorded about one task.
+pub struct GuardEvidence {
+    pub runs: Vec<GuardRunRow>,
+    pub decisions: Vec<DecisionRow>,
+}
+
+impl GuardEvidence {
+    fn total(&self) -> u64 {
+        self.runs
+            .iter()
+            .map(|r| r.decisions)
+            .sum::<u64>()
+            .max(self.decisions.len() as u64)
+    }
 }
 
 #[derive(Serialize)]
@@ -99,13 +132,27 @@ struct AttemptEntry<'a> {
 }
 
 /// Renders the manifest document of a task.
-pub fn render(task: &TaskRow, attempts: &[AttemptRow]) -> Value {
+pub fn render(task: &TaskRow, attempts: &[AttemptRow], guard: &GuardEvidence) -> Value {
+    let request = crate::guard::shown_request(&task.request);
+    let level = request
+        .pointer("/constraints/privacy")
+        .and_then(Value::as_str)
+        .unwrap_or("standard")
+        .to_owned();
+    let mut approvals: Vec<&str> = guard
+        .runs
+        .iter()
+        .flat_map(|r| r.policy_approval.iter().chain(r.overrides.iter()))
+        .map(String::as_str)
+        .collect();
+    approvals.sort_unstable();
+    approvals.dedup();
     let manifest = Manifest {
         schema: MANIFEST_SCHEMA,
         task_id: task.id.as_str(),
         run_id: task.run_id.as_str(),
         handle: task.handle.as_str(),
-        request: serde_json::from_str(&task.request).unwrap_or(Value::Null),
+        request,
         control_plane: ControlPlaneSection {
             validation: ValidationReport::accepted(),
         },
@@ -130,9 +177,49 @@ pub fn render(task: &TaskRow, attempts: &[AttemptRow]) -> Value {
                 detail: a.detail.as_deref(),
             })
             .collect(),
+        privacy: PrivacySection {
+            level,
+            attempts: &guard.runs,
+            approvals,
+            approvals_file: ".runs/guard/approvals/latest.json",
+            guard_decisions: &guard.decisions,
+            guard_decisions_total: guard.total(),
+        },
     };
     // unwrap: a struct of strings, numbers and JSON values always serialises.
     serde_json::to_value(&manifest).unwrap()
+}
+
+/// `.runs/<task-id>/metrics.json`: per-run figures, among them `privacyEvents`.
+pub fn render_metrics(task: &TaskRow, guard: &GuardEvidence) -> Value {
+    let mut by_action = std::collections::BTreeMap::<&str, u64>::new();
+    let mut by_rule = std::collections::BTreeMap::<&str, u64>::new();
+    let mut applied = 0;
+    for d in &guard.decisions {
+        *by_action.entry(d.action).or_default() += 1;
+        *by_rule.entry(d.rule.as_str()).or_default() += 1;
+        applied += u64::from(d.applied);
+    }
+    serde_json::json!({
+        "schema": RUN_METRICS_SCHEMA,
+        "taskId": task.id.as_str(),
+        "runId": task.run_id.as_str(),
+        "writtenAt": rfc3339_ms(now_ms()),
+        "privacyEvents": {
+            "total": guard.total(),
+            "stored": guard.decisions.len(),
+            "applied": applied,
+            "byAction": by_action,
+            "byRule": by_rule,
+        }
+    })
+}
+
+pub fn metrics_path(artifacts: &Path, task: &TaskId) -> PathBuf {
+    artifacts
+        .join(".runs")
+        .join(task.as_str())
+        .join("metrics.json")
 }
 
 /// Handle to the writer task.
@@ -197,10 +284,22 @@ async fn write_one(store: &Store, artifacts: &Path, task: &TaskId) -> Result<(),
         return Ok(());
     };
     let attempts = store.attempts_of(task).await?;
-    let doc = render(&row, &attempts);
-    let path = manifest_path(artifacts, &row.id, &row.run_id);
-    // unwrap: a serde_json::Value always serialises.
-    let bytes = serde_json::to_vec_pretty(&doc).unwrap();
-    // This thread exists for this work: blocking here holds up nothing else.
-    write_atomic(&path, &bytes).map_err(|source| ManifestError::Io { path, source })
+    let guard = GuardEvidence {
+        runs: store.guard_runs_of(task).await?,
+        decisions: store.decisions_of(task, 1000 * row.attempts.max(1)).await?,
+    };
+    let write = |path: PathBuf, doc: Value| {
+        // unwrap: a serde_json::Value always serialises.
+        let bytes = serde_json::to_vec_pretty(&doc).unwrap();
+        // This thread exists for this work: blocking here holds up nothing else.
+        write_atomic(&path, &bytes).map_err(|source| ManifestError::Io { path, source })
+    };
+    write(
+        manifest_path(artifacts, &row.id, &row.run_id),
+        render(&row, &attempts, &guard),
+    )?;
+    write(
+        metrics_path(artifacts, &row.id),
+        render_metrics(&row, &guard),
+    )
 }

@@ -67,6 +67,9 @@ pub struct Assignment {
     pub env: Vec<(String, String)>,
     pub cwd: Option<String>,
     pub timeout_ms: Option<u64>,
+    /// For the server's guard only; never sent to the agent.
+    #[serde(skip)]
+    pub guard: crate::guard::GuardSpec,
 }
 
 /// How an attempt ended, as the agent saw it.
@@ -94,14 +97,27 @@ pub enum StreamKind {
     Stderr,
     /// The task's final status; always the last frame of a handle.
     Status,
+    /// The privacy guard blocked output: JSON `{action, stream, rule, kind, digest, …}`
+    /// stands where the output would have been.
+    Guard,
 }
 
 impl StreamKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamKind::Stdout => "stdout",
+            StreamKind::Stderr => "stderr",
+            StreamKind::Status => "status",
+            StreamKind::Guard => "guard",
+        }
+    }
+
     pub fn to_byte(self) -> u8 {
         match self {
             StreamKind::Stdout => 1,
             StreamKind::Stderr => 2,
             StreamKind::Status => 3,
+            StreamKind::Guard => 4,
         }
     }
 
@@ -110,6 +126,7 @@ impl StreamKind {
             1 => Some(StreamKind::Stdout),
             2 => Some(StreamKind::Stderr),
             3 => Some(StreamKind::Status),
+            4 => Some(StreamKind::Guard),
             _ => None,
         }
     }

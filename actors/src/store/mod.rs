@@ -307,6 +307,173 @@ impl Store {
     }
 }
 
+/// One guard decision, as stored (never the value, only its digest).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DecisionRow {
+    #[serde(rename = "attempt")]
+    pub attempt_no: u32,
+    pub stream: &'static str,
+    pub rule: String,
+    pub kind: String,
+    pub action: &'static str,
+    pub mode: &'static str,
+    pub applied: bool,
+    pub digest: String,
+    /// Byte offsets of the value in the attempt's stream.
+    pub start: u64,
+    pub end: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_by: Option<String>,
+    #[serde(skip)]
+    pub ts_ms: i64,
+}
+
+/// The guard's record of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GuardRunRow {
+    #[serde(rename = "attempt")]
+    pub attempt_no: u32,
+    pub mode: String,
+    pub level: String,
+    pub policy_approval: Option<String>,
+    pub overrides: Vec<String>,
+    pub decisions: u64,
+}
+
+impl Store {
+    /// The guard's record of each attempt of a task.
+    pub async fn guard_runs_of(&self, task: &TaskId) -> Result<Vec<GuardRunRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT attempt_no, mode, level, policy_approval, overrides, decisions \
+             FROM guard_runs WHERE task_id = ? ORDER BY attempt_no",
+        )
+        .bind(task.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let overrides: String = r.try_get(4)?;
+                Ok(GuardRunRow {
+                    attempt_no: r.try_get::<i64, _>(0)? as u32,
+                    mode: r.try_get(1)?,
+                    level: r.try_get(2)?,
+                    policy_approval: r.try_get(3)?,
+                    overrides: serde_json::from_str(&overrides).unwrap_or_default(),
+                    decisions: r.try_get::<i64, _>(5)? as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// Up to `limit` stored decisions of a task, oldest first, and how many are stored.
+    pub async fn decisions_of(
+        &self,
+        task: &TaskId,
+        limit: u32,
+    ) -> Result<Vec<DecisionRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT attempt_no, stream, rule, kind, action, mode, applied, digest, \
+             start_offset, end_offset, allowed_by, ts_ms \
+             FROM guard_decisions WHERE task_id = ? ORDER BY id LIMIT ?",
+        )
+        .bind(task.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let known = |v: String, of: &[&'static str]| {
+            of.iter().copied().find(|k| *k == v).unwrap_or("unknown")
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(DecisionRow {
+                    attempt_no: r.try_get::<i64, _>(0)? as u32,
+                    stream: known(r.try_get(1)?, &["stdout", "stderr"]),
+                    rule: r.try_get(2)?,
+                    kind: r.try_get(3)?,
+                    action: known(r.try_get(4)?, &["allow", "redact", "block"]),
+                    mode: known(r.try_get(5)?, &["off", "shadow", "enforce"]),
+                    applied: r.try_get::<i64, _>(6)? != 0,
+                    digest: r.try_get(7)?,
+                    start: r.try_get::<i64, _>(8)? as u64,
+                    end: r.try_get::<i64, _>(9)? as u64,
+                    allowed_by: r.try_get(10)?,
+                    ts_ms: r.try_get(11)?,
+                })
+            })
+            .collect()
+    }
+}
+
+async fn insert_decisions_in(
+    conn: &mut sqlx::SqliteConnection,
+    task: &TaskId,
+    rows: &[DecisionRow],
+) -> Result<(), StoreError> {
+    for d in rows {
+        sqlx::query(
+            "INSERT INTO guard_decisions (task_id, attempt_no, stream, rule, kind, action, mode, \
+             applied, digest, start_offset, end_offset, allowed_by, ts_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(task.as_str())
+        .bind(i64::from(d.attempt_no))
+        .bind(d.stream)
+        .bind(&d.rule)
+        .bind(&d.kind)
+        .bind(d.action)
+        .bind(d.mode)
+        .bind(i64::from(d.applied))
+        .bind(&d.digest)
+        .bind(d.start as i64)
+        .bind(d.end as i64)
+        .bind(&d.allowed_by)
+        .bind(d.ts_ms)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn upsert_guard_run_in(
+    conn: &mut sqlx::SqliteConnection,
+    task: &TaskId,
+    run: &GuardRunRow,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO guard_runs (task_id, attempt_no, mode, level, policy_approval, overrides, decisions) \
+         VALUES (?, ?, ?, ?, ?, ?, 0) \
+         ON CONFLICT (task_id, attempt_no) DO UPDATE SET mode = excluded.mode, level = excluded.level, \
+         policy_approval = excluded.policy_approval, overrides = excluded.overrides",
+    )
+    .bind(task.as_str())
+    .bind(i64::from(run.attempt_no))
+    .bind(&run.mode)
+    .bind(&run.level)
+    .bind(&run.policy_approval)
+    // unwrap: a list of strings always serialises.
+    .bind(serde_json::to_string(&run.overrides).unwrap())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn end_guard_run_in(
+    conn: &mut sqlx::SqliteConnection,
+    task: &TaskId,
+    attempt_no: u32,
+    decisions: u64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE guard_runs SET decisions = ? WHERE task_id = ? AND attempt_no = ?")
+        .bind(decisions as i64)
+        .bind(task.as_str())
+        .bind(i64::from(attempt_no))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 async fn start_attempt_in(
     conn: &mut sqlx::SqliteConnection,
     key: AttemptKey,

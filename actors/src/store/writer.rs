@@ -10,7 +10,10 @@
 
 use tokio::sync::mpsc;
 
-use super::{end_attempt_in, update_task_in, AttemptEnd, Store, StoreError, TaskUpdate};
+use super::{
+    end_attempt_in, end_guard_run_in, insert_decisions_in, update_task_in, upsert_guard_run_in,
+    AttemptEnd, DecisionRow, GuardRunRow, Store, StoreError, TaskUpdate,
+};
 use crate::domain::{InstanceId, TaskId};
 use crate::exec_handle::{Append, FrameLog};
 use crate::manifest::ManifestWriter;
@@ -38,6 +41,25 @@ pub enum Write {
         task: TaskId,
         update: TaskUpdate,
         now_ms: i64,
+    },
+    /// The guard opened an attempt's streams.
+    GuardRun {
+        task: TaskId,
+        attempt_no: u32,
+        mode: &'static str,
+        level: &'static str,
+        policy_approval: Option<String>,
+        overrides: Vec<String>,
+    },
+    GuardDecisions {
+        task: TaskId,
+        rows: Vec<DecisionRow>,
+    },
+    /// The guard closed an attempt after this many decisions (stored or not).
+    GuardRunEnd {
+        task: TaskId,
+        attempt_no: u32,
+        decisions: u64,
     },
 }
 
@@ -140,6 +162,32 @@ async fn commit(store: &Store, batch: &[Vec<Write>]) -> Result<(), StoreError> {
                     update,
                     now_ms,
                 } => update_task_in(&mut tx, task, update, *now_ms).await?,
+                Write::GuardRun {
+                    task,
+                    attempt_no,
+                    mode,
+                    level,
+                    policy_approval,
+                    overrides,
+                } => {
+                    let run = GuardRunRow {
+                        attempt_no: *attempt_no,
+                        mode: (*mode).to_owned(),
+                        level: (*level).to_owned(),
+                        policy_approval: policy_approval.clone(),
+                        overrides: overrides.clone(),
+                        decisions: 0,
+                    };
+                    upsert_guard_run_in(&mut tx, task, &run).await?
+                }
+                Write::GuardDecisions { task, rows } => {
+                    insert_decisions_in(&mut tx, task, rows).await?
+                }
+                Write::GuardRunEnd {
+                    task,
+                    attempt_no,
+                    decisions,
+                } => end_guard_run_in(&mut tx, task, *attempt_no, *decisions).await?,
             }
         }
     }

@@ -1,0 +1,186 @@
+//! Guard admin routes: modes, approvals and overrides; and the Prometheus counters.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use flotilla_actors::guard::approvals::{ApprovalError, ApprovalRequest};
+use flotilla_actors::guard::{GuardError, ModeChange};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use super::error::ApiError;
+use super::tasks::read_body;
+use super::{auth, State};
+
+/// Who approves or revokes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct By {
+    by: String,
+}
+
+async fn json_body<T: DeserializeOwned>(
+    payload: web::Payload,
+    limit: usize,
+) -> Result<T, ApiError> {
+    let body = read_body(payload, limit).await?;
+    serde_json::from_slice(&body).map_err(|e| {
+        let (status, code) = if e.is_data() {
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid-field")
+        } else {
+            (StatusCode::BAD_REQUEST, "malformed-json")
+        };
+        ApiError::field(status, code, "", "json", e.to_string())
+    })
+}
+
+fn refused(status: StatusCode, code: &'static str, detail: String) -> ApiError {
+    ApiError::BadRequest {
+        status,
+        code,
+        detail,
+        errors: Vec::new(),
+    }
+}
+
+fn approval_error(e: ApprovalError) -> ApiError {
+    let detail = e.to_string();
+    match e {
+        ApprovalError::NotFound(_) => ApiError::NotFound(detail),
+        ApprovalError::Invalid { field, message } => ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-field",
+            format!("/{field}"),
+            field,
+            message,
+        ),
+        ApprovalError::NoApprovers => refused(StatusCode::FORBIDDEN, "no-approvers", detail),
+        ApprovalError::NotApprover { .. } => {
+            refused(StatusCode::FORBIDDEN, "not-an-approver", detail)
+        }
+        ApprovalError::SelfApproval(_) => refused(StatusCode::FORBIDDEN, "self-approval", detail),
+        ApprovalError::NotPending { .. } | ApprovalError::Closed { .. } => {
+            ApiError::Conflict(detail)
+        }
+        e @ (ApprovalError::Io { .. } | ApprovalError::Corrupt { .. }) => {
+            ApiError::internal("recording an approval", e)
+        }
+    }
+}
+
+/// `GET /admin/guard`: modes per level, the rollout phase, the policy approval in force.
+pub async fn show(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
+    let (engine, _) = &**state;
+    auth::admin(&req, &engine.tokens)?;
+    Ok(HttpResponse::Ok().json(engine.guard.view()))
+}
+
+/// `PUT /admin/guard/modes`: switch modes; enforcing needs a policy approval in force.
+pub async fn change(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    let (engine, limits) = &**state;
+    auth::admin(&req, &engine.tokens)?;
+    let change: ModeChange = json_body(payload, limits.max_body_bytes).await?;
+    match engine.guard.change(change) {
+        Ok(view) => Ok(HttpResponse::Ok().json(view)),
+        Err(e @ GuardError::NoPolicyApproval { .. }) => Err(refused(
+            StatusCode::CONFLICT,
+            "policy-approval-missing",
+            e.to_string(),
+        )),
+        Err(GuardError::Invalid { field, message }) => Err(ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-field",
+            format!("/{field}"),
+            field,
+            message,
+        )),
+        Err(GuardError::Approval(e)) => Err(approval_error(e)),
+    }
+}
+
+/// `GET /admin/guard/approvals`.
+pub async fn approvals(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
+    let (engine, _) = &**state;
+    auth::admin(&req, &engine.tokens)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "approvals": engine.guard.approvals() })))
+}
+
+/// `POST /admin/guard/approvals`: request a policy approval or an override.
+pub async fn request(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    let (engine, limits) = &**state;
+    auth::admin(&req, &engine.tokens)?;
+    let body: ApprovalRequest = json_body(payload, limits.max_body_bytes).await?;
+    let a = engine
+        .guard
+        .request_approval(body)
+        .map_err(approval_error)?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/admin/guard/approvals/{}", a.id)))
+        .json(a))
+}
+
+/// `POST /admin/guard/approvals/{id}/{approve|revoke}`.
+pub async fn decide(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    let (engine, limits) = &**state;
+    auth::admin(&req, &engine.tokens)?;
+    let (id, verb) = path.into_inner();
+    let By { by } = json_body(payload, limits.max_body_bytes).await?;
+    let a = match verb.as_str() {
+        "approve" => engine.guard.approve(&id, &by),
+        "revoke" => engine.guard.revoke(&id, &by),
+        _ => return Err(ApiError::NotFound("no such route".into())),
+    }
+    .map_err(approval_error)?;
+    Ok(HttpResponse::Ok().json(a))
+}
+
+/// `GET /metrics`: Prometheus text. Counts only, no values: open like `/healthz`.
+pub async fn metrics(state: State) -> HttpResponse {
+    let (engine, _) = &**state;
+    let c = engine.guard.counters();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP flotilla_guard_decisions_total Decisions of the privacy guard about values in task output.\n\
+         # TYPE flotilla_guard_decisions_total counter"
+    );
+    let decisions = c
+        .decisions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    for ((rule, kind, action, mode, applied), n) in decisions {
+        let _ = writeln!(
+            out,
+            "flotilla_guard_decisions_total{{rule=\"{rule}\",kind=\"{kind}\",action=\"{action}\",mode=\"{mode}\",applied=\"{applied}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP flotilla_guard_scanned_bytes_total Bytes of task output that passed the guard.\n\
+         # TYPE flotilla_guard_scanned_bytes_total counter\n\
+         flotilla_guard_scanned_bytes_total {}\n\
+         # HELP flotilla_guard_blocked_attempts_total Attempts stopped because the guard blocked their output.\n\
+         # TYPE flotilla_guard_blocked_attempts_total counter\n\
+         flotilla_guard_blocked_attempts_total {}",
+        c.bytes.load(Ordering::Relaxed),
+        c.blocked_attempts.load(Ordering::Relaxed)
+    );
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(out)
+}

@@ -11,6 +11,11 @@
 //! is). A private-key block longer than that is redacted whole rather than released: it
 //! fails closed. `flush` releases a held partial token when the caller's hold-back timer
 //! fires (an open key block stays held); `finish` releases everything at the end.
+//!
+//! A partial token that the timer releases while it may still be the start of a secret
+//! (a vendor prefix, a value after `password=`-like context, or a long mixed token) fails
+//! closed too: it is redacted as `held-back-timeout`, and so is the rest of that token
+//! when it arrives, so neither half of a slowly printed secret is stored.
 
 use std::sync::Arc;
 
@@ -65,6 +70,10 @@ pub struct StreamRedactor {
     pending: String,
     /// Stream offset of the first byte of `pending`.
     offset: u64,
+    /// A partial token was redacted at a timeout: the rest of it is redacted too.
+    continuation: bool,
+    /// Set by `flush`: from here to the end of `pending` is a possible secret.
+    timed_out_from: Option<usize>,
 }
 
 impl StreamRedactor {
@@ -77,6 +86,8 @@ impl StreamRedactor {
             context: String::new(),
             pending: String::new(),
             offset: 0,
+            continuation: false,
+            timed_out_from: None,
         }
     }
 
@@ -131,6 +142,13 @@ impl StreamRedactor {
             Some(begin) if self.pending.len() - begin <= MAX_HOLD => begin,
             _ => self.pending.len(),
         };
+        if self.policy.mode != Mode::Off && cut == self.pending.len() {
+            let from = token_start(&self.pending);
+            let before = format!("{}{}", self.context, &self.pending[..from]);
+            if possible_secret(&self.pending[from..], &before) {
+                self.timed_out_from = Some(from);
+            }
+        }
         self.release(cut, false)
     }
 
@@ -162,6 +180,21 @@ impl StreamRedactor {
                 .collect();
             spans.retain(|(s, e, _, _)| exact.iter().all(|(xs, xe, _, _)| e <= xs || s >= xe));
             spans.append(&mut exact);
+        }
+        // Fail closed on a partial token released by the timer, and on its rest.
+        let timeout = "held-back-timeout";
+        if let Some(from) = self.timed_out_from.take() {
+            spans.retain(|(s, e, _, _)| *e <= from || *s >= self.pending.len());
+            spans.push((from, self.pending.len(), timeout, "possible-secret"));
+        }
+        if self.continuation {
+            let lead = token_end(&self.pending);
+            if lead == 0 {
+                self.continuation = false;
+            } else {
+                spans.retain(|(s, _, _, _)| *s >= lead);
+                spans.push((0, lead, timeout, "possible-secret"));
+            }
         }
         // A value that crosses the cut waits whole for the next release.
         if !last {
@@ -206,7 +239,7 @@ impl StreamRedactor {
                 .map(str::to_owned);
             let action = match rule {
                 _ if allowed_by.is_some() => Action::Allow,
-                "task-secret" | "private-key-unterminated" => Action::Redact,
+                "task-secret" | "private-key-unterminated" | "held-back-timeout" => Action::Redact,
                 _ => self.policy.action(kind),
             };
             if enforce && action != Action::Allow {
@@ -216,6 +249,11 @@ impl StreamRedactor {
                 if action == Action::Block && blocked.is_none() {
                     blocked = Some(format!("[BLOCKED:{rule}:{digest}]\n"));
                 }
+            }
+            if rule == timeout {
+                // Released at a timeout: the token goes on in the next frame, unless it
+                // visibly ended here.
+                self.continuation = e == self.pending.len() && !last;
             }
             redactions.push(Redaction {
                 rule,
@@ -265,6 +303,92 @@ fn open_private_key(text: &str) -> Option<usize> {
     (header.contains("PRIVATE KEY") && !closed).then_some(begin)
 }
 
+/// Characters that end a token.
+fn is_boundary(c: char) -> bool {
+    c.is_whitespace() || "\"'`,;=:<>()[]{}".contains(c)
+}
+
+/// Where the last (partial) token of `text` begins.
+fn token_start(text: &str) -> usize {
+    text.rfind(is_boundary).map_or(0, |n| n + 1)
+}
+
+/// Where the first token of `text` ends.
+fn token_end(text: &str) -> usize {
+    text.find(is_boundary).unwrap_or(text.len())
+}
+
+/// Whether a partial token could be the start of a secret: a vendor prefix, a value
+/// right after a secret-like key, or a long token of letters and digits that looks random.
+fn possible_secret(token: &str, before: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "ghp_",
+        "gho_",
+        "ghu_",
+        "ghs_",
+        "ghr_",
+        "github_pat_",
+        "glpat-",
+        "xox",
+        "sk_live_",
+        "rk_live_",
+        "sk-",
+        "AKIA",
+        "ASIA",
+        "AIza",
+        "eyJ",
+        "npm_",
+        "pypi-",
+        "SG.",
+        "dckr_pat_",
+        "hf_",
+        "AC",
+        "SK",
+    ];
+    const KEYS: &[&str] = &[
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "api-key",
+        "authorization",
+        "bearer",
+        "credential",
+        "private_key",
+        "access_key",
+    ];
+    if token.len() < 4 {
+        return false;
+    }
+    if PREFIXES
+        .iter()
+        .any(|p| token.len() >= p.len() + 2 && token.starts_with(p))
+    {
+        return true;
+    }
+    let tail: String = before
+        .trim_end_matches([' ', '"', '\''])
+        .chars()
+        .rev()
+        .take(40)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let after_key = tail.ends_with(['=', ':']) && KEYS.iter().any(|k| tail.contains(k))
+        || tail.ends_with("bearer");
+    if after_key {
+        return true;
+    }
+    let letters = token.bytes().filter(u8::is_ascii_alphabetic).count();
+    let digits = token.bytes().filter(u8::is_ascii_digit).count();
+    token.len() >= 16 && letters > 0 && digits > 0 && crate::entropy(token) >= 3.5
+}
+
 /// How much of `pending` can be released: everything but the last partial token, and
 /// nothing from an open private-key block on; at most [`MAX_HOLD`] bytes are held.
 fn safe_cut(pending: &str) -> usize {
@@ -276,9 +400,7 @@ fn safe_cut(pending: &str) -> usize {
     if pending.ends_with('\n') {
         return pending.len();
     }
-    let boundary = pending
-        .rfind(|c: char| c.is_whitespace() || "\"'`,;=:<>()[]{}".contains(c))
-        .map_or(0, |n| n + 1);
+    let boundary = token_start(pending);
     if pending.len() - boundary > MAX_HOLD {
         pending.len()
     } else {
@@ -448,6 +570,65 @@ mod tests {
             (d.action, d.allowed_by.as_deref()),
             (Action::Allow, Some("ov-7"))
         );
+    }
+
+    #[test]
+    fn a_possible_secret_released_by_the_timer_fails_closed_whole() {
+        let token = "ghp_R4nd0mT0k3nV4lu3Xq8Lp2Zs9Wc7Vb3Nk1Hy";
+        for cut in 4..token.len() {
+            let mut r = StreamRedactor::new(engine());
+            let (mut out, mut red) = r.push(&format!("pushing with {}", &token[..cut]));
+            let (o, rr) = r.flush(); // the timer fired in the middle of the token
+            out.push_str(&o);
+            red.extend(rr);
+            let (o, rr) = r.push(&format!("{} done\n", &token[cut..]));
+            out.push_str(&o);
+            red.extend(rr);
+            let (o, rr) = r.finish();
+            out.push_str(&o);
+            red.extend(rr);
+            // A bare prefix (`ghp_`) is not yet a possible secret; the value still goes.
+            if cut >= 6 {
+                assert!(
+                    !out.contains(&token[..cut]),
+                    "the start leaked at {cut}: {out}"
+                );
+                assert!(
+                    out.starts_with("pushing with [REDACTED:held-back-timeout:"),
+                    "{out}"
+                );
+            }
+            if token.len() - cut >= 4 {
+                assert!(
+                    !out.contains(&token[cut..]),
+                    "the rest leaked at {cut}: {out}"
+                );
+            }
+            assert!(out.ends_with(" done\n"), "{out}");
+            assert!(red.iter().all(|d| d.applied && d.action == Action::Redact));
+        }
+        // Ordinary partial lines (prompts, progress) are released as they are.
+        for partial in [
+            "Downloading 45%",
+            "Continue? [y/N] ",
+            "step 3/10 ....",
+            "password: ",
+        ] {
+            let mut r = StreamRedactor::new(engine());
+            let (mut out, _) = r.push(partial);
+            out.push_str(&r.flush().0);
+            assert_eq!(out, partial);
+        }
+        // A value typed slowly after a secret-like key is a possible secret.
+        let mut r = StreamRedactor::new(engine());
+        let (mut out, _) = r.push("DB_PASSWORD=hunt");
+        out.push_str(&r.flush().0);
+        out.push_str(&r.push("er2 ok\n").0);
+        assert!(
+            out.starts_with("DB_PASSWORD=[REDACTED:held-back-timeout:"),
+            "{out}"
+        );
+        assert!(!out.contains("hunt") && !out.contains("er2"), "{out}");
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod guard;
 mod lifecycle;
+mod privacy;
 mod recovery;
 mod streaming;
 mod support;

@@ -140,8 +140,15 @@ impl App {
     }
 }
 
-impl Drop for App {
-    fn drop(&mut self) {
+impl App {
+    /// Stops the server as an operator would (SIGTERM) and returns its directory.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        self.terminate();
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    fn terminate(&mut self) {
         if let Some(mut c) = self.child.take() {
             // SAFETY: sending SIGTERM to our own child.
             unsafe {
@@ -157,6 +164,12 @@ impl Drop for App {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.terminate();
     }
 }
 

@@ -3,7 +3,8 @@
 //! * `exec [N]`: N (default 2,000) tasks of `/bin/true` on 2 local slots, beside
 //!   `xargs -P 2 -n 1 /bin/true` over the same count in the same run.
 //! * `stream [MB]`: one task writing MB (default 200) megabytes to stdout, one observer;
-//!   end-to-end throughput from submit to the status frame.
+//!   end-to-end throughput from submit to the status frame, once per guard mode (off,
+//!   shadow, enforce) on the same server.
 //! * `guard [MB]`: the privacy guard's detector engine, all rules on, over MB (default
 //!   100) megabytes of generated log-like text on one core, in 64 KiB frames; also the
 //!   p99 scan time of a 4 KiB frame.
@@ -75,11 +76,13 @@ struct Server {
 }
 
 impl Server {
-    fn start(exe: &PathBuf, local: u32) -> anyhow::Result<Self> {
+    /// Starts `flotilla serve` with `local` agents and `config` as its flotilla.toml.
+    fn start(exe: &PathBuf, local: u32, config: &str) -> anyhow::Result<Self> {
         let dir =
             std::env::temp_dir().join(format!("flotilla-bench-{}-{}", std::process::id(), local));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("flotilla.toml"), config)?;
         let mut child = Command::new(exe)
             .args([
                 "serve",
@@ -177,7 +180,7 @@ fn xargs_secs(n: u64) -> anyhow::Result<f64> {
 
 fn exec(exe: &PathBuf, n: u64) -> anyhow::Result<Value> {
     let xargs_before = xargs_secs(n)?;
-    let server = Server::start(exe, 2)?;
+    let server = Server::start(exe, 2, "")?;
     let warmup = 20;
     for _ in 0..warmup {
         server.client.submit(&json!({"argv": ["/bin/true"]}))?;
@@ -231,7 +234,35 @@ fn exec(exe: &PathBuf, n: u64) -> anyhow::Result<Value> {
 }
 
 fn stream(exe: &PathBuf, mb: u64) -> anyhow::Result<Value> {
-    let server = Server::start(exe, 1)?;
+    let server = Server::start(exe, 1, "[guard]\napprovers = [\"bench\"]\n")?;
+    // Enforcing needs a policy approval: requested by one person, approved by another.
+    let approval = server.client.admin(
+        "POST",
+        "/admin/guard/approvals",
+        Some(&json!({"kind": "guard-policy", "reason": "benchmark", "requestedBy": "harness"})),
+    )?;
+    let id = approval["id"].as_str().context("approval without an id")?;
+    server.client.admin(
+        "POST",
+        &format!("/admin/guard/approvals/{id}/approve"),
+        Some(&json!({"by": "bench"})),
+    )?;
+    let mut result = json!({"scenario": "stream", "mb": mb});
+    for mode in ["off", "shadow", "enforce"] {
+        server.client.admin(
+            "PUT",
+            "/admin/guard/modes",
+            Some(&json!({"mode": mode, "by": "bench"})),
+        )?;
+        result[mode] = stream_once(&server, mb)?;
+    }
+    let rate = |m: &str| result[m]["mb_per_s"].as_f64().unwrap_or(0.0);
+    result["enforce_vs_off"] = round(rate("enforce") / rate("off")).into();
+    Ok(result)
+}
+
+/// One task writes `mb` MB; one observer follows it to the status frame.
+fn stream_once(server: &Server, mb: u64) -> anyhow::Result<Value> {
     let bytes = mb * 1_000_000;
     let line = "flotilla stream benchmark: a line of log-like text, 80 bytes long, ASCII only.";
     let script = format!("yes '{line}' | head -c {bytes}");
@@ -262,7 +293,6 @@ fn stream(exe: &PathBuf, mb: u64) -> anyhow::Result<Value> {
         bail!("observer received {received} bytes, expected {bytes}");
     }
     Ok(json!({
-        "scenario": "stream",
         "bytes": received,
         "frames": frames,
         "secs": round(secs),

@@ -190,16 +190,18 @@ impl Worker {
         let mode = live.open.policy.mode;
         let at = if kind == StreamKind::Stderr { 1 } else { 0 };
         if mode != Mode::Enforce {
-            // Off and shadow change nothing and delay nothing.
-            let raw = data.clone();
-            if mode == Mode::Shadow {
+            // Off and shadow change nothing and delay nothing: the bytes go first.
+            let text = (mode == Mode::Shadow).then(|| decode(&mut live.streams[at].carry, &data));
+            self.append(attempt, kind, data, Some(ack));
+            if let Some(text) = text {
+                let Some(live) = self.live.get_mut(&attempt) else {
+                    return;
+                };
                 let s = &mut live.streams[at];
-                let text = decode(&mut s.carry, &data);
                 let (_, decisions) = s.redactor.push(&text);
                 mark_held(s);
                 self.decide(attempt, kind, decisions);
             }
-            self.append(attempt, kind, raw, Some(ack));
             return;
         }
         let s = &mut live.streams[at];

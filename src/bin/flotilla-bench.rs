@@ -7,7 +7,8 @@
 //!   shadow, enforce) on the same server.
 //! * `guard [MB]`: the privacy guard's detector engine, all rules on, over MB (default
 //!   100) megabytes of generated log-like text on one core, in 64 KiB frames; also the
-//!   p99 scan time of a 4 KiB frame.
+//!   p99 scan time of a 4 KiB frame, and the p99 time the streaming redactor (enforce)
+//!   adds to a 4 KiB frame: the guard's latency outside hold-back.
 //!
 //! Run with `cargo run --release --bin flotilla-bench -- SCENARIO`; the harness builds the
 //! `flotilla` binary beside itself first. Figures are for comparison within one run.
@@ -377,14 +378,35 @@ fn guard(mb: u64) -> anyhow::Result<Value> {
         .collect();
     times.sort_unstable();
     let p99 = times[(times.len() * 99 / 100).min(times.len() - 1)];
+    let redactor_p99 = redactor_p99_ns(&small);
     Ok(json!({
         "scenario": "guard",
+        "redactor_frame_4k_p99_us": round(redactor_p99 as f64 / 1000.0),
         "bytes": text.len(),
         "rules": engine.rule_count(),
         "findings": findings,
         "mb_per_s": round(text.len() as f64 / 1e6 / secs),
         "frame_4k_p99_us": round(p99 as f64 / 1000.0),
     }))
+}
+
+/// p99 of the time one `push` of the streaming redactor (enforce, standard) takes per
+/// frame, over a stream cut into `frames`: what the guard adds to a frame's latency.
+fn redactor_p99_ns(frames: &[&str]) -> u128 {
+    use flotilla_guard::policy::{Level, Policy};
+    use flotilla_guard::stream::StreamRedactor;
+    let engine = std::sync::Arc::new(flotilla_guard::Engine::new());
+    let mut r = StreamRedactor::new(engine).with_policy(Policy::enforce(Level::Standard));
+    let mut times: Vec<u128> = frames
+        .iter()
+        .map(|f| {
+            let t = Instant::now();
+            std::hint::black_box(r.push(f));
+            t.elapsed().as_nanos()
+        })
+        .collect();
+    times.sort_unstable();
+    times[(times.len() * 99 / 100).min(times.len() - 1)]
 }
 
 fn round(x: f64) -> f64 {

@@ -48,6 +48,9 @@ pub(crate) struct Rule {
     pub check: Option<fn(&str, &str) -> bool>,
     /// Where the regex runs: around each keyword hit, or on lines that pass a byte gate.
     pub reach: Reach,
+    /// Every match starts with one of the keywords, right after a word boundary (vendor
+    /// prefixes such as `ghp_`): a hit inside a word (`sk` in `task`) cannot start one.
+    pub word_start: bool,
 }
 
 /// How much text a rule's regex looks at.
@@ -94,36 +97,13 @@ impl Engine {
             for kw in rule.keywords {
                 let kw = kw.to_ascii_lowercase();
                 match keywords.iter().position(|k| *k == kw) {
+                    Some(at) if keyword_rules[at].contains(&i) => {}
                     Some(at) => keyword_rules[at].push(i),
                     None => {
                         keywords.push(kw);
                         keyword_rules.push(vec![i]);
                     }
                 }
-            }
-        }
-        // A keyword that contains a shorter one is redundant: every hit of the longer is a
-        // hit of the shorter on the same line. Fold its rules into the shorter keyword's,
-        // so the automaton reports fewer, and never overlapping-redundant, hits.
-        let mut k = 0;
-        while k < keywords.len() {
-            let absorbed_by = (0..keywords.len()).find(|&o| {
-                o != k
-                    && keywords[o].len() < keywords[k].len()
-                    && keywords[k].contains(&keywords[o])
-            });
-            match absorbed_by {
-                Some(o) => {
-                    let moved = keyword_rules.remove(k);
-                    keywords.remove(k);
-                    let o = if o > k { o - 1 } else { o };
-                    for r in moved {
-                        if !keyword_rules[o].contains(&r) {
-                            keyword_rules[o].push(r);
-                        }
-                    }
-                }
-                None => k += 1,
             }
         }
         let prefilter = AhoCorasickBuilder::new()
@@ -152,7 +132,11 @@ impl Engine {
         let bytes = text.as_bytes();
         let mut windows: Vec<Vec<Span>> = vec![Vec::new(); self.rules.len()];
         for m in self.prefilter.find_overlapping_iter(text) {
+            let in_word = m.start() > 0 && is_word(bytes[m.start() - 1]);
             for i in &self.keyword_rules[m.pattern().as_usize()] {
+                if in_word && self.rules[*i].word_start {
+                    continue;
+                }
                 let w = match self.rules[*i].reach {
                     Reach::Whole => (0, bytes.len()),
                     _ => line_window(bytes, m.start(), m.end()),
@@ -221,6 +205,11 @@ fn line_window(bytes: &[u8], start: usize, end: usize) -> (usize, usize) {
         line_end
     };
     (from, to)
+}
+
+/// A byte of the regexes' ASCII `\w` (what `(?-u:\b)` looks at).
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
 }
 
 /// Appends a window, merging it with the last one when they touch (hits come in order).

@@ -29,8 +29,18 @@ fn rule(
         regex: Regex::new(re).unwrap(),
         check,
         reach,
+        word_start: false,
     }
 }
+
+/// Prefixed rules whose keyword is not where the token starts (`-us` in a Mailchimp key,
+/// a vendor's name before a Facebook token): their keyword hits need no word boundary.
+const KEYWORD_INSIDE: &[&str] = &[
+    "mailchimp-key",
+    "digitalocean-token",
+    "hashicorp-tf-token",
+    "facebook-access-token",
+];
 
 /// Vendor tokens recognised by a fixed prefix: (id, kind, prefilter keywords, regex).
 const PREFIXED: &[(&str, &str, &[&str], &str)] = &[
@@ -608,7 +618,9 @@ pub(crate) fn all() -> Vec<Rule> {
                 "slack-token" | "slack-config-token" => Some(slack_token),
                 _ => Some(not_placeholder),
             };
-            rule(id, kind, kws, re, check)
+            let mut rule = rule(id, kind, kws, re, check);
+            rule.word_start = re.starts_with(r"(?-u:\b)") && !KEYWORD_INSIDE.contains(id);
+            rule
         })
         .collect();
 
@@ -649,6 +661,7 @@ pub(crate) fn all() -> Vec<Rule> {
         regex: Regex::new(&named).unwrap(),
         check: Some(vendor_value),
         reach: Reach::Lines,
+        word_start: false,
     });
 
     // `<add key="Password" value="..."/>` and similar key/value attribute pairs.

@@ -130,3 +130,12 @@ fn findings_on_later_lines_keep_their_offsets_in_the_whole_text() {
         ],
     );
 }
+
+#[test]
+fn vendor_prefixes_count_only_at_the_start_of_a_word() {
+    let sid = "SKa1b2c3d4e5f60718293a4b5c6d7e8f9a";
+    check(&format!("twilio ({sid})"), &[("api-key", sid)]);
+    check(&format!("task={sid}"), &[("api-key", sid)]);
+    check(&format!("TASK{}", &sid[2..]), &[]);
+    check("task finished task=t-0a1b2c3d4e5f6a7b", &[]);
+}

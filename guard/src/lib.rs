@@ -9,6 +9,7 @@
 //! A crate of its own so its benchmarks and fuzz targets build without the server.
 
 pub mod env;
+mod gate;
 pub mod policy;
 mod rules;
 pub mod stream;
@@ -16,6 +17,8 @@ mod validate;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::Regex;
+
+use gate::{gated_lines, is_word, Span};
 
 pub use validate::{entropy, iban_valid, luhn_valid};
 
@@ -61,9 +64,10 @@ pub(crate) enum Reach {
     Lines,
     /// The whole text (PEM blocks span many lines).
     Whole,
-    /// Lines with a run of at least nine digits (card, SSN and phone numbers).
+    /// Lines with a run of at least nine digits starting at a word boundary (card, SSN
+    /// and phone numbers).
     DigitRuns,
-    /// Lines with two capitals followed by two digits (IBAN starts).
+    /// Lines with two capitals at a word boundary followed by two digits (IBAN starts).
     IbanStarts,
 }
 
@@ -207,102 +211,12 @@ fn line_window(bytes: &[u8], start: usize, end: usize) -> (usize, usize) {
     (from, to)
 }
 
-/// A byte of the regexes' ASCII `\w` (what `(?-u:\b)` looks at).
-fn is_word(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
-}
-
 /// Appends a window, merging it with the last one when they touch (hits come in order).
 fn add_window(windows: &mut Vec<(usize, usize)>, w: (usize, usize)) {
     match windows.last_mut() {
         Some(last) if w.0 <= last.1 => last.1 = last.1.max(w.1),
         _ => windows.push(w),
     }
-}
-
-/// A byte range of the scanned text.
-type Span = (usize, usize);
-
-/// Byte classes for the line gates.
-const OTHER: u8 = 0;
-const DIGIT: u8 = 1;
-const SEP: u8 = 2;
-const UPPER: u8 = 3;
-const NEWLINE: u8 = 4;
-
-const CLASS: [u8; 256] = {
-    let mut t = [OTHER; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        t[b] = if c.is_ascii_digit() {
-            DIGIT
-        } else if matches!(c, b' ' | b'-' | b'.' | b'(' | b')') {
-            SEP
-        } else if c.is_ascii_uppercase() {
-            UPPER
-        } else if c == b'\n' {
-            NEWLINE
-        } else {
-            OTHER
-        };
-        b += 1;
-    }
-    t
-};
-
-/// In one pass, the lines holding a run of at least nine digits (at most two separators
-/// between digits: card, SSN and phone numbers) and the lines holding two capitals
-/// followed by two digits (IBAN starts).
-fn gated_lines(bytes: &[u8]) -> (Vec<Span>, Vec<Span>) {
-    let (mut digit_lines, mut iban_lines) = (Vec::new(), Vec::new());
-    let (mut line_start, mut digit_hit, mut iban_hit) = (0, false, false);
-    let (mut digits, mut seps, mut caps, mut tail_digits) = (0u32, 0u32, 0u32, 0u32);
-    for (i, b) in bytes.iter().enumerate() {
-        match CLASS[*b as usize] {
-            DIGIT => {
-                digits += 1;
-                seps = 0;
-                digit_hit |= digits >= 9;
-                if caps >= 2 {
-                    tail_digits += 1;
-                    iban_hit |= tail_digits >= 2;
-                }
-            }
-            SEP if digits > 0 && seps < 2 => {
-                seps += 1;
-                caps = 0;
-                tail_digits = 0;
-            }
-            UPPER => {
-                caps += 1;
-                tail_digits = 0;
-                digits = 0;
-                seps = 0;
-            }
-            NEWLINE => {
-                if digit_hit {
-                    digit_lines.push((line_start, i));
-                }
-                if iban_hit {
-                    iban_lines.push((line_start, i));
-                }
-                line_start = i + 1;
-                (digit_hit, iban_hit) = (false, false);
-                (digits, seps, caps, tail_digits) = (0, 0, 0, 0);
-            }
-            _ => {
-                (digits, seps, caps, tail_digits) = (0, 0, 0, 0);
-            }
-        }
-    }
-    if digit_hit {
-        digit_lines.push((line_start, bytes.len()));
-    }
-    if iban_hit {
-        iban_lines.push((line_start, bytes.len()));
-    }
-    (digit_lines, iban_lines)
 }
 
 #[cfg(test)]

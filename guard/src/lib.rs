@@ -10,15 +10,16 @@
 
 pub mod env;
 mod gate;
+mod keywords;
 pub mod policy;
 mod rules;
 pub mod stream;
 mod validate;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::Regex;
 
 use gate::{gated_lines, is_word, Span};
+use keywords::Keywords;
 
 pub use validate::{entropy, iban_valid, luhn_valid};
 
@@ -74,8 +75,8 @@ pub(crate) enum Reach {
 /// The compiled rule set.
 pub struct Engine {
     rules: Vec<Rule>,
-    prefilter: AhoCorasick,
-    /// Rule indices per prefilter pattern.
+    prefilter: Keywords,
+    /// Rule indices per keyword.
     keyword_rules: Vec<Vec<usize>>,
     always: Vec<usize>,
 }
@@ -110,13 +111,7 @@ impl Engine {
                 }
             }
         }
-        let prefilter = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .kind(Some(AhoCorasickKind::DFA))
-            .match_kind(MatchKind::Standard)
-            .build(&keywords)
-            // unwrap: a few hundred short literals always build.
-            .unwrap();
+        let prefilter = Keywords::new(&keywords);
         Self {
             rules,
             prefilter,
@@ -135,15 +130,15 @@ impl Engine {
     pub fn scan(&self, text: &str) -> Vec<Finding> {
         let bytes = text.as_bytes();
         let mut windows: Vec<Vec<Span>> = vec![Vec::new(); self.rules.len()];
-        for m in self.prefilter.find_overlapping_iter(text) {
-            let in_word = m.start() > 0 && is_word(bytes[m.start() - 1]);
-            for i in &self.keyword_rules[m.pattern().as_usize()] {
+        for hit in self.prefilter.hits(bytes) {
+            let in_word = hit.start > 0 && is_word(bytes[hit.start - 1]);
+            for i in &self.keyword_rules[hit.keyword] {
                 if in_word && self.rules[*i].word_start {
                     continue;
                 }
                 let w = match self.rules[*i].reach {
                     Reach::Whole => (0, bytes.len()),
-                    _ => line_window(bytes, m.start(), m.end()),
+                    _ => line_window(bytes, hit.start, hit.end),
                 };
                 add_window(&mut windows[*i], w);
             }

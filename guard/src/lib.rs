@@ -46,9 +46,13 @@ pub(crate) struct Rule {
     pub kind: &'static str,
     /// Case-insensitive substrings; the rule runs only where one occurs. Empty = always.
     pub keywords: &'static [&'static str],
-    /// The value is capture group 1 if present, else the whole match.
+    /// The value is the group named `value`, else group 1, else the whole match. A match
+    /// where the group named `refute` took part is dropped (what follows the value shows
+    /// it is not one).
     pub regex: Regex,
-    /// Extra check on the value (and the whole text), e.g. a checksum.
+    /// Extra check on the value and its context, e.g. a checksum. The context is the
+    /// group named `name` (the name a value is assigned to) if the regex has one, else
+    /// the whole text.
     pub check: Option<fn(&str, &str) -> bool>,
     /// Where the regex runs: around each keyword hit, or on lines that pass a byte gate.
     pub reach: Reach,
@@ -157,14 +161,17 @@ impl Engine {
         for (i, rule) in self.rules.iter().enumerate() {
             for (ws, we) in &windows[i] {
                 for caps in rule.regex.captures_iter(&text[*ws..*we]) {
-                    let Some(m) = caps.get(1).or_else(|| caps.get(0)) else {
+                    let value = caps.name("value").or_else(|| caps.get(1));
+                    let Some(m) = value.or_else(|| caps.get(0)) else {
                         continue;
                     };
-                    if m.is_empty() {
+                    let refuted = caps.name("refute").is_some();
+                    if refuted || m.is_empty() || masked_after(&bytes[ws + m.end()..]) {
                         continue;
                     }
                     if let Some(check) = rule.check {
-                        if !check(m.as_str(), text) {
+                        let context = caps.name("name").map_or(text, |n| n.as_str());
+                        if !check(m.as_str(), context) {
                             continue;
                         }
                     }
@@ -204,6 +211,13 @@ fn line_window(bytes: &[u8], start: usize, end: usize) -> (usize, usize) {
         line_end
     };
     (from, to)
+}
+
+/// Whether a value runs straight into a run of mask characters (`xoxp-1234-####`): what
+/// was found is the visible part of a masked value. One `#` or `*` may be part of a
+/// password; three in a row are a mask.
+fn masked_after(rest: &[u8]) -> bool {
+    rest.len() >= 3 && matches!(rest[0], b'*' | b'#') && rest[1] == rest[0] && rest[2] == rest[0]
 }
 
 /// Appends a window, merging it with the last one when they touch (hits come in order).

@@ -9,13 +9,17 @@
 //! A crate of its own so its benchmarks and fuzz targets build without the server.
 
 pub mod env;
+mod gate;
+mod keywords;
 pub mod policy;
 mod rules;
 pub mod stream;
 mod validate;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::Regex;
+
+use gate::{gated_lines, is_word, Span};
+use keywords::Keywords;
 
 pub use validate::{entropy, iban_valid, luhn_valid};
 
@@ -51,12 +55,19 @@ pub(crate) struct Rule {
     pub kind: &'static str,
     /// Case-insensitive substrings; the rule runs only where one occurs. Empty = always.
     pub keywords: &'static [&'static str],
-    /// The value is capture group 1 if present, else the whole match.
+    /// The value is the group named `value`, else group 1, else the whole match. A match
+    /// where the group named `refute` took part is dropped (what follows the value shows
+    /// it is not one).
     pub regex: Regex,
-    /// Extra check on the value (and the whole text), e.g. a checksum.
+    /// Extra check on the value and its context, e.g. a checksum. The context is the
+    /// group named `name` (the name a value is assigned to) if the regex has one, else
+    /// the whole text.
     pub check: Option<fn(&str, &str) -> bool>,
     /// Where the regex runs: around each keyword hit, or on lines that pass a byte gate.
     pub reach: Reach,
+    /// Every match starts with one of the keywords, right after a word boundary (vendor
+    /// prefixes such as `ghp_`): a hit inside a word (`sk` in `task`) cannot start one.
+    pub word_start: bool,
 }
 
 /// How much text a rule's regex looks at.
@@ -67,17 +78,18 @@ pub(crate) enum Reach {
     Lines,
     /// The whole text (PEM blocks span many lines).
     Whole,
-    /// Lines with a run of at least nine digits (card, SSN and phone numbers).
+    /// Lines with a run of at least nine digits starting at a word boundary (card, SSN
+    /// and phone numbers).
     DigitRuns,
-    /// Lines with two capitals followed by two digits (IBAN starts).
+    /// Lines with two capitals at a word boundary followed by two digits (IBAN starts).
     IbanStarts,
 }
 
 /// The compiled rule set.
 pub struct Engine {
     rules: Vec<Rule>,
-    prefilter: AhoCorasick,
-    /// Rule indices per prefilter pattern.
+    prefilter: Keywords,
+    /// Rule indices per keyword.
     keyword_rules: Vec<Vec<usize>>,
     always: Vec<usize>,
 }
@@ -103,6 +115,7 @@ impl Engine {
             for kw in rule.keywords {
                 let kw = kw.to_ascii_lowercase();
                 match keywords.iter().position(|k| *k == kw) {
+                    Some(at) if keyword_rules[at].contains(&i) => {}
                     Some(at) => keyword_rules[at].push(i),
                     None => {
                         keywords.push(kw);
@@ -111,37 +124,7 @@ impl Engine {
                 }
             }
         }
-        // A keyword that contains a shorter one is redundant: every hit of the longer is a
-        // hit of the shorter on the same line. Fold its rules into the shorter keyword's,
-        // so the automaton reports fewer, and never overlapping-redundant, hits.
-        let mut k = 0;
-        while k < keywords.len() {
-            let absorbed_by = (0..keywords.len()).find(|&o| {
-                o != k
-                    && keywords[o].len() < keywords[k].len()
-                    && keywords[k].contains(&keywords[o])
-            });
-            match absorbed_by {
-                Some(o) => {
-                    let moved = keyword_rules.remove(k);
-                    keywords.remove(k);
-                    let o = if o > k { o - 1 } else { o };
-                    for r in moved {
-                        if !keyword_rules[o].contains(&r) {
-                            keyword_rules[o].push(r);
-                        }
-                    }
-                }
-                None => k += 1,
-            }
-        }
-        let prefilter = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .kind(Some(AhoCorasickKind::DFA))
-            .match_kind(MatchKind::Standard)
-            .build(&keywords)
-            // unwrap: a few hundred short literals always build.
-            .unwrap();
+        let prefilter = Keywords::new(&keywords);
         Self {
             rules,
             prefilter,
@@ -160,11 +143,15 @@ impl Engine {
     pub fn scan(&self, text: &str) -> Vec<Finding> {
         let bytes = text.as_bytes();
         let mut windows: Vec<Vec<Span>> = vec![Vec::new(); self.rules.len()];
-        for m in self.prefilter.find_overlapping_iter(text) {
-            for i in &self.keyword_rules[m.pattern().as_usize()] {
+        for hit in self.prefilter.hits(bytes) {
+            let in_word = hit.start > 0 && is_word(bytes[hit.start - 1]);
+            for i in &self.keyword_rules[hit.keyword] {
+                if in_word && self.rules[*i].word_start {
+                    continue;
+                }
                 let w = match self.rules[*i].reach {
                     Reach::Whole => (0, bytes.len()),
-                    _ => line_window(bytes, m.start(), m.end()),
+                    _ => line_window(bytes, hit.start, hit.end),
                 };
                 add_window(&mut windows[*i], w);
             }
@@ -183,14 +170,17 @@ impl Engine {
         for (i, rule) in self.rules.iter().enumerate() {
             for (ws, we) in &windows[i] {
                 for caps in rule.regex.captures_iter(&text[*ws..*we]) {
-                    let Some(m) = caps.get(1).or_else(|| caps.get(0)) else {
+                    let value = caps.name("value").or_else(|| caps.get(1));
+                    let Some(m) = value.or_else(|| caps.get(0)) else {
                         continue;
                     };
-                    if m.is_empty() {
+                    let refuted = caps.name("refute").is_some();
+                    if refuted || m.is_empty() || masked_after(&bytes[ws + m.end()..]) {
                         continue;
                     }
                     if let Some(check) = rule.check {
-                        if !check(m.as_str(), text) {
+                        let context = caps.name("name").map_or(text, |n| n.as_str());
+                        if !check(m.as_str(), context) {
                             continue;
                         }
                     }
@@ -232,97 +222,19 @@ fn line_window(bytes: &[u8], start: usize, end: usize) -> (usize, usize) {
     (from, to)
 }
 
+/// Whether a value runs straight into a run of mask characters (`xoxp-1234-####`): what
+/// was found is the visible part of a masked value. One `#` or `*` may be part of a
+/// password; three in a row are a mask.
+fn masked_after(rest: &[u8]) -> bool {
+    rest.len() >= 3 && matches!(rest[0], b'*' | b'#') && rest[1] == rest[0] && rest[2] == rest[0]
+}
+
 /// Appends a window, merging it with the last one when they touch (hits come in order).
 fn add_window(windows: &mut Vec<(usize, usize)>, w: (usize, usize)) {
     match windows.last_mut() {
         Some(last) if w.0 <= last.1 => last.1 = last.1.max(w.1),
         _ => windows.push(w),
     }
-}
-
-/// A byte range of the scanned text.
-type Span = (usize, usize);
-
-/// Byte classes for the line gates.
-const OTHER: u8 = 0;
-const DIGIT: u8 = 1;
-const SEP: u8 = 2;
-const UPPER: u8 = 3;
-const NEWLINE: u8 = 4;
-
-const CLASS: [u8; 256] = {
-    let mut t = [OTHER; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        t[b] = if c.is_ascii_digit() {
-            DIGIT
-        } else if matches!(c, b' ' | b'-' | b'.' | b'(' | b')') {
-            SEP
-        } else if c.is_ascii_uppercase() {
-            UPPER
-        } else if c == b'\n' {
-            NEWLINE
-        } else {
-            OTHER
-        };
-        b += 1;
-    }
-    t
-};
-
-/// In one pass, the lines holding a run of at least nine digits (at most two separators
-/// between digits: card, SSN and phone numbers) and the lines holding two capitals
-/// followed by two digits (IBAN starts).
-fn gated_lines(bytes: &[u8]) -> (Vec<Span>, Vec<Span>) {
-    let (mut digit_lines, mut iban_lines) = (Vec::new(), Vec::new());
-    let (mut line_start, mut digit_hit, mut iban_hit) = (0, false, false);
-    let (mut digits, mut seps, mut caps, mut tail_digits) = (0u32, 0u32, 0u32, 0u32);
-    for (i, b) in bytes.iter().enumerate() {
-        match CLASS[*b as usize] {
-            DIGIT => {
-                digits += 1;
-                seps = 0;
-                digit_hit |= digits >= 9;
-                if caps >= 2 {
-                    tail_digits += 1;
-                    iban_hit |= tail_digits >= 2;
-                }
-            }
-            SEP if digits > 0 && seps < 2 => {
-                seps += 1;
-                caps = 0;
-                tail_digits = 0;
-            }
-            UPPER => {
-                caps += 1;
-                tail_digits = 0;
-                digits = 0;
-                seps = 0;
-            }
-            NEWLINE => {
-                if digit_hit {
-                    digit_lines.push((line_start, i));
-                }
-                if iban_hit {
-                    iban_lines.push((line_start, i));
-                }
-                line_start = i + 1;
-                (digit_hit, iban_hit) = (false, false);
-                (digits, seps, caps, tail_digits) = (0, 0, 0, 0);
-            }
-            _ => {
-                (digits, seps, caps, tail_digits) = (0, 0, 0, 0);
-            }
-        }
-    }
-    if digit_hit {
-        digit_lines.push((line_start, bytes.len()));
-    }
-    if iban_hit {
-        iban_lines.push((line_start, bytes.len()));
-    }
-    (digit_lines, iban_lines)
 }
 
 #[cfg(test)]

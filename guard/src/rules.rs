@@ -29,8 +29,24 @@ fn rule(
         regex: Regex::new(re).unwrap(),
         check,
         reach,
+        word_start: false,
     }
 }
+
+/// Prefixed rules whose prefix is common in ordinary text (`s.` of a member access,
+/// `.ico-` of a hashed file name), so the random base62 body must carry the evidence: one
+/// without capitals, small letters and digits all three (a hex digest, a camel-case
+/// identifier such as `s.AcceptanceTimeoutSeconds`) is not a token.
+const BASE62_BODIES: &[&str] = &["vault-token-legacy", "infracost-token"];
+
+/// Prefixed rules whose keyword is not where the token starts (`-us` in a Mailchimp key,
+/// a vendor's name before a Facebook token): their keyword hits need no word boundary.
+const KEYWORD_INSIDE: &[&str] = &[
+    "mailchimp-key",
+    "digitalocean-token",
+    "hashicorp-tf-token",
+    "facebook-access-token",
+];
 
 /// Vendor tokens recognised by a fixed prefix: (id, kind, prefilter keywords, regex).
 const PREFIXED: &[(&str, &str, &[&str], &str)] = &[
@@ -106,7 +122,9 @@ const PREFIXED: &[(&str, &str, &[&str], &str)] = &[
     (
         "slack-token",
         "slack-token",
-        &["xox"],
+        &[
+            "xoxa-", "xoxb-", "xoxp-", "xoxo-", "xoxs-", "xoxr-", "xoxe-", "xoxc-",
+        ],
         r"(?-u:\b)(xox[abposrec]-(?:\d+-){1,4}[A-Za-z0-9\-]{6,250})",
     ),
     (
@@ -137,7 +155,7 @@ const PREFIXED: &[(&str, &str, &[&str], &str)] = &[
         "google-api-key",
         "google-api-key",
         &["aiza"],
-        r"(?-u:\b)(AIza[0-9A-Za-z_\-]{35})",
+        r"(?-u:\b)(AIza[0-9A-Za-z_\-]{35})(?:[^0-9A-Za-z_\-]|$)",
     ),
     (
         "gcp-service-account",
@@ -161,7 +179,7 @@ const PREFIXED: &[(&str, &str, &[&str], &str)] = &[
         "anthropic-key",
         "api-key",
         &["sk-ant-"],
-        r"(?-u:\b)(sk-ant-(?:api|admin)\d\d-[A-Za-z0-9_\-]{80,120})",
+        r"(?-u:\b)(sk-ant-(?:api|admin)\d\d-[A-Za-z0-9_\-]{93}AA)(?:[^A-Za-z0-9_\-]|$)",
     ),
     (
         "jwt",
@@ -260,10 +278,17 @@ const PREFIXED: &[(&str, &str, &[&str], &str)] = &[
         r"(?-u:\b)(ATATT3[A-Za-z0-9_\-=]{186})",
     ),
     (
-        "sentry-token",
+        "sentry-user-token",
         "api-key",
-        &["sntry"],
-        r"(?-u:\b)(sntry[su]_[A-Za-z0-9_\-+/=]{60,})",
+        &["sntryu_"],
+        r"(?-u:\b)(sntryu_[a-f0-9]{64})(?:[^A-Za-z0-9_\-+/=]|$)",
+    ),
+    (
+        // Base64 of `{"iat": ..., "url": ..., "region_url": ...}`, then `_` and 43 chars.
+        "sentry-org-token",
+        "api-key",
+        &["sntrys_ey"],
+        r"(?-u:\b)(sntrys_eyJpYXQiO[A-Za-z0-9+/]{10,200}(?:LCJyZWdpb25fdXJsIjoi|InJlZ2lvbl91cmwiOi|cmVnaW9uX3VybCI6)[A-Za-z0-9+/]{10,200}={0,2}_[A-Za-z0-9+/]{43})(?:[^A-Za-z0-9+/]|$)",
     ),
     (
         "planetscale-token",
@@ -606,9 +631,12 @@ pub(crate) fn all() -> Vec<Rule> {
             let check: Check = match *id {
                 "age-secret-key" => None,
                 "slack-token" | "slack-config-token" => Some(slack_token),
+                id if BASE62_BODIES.contains(&id) => Some(random_base62),
                 _ => Some(not_placeholder),
             };
-            rule(id, kind, kws, re, check)
+            let mut rule = rule(id, kind, kws, re, check);
+            rule.word_start = re.starts_with(r"(?-u:\b)") && !KEYWORD_INSIDE.contains(id);
+            rule
         })
         .collect();
 
@@ -636,10 +664,15 @@ pub(crate) fn all() -> Vec<Rule> {
         Some(header_value),
     ));
 
-    // Values assigned to a known vendor's name: `cloudflare_api_key = "..."`.
-    let vendor_alternation = NAMED.join("|");
+    // Values assigned to a known vendor's name: `cloudflare_api_key = "..."`. The name
+    // must start a part of the identifier (`MY_ETSY_KEY`, `myEtsyKey`), not sit inside a
+    // word (`SetSysctl`, `CameraKit`).
+    let any_case = NAMED.join("|");
+    let capitalised: Vec<String> = NAMED.iter().map(|n| capitalise(n)).collect();
+    let capitalised = capitalised.join("|");
+    let upper = NAMED.join("|").to_ascii_uppercase();
     let named = format!(
-        r#"(?i)(?:{vendor_alternation})[\w.\-]{{0,40}}?["'\x60]?(?:\s+string)?\s*(?:[:.]{{0,3}}=>?|:|=>|\|\|:|<=|\?=|>|,\s*["'])\s*["'\x60]?([A-Za-z0-9_\-+/=.~]{{10,300}})"#
+        r#"(?:(?:^|[^A-Za-z0-9])(?i:{any_case})|[a-z0-9](?:{capitalised}|{upper}))(?i)(?P<name>[\w.\-]{{0,40}}?)["'\x60]?(?:\s+string)?\s*(?:[:.]{{0,3}}=>?|:|=>|\|\|:|<=|\?=|>|,\s*["'])\s*["'\x60]?(?P<value>[A-Za-z0-9_\-+/=.~]{{10,300}})"#
     );
     rules.push(Rule {
         id: "vendor-assignment",
@@ -649,6 +682,7 @@ pub(crate) fn all() -> Vec<Rule> {
         regex: Regex::new(&named).unwrap(),
         check: Some(vendor_value),
         reach: Reach::Lines,
+        word_start: false,
     });
 
     // `<add key="Password" value="..."/>` and similar key/value attribute pairs.
@@ -661,7 +695,8 @@ pub(crate) fn all() -> Vec<Rule> {
     ));
 
     // Generic `password=`, `secret:`, `token:` assignments, gated by entropy and the
-    // placeholder stop-list.
+    // placeholder stop-list. In a `key="..." value="..."` attribute pair the key holds a
+    // name (`<add key="ClearTextPassword" value=...>`): that match is refuted.
     rules.push(rule(
         "generic-password",
         "generic-password",
@@ -673,7 +708,7 @@ pub(crate) fn all() -> Vec<Rule> {
         "generic-secret",
         "generic-secret",
         &["secret", "token", "key", "auth", "credential", "api", "access"],
-        r#"(?i)(?:secret|token|api[_.\-]?key|apikey|(?-u:\b)key|auth|credentials?|access[_.\-]?(?:id|key))[\w.\-]{0,30}?["'\x60]?(?:\s+string)?\s*(?:[:.]{0,3}=>?|:|=>|\|\|:|\?=|>\s*|\s+["'\x60])\s*["'\x60]?([A-Za-z0-9_\-+/=.~]{10,300})"#,
+        r#"(?i)(?P<name>[\w.\-]{0,30}?(?:secret|token|api[_.\-]?key|apikey|(?-u:\b)key|auth|credentials?|access[_.\-]?(?:id|key))[\w.\-]{0,30}?)["'\x60]?(?:\s+string)?\s*(?:[:.]{0,3}=>?|:|=>|\|\|:|\?=|>\s*|\s+["'\x60])\s*["'\x60]?(?P<value>[A-Za-z0-9_\-+/=.~]{10,300})(?P<refute>["']\s+value\s*=)?"#,
         Some(generic_not_uuid),
     ));
 
@@ -724,10 +759,32 @@ pub(crate) fn all() -> Vec<Rule> {
         "phone-national",
         "phone",
         &[],
-        r"(?:^|[^\w\-.:/])(\(\d{3}\)\s?\d{3}[\-. ]\d{4}|\d{3}[\-.]\d{3}[\-.]\d{4}|0\d{1,2}[\- ]\d{3,4}[\- ]\d{4}|0\d{2}[\- ]\d{4}[\- ]\d{4})(?:$|[^\w\-.:/])",
+        // A national number's trunk prefix is one 0: `00` starts an international number.
+        r"(?:^|[^\w\-.:/])(\(\d{3}\)\s?\d{3}[\-. ]\d{4}|\d{3}[\-.]\d{3}[\-.]\d{4}|0[1-9]\d?[\- ]\d{3,4}[\- ]\d{4}|0[1-9]\d[\- ]\d{4}[\- ]\d{4})(?:$|[^\w\-.:/])",
         Some(phone),
     ));
     rules
+}
+
+/// `etsy` -> `Etsy`.
+fn capitalise(name: &str) -> String {
+    let mut out = name.to_ascii_lowercase();
+    if let Some(first) = out.get_mut(..1) {
+        first.make_ascii_uppercase();
+    }
+    out
+}
+
+/// A token whose body (after the vendor prefix) mixes capitals, small letters and digits.
+fn random_base62(value: &str, text: &str) -> bool {
+    let body = value
+        .split_once(['_', '.', '-'])
+        .map_or(value, |(_, body)| body);
+    let has = |f: fn(&u8) -> bool| body.as_bytes().iter().any(f);
+    has(u8::is_ascii_uppercase)
+        && has(u8::is_ascii_lowercase)
+        && has(u8::is_ascii_digit)
+        && not_placeholder(value, text)
 }
 
 /// `user:password` from a command line: the password part must look like one.
@@ -748,8 +805,12 @@ fn header_value(value: &str, _text: &str) -> bool {
 }
 
 /// A value assigned to a vendor's name: random-looking, or a long numeric id/secret.
-fn vendor_value(value: &str, text: &str) -> bool {
-    generic(value, text)
+/// `name` is what follows the vendor's name (`_api_key`, `_vault_name`).
+fn vendor_value(value: &str, name: &str) -> bool {
+    if names_no_secret(name) {
+        return false;
+    }
+    generic(value, name)
         || (value.len() >= 17
             && value.bytes().all(|b| b.is_ascii_digit())
             && !crate::validate::placeholder(value))
@@ -781,12 +842,56 @@ fn slack_token(value: &str, text: &str) -> bool {
 }
 
 /// A generic secret that is not a UUID: unnamed UUIDs are ids (credential ids, request
-/// ids) far more often than secrets; vendor rules still catch UUID-shaped keys.
-fn generic_not_uuid(value: &str, text: &str) -> bool {
+/// ids) far more often than secrets; vendor rules still catch UUID-shaped keys. `name`
+/// is the assigned name, which must not say the value is something else (an id, a file).
+fn generic_not_uuid(value: &str, name: &str) -> bool {
+    if names_no_secret(name) {
+        return false;
+    }
     let uuid = value.len() == 36
         && value.split('-').map(str::len).eq([8, 4, 4, 4, 12])
         && value.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit());
-    !uuid && generic(value, text)
+    !uuid && generic(value, name)
+}
+
+/// Whether an assigned name says its value is not a secret: it ends in a word naming
+/// metadata (`KeyFile`, `secret_length`, `key_vault_name`) or starts with `public`
+/// (`publicToken`). Not `id`: vendors' access and client ids are credentials.
+fn names_no_secret(name: &str) -> bool {
+    const METADATA: &[&str] = &[
+        "name", "names", "file", "filename", "path", "dir", "url", "uri", "length", "len", "size",
+        "type", "kind", "count", "pair", "event", "format", "prefix", "version", "index", "field",
+        "header", "label", "mode", "expiry", "expires", "ttl", "timeout",
+    ];
+    let words = identifier_words(name);
+    words.last().is_some_and(|w| METADATA.contains(&w.as_str()))
+        || words.first().is_some_and(|w| w == "public")
+}
+
+/// The words of an identifier in lower case, split at `_ . -` and at camel-case humps:
+/// `dev.credentialId` -> `dev`, `credential`, `id`.
+fn identifier_words(name: &str) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    let mut word = String::new();
+    let mut prev_lower = false;
+    for c in name.chars() {
+        if !c.is_ascii_alphanumeric() {
+            if !word.is_empty() {
+                words.push(std::mem::take(&mut word));
+            }
+            prev_lower = false;
+            continue;
+        }
+        if c.is_ascii_uppercase() && prev_lower && !word.is_empty() {
+            words.push(std::mem::take(&mut word));
+        }
+        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        word.push(c.to_ascii_lowercase());
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
 }
 
 /// Between 8 and 15 digits in all (E.164), not a date or a version.

@@ -130,3 +130,70 @@ fn findings_on_later_lines_keep_their_offsets_in_the_whole_text() {
         ],
     );
 }
+
+#[test]
+fn vendor_prefixes_count_only_at_the_start_of_a_word() {
+    let sid = "SKa1b2c3d4e5f60718293a4b5c6d7e8f9a";
+    check(&format!("twilio ({sid})"), &[("api-key", sid)]);
+    check(&format!("task={sid}"), &[("api-key", sid)]);
+    check(&format!("TASK{}", &sid[2..]), &[]);
+    check("task finished task=t-0a1b2c3d4e5f6a7b", &[]);
+}
+
+#[test]
+fn vendor_formats_are_exact() {
+    let body = "abc123xyz-456def789ghij-klmnopqrstuvwx-3456yza789bcde-1234fghijklmnopby56aaaogaopaaaabc123xyz";
+    let key = format!("sk-ant-api03-{body}AA");
+    check(&key, &[("api-key", &key)]);
+    check(&format!("sk-ant-api03-{body}BB"), &[]);
+    let user = format!("sntryu_{}", "0a35402feae5d4ff392e81c316ba84b5".repeat(2));
+    check(&user, &[("api-key", &user)]);
+    check(&format!("{user}c"), &[]);
+    check("AIzaTesb6Tscfcni8vIpWZqNCXFDFslJtVSvFDqabcd123", &[]);
+    // Weak prefixes need a random base62 body.
+    check(
+        "s.3JxS6ef3XsYggoOtrGJKN1Zv",
+        &[("api-key", "s.3JxS6ef3XsYggoOtrGJKN1Zv")],
+    );
+    check("s.AcceptanceTimeoutSeconds = args", &[]);
+    check("video_box.ico-7a388b69018576d24b59331fd60aab0c.png", &[]);
+}
+
+#[test]
+fn vendor_names_start_a_part_of_the_identifier() {
+    let value = "7wd0v816icy6omedfhs8kvrr";
+    check(&format!("SetSysctl = \"{value}\""), &[]);
+    check(&format!("ETSY_KEY = \"{value}\""), &[("api-key", value)]);
+    check(&format!("myEtsyKey = \"{value}\""), &[("api-key", value)]);
+}
+
+#[test]
+fn names_and_neighbours_that_say_a_value_is_no_secret() {
+    check("secret_length = X25519.secret_length", &[]);
+    check("app.keystore.file=env/cert.p12", &[]);
+    check("\"key_vault_name\": \"web21prqodx24021\",", &[]);
+    check(
+        "publicToken = \"9Cnzj4p4WGeKLs1Pt8QuKUpRKfFLfRYC9AIKjbJTWit\"",
+        &[],
+    );
+    check(
+        "notes = \"Maven - io.jsonwebtoken:jjwt-jackson-0.11.2\"",
+        &[],
+    );
+    check("<add key=\"ClearTextPassword\" value=\"abc\" />", &[]);
+    check(
+        "\"token4\": \"xoxp-572370529330-573807301142-572331691188-################\"",
+        &[],
+    );
+    // One `#` is part of a password, not a mask.
+    check(
+        "\"secret_key\" => \"Zf3D0LXCM3EIMbgJ#pUNnkRtOfOueHznB\"",
+        &[("generic-secret", "Zf3D0LXCM3EIMbgJ")],
+    );
+}
+
+#[test]
+fn national_phone_numbers_have_one_trunk_zero() {
+    check("call 030 1234 5678", &[("phone", "030 1234 5678")]);
+    check("HR12 001 0051 8630 0016 A", &[]);
+}

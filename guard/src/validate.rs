@@ -306,6 +306,9 @@ pub fn generic(value: &str, _text: &str) -> bool {
     if v.contains('/') && !v.contains('+') && v.matches('/').count() > 1 {
         return false; // a path
     }
+    if versioned_name(v) {
+        return false; // a package and its version: `jjwt-jackson-0.11.2`
+    }
     let has_digit = v.bytes().any(|b| b.is_ascii_digit());
     let has_upper = v.bytes().any(|b| b.is_ascii_uppercase());
     let has_lower = v.bytes().any(|b| b.is_ascii_lowercase());
@@ -324,6 +327,20 @@ pub fn generic(value: &str, _text: &str) -> bool {
         return false;
     }
     entropy(v) >= 3.0
+}
+
+/// A name with a version at its end, `name-1.2` or `name-v1.2.3`.
+fn versioned_name(v: &str) -> bool {
+    let Some((name, version)) = v.rsplit_once(['-', '_']) else {
+        return false;
+    };
+    let version = version.strip_prefix('v').unwrap_or(version);
+    let parts: Vec<&str> = version.split('.').collect();
+    name.bytes().any(|b| b.is_ascii_alphabetic())
+        && (2..=4).contains(&parts.len())
+        && parts
+            .iter()
+            .all(|p| (1..=4).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A token with a fixed vendor prefix: only obvious stand-ins are refused.

@@ -845,7 +845,7 @@ fn slack_token(value: &str, text: &str) -> bool {
 /// ids) far more often than secrets; vendor rules still catch UUID-shaped keys. `name`
 /// is the assigned name, which must not say the value is something else (an id, a file).
 fn generic_not_uuid(value: &str, name: &str) -> bool {
-    if names_no_secret(name) {
+    if names_no_secret(name) || !names_secret_word(name) {
         return false;
     }
     let uuid = value.len() == 36
@@ -863,9 +863,49 @@ fn names_no_secret(name: &str) -> bool {
         "type", "kind", "count", "pair", "event", "format", "prefix", "version", "index", "field",
         "header", "label", "mode", "expiry", "expires", "ttl", "timeout",
     ];
+    /// Words by which code says a value is deliberately not a real one.
+    const NOT_REAL: &[&str] = &[
+        "nonmatching",
+        "notmatching",
+        "invalid",
+        "fake",
+        "dummy",
+        "mock",
+        "bogus",
+        "sample",
+        "example",
+        "placeholder",
+    ];
     let words = identifier_words(name);
+    let joined = words.concat();
     words.last().is_some_and(|w| METADATA.contains(&w.as_str()))
         || words.first().is_some_and(|w| w == "public")
+        || NOT_REAL.iter().any(|w| joined.contains(w))
+}
+
+/// Whether a generic name holds a secret word as a word of its own, or as the end of
+/// one (`apiToken`, `AUTHTOKEN`, `client_secret`, `token2`), not inside another
+/// (`master-keying`).
+fn names_secret_word(name: &str) -> bool {
+    const ENDINGS: &[&str] = &[
+        "secret",
+        "secrets",
+        "token",
+        "tokens",
+        "key",
+        "keys",
+        "auth",
+        "authorization",
+        "credential",
+        "credentials",
+        "apikey",
+    ];
+    let words = identifier_words(name);
+    words
+        .iter()
+        .map(|w| w.trim_end_matches(|c: char| c.is_ascii_digit()))
+        .any(|w| ENDINGS.iter().any(|e| w.ends_with(e)))
+        || words.windows(2).any(|p| p[0] == "access" && p[1] == "id")
 }
 
 /// The words of an identifier in lower case, split at `_ . -` and at camel-case humps:

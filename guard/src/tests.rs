@@ -193,6 +193,40 @@ fn names_and_neighbours_that_say_a_value_is_no_secret() {
 }
 
 #[test]
+fn names_that_say_a_value_is_deliberately_not_real() {
+    let value = "k3yv4lu3mx9q2zp7";
+    for name in [
+        "nonMatchingToken",
+        "fake_token",
+        "DUMMY_SECRET",
+        "invalidApiKey",
+        "mockAuth",
+    ] {
+        check(&format!("{name} := \"{value}\""), &[]);
+    }
+    check(
+        &format!("realToken := \"{value}\""),
+        &[("generic-secret", value)],
+    );
+}
+
+#[test]
+fn a_generic_name_needs_its_secret_word_as_a_word() {
+    let value = "Zq7vN3xLp9RtWm4K";
+    check(&format!("minisat-master-keying:{value}"), &[]);
+    check(&format!("monkeying = {value}"), &[]);
+    for name in [
+        "access_token1",
+        "AUTHTOKEN",
+        "client.secret",
+        "x-api-key",
+        "AccessId",
+    ] {
+        check(&format!("{name}: {value}"), &[("generic-secret", value)]);
+    }
+}
+
+#[test]
 fn national_phone_numbers_have_one_trunk_zero() {
     check("call 030 1234 5678", &[("phone", "030 1234 5678")]);
     check("HR12 001 0051 8630 0016 A", &[]);

@@ -17,7 +17,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         state_dir: config.state_dir.clone(),
         artifacts_dir: config.artifacts_dir.clone(),
         admin_token: config.admin_token.clone(),
+        scope: config.scope.clone(),
         guard: config.guard.clone(),
+        control_plane: config.control_plane.clone(),
     })
     .await
     .context("starting the engine")?;

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use std::collections::BTreeMap;
 
-use flotilla_actors::domain::Capability;
+use flotilla_actors::control_plane::{ControlPlaneConfig, RollbackPolicy, ValidationMode};
+use flotilla_actors::domain::{Capability, Scope};
 use flotilla_actors::guard::approvals::Approvers;
 use flotilla_actors::guard::{GuardSettings, Level, Mode, Phase};
 use serde::Deserialize;
@@ -41,8 +42,63 @@ pub struct FileConfig {
     pub local_slots: Option<u32>,
     /// Largest request body, in bytes.
     pub max_body_bytes: Option<usize>,
+    /// Folder of the deployment's own evidence: `.runs/<scope>/…`, `out/<scope>/…`.
+    pub scope: Option<String>,
     /// The privacy guard.
     pub guard: Option<GuardFile>,
+    /// Request validation: modes per schema and when enforcement rolls back.
+    pub control_plane: Option<ControlPlaneFile>,
+}
+
+/// `[control-plane]` in flotilla.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ControlPlaneFile {
+    /// Mode per schema id (`"flotilla.run-request" = "shadow"`); default enforce.
+    pub modes: Option<BTreeMap<String, String>>,
+    /// Rejected share above which enforcement rolls back to shadow (default 0.01).
+    pub rollback_max_rate: Option<f64>,
+    /// Requests in the rollback window (default 1000).
+    pub rollback_window_requests: Option<usize>,
+    /// Age limit of the window, in seconds (default 300).
+    pub rollback_window_seconds: Option<u64>,
+    /// Fewest requests in the window before it can roll back (default 100).
+    pub rollback_min_requests: Option<usize>,
+}
+
+impl ControlPlaneFile {
+    fn config(self) -> Result<ControlPlaneConfig, ConfigError> {
+        let bad = |m: String| ConfigError::ControlPlane(m);
+        let mut c = ControlPlaneConfig::default();
+        for (schema, mode) in self.modes.unwrap_or_default() {
+            let m = ValidationMode::parse(&mode).ok_or_else(|| {
+                bad(format!(
+                    "control-plane.modes.{schema:?}: {mode:?} is not off, shadow or enforce"
+                ))
+            })?;
+            c.modes.insert(schema, m);
+        }
+        let d = RollbackPolicy::default();
+        c.rollback = RollbackPolicy {
+            max_rate: self.rollback_max_rate.unwrap_or(d.max_rate),
+            window_requests: self.rollback_window_requests.unwrap_or(d.window_requests),
+            window_seconds: self.rollback_window_seconds.unwrap_or(d.window_seconds),
+            min_requests: self.rollback_min_requests.unwrap_or(d.min_requests),
+        };
+        let r = &c.rollback;
+        if !(0.0..=1.0).contains(&r.max_rate) {
+            return Err(bad(format!(
+                "control-plane.rollback-max-rate must be between 0 and 1, got {}",
+                r.max_rate
+            )));
+        }
+        if r.window_requests == 0 || r.window_seconds == 0 || r.min_requests == 0 {
+            return Err(bad(
+                "control-plane rollback window sizes must be at least 1".to_owned(),
+            ));
+        }
+        Ok(c)
+    }
 }
 
 /// `[guard]` in flotilla.toml.
@@ -113,7 +169,9 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// From `FLOTILLA_TOKEN`: replaces the stored admin token.
     pub admin_token: Option<String>,
+    pub scope: Scope,
     pub guard: GuardSettings,
+    pub control_plane: ControlPlaneConfig,
 }
 
 /// Why the configuration is unusable.
@@ -144,6 +202,10 @@ pub enum ConfigError {
     WeakToken,
     #[error("{0}")]
     Guard(String),
+    #[error("{0}")]
+    ControlPlane(String),
+    #[error("scope {0:?}: {1}")]
+    Scope(String, flotilla_actors::domain::IdError),
 }
 
 /// What flags and the environment gave (None = not given).
@@ -203,7 +265,12 @@ impl ServeConfig {
                 .unwrap_or(DEFAULT_LOCAL_SLOTS),
             max_body_bytes: file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             admin_token: o.admin_token.filter(|t| !t.is_empty()),
+            scope: match file.scope {
+                Some(s) => Scope::parse(&s).map_err(|e| ConfigError::Scope(s.clone(), e))?,
+                None => Scope::default(),
+            },
             guard: file.guard.unwrap_or_default().settings()?,
+            control_plane: file.control_plane.unwrap_or_default().config()?,
         };
         config.validate()?;
         Ok(config)

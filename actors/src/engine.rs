@@ -17,10 +17,10 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::{TokenError, Tokens};
-use crate::control_plane::{ControlPlane, RunRequest, SchemaError};
+use crate::control_plane::{Accepted, ControlPlane, ControlPlaneConfig, SchemaError};
 use crate::dispatcher::messages::*;
 use crate::dispatcher::{offered, Dispatcher, Offers};
-use crate::domain::{now_ms, HandleId, InstanceId, RunId, TaskId, TaskState};
+use crate::domain::{now_ms, HandleId, InstanceId, RunId, Scope, TaskId, TaskState};
 use crate::exec_handle::{FrameLog, FrameLogError};
 use crate::guard::{Guard, GuardError, GuardSettings};
 use crate::manifest::ManifestWriter;
@@ -37,7 +37,18 @@ pub struct EngineConfig {
     pub artifacts_dir: PathBuf,
     /// Admin token given by the operator instead of the stored one.
     pub admin_token: Option<String>,
+    /// Folder of the deployment's own evidence: `.runs/<scope>/…`, `out/<scope>/…`.
+    pub scope: Scope,
     pub guard: GuardSettings,
+    /// Validation modes and rollback policy (where its files go is set from `scope`).
+    pub control_plane: ControlPlaneConfig,
+}
+
+/// A submission's result: a new task, or the task an idempotency key already named.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    pub row: TaskRow,
+    pub existing: bool,
 }
 
 /// Errors starting the engine.
@@ -100,7 +111,11 @@ impl Engine {
             Tokens::load_or_create(&config.state_dir, config.admin_token.clone())?;
         let store = Store::open(&config.state_dir.join("flotilla.db")).await?;
         let log = FrameLog::open(&config.state_dir.join("frames"))?;
-        let manifests = ManifestWriter::start(store.clone(), config.artifacts_dir.clone());
+        let manifests = ManifestWriter::start(
+            store.clone(),
+            config.artifacts_dir.clone(),
+            config.scope.clone(),
+        );
         let offers = Offers::default();
         let writer = StoreWriter::start(store.clone(), log.clone(), manifests.clone());
         let (tx, rx) = mpsc::unbounded_channel();
@@ -108,6 +123,7 @@ impl Engine {
         let guard = Guard::start(
             config.guard.clone(),
             &config.artifacts_dir,
+            &config.scope,
             log.clone(),
             writer.clone(),
             Arc::new(move |attempt, reason| {
@@ -128,7 +144,25 @@ impl Engine {
             store,
             log,
             tokens,
-            control: Arc::new(ControlPlane::new()?),
+            control: Arc::new(ControlPlane::new(ControlPlaneConfig {
+                drift_file: Some(
+                    config
+                        .artifacts_dir
+                        .join("out")
+                        .join(config.scope.as_str())
+                        .join("control-plane")
+                        .join("drift.json"),
+                ),
+                modes_file: Some(
+                    config
+                        .artifacts_dir
+                        .join(".runs")
+                        .join(config.scope.as_str())
+                        .join("control-plane")
+                        .join("modes.json"),
+                ),
+                ..config.control_plane.clone()
+            })?),
             config: Arc::new(config),
             guard,
             offers,
@@ -148,9 +182,12 @@ impl Engine {
         rx.await.map_err(|_| Stopped)
     }
 
-    /// Commits a validated request to the store, then queues it: when this returns,
-    /// the task is durable. Submissions commit concurrently; the dispatcher never waits.
-    pub async fn submit(&self, request: RunRequest) -> Result<TaskRow, SubmitError> {
+    /// Commits a validated request (with its validation report) to the store, then queues
+    /// it: when this returns, the task is durable. Submissions commit concurrently; the
+    /// dispatcher never waits. A request whose idempotency key was used before returns
+    /// the first task instead.
+    pub async fn submit(&self, accepted: Accepted) -> Result<Submitted, SubmitError> {
+        let Accepted { request, report } = accepted;
         let now = now_ms();
         let caps = cap_set(&request.capabilities);
         let reason = (!offered(&self.offers, &caps)).then(|| unsatisfiable_reason(&caps));
@@ -171,10 +208,26 @@ impl Engine {
             updated_ms: now,
             finished_ms: None,
         };
-        self.store.insert_task(&row).await.map_err(|e| match e {
-            StoreError::Duplicate(id) => SubmitError::Duplicate(id),
-            e => SubmitError::Store(e),
-        })?;
+        // unwrap: a report is plain data and always serialises.
+        let validation = serde_json::to_string(&report).unwrap();
+        let key = request.idempotency_key.as_deref();
+        match self.store.insert_submission(&row, &validation, key).await {
+            Ok(()) => {}
+            Err(StoreError::Idempotent(first)) => {
+                let row = self
+                    .store
+                    .get_task(&first)
+                    .await
+                    .map_err(SubmitError::Store)?
+                    .ok_or(SubmitError::Duplicate(first))?;
+                return Ok(Submitted {
+                    row,
+                    existing: true,
+                });
+            }
+            Err(StoreError::Duplicate(id)) => return Err(SubmitError::Duplicate(id)),
+            Err(e) => return Err(SubmitError::Store(e)),
+        }
         self.log.create_handle(&row.handle);
         tracing::info!(task = %row.id, handle = %row.handle, "task accepted");
         self.tx
@@ -183,7 +236,10 @@ impl Engine {
                 request,
             })))
             .map_err(|_| SubmitError::Stopped)?;
-        Ok(row)
+        Ok(Submitted {
+            row,
+            existing: false,
+        })
     }
 
     pub async fn cancel(

@@ -55,6 +55,7 @@ impl ApiError {
                 pointer: pointer.into(),
                 rule: rule.to_owned(),
                 message,
+                expected: None,
             }],
         }
     }

@@ -20,7 +20,7 @@ struct By {
     by: String,
 }
 
-async fn json_body<T: DeserializeOwned>(
+pub(super) async fn json_body<T: DeserializeOwned>(
     payload: web::Payload,
     limit: usize,
 ) -> Result<T, ApiError> {
@@ -179,6 +179,25 @@ pub async fn metrics(state: State) -> HttpResponse {
          flotilla_guard_blocked_attempts_total {}",
         c.bytes.load(Ordering::Relaxed),
         c.blocked_attempts.load(Ordering::Relaxed)
+    );
+    let v = engine.control.counts();
+    let _ = writeln!(
+        out,
+        "# HELP flotilla_validation_requests_total Requests checked against their schema.\n\
+         # TYPE flotilla_validation_requests_total counter"
+    );
+    for ((schema, mode, outcome), n) in &v.requests {
+        let _ = writeln!(
+            out,
+            "flotilla_validation_requests_total{{schema=\"{schema}\",mode=\"{mode}\",outcome=\"{outcome}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP flotilla_validation_rollbacks_total Times enforcement rolled back to shadow.\n\
+         # TYPE flotilla_validation_rollbacks_total counter\n\
+         flotilla_validation_rollbacks_total {}",
+        v.rollbacks
     );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

@@ -3,6 +3,7 @@
 
 mod agents;
 mod auth;
+mod control;
 mod error;
 mod guard;
 mod stream;
@@ -40,6 +41,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(guard::decide),
         )
         .route("/metrics", web::get().to(guard::metrics))
+        .route("/v1/schemas", web::get().to(control::list))
+        .route("/v1/schemas/{id}", web::get().to(control::get))
+        .route("/admin/control-plane", web::get().to(control::show))
+        .route("/admin/control-plane/modes", web::put().to(control::switch))
+        .route("/admin/control-plane/drift", web::get().to(control::drift))
         .default_service(web::to(not_found));
 }
 

@@ -104,10 +104,11 @@ pub async fn submit(
     let (engine, limits) = &**state;
     auth::admin(&req, &engine.tokens)?;
     let body = read_body(payload, limits.max_body_bytes).await?;
-    let request = engine.control.parse_run_request(&body).map_err(|r| {
+    let accepted = engine.control.parse_run_request(&body).map_err(|r| {
         let (status, code) = match r {
             Rejection::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed-json"),
-            Rejection::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "schema-violation"),
+            Rejection::Version(_) => (StatusCode::BAD_REQUEST, "unknown-schema"),
+            Rejection::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "schema-violation"),
         };
         let errors = r.errors().to_vec();
         ApiError::BadRequest {
@@ -117,14 +118,20 @@ pub async fn submit(
             errors,
         }
     })?;
-    let row = engine.submit(request).await.map_err(|e| match e {
+    let submitted = engine.submit(accepted).await.map_err(|e| match e {
         SubmitError::Duplicate(id) => {
             ApiError::Conflict(format!("a task with id {id} already exists"))
         }
         e => ApiError::internal("storing a task", e),
     })?;
+    let row = submitted.row;
     let token = engine.tokens.mint_observer(&row.handle);
-    Ok(HttpResponse::Created()
+    // A repeated idempotency key gets the first task back: 200, not 201.
+    let mut reply = match submitted.existing {
+        true => HttpResponse::Ok(),
+        false => HttpResponse::Created(),
+    };
+    Ok(reply
         .insert_header(("Location", format!("/v1/tasks/{}", row.id)))
         .json(serde_json::json!({
             "id": row.id,

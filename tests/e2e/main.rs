@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cli;
+mod control_plane;
 mod guard;
 mod lifecycle;
 mod privacy;

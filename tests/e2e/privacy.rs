@@ -123,15 +123,9 @@ fn approve_policy(app: &App) -> String {
     id
 }
 
-fn app_with_config(config: &str) -> App {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("flotilla.toml"), config).unwrap();
-    App::start_in(dir, 1)
-}
-
 #[test]
 fn enforcing_needs_a_recorded_approval_and_then_no_planted_secret_is_stored_or_seen() {
-    let app = app_with_config(CONFIG);
+    let app = App::start_with_config(1, CONFIG);
     let engine = flotilla_guard::Engine::new();
     for (what, value) in planted().iter().take(7) {
         let line = match *what {
@@ -305,7 +299,7 @@ fn enforcing_needs_a_recorded_approval_and_then_no_planted_secret_is_stored_or_s
 
 #[test]
 fn a_sensitive_task_is_stopped_and_an_override_lets_one_value_through_until_revoked() {
-    let app = app_with_config(CONFIG);
+    let app = App::start_with_config(1, CONFIG);
     approve_policy(&app);
     admin(
         &app,
@@ -428,7 +422,7 @@ fn a_sensitive_task_is_stopped_and_an_override_lets_one_value_through_until_revo
 
     // The registry on disk holds the whole history.
     let registry: Value = serde_json::from_slice(
-        &std::fs::read(app.artifacts().join(".runs/guard/approvals/latest.json")).unwrap(),
+        &std::fs::read(app.artifacts().join(".runs/flotilla/approvals/latest.json")).unwrap(),
     )
     .unwrap();
     let entry = registry["approvals"]

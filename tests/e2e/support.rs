@@ -24,6 +24,13 @@ impl App {
         Self::start_in(tempfile::tempdir().unwrap(), local)
     }
 
+    /// Starts the server with `config` as its flotilla.toml.
+    pub fn start_with_config(local: u32, config: &str) -> App {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("flotilla.toml"), config).unwrap();
+        Self::start_in(dir, local)
+    }
+
     /// Starts the server on an existing directory (to restart over the same state).
     pub fn start_in(dir: tempfile::TempDir, local: u32) -> App {
         Self::start_at(dir, local, "127.0.0.1:0")

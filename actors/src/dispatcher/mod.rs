@@ -129,7 +129,7 @@ impl Dispatcher {
         let count = live.len();
         for mut row in live {
             self.log.create_handle(&row.handle);
-            let request: RunRequest = match serde_json::from_str(&row.request) {
+            let request = match RunRequest::from_stored(&row.request) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(task = %row.id, error = %e, "stored request unreadable; task failed");

@@ -39,7 +39,11 @@ async fn recovery_requeues_lost_work_and_seals_handles_a_crash_left_open() {
         .await
         .unwrap();
 
-    let manifests = ManifestWriter::start(store.clone(), dir.path().join("artifacts"));
+    let manifests = ManifestWriter::start(
+        store.clone(),
+        dir.path().join("artifacts"),
+        Default::default(),
+    );
     let writer = StoreWriter::start(store.clone(), log.clone(), manifests.clone());
     let mut d = Dispatcher::new(
         store.clone(),

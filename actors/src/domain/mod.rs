@@ -146,6 +146,17 @@ segment_id!(
     RunId,
     "r-"
 );
+segment_id!(
+    /// The folder of a deployment's own evidence: `.runs/<scope>/…`, `out/<scope>/…`.
+    Scope,
+    "s-"
+);
+
+impl Default for Scope {
+    fn default() -> Self {
+        Self("flotilla".to_owned())
+    }
+}
 
 /// A capability tag an instance offers and a task may require: `[a-z0-9][a-z0-9:._-]{0,63}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 //! one the switch is refused. A `guard-override` allowlists a rule, a digest or a pattern,
 //! for one task or globally, until it expires. Each is requested by one person and
 //! approved by another who is on the approver list (or is the after-hours owner); either
-//! may be revoked. The registry is one JSON file, `.runs/guard/approvals/latest.json`,
+//! may be revoked. The registry is one JSON file, `.runs/<scope>/approvals/latest.json`,
 //! rewritten atomically on every change and read back at start, so a restart keeps them.
 
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use flotilla_guard::policy::{AllowTarget, Allowlist};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{parse_rfc3339_ms, random_hex, rfc3339_ms, TaskId};
+use crate::domain::{parse_rfc3339_ms, random_hex, rfc3339_ms, Scope, TaskId};
 use crate::manifest::write_atomic;
 
 pub const APPROVALS_SCHEMA: &str = "flotilla.approvals/1.0.0";
@@ -173,18 +173,18 @@ pub struct Registry {
 }
 
 /// Where the registry lives under the artifacts root.
-pub fn registry_path(artifacts: &Path) -> PathBuf {
+pub fn registry_path(artifacts: &Path, scope: &Scope) -> PathBuf {
     artifacts
         .join(".runs")
-        .join("guard")
+        .join(scope.as_str())
         .join("approvals")
         .join("latest.json")
 }
 
 impl Registry {
     /// Reads the registry (an absent file is an empty registry).
-    pub fn load(artifacts: &Path) -> Result<Self, ApprovalError> {
-        let path = registry_path(artifacts);
+    pub fn load(artifacts: &Path, scope: &Scope) -> Result<Self, ApprovalError> {
+        let path = registry_path(artifacts, scope);
         let approvals = match std::fs::read(&path) {
             Ok(bytes) => {
                 serde_json::from_slice::<RegistryFile>(&bytes)
@@ -465,7 +465,7 @@ mod tests {
     #[test]
     fn an_override_lives_from_approval_to_revocation_and_survives_a_reload() {
         let dir = tempfile::tempdir().unwrap();
-        let mut reg = Registry::load(dir.path()).unwrap();
+        let mut reg = Registry::load(dir.path(), &Scope::default()).unwrap();
         let task = TaskId::parse("t-build-7").unwrap();
         let other = TaskId::parse("t-other").unwrap();
         let target = OverrideTarget {
@@ -501,7 +501,7 @@ mod tests {
         );
 
         // The file holds it; a reload sees the same.
-        let mut again = Registry::load(dir.path()).unwrap();
+        let mut again = Registry::load(dir.path(), &Scope::default()).unwrap();
         assert_eq!(again.list(now + 3), reg.list(now + 3));
 
         // Expiry ends it; so does revocation.
@@ -517,8 +517,13 @@ mod tests {
     #[test]
     fn requests_are_checked() {
         let dir = tempfile::tempdir().unwrap();
-        let mut reg = Registry::load(dir.path()).unwrap();
-        let bad = |t: OverrideTarget| reg_err(&mut Registry::load(dir.path()).unwrap(), t);
+        let mut reg = Registry::load(dir.path(), &Scope::default()).unwrap();
+        let bad = |t: OverrideTarget| {
+            reg_err(
+                &mut Registry::load(dir.path(), &Scope::default()).unwrap(),
+                t,
+            )
+        };
         assert!(bad(OverrideTarget::default()).contains("exactly one"));
         assert!(bad(OverrideTarget {
             rule: Some("no-such-rule".into()),

@@ -36,7 +36,7 @@ pub use flotilla_guard::policy::{Level, Mode};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use crate::domain::{now_ms, rfc3339_ms, HandleId, TaskId};
+use crate::domain::{now_ms, rfc3339_ms, HandleId, Scope, TaskId};
 use crate::exec_handle::{AckTo, FrameLog};
 use crate::manifest::write_atomic;
 use crate::protocol::{Assignment, AttemptKey, StreamKind};
@@ -219,7 +219,8 @@ struct Inner {
     generation: Arc<AtomicU64>,
     counters: Arc<Counters>,
     history: Mutex<Vec<Switch>>,
-    artifacts: std::path::PathBuf,
+    /// `.runs/<scope>/guard/modes.json`: every switch of modes.
+    modes_file: std::path::PathBuf,
     writer: StoreWriter,
     workers: Vec<std::sync::mpsc::Sender<Job>>,
 }
@@ -236,11 +237,12 @@ impl Guard {
     pub fn start(
         settings: GuardSettings,
         artifacts: &Path,
+        scope: &Scope,
         log: FrameLog,
         writer: StoreWriter,
         on_block: OnBlock,
     ) -> Result<Self, GuardError> {
-        let registry = Registry::load(artifacts)?;
+        let registry = Registry::load(artifacts, scope)?;
         if settings.enforces() && registry.policy_in_force(now_ms()).is_none() {
             return Err(GuardError::NoPolicyApproval {
                 registry: registry.path().display().to_string(),
@@ -272,7 +274,11 @@ impl Guard {
                 generation,
                 counters,
                 history: Mutex::new(Vec::new()),
-                artifacts: artifacts.to_path_buf(),
+                modes_file: artifacts
+                    .join(".runs")
+                    .join(scope.as_str())
+                    .join("guard")
+                    .join("modes.json"),
                 writer,
                 workers,
             }),
@@ -325,7 +331,7 @@ impl Guard {
     }
 
     /// Switches modes. Enforcement anywhere needs a policy approval in force; the switch
-    /// is recorded in `.runs/guard/modes.json` and the log. Running attempts keep the mode
+    /// is recorded in `.runs/<scope>/guard/modes.json` and the log. Running attempts keep the mode
     /// they started with.
     pub fn change(&self, change: ModeChange) -> Result<GuardView, GuardError> {
         let invalid = |field, message: String| GuardError::Invalid { field, message };
@@ -390,16 +396,11 @@ impl Guard {
             .unwrap_or_else(|e| e.into_inner()) = next;
         let mut history = self.inner.history.lock().unwrap_or_else(|e| e.into_inner());
         history.push(switch);
-        let path = self
-            .inner
-            .artifacts
-            .join(".runs")
-            .join("guard")
-            .join("modes.json");
+        let path = &self.inner.modes_file;
         // unwrap: plain data always serialises.
         let doc = serde_json::to_vec_pretty(&serde_json::json!({ "switches": *history })).unwrap();
         drop(history);
-        if let Err(e) = write_atomic(&path, &doc) {
+        if let Err(e) = write_atomic(path, &doc) {
             tracing::error!(path = %path.display(), error = %e, "guard mode switch not recorded on disk");
         }
         Ok(self.view())
@@ -547,8 +548,7 @@ pub fn shown_request(stored: &str) -> serde_json::Value {
     let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(stored) else {
         return serde_json::Value::Null;
     };
-    let parsed: Option<crate::control_plane::RunRequest> = serde_json::from_value(doc.clone()).ok();
-    let engine = engine();
+    let parsed = crate::control_plane::RunRequest::from_stored(stored).ok();
     fn walk(v: &mut serde_json::Value, f: &dyn Fn(&str) -> Option<String>) {
         match v {
             serde_json::Value::String(s) => {
@@ -568,29 +568,39 @@ pub fn shown_request(stored: &str) -> serde_json::Value {
             }
         }
     }
-    walk(&mut doc, &|s: &str| {
-        let found: Vec<_> = engine
-            .scan(s)
-            .into_iter()
-            .filter(|f| !flotilla_guard::is_pii(f.kind))
-            .collect();
-        if found.is_empty() || s.starts_with("[REDACTED:") {
-            return None;
-        }
-        let mut out = String::with_capacity(s.len());
-        let mut at = 0;
-        for f in &found {
-            if f.start < at {
-                continue;
-            }
-            out.push_str(&s[at..f.start]);
-            out.push_str(&marker(f.rule, &digest8(&s[f.start..f.end])));
-            at = f.end;
-        }
-        out.push_str(&s[at..]);
-        Some(out)
-    });
+    walk(&mut doc, &|s: &str| redact(s, false));
     doc
+}
+
+/// `text` with every secret and every piece of personal data replaced by its marker.
+pub fn redact_all(text: &str) -> String {
+    redact(text, true).unwrap_or_else(|| text.to_owned())
+}
+
+/// `text` with its findings replaced by markers (personal data too if `pii`); `None` if
+/// nothing was found.
+fn redact(text: &str, pii: bool) -> Option<String> {
+    use flotilla_guard::stream::{digest8, marker};
+    let found: Vec<_> = engine()
+        .scan(text)
+        .into_iter()
+        .filter(|f| pii || !flotilla_guard::is_pii(f.kind))
+        .collect();
+    if found.is_empty() || text.starts_with("[REDACTED:") {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for f in &found {
+        if f.start < at {
+            continue;
+        }
+        out.push_str(&text[at..f.start]);
+        out.push_str(&marker(f.rule, &digest8(&text[f.start..f.end])));
+        at = f.end;
+    }
+    out.push_str(&text[at..]);
+    Some(out)
 }
 
 /// Writes that record the guard's work go through the store writer like the dispatcher's.

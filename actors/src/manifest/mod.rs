@@ -15,10 +15,10 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::control_plane::ValidationReport;
-use crate::domain::{now_ms, rfc3339_ms, RunId, TaskId};
+use crate::domain::{now_ms, rfc3339_ms, RunId, Scope, TaskId};
 use crate::store::{AttemptRow, DecisionRow, GuardRunRow, Store, TaskRow};
 
-pub const MANIFEST_SCHEMA: &str = "flotilla.manifest/1.1.0";
+pub const MANIFEST_SCHEMA: &str = "flotilla.manifest/1.2.0";
 pub const RUN_METRICS_SCHEMA: &str = "flotilla.run-metrics/1.0.0";
 
 /// How long a change may wait to be written with the changes that follow it.
@@ -91,7 +91,7 @@ struct PrivacySection<'a> {
     attempts: &'a [GuardRunRow],
     /// Every approval the runs acted on; the records are in `approvalsFile`.
     approvals: Vec<&'a str>,
-    approvals_file: &'static str,
+    approvals_file: &'a str,
     /// The first decisions (up to 1,000 per attempt): rule, kind, action, digest, offsets.
     guard_decisions: &'a [DecisionRow],
     guard_decisions_total: u64,
@@ -99,6 +99,10 @@ struct PrivacySection<'a> {
 
 /// What the guard recorded about one task.
 pub struct GuardEvidence {
+    /// The control plane's stored report on the request (JSON), if any.
+    pub validation: Option<String>,
+    /// Where the approvals are recorded, relative to the artifacts root.
+    pub approvals_file: String,
     pub runs: Vec<GuardRunRow>,
     pub decisions: Vec<DecisionRow>,
 }
@@ -154,7 +158,11 @@ pub fn render(task: &TaskRow, attempts: &[AttemptRow], guard: &GuardEvidence) ->
         handle: task.handle.as_str(),
         request,
         control_plane: ControlPlaneSection {
-            validation: ValidationReport::accepted(),
+            validation: guard
+                .validation
+                .as_deref()
+                .and_then(|v| serde_json::from_str(v).ok())
+                .unwrap_or_else(ValidationReport::legacy),
         },
         state: task.state.as_str(),
         exit_code: task.exit_code,
@@ -181,7 +189,7 @@ pub fn render(task: &TaskRow, attempts: &[AttemptRow], guard: &GuardEvidence) ->
             level,
             attempts: &guard.runs,
             approvals,
-            approvals_file: ".runs/guard/approvals/latest.json",
+            approvals_file: &guard.approvals_file,
             guard_decisions: &guard.decisions,
             guard_decisions_total: guard.total(),
         },
@@ -232,7 +240,7 @@ impl ManifestWriter {
     /// Starts the writer for manifests under `artifacts` on a thread of its own, at the
     /// lowest CPU priority: manifests are derived evidence, rebuilt from the store, so
     /// under a burst they may lag behind the tasks, never the other way round.
-    pub fn start(store: Store, artifacts: PathBuf) -> Self {
+    pub fn start(store: Store, artifacts: PathBuf, scope: Scope) -> Self {
         let (tx, rx) = mpsc::unbounded_channel::<TaskId>();
         let spawned = std::thread::Builder::new()
             .name("manifest-writer".into())
@@ -246,7 +254,7 @@ impl ManifestWriter {
                     .enable_all()
                     .build()
                 {
-                    Ok(rt) => rt.block_on(write_loop(store, artifacts, rx)),
+                    Ok(rt) => rt.block_on(write_loop(store, artifacts, scope, rx)),
                     Err(e) => tracing::error!(error = %e, "manifest writer did not start"),
                 }
             });
@@ -262,7 +270,12 @@ impl ManifestWriter {
     }
 }
 
-async fn write_loop(store: Store, artifacts: PathBuf, mut rx: mpsc::UnboundedReceiver<TaskId>) {
+async fn write_loop(
+    store: Store,
+    artifacts: PathBuf,
+    scope: Scope,
+    mut rx: mpsc::UnboundedReceiver<TaskId>,
+) {
     while let Some(first) = rx.recv().await {
         // Gather the changes of a short window into one write per task: a short task's
         // accepted → running → finished then costs one rewrite, not three.
@@ -272,19 +285,26 @@ async fn write_loop(store: Store, artifacts: PathBuf, mut rx: mpsc::UnboundedRec
             stale.insert(more);
         }
         for task in stale {
-            if let Err(e) = write_one(&store, &artifacts, &task).await {
+            if let Err(e) = write_one(&store, &artifacts, &scope, &task).await {
                 tracing::warn!(task = %task, error = %e, "manifest not written");
             }
         }
     }
 }
 
-async fn write_one(store: &Store, artifacts: &Path, task: &TaskId) -> Result<(), ManifestError> {
+async fn write_one(
+    store: &Store,
+    artifacts: &Path,
+    scope: &Scope,
+    task: &TaskId,
+) -> Result<(), ManifestError> {
     let Some(row) = store.get_task(task).await? else {
         return Ok(());
     };
     let attempts = store.attempts_of(task).await?;
     let guard = GuardEvidence {
+        validation: store.validation_of(task).await?,
+        approvals_file: format!(".runs/{scope}/approvals/latest.json"),
         runs: store.guard_runs_of(task).await?,
         decisions: store.decisions_of(task, 1000 * row.attempts.max(1)).await?,
     };

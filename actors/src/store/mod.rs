@@ -23,6 +23,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("a task with id {0} already exists")]
     Duplicate(TaskId),
+    #[error("idempotency key already used by task {0}")]
+    Idempotent(TaskId),
     #[error("corrupt row in {table}: {detail}")]
     Corrupt { table: &'static str, detail: String },
 }
@@ -133,6 +135,87 @@ impl Store {
 
     /// Inserts a new queued task; fails with [`StoreError::Duplicate`] if the id exists.
     pub async fn insert_task(&self, row: &TaskRow) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        insert_task_in(&mut conn, row).await
+    }
+
+    /// Inserts a new queued task with its validation report and idempotency key, in one
+    /// transaction. A key already used fails with [`StoreError::Idempotent`] naming the
+    /// task that has it, and nothing is stored.
+    pub async fn insert_submission(
+        &self,
+        row: &TaskRow,
+        validation: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(key) = idempotency_key {
+            if let Some(first) = self.task_by_idempotency_key(key).await? {
+                return Err(StoreError::Idempotent(first));
+            }
+        }
+        insert_task_in(&mut tx, row).await?;
+        sqlx::query("INSERT INTO task_validation (task_id, report) VALUES (?, ?)")
+            .bind(row.id.as_str())
+            .bind(validation)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(key) = idempotency_key {
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys (idempotency_key, task_id) VALUES (?, ?)",
+            )
+            .bind(key)
+            .bind(row.id.as_str())
+            .execute(&mut *tx)
+            .await;
+            match inserted {
+                Ok(_) => {}
+                // Another submission with the key committed first: it wins.
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    drop(tx);
+                    let first = self.task_by_idempotency_key(key).await?;
+                    return Err(first.map_or(
+                        StoreError::Duplicate(row.id.clone()),
+                        StoreError::Idempotent,
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn task_by_idempotency_key(&self, key: &str) -> Result<Option<TaskId>, StoreError> {
+        let row = sqlx::query("SELECT task_id FROM idempotency_keys WHERE idempotency_key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            parse_col(
+                "idempotency_keys",
+                r.try_get::<String, _>(0)?,
+                TaskId::parse,
+            )
+        })
+        .transpose()
+    }
+
+    /// The validation report stored with a task, as JSON text.
+    pub async fn validation_of(&self, task: &TaskId) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT report FROM task_validation WHERE task_id = ?")
+            .bind(task.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+}
+
+async fn insert_task_in(
+    conn: &mut sqlx::SqliteConnection,
+    row: &TaskRow,
+) -> Result<(), StoreError> {
+    {
         let result = sqlx::query(
             "INSERT INTO tasks (id, handle, run_id, request, state, attempts, max_attempts, \
              instance, exit_code, signal, reason, created_ms, updated_ms, finished_ms) \
@@ -152,7 +235,7 @@ impl Store {
         .bind(row.created_ms)
         .bind(row.updated_ms)
         .bind(row.finished_ms)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await;
         match result {
             Ok(_) => Ok(()),
@@ -162,7 +245,9 @@ impl Store {
             Err(e) => Err(e.into()),
         }
     }
+}
 
+impl Store {
     pub async fn get_task(&self, id: &TaskId) -> Result<Option<TaskRow>, StoreError> {
         let row = sqlx::query(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"))
             .bind(id.as_str())

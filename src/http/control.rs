@@ -1,0 +1,105 @@
+//! Control-plane routes: the schema registry, validation modes and the drift report.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use flotilla_actors::control_plane::{Lookup, ValidationMode};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::guard::json_body;
+use super::{auth, State};
+
+#[derive(Deserialize)]
+pub struct VersionQuery {
+    version: Option<String>,
+}
+
+/// `GET /v1/schemas`: every schema id with its versions. Public, like the OpenAPI.
+pub async fn list(state: State) -> HttpResponse {
+    let (engine, _) = &**state;
+    HttpResponse::Ok().json(serde_json::json!({ "schemas": engine.control.registry.list() }))
+}
+
+/// `GET /v1/schemas/{id}?version=x.y.z`: one schema document (the latest by default).
+pub async fn get(
+    path: web::Path<String>,
+    query: web::Query<VersionQuery>,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    let (engine, _) = &**state;
+    let id = path.into_inner();
+    match engine.control.registry.get(&id, query.version.as_deref()) {
+        Ok(entry) => Ok(HttpResponse::Ok()
+            .content_type("application/schema+json")
+            .json(&entry.document)),
+        Err(e @ Lookup::UnknownId(..)) => Err(ApiError::NotFound(e.to_string())),
+        Err(e @ Lookup::UnknownVersion { .. }) => Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "unknown-version",
+            "/query/version",
+            "version",
+            e.to_string(),
+        )),
+    }
+}
+
+/// `GET /admin/control-plane`: the mode of each schema, its rejection window, and every
+/// switch so far.
+pub async fn show(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
+    let (engine, _) = &**state;
+    auth::admin(&req, &engine.tokens)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "modes": engine.control.modes(),
+        "switches": engine.control.history(),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModeSwitch {
+    schema: String,
+    mode: ValidationMode,
+    by: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `PUT /admin/control-plane/modes`: `{schema, mode, by, reason?}`; recorded.
+pub async fn switch(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    let (engine, limits) = &**state;
+    auth::admin(&req, &engine.tokens)?;
+    let s: ModeSwitch = json_body(payload, limits.max_body_bytes).await?;
+    if s.by.trim().is_empty() || s.by.len() > 64 {
+        return Err(ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-field",
+            "/by",
+            "by",
+            "must name who switches (1 to 64 characters)",
+        ));
+    }
+    let modes = engine
+        .control
+        .set_mode(&s.schema, s.mode, &s.by, s.reason)
+        .map_err(|e| {
+            ApiError::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown-schema",
+                "/schema",
+                "schema",
+                e.to_string(),
+            )
+        })?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "modes": modes })))
+}
+
+/// `GET /admin/control-plane/drift`: what shadow validation saw, and the rollbacks.
+pub async fn drift(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
+    let (engine, _) = &**state;
+    auth::admin(&req, &engine.tokens)?;
+    Ok(HttpResponse::Ok().json(engine.control.drift_report()))
+}

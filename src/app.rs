@@ -48,15 +48,23 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             max_body_bytes: config.max_body_bytes,
         },
     ));
-    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(http::routes))
-        .workers(2)
-        // Control messages are small and latency-bound; never wait for Nagle.
-        .tcp_nodelay(true)
-        // Agent and observer sockets never finish on their own; both reconnect, so a
-        // stopping server waits only briefly for in-flight requests.
-        .shutdown_timeout(2)
-        .bind(config.bind)
-        .with_context(|| format!("binding {}", config.bind))?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .configure(http::routes)
+            .wrap_fn(|req, srv| {
+                let call = actix_web::dev::Service::call(srv, req);
+                async move { http::respcheck::check(call.await?).await }
+            })
+    })
+    .workers(2)
+    // Control messages are small and latency-bound; never wait for Nagle.
+    .tcp_nodelay(true)
+    // Agent and observer sockets never finish on their own; both reconnect, so a
+    // stopping server waits only briefly for in-flight requests.
+    .shutdown_timeout(2)
+    .bind(config.bind)
+    .with_context(|| format!("binding {}", config.bind))?;
     let addr = server
         .addrs()
         .first()

@@ -10,6 +10,11 @@
 //!   p99 scan time of a 4 KiB frame, and the p99 time the streaming redactor (enforce)
 //!   adds to a 4 KiB frame: the guard's latency outside hold-back.
 //!
+//! * `validate [N]`: the control plane. The cost of checking one typical RunRequest v2
+//!   (parse, schema, typed), median over 20,000; then N (default 2,000) `POST /v1/tasks`
+//!   from 4 threads with validation enforced and off, alternating twice, on one server
+//!   with no agents (tasks stay queued): the throughput ratio is the overhead.
+//!
 //! Run with `cargo run --release --bin flotilla-bench -- SCENARIO`; the harness builds the
 //! `flotilla` binary beside itself first. Figures are for comparison within one run.
 
@@ -41,7 +46,10 @@ fn main() -> anyhow::Result<()> {
         "exec" => exec(&exe, param(2000)?)?,
         "stream" => stream(&exe, param(200)?)?,
         "guard" => guard(param(100)?)?,
-        other => bail!("unknown scenario {other:?}; use exec [N], stream [MB] or guard [MB]"),
+        "validate" => validate(&exe, param(2000)?)?,
+        other => bail!(
+            "unknown scenario {other:?}; use exec [N], stream [MB], guard [MB] or validate [N]"
+        ),
     };
     println!("{result}");
     Ok(())
@@ -159,6 +167,28 @@ fn server_log() -> anyhow::Result<Stdio> {
     })
 }
 
+/// Submits `body` `n` times from `threads` client threads.
+fn submit_from(client: &Client, threads: u64, n: u64, body: &Value) -> anyhow::Result<()> {
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        let workers: Vec<_> = (0..threads)
+            .map(|w| {
+                let client = client.clone();
+                s.spawn(move || -> anyhow::Result<()> {
+                    for _ in (w..n).step_by(threads as usize) {
+                        client.submit(body)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join()
+                .map_err(|_| anyhow::anyhow!("submitter panicked"))??;
+        }
+        Ok(())
+    })
+}
+
 /// Seconds `xargs -P 2 -n 1 /bin/true` takes over `n` arguments.
 fn xargs_secs(n: u64) -> anyhow::Result<f64> {
     let start = Instant::now();
@@ -193,24 +223,12 @@ fn exec(exe: &PathBuf, n: u64) -> anyhow::Result<Value> {
 
     let start = Instant::now();
     let submitters = 4;
-    std::thread::scope(|s| -> anyhow::Result<()> {
-        let workers: Vec<_> = (0..submitters)
-            .map(|w| {
-                let client = server.client.clone();
-                s.spawn(move || -> anyhow::Result<()> {
-                    for _ in (w..n).step_by(submitters as usize) {
-                        client.submit(&json!({"argv": ["/bin/true"]}))?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        for w in workers {
-            w.join()
-                .map_err(|_| anyhow::anyhow!("submitter panicked"))??;
-        }
-        Ok(())
-    })?;
+    submit_from(
+        &server.client,
+        submitters,
+        n,
+        &json!({"argv": ["/bin/true"]}),
+    )?;
     let submitted = start.elapsed().as_secs_f64();
     server.wait(Duration::from_secs(600), |_| {
         Ok(server.finished()? == warmup + n)
@@ -298,6 +316,83 @@ fn stream_once(server: &Server, mb: u64) -> anyhow::Result<Value> {
         "frames": frames,
         "secs": round(secs),
         "mb_per_s": round(received as f64 / 1e6 / secs),
+    }))
+}
+
+/// A typical RunRequest v2: a build with env, labels, a schedule and constraints.
+fn typical_v2() -> Value {
+    json!({
+        "schema": "flotilla.run-request/2.0.0",
+        "requestedBy": "ci@build-farm",
+        "argv": ["cargo", "test", "--workspace", "--release"],
+        "env": {"RUST_LOG": "info", "CARGO_TERM_COLOR": "never", "CI": "true"},
+        "cwd": "/src/app",
+        "timeoutSeconds": 1800,
+        "capabilities": ["os:linux", "local"],
+        "labels": {"team": "infra", "pipeline": "main"},
+        "schedule": {"strategy": "single", "recovery": {"heartbeatIntervalMs": 2000, "maxRetries": 2}},
+        "streaming": {"handles": ["stdout", "stderr"], "resume": true,
+                      "observers": {"maxSubscribers": 8, "backpressure": "catch-up"}},
+        "constraints": {"privacy": "standard", "policyVersion": "1.0.0"},
+        "metrics": {"emitIntervalMs": 1000, "requiredDimensions": ["task", "instance"]}
+    })
+}
+
+fn validate(exe: &PathBuf, n: u64) -> anyhow::Result<Value> {
+    use flotilla_actors::control_plane::{ControlPlane, ControlPlaneConfig};
+    let plane = ControlPlane::new(ControlPlaneConfig::default())?;
+    let body = typical_v2().to_string().into_bytes();
+    let doc = typical_v2();
+    let entry = plane
+        .registry
+        .get("flotilla.run-request", Some("2.0.0"))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let median_ns = |f: &mut dyn FnMut()| {
+        let mut times: Vec<u128> = (0..20_000)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_nanos()
+            })
+            .collect();
+        times.sort_unstable();
+        times[times.len() / 2]
+    };
+    let whole = median_ns(&mut || {
+        std::hint::black_box(plane.parse_run_request(&body).ok());
+    });
+    let schema_only = median_ns(&mut || {
+        std::hint::black_box(entry.validator.is_valid(&doc));
+    });
+
+    let server = Server::start(exe, 0, "")?;
+    let rate = |mode: &str| -> anyhow::Result<f64> {
+        server.client.admin(
+            "PUT",
+            "/admin/control-plane/modes",
+            Some(&json!({"schema": "flotilla.run-request", "mode": mode, "by": "bench"})),
+        )?;
+        let start = Instant::now();
+        submit_from(&server.client, 4, n, &typical_v2())?;
+        Ok(n as f64 / start.elapsed().as_secs_f64())
+    };
+    rate("enforce")?; // warm-up
+    let mut on = Vec::new();
+    let mut off = Vec::new();
+    for _ in 0..2 {
+        on.push(rate("enforce")?);
+        off.push(rate("off")?);
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (on, off) = (mean(&on), mean(&off));
+    Ok(json!({
+        "scenario": "validate",
+        "check_v2_us": round(whole as f64 / 1000.0),
+        "schema_only_v2_us": round(schema_only as f64 / 1000.0),
+        "posts": n,
+        "post_per_s_enforce": round(on),
+        "post_per_s_off": round(off),
+        "overhead": round(1.0 - on / off),
     }))
 }
 

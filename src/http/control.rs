@@ -22,24 +22,21 @@ pub async fn list(state: State) -> HttpResponse {
 
 /// `GET /v1/schemas/{id}?version=x.y.z`: one schema document (the latest by default).
 pub async fn get(
+    req: HttpRequest,
     path: web::Path<String>,
-    query: web::Query<VersionQuery>,
     state: State,
 ) -> Result<HttpResponse, ApiError> {
     let (engine, _) = &**state;
     let id = path.into_inner();
+    let query: VersionQuery = super::query(&req)?;
     match engine.control.registry.get(&id, query.version.as_deref()) {
         Ok(entry) => Ok(HttpResponse::Ok()
             .content_type("application/schema+json")
             .json(&entry.document)),
-        Err(e @ Lookup::UnknownId(..)) => Err(ApiError::NotFound(e.to_string())),
-        Err(e @ Lookup::UnknownVersion { .. }) => Err(ApiError::field(
-            StatusCode::BAD_REQUEST,
-            "unknown-version",
-            "/query/version",
-            "version",
-            e.to_string(),
-        )),
+        // No such schema, or no such version of it (the message lists the versions).
+        Err(e @ (Lookup::UnknownId(..) | Lookup::UnknownVersion { .. })) => {
+            Err(ApiError::NotFound(e.to_string()))
+        }
     }
 }
 
@@ -72,8 +69,14 @@ pub async fn switch(
 ) -> Result<HttpResponse, ApiError> {
     let (engine, limits) = &**state;
     auth::admin(&req, &engine.tokens)?;
-    let s: ModeSwitch = json_body(payload, limits.max_body_bytes).await?;
-    if s.by.trim().is_empty() || s.by.len() > 64 {
+    let s: ModeSwitch = json_body(
+        engine,
+        "flotilla.validation-mode-switch/1.0.0",
+        payload,
+        limits.max_body_bytes,
+    )
+    .await?;
+    if !flotilla_actors::guard::approvals::is_person_name(&s.by) {
         return Err(ApiError::field(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid-field",
@@ -85,15 +88,7 @@ pub async fn switch(
     let modes = engine
         .control
         .set_mode(&s.schema, s.mode, &s.by, s.reason)
-        .map_err(|e| {
-            ApiError::field(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown-schema",
-                "/schema",
-                "schema",
-                e.to_string(),
-            )
-        })?;
+        .map_err(|e| ApiError::NotFound(e.to_string()))?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "modes": modes })))
 }
 

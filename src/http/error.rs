@@ -23,6 +23,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The route exists for these methods only.
+    #[error("method not allowed; use {0}")]
+    MethodNotAllowed(String),
     #[error("internal error; see the server log")]
     Internal,
 }
@@ -73,6 +76,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not-found",
             ApiError::Conflict(_) => "conflict",
+            ApiError::MethodNotAllowed(_) => "method-not-allowed",
             ApiError::Internal => "internal",
         }
     }
@@ -86,6 +90,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -107,6 +112,9 @@ impl ResponseError for ApiError {
         resp.content_type("application/problem+json");
         if matches!(self, ApiError::Unauthorized) {
             resp.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if let ApiError::MethodNotAllowed(allow) = self {
+            resp.insert_header(("Allow", allow.as_str()));
         }
         resp.json(problem)
     }

@@ -20,18 +20,42 @@ struct By {
     by: String,
 }
 
+/// Reads an admin body: JSON, checked against `schema` (`id/x.y.z`, always enforced:
+/// operators get the same precise errors as clients), then typed.
 pub(super) async fn json_body<T: DeserializeOwned>(
+    engine: &flotilla_actors::engine::Engine,
+    schema: &str,
     payload: web::Payload,
     limit: usize,
 ) -> Result<T, ApiError> {
     let body = read_body(payload, limit).await?;
-    serde_json::from_slice(&body).map_err(|e| {
-        let (status, code) = if e.is_data() {
-            (StatusCode::UNPROCESSABLE_ENTITY, "invalid-field")
-        } else {
-            (StatusCode::BAD_REQUEST, "malformed-json")
-        };
-        ApiError::field(status, code, "", "json", e.to_string())
+    let mut doc: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+            "",
+            "json",
+            e.to_string(),
+        )
+    })?;
+    flotilla_actors::control_plane::whole_numbers_as_integers(&mut doc);
+    let errors = engine.control.check(schema, &doc);
+    if !errors.is_empty() {
+        return Err(ApiError::BadRequest {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "schema-violation",
+            detail: format!("the body does not match schema {schema}"),
+            errors,
+        });
+    }
+    serde_json::from_value(doc).map_err(|e| {
+        ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-field",
+            "",
+            "type",
+            e.to_string(),
+        )
     })
 }
 
@@ -84,7 +108,13 @@ pub async fn change(
 ) -> Result<HttpResponse, ApiError> {
     let (engine, limits) = &**state;
     auth::admin(&req, &engine.tokens)?;
-    let change: ModeChange = json_body(payload, limits.max_body_bytes).await?;
+    let change: ModeChange = json_body(
+        engine,
+        "flotilla.guard-mode-change/1.0.0",
+        payload,
+        limits.max_body_bytes,
+    )
+    .await?;
     match engine.guard.change(change) {
         Ok(view) => Ok(HttpResponse::Ok().json(view)),
         Err(e @ GuardError::NoPolicyApproval { .. }) => Err(refused(
@@ -118,7 +148,13 @@ pub async fn request(
 ) -> Result<HttpResponse, ApiError> {
     let (engine, limits) = &**state;
     auth::admin(&req, &engine.tokens)?;
-    let body: ApprovalRequest = json_body(payload, limits.max_body_bytes).await?;
+    let body: ApprovalRequest = json_body(
+        engine,
+        "flotilla.approval-request/1.0.0",
+        payload,
+        limits.max_body_bytes,
+    )
+    .await?;
     let a = engine
         .guard
         .request_approval(body)
@@ -128,21 +164,46 @@ pub async fn request(
         .json(a))
 }
 
-/// `POST /admin/guard/approvals/{id}/{approve|revoke}`.
-pub async fn decide(
+/// `POST /admin/guard/approvals/{id}/approve`.
+pub async fn approve(
     req: HttpRequest,
-    path: web::Path<(String, String)>,
+    path: web::Path<String>,
     payload: web::Payload,
     state: State,
 ) -> Result<HttpResponse, ApiError> {
+    decide(req, path, payload, state, true).await
+}
+
+/// `POST /admin/guard/approvals/{id}/revoke`.
+pub async fn revoke(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    decide(req, path, payload, state, false).await
+}
+
+async fn decide(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: State,
+    approve: bool,
+) -> Result<HttpResponse, ApiError> {
     let (engine, limits) = &**state;
     auth::admin(&req, &engine.tokens)?;
-    let (id, verb) = path.into_inner();
-    let By { by } = json_body(payload, limits.max_body_bytes).await?;
-    let a = match verb.as_str() {
-        "approve" => engine.guard.approve(&id, &by),
-        "revoke" => engine.guard.revoke(&id, &by),
-        _ => return Err(ApiError::NotFound("no such route".into())),
+    let id = path.into_inner();
+    let By { by } = json_body(
+        engine,
+        "flotilla.approval-decision/1.0.0",
+        payload,
+        limits.max_body_bytes,
+    )
+    .await?;
+    let a = match approve {
+        true => engine.guard.approve(&id, &by),
+        false => engine.guard.revoke(&id, &by),
     }
     .map_err(approval_error)?;
     Ok(HttpResponse::Ok().json(a))

@@ -6,6 +6,8 @@ mod auth;
 mod control;
 mod error;
 mod guard;
+pub mod openapi;
+pub mod respcheck;
 mod stream;
 mod tasks;
 
@@ -20,41 +22,387 @@ pub struct Limits {
     pub max_body_bytes: usize,
 }
 
-/// Registers every route.
+/// Who may call a route.
+pub enum Auth {
+    None,
+    /// A bearer token: admin, or the scope the route names (observer, agent).
+    Token,
+}
+
+/// What a route takes in its body.
+pub enum Body {
+    None,
+    /// JSON matching one of these schema versions (`id/x.y.z`).
+    Schemas(&'static [&'static str]),
+}
+
+/// What a route answers with, per status.
+#[derive(Clone, Copy)]
+pub enum Resp {
+    Schema(&'static str),
+    /// A JSON object without a published schema yet.
+    Object,
+    /// A JSON Schema document.
+    SchemaDocument,
+    Text,
+    Problem,
+    Upgrade,
+}
+
+/// One route: how it is served and how `/openapi.json` describes it.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub operation: &'static str,
+    pub summary: &'static str,
+    pub auth: Auth,
+    /// (name, JSON Schema text, required)
+    pub query: &'static [(&'static str, &'static str, bool)],
+    pub body: Body,
+    pub responses: &'static [(u16, Resp)],
+    pub serve: fn() -> actix_web::Route,
+}
+
+const AUTH_ERRORS: [(u16, Resp); 2] = [(401, Resp::Problem), (403, Resp::Problem)];
+const BODY_ERRORS: [(u16, Resp); 3] = [
+    (400, Resp::Problem),
+    (413, Resp::Problem),
+    (422, Resp::Problem),
+];
+
+macro_rules! responses {
+    ($($status:literal => $resp:expr),* $(; $($extra:expr),*)?) => {
+        &[$(($status, $resp)),* $($(, $extra)*)?]
+    };
+}
+
+/// Every route of the server, in one table: `routes` registers them, `openapi` describes them.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "get",
+        path: "/healthz",
+        operation: "healthz",
+        summary: "Liveness",
+        auth: Auth::None,
+        query: &[],
+        body: Body::None,
+        responses: responses!(200 => Resp::Object),
+        serve: || web::get().to(healthz),
+    },
+    Route {
+        method: "get",
+        path: "/openapi.json",
+        operation: "openapi",
+        summary: "This description",
+        auth: Auth::None,
+        query: &[],
+        body: Body::None,
+        responses: responses!(200 => Resp::Object),
+        serve: || web::get().to(openapi_json),
+    },
+    Route {
+        method: "get",
+        path: "/metrics",
+        operation: "metrics",
+        summary: "Prometheus counters (counts only, no values)",
+        auth: Auth::None,
+        query: &[],
+        body: Body::None,
+        responses: responses!(200 => Resp::Text),
+        serve: || web::get().to(guard::metrics),
+    },
+    Route {
+        method: "post",
+        path: "/v1/tasks",
+        operation: "submitTask",
+        summary: "Submit a RunRequest (v1, or v2 naming its schema)",
+        auth: Auth::Token,
+        query: &[],
+        body: Body::Schemas(&["flotilla.run-request/1.2.0", "flotilla.run-request/2.0.0"]),
+        responses: responses!(201 => Resp::Schema("flotilla.task-accepted/1.0.0"), 200 => Resp::Schema("flotilla.task-accepted/1.0.0"), 409 => Resp::Problem;
+            AUTH_ERRORS[0], AUTH_ERRORS[1], BODY_ERRORS[0], BODY_ERRORS[1], BODY_ERRORS[2]),
+        serve: || web::post().to(tasks::submit),
+    },
+    Route {
+        method: "get",
+        path: "/v1/tasks",
+        operation: "listTasks",
+        summary: "List tasks, newest first",
+        auth: Auth::Token,
+        query: &[
+            (
+                "state",
+                r#"{"enum": ["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]}"#,
+                false,
+            ),
+            (
+                "limit",
+                r#"{"type": "integer", "minimum": 1, "maximum": 1000}"#,
+                false,
+            ),
+        ],
+        body: Body::None,
+        responses: responses!(200 => Resp::Schema("flotilla.task-list/1.0.0"), 400 => Resp::Problem; AUTH_ERRORS[0], AUTH_ERRORS[1]),
+        serve: || web::get().to(tasks::list),
+    },
+    Route {
+        method: "get",
+        path: "/v1/summary",
+        operation: "summary",
+        summary: "Task counts per state",
+        auth: Auth::Token,
+        query: &[],
+        body: Body::None,
+        responses: responses!(200 => Resp::Schema("flotilla.summary/1.0.0"); AUTH_ERRORS[0], AUTH_ERRORS[1]),
+        serve: || web::get().to(tasks::summary),
+    },
+    Route {
+        method: "get",
+        path: "/v1/tasks/{id}",
+        operation: "getTask",
+        summary: "One task",
+        auth: Auth::Token,
+        query: &[],
+        body: Body::None,
+        responses: responses!(200 => Resp::Schema("flotilla.task-view/1.0.0"), 400 => Resp::Problem, 404 => Resp::Problem; AUTH_ERRORS[0], AUTH_ERRORS[1]),
+        serve: || web::get().to(tasks::get),
+    },
+    Route {
+        method: "post",
+        path: "/v1/tasks/{id}/cancel",
+        operation: "cancelTask",
+        summary: "Cancel a task (kills its process group if it runs)",
+        auth: Auth::Token,
+        query: &[],
+        body: Body::None,
+        responses: responses!(200 => Resp::Object, 400 => Resp::Problem, 404 => Resp::Problem, 409 => Resp::Problem; AUTH_ERRORS[0], AUTH_ERRORS[1]),
+        serve: || web::post().to(tasks::cancel),
+    },
+    Route {
+        method: "get",
+        path: "/v1/instances",
+        operation: "listInstances",
+        summary: "Connected executor instances",
+        auth: Auth::Token,
+        query: &[],
+        body: Body::None,
+        responses: responses!(200 => Resp::Schema("flotilla.instances/1.0.0"); AUTH_ERRORS[0], AUTH_ERRORS[1]),
+        serve: || web::get().to(tasks::instances),
+    },
+    Route {
+        method: "post",
+        path: "/v1/tokens/agent",
+        operation: "mintAgentToken",
+        summary: "A token for a remote agent",
+        auth: Auth::Token,
+        query: &[],
+        body: Body::None,
+        responses: responses!(201 => Resp::Object; AUTH_ERRORS[0], AUTH_ERRORS[1]),
+        serve: || web::post().to(tasks::agent_token),
+    },
+    Route {
+        method: "get",
+        path: "/v1/handles/{handle}/stream",
+        operation: "followHandle",
+        summary: "WebSocket: a handle's frames from an offset, then live",
+        auth: Auth::Token,
+        query: &[
+            ("from", r#"{"type": "integer", "minimum": 0}"#, false),
+            ("token", r#"{"type": "string"}"#, false),
+        ],
+        body: Body::None,
+        responses: responses!(101 => Resp::Upgrade, 400 => Resp::Problem, 404 => Resp::Problem; AUTH_ERRORS[0], AUTH_ERRORS[1]),
+        serve: || web::get().to(stream::follow),
+    },
+    Route {
+        method: "get",
+        path: "/v1/agents/connect",
+        operation: "connectAgent",
+        summary: "WebSocket: the agent protocol",
+        auth: Auth::Token,
+        query: &[("token", r#"{"type": "string"}"#, false)],
+        body: Body::None,
+        responses: responses!(101 => Resp::Upgrade, 400 => Resp::Problem; AUTH_ERRORS[0], AUTH_ERRORS[1]),
+        serve: || web::get().to(agents::connect),
+    },
+    Route {
+        method: "get",
+        path: "/v1/schemas",
+        operation: "listSchemas",
+        summary: "Every schema id and its versions",
+        auth: Auth::None,
+        query: &[],
+        body: Body::None,
+        responses: responses!(200 => Resp::Object),
+        serve: || web::get().to(control::list),
+    },
+    Route {
+        method: "get",
+        path: "/v1/schemas/{id}",
+        operation: "getSchema",
+        summary: "One schema document (latest, or ?version=)",
+        auth: Auth::None,
+        query: &[(
+            "version",
+            r#"{"type": "string", "pattern": "^[0-9]+(\\.[0-9]+\\.[0-9]+)?$"}"#,
+            false,
+        )],
+        body: Body::None,
+        responses: responses!(200 => Resp::SchemaDocument, 400 => Resp::Problem, 404 => Resp::Problem),
+        serve: || web::get().to(control::get),
+    },
+    Route {
+        method: "get",
+        path: "/admin/control-plane",
+        operation: "controlPlane",
+        summary: "Validation mode per schema, rejection windows, switches",
+        auth: Auth::Token,
+        query: &[],
+        body: Body::None,
+        responses: responses!(200 => Resp::Object; AUTH_ERRORS[0], AUTH_ERRORS[1]),
+        serve: || web::get().to(control::show),
+    },
+    Route {
+        method: "put",
+        path: "/admin/control-plane/modes",
+        operation: "setValidationMode",
+        summary: "Switch a schema's validation mode (recorded)",
+        auth: Auth::Token,
+        query: &[],
+        body: Body::Schemas(&["flotilla.validation-mode-switch/1.0.0"]),
+        responses: responses!(200 => Resp::Object, 404 => Resp::Problem; AUTH_ERRORS[0], AUTH_ERRORS[1], BODY_ERRORS[0], BODY_ERRORS[1], BODY_ERRORS[2]),
+        serve: || web::put().to(control::switch),
+    },
+    Route {
+        method: "get",
+        path: "/admin/control-plane/drift",
+        operation: "drift",
+        summary: "What shadow validation saw, and the rollbacks",
+        auth: Auth::Token,
+        query: &[],
+        body: Body::None,
+        responses: responses!(200 => Resp::Schema("flotilla.drift-report/1.0.0"); AUTH_ERRORS[0], AUTH_ERRORS[1]),
+        serve: || web::get().to(control::drift),
+    },
+    Route {
+        method: "get",
+        path: "/admin/guard",
+        operation: "guard",
+        summary: "Guard modes per level, phase, policy approval in force",
+        auth: Auth::Token,
+        query: &[],
+        body: Body::None,
+        responses: responses!(200 => Resp::Schema("flotilla.guard-view/1.0.0"); AUTH_ERRORS[0], AUTH_ERRORS[1]),
+        serve: || web::get().to(guard::show),
+    },
+    Route {
+        method: "put",
+        path: "/admin/guard/modes",
+        operation: "setGuardModes",
+        summary: "Switch guard modes (enforcing needs a policy approval)",
+        auth: Auth::Token,
+        query: &[],
+        body: Body::Schemas(&["flotilla.guard-mode-change/1.0.0"]),
+        responses: responses!(200 => Resp::Schema("flotilla.guard-view/1.0.0"), 409 => Resp::Problem; AUTH_ERRORS[0], AUTH_ERRORS[1], BODY_ERRORS[0], BODY_ERRORS[1], BODY_ERRORS[2]),
+        serve: || web::put().to(guard::change),
+    },
+    Route {
+        method: "get",
+        path: "/admin/guard/approvals",
+        operation: "listApprovals",
+        summary: "Every approval and override with its status",
+        auth: Auth::Token,
+        query: &[],
+        body: Body::None,
+        responses: responses!(200 => Resp::Object; AUTH_ERRORS[0], AUTH_ERRORS[1]),
+        serve: || web::get().to(guard::approvals),
+    },
+    Route {
+        method: "post",
+        path: "/admin/guard/approvals",
+        operation: "requestApproval",
+        summary: "Request a policy approval or an override",
+        auth: Auth::Token,
+        query: &[],
+        body: Body::Schemas(&["flotilla.approval-request/1.0.0"]),
+        responses: responses!(201 => Resp::Object; AUTH_ERRORS[0], AUTH_ERRORS[1], BODY_ERRORS[0], BODY_ERRORS[1], BODY_ERRORS[2]),
+        serve: || web::post().to(guard::request),
+    },
+    Route {
+        method: "post",
+        path: "/admin/guard/approvals/{id}/approve",
+        operation: "approve",
+        summary: "Approve a pending request (a listed approver, not the requester)",
+        auth: Auth::Token,
+        query: &[],
+        body: Body::Schemas(&["flotilla.approval-decision/1.0.0"]),
+        responses: responses!(200 => Resp::Object, 404 => Resp::Problem, 409 => Resp::Problem; AUTH_ERRORS[0], AUTH_ERRORS[1], BODY_ERRORS[0], BODY_ERRORS[1], BODY_ERRORS[2]),
+        serve: || web::post().to(guard::approve),
+    },
+    Route {
+        method: "post",
+        path: "/admin/guard/approvals/{id}/revoke",
+        operation: "revoke",
+        summary: "End an approval at once",
+        auth: Auth::Token,
+        query: &[],
+        body: Body::Schemas(&["flotilla.approval-decision/1.0.0"]),
+        responses: responses!(200 => Resp::Object, 404 => Resp::Problem, 409 => Resp::Problem; AUTH_ERRORS[0], AUTH_ERRORS[1], BODY_ERRORS[0], BODY_ERRORS[1], BODY_ERRORS[2]),
+        serve: || web::post().to(guard::revoke),
+    },
+];
+
+/// Registers every route of [`ROUTES`].
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/v1/tasks", web::post().to(tasks::submit))
-        .route("/v1/tasks", web::get().to(tasks::list))
-        .route("/v1/summary", web::get().to(tasks::summary))
-        .route("/v1/tasks/{id}", web::get().to(tasks::get))
-        .route("/v1/tasks/{id}/cancel", web::post().to(tasks::cancel))
-        .route("/v1/instances", web::get().to(tasks::instances))
-        .route("/v1/tokens/agent", web::post().to(tasks::agent_token))
-        .route("/v1/handles/{handle}/stream", web::get().to(stream::follow))
-        .route("/v1/agents/connect", web::get().to(agents::connect))
-        .route("/admin/guard", web::get().to(guard::show))
-        .route("/admin/guard/modes", web::put().to(guard::change))
-        .route("/admin/guard/approvals", web::get().to(guard::approvals))
-        .route("/admin/guard/approvals", web::post().to(guard::request))
-        .route(
-            "/admin/guard/approvals/{id}/{verb}",
-            web::post().to(guard::decide),
-        )
-        .route("/metrics", web::get().to(guard::metrics))
-        .route("/v1/schemas", web::get().to(control::list))
-        .route("/v1/schemas/{id}", web::get().to(control::get))
-        .route("/admin/control-plane", web::get().to(control::show))
-        .route("/admin/control-plane/modes", web::put().to(control::switch))
-        .route("/admin/control-plane/drift", web::get().to(control::drift))
-        .default_service(web::to(not_found));
+    for r in ROUTES {
+        cfg.route(r.path, (r.serve)());
+    }
+    cfg.default_service(web::to(not_found));
+}
+
+async fn openapi_json(state: State) -> HttpResponse {
+    let (engine, _) = &**state;
+    HttpResponse::Ok().json(openapi::document(&engine.control.registry))
 }
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound("no such route".into()))
+/// The query string as `T`, or a 400 problem naming what is wrong with it.
+fn query<T: serde::de::DeserializeOwned>(req: &actix_web::HttpRequest) -> Result<T, ApiError> {
+    web::Query::<T>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| {
+            ApiError::field(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                "bad-query",
+                "/query",
+                "query",
+                e.to_string(),
+            )
+        })
+}
+
+/// No route: 405 with `Allow` if the path exists under other methods, else 404.
+async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    let segments: Vec<&str> = req.path().split('/').collect();
+    let allowed: Vec<String> = ROUTES
+        .iter()
+        .filter(|r| {
+            let pattern: Vec<&str> = r.path.split('/').collect();
+            pattern.len() == segments.len()
+                && pattern
+                    .iter()
+                    .zip(&segments)
+                    .all(|(p, s)| p.starts_with('{') || p == s)
+        })
+        .map(|r| r.method.to_ascii_uppercase())
+        .collect();
+    if allowed.is_empty() {
+        return Err(ApiError::NotFound("no such route".into()));
+    }
+    Err(ApiError::MethodNotAllowed(allowed.join(", ")))
 }
 
 /// Shared state of the routes.

@@ -171,15 +171,7 @@ struct ListQuery {
 pub async fn list(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
     let (engine, _) = &**state;
     auth::admin(&req, &engine.tokens)?;
-    let q = web::Query::<ListQuery>::from_query(req.query_string()).map_err(|e| {
-        ApiError::field(
-            StatusCode::BAD_REQUEST,
-            "bad-query",
-            "/query",
-            "query",
-            e.to_string(),
-        )
-    })?;
+    let q: ListQuery = super::query(&req)?;
     let filter = q
         .state
         .as_deref()
@@ -200,7 +192,7 @@ pub async fn list(req: HttpRequest, state: State) -> Result<HttpResponse, ApiErr
             StatusCode::BAD_REQUEST,
             "bad-query",
             "/query/limit",
-            "maximum",
+            if limit < 1 { "minimum" } else { "maximum" },
             format!("limit must be between 1 and 1000, got {limit}"),
         ));
     }

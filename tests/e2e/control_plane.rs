@@ -33,9 +33,9 @@ fn schemas_are_served_by_id_and_version_and_v2_requests_run_beside_v1() {
         .find(|s| s["id"] == "flotilla.run-request")
         .unwrap()
         .clone();
-    assert_eq!(rr["versions"], json!(["1.1.0", "2.0.0"]));
-    let v1 = get(&app, "/v1/schemas/flotilla.run-request?version=1.1.0").unwrap();
-    assert_eq!(v1["$id"], "flotilla.run-request/1.1.0");
+    assert_eq!(rr["versions"], json!(["1.2.0", "2.0.0"]));
+    let v1 = get(&app, "/v1/schemas/flotilla.run-request?version=1.2.0").unwrap();
+    assert_eq!(v1["$id"], "flotilla.run-request/1.2.0");
     let latest = get(&app, "/v1/schemas/flotilla.run-request").unwrap();
     assert_eq!(latest["$id"], "flotilla.run-request/2.0.0");
     let Err(ClientError::Api { status, detail, .. }) =
@@ -43,8 +43,8 @@ fn schemas_are_served_by_id_and_version_and_v2_requests_run_beside_v1() {
     else {
         panic!("an unknown version is refused")
     };
-    assert_eq!(status, 400);
-    assert!(detail.contains("supported: 1.1.0, 2.0.0"), "{detail}");
+    assert_eq!(status, 404);
+    assert!(detail.contains("supported: 1.2.0, 2.0.0"), "{detail}");
 
     // A body naming a version that does not exist: 400 with what is supported.
     let Err(ClientError::Api {

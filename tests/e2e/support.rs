@@ -175,8 +175,18 @@ impl App {
 }
 
 impl Drop for App {
+    /// Stops the server; then fails the test if a response broke its declared schema
+    /// (debug builds check every one, see `src/http/respcheck.rs`).
     fn drop(&mut self) {
         self.terminate();
+        let log = self.log();
+        if !std::thread::panicking() && log.contains("response violates its schema") {
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("response violates its schema"))
+                .collect();
+            panic!("responses broke their schemas:\n{}", lines.join("\n"));
+        }
     }
 }
 

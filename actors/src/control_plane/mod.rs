@@ -34,7 +34,7 @@ pub const RUN_REQUEST_V1: &str = include_str!("../../../schemas/run-request.v1.j
 
 pub const RUN_REQUEST_ID: &str = "flotilla.run-request";
 /// The version a body without a `schema` field is taken as.
-pub const RUN_REQUEST_LEGACY_VERSION: &str = "1.1.0";
+pub const RUN_REQUEST_LEGACY_VERSION: &str = "1.2.0";
 pub const DRIFT_SCHEMA: &str = "flotilla.drift-report/1.0.0";
 
 /// One thing wrong with a document.
@@ -241,6 +241,25 @@ fn escape_segment(s: &str) -> String {
     s.replace('~', "~0").replace('/', "~1")
 }
 
+/// `3.0` is an integer to JSON Schema but not to serde: make it `3` before parsing.
+pub fn whole_numbers_as_integers(v: &mut Value) {
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                let whole = f.fract() == 0.0;
+                if whole && f >= 0.0 && f < u64::MAX as f64 {
+                    *v = Value::from(f as u64);
+                } else if whole && f < 0.0 && f >= i64::MIN as f64 {
+                    *v = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers_as_integers),
+        Value::Object(map) => map.values_mut().for_each(whole_numbers_as_integers),
+        _ => {}
+    }
+}
+
 /// Every violation of `doc` against `validator`, as field errors. `schema` (the schema
 /// document) gives each error the value the rule asked for.
 pub fn field_errors(
@@ -321,14 +340,10 @@ impl ControlPlane {
                 ),
             ))
         })?;
+        whole_numbers_as_integers(&mut doc);
         let entry = self.run_request_version(&doc)?;
         let (id, version) = (entry.id.clone(), entry.version.clone());
         let v1 = version.starts_with("1.");
-        if v1 {
-            if let Some(o) = doc.as_object_mut() {
-                o.remove("schema"); // v1 documents name their version only here
-            }
-        }
         let (mode, rollback) = {
             let st = self.state();
             let s = &st.schemas[&id];
@@ -425,6 +440,19 @@ impl ControlPlane {
         self.registry
             .get(id, Some(version))
             .map_err(|e| refuse(e.to_string()))
+    }
+
+    /// Every violation of `doc` against the schema `id/x.y.z` (none for an unknown one:
+    /// the caller names schemas from code, and the registry test covers them).
+    pub fn check(&self, id_version: &str, doc: &Value) -> Vec<FieldError> {
+        let (id, version) = id_version.split_once('/').unwrap_or((id_version, ""));
+        match self.registry.get(id, Some(version)) {
+            Ok(entry) => field_errors(&entry.validator, Some(&entry.document), doc),
+            Err(e) => {
+                tracing::error!(schema = id_version, error = %e, "checking against an unknown schema");
+                Vec::new()
+            }
+        }
     }
 
     fn count(&self, schema: &str, mode: ValidationMode, outcome: &'static str) {

@@ -27,6 +27,74 @@ pub const FILES: &[(&str, &str)] = &[
         "manifest.v1.json",
         include_str!("../../../schemas/manifest.v1.json"),
     ),
+    (
+        "agent-message.v1.json",
+        include_str!("../../../schemas/agent-message.v1.json"),
+    ),
+    (
+        "approval-decision.v1.json",
+        include_str!("../../../schemas/approval-decision.v1.json"),
+    ),
+    (
+        "approval-request.v1.json",
+        include_str!("../../../schemas/approval-request.v1.json"),
+    ),
+    (
+        "approvals.v1.json",
+        include_str!("../../../schemas/approvals.v1.json"),
+    ),
+    (
+        "drift-report.v1.json",
+        include_str!("../../../schemas/drift-report.v1.json"),
+    ),
+    (
+        "guard-mode-change.v1.json",
+        include_str!("../../../schemas/guard-mode-change.v1.json"),
+    ),
+    (
+        "guard-view.v1.json",
+        include_str!("../../../schemas/guard-view.v1.json"),
+    ),
+    (
+        "instances.v1.json",
+        include_str!("../../../schemas/instances.v1.json"),
+    ),
+    (
+        "observer-frame.v1.json",
+        include_str!("../../../schemas/observer-frame.v1.json"),
+    ),
+    (
+        "problem.v1.json",
+        include_str!("../../../schemas/problem.v1.json"),
+    ),
+    (
+        "run-metrics.v1.json",
+        include_str!("../../../schemas/run-metrics.v1.json"),
+    ),
+    (
+        "server-message.v1.json",
+        include_str!("../../../schemas/server-message.v1.json"),
+    ),
+    (
+        "summary.v1.json",
+        include_str!("../../../schemas/summary.v1.json"),
+    ),
+    (
+        "task-accepted.v1.json",
+        include_str!("../../../schemas/task-accepted.v1.json"),
+    ),
+    (
+        "task-list.v1.json",
+        include_str!("../../../schemas/task-list.v1.json"),
+    ),
+    (
+        "task-view.v1.json",
+        include_str!("../../../schemas/task-view.v1.json"),
+    ),
+    (
+        "validation-mode-switch.v1.json",
+        include_str!("../../../schemas/validation-mode-switch.v1.json"),
+    ),
 ];
 
 /// One schema version.
@@ -203,9 +271,9 @@ mod tests {
         let reg = Registry::new().unwrap();
         let id = "flotilla.run-request";
         assert_eq!(reg.get(id, None).unwrap().version, "2.0.0");
-        assert_eq!(reg.get(id, Some("1")).unwrap().version, "1.1.0");
+        assert_eq!(reg.get(id, Some("1")).unwrap().version, "1.2.0");
         assert_eq!(
-            reg.get(id, Some("1.1.0")).unwrap().file,
+            reg.get(id, Some("1.2.0")).unwrap().file,
             "run-request.v1.json"
         );
         let Err(err) = reg.get(id, Some("3.0.0")) else {
@@ -213,7 +281,7 @@ mod tests {
         };
         assert_eq!(
             err.to_string(),
-            "flotilla.run-request has no version \"3.0.0\"; supported: 1.1.0, 2.0.0"
+            "flotilla.run-request has no version \"3.0.0\"; supported: 1.2.0, 2.0.0"
         );
         assert!(matches!(
             reg.get("flotilla.nope", None),

@@ -28,6 +28,9 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RunRequestV1 {
+    /// `flotilla.run-request/1.2.0` when the document names its version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<TaskId>,
     pub argv: Vec<String>,

@@ -72,7 +72,7 @@ fn a_full_request_parses_into_domain_types() {
         )
         .unwrap();
     let req = accepted.request;
-    assert_eq!(accepted.report.version, "1.1.0");
+    assert_eq!(accepted.report.version, "1.2.0");
     assert_eq!(req.id.as_ref().map(|i| i.as_str()), Some("build-1"));
     assert_eq!(req.max_attempts(), 2);
     assert_eq!(req.capabilities[0].as_str(), "os:linux");
@@ -147,7 +147,7 @@ fn a_wrong_schema_id_or_version_is_named_with_what_is_supported() {
     let (pointer, msg) = refused(r#"{"schema": "flotilla.run-request/3.0.0", "argv": ["ls"]}"#);
     assert_eq!(pointer, "/schema");
     assert!(
-        msg.contains("no version \"3.0.0\"") && msg.contains("supported: 1.1.0, 2.0.0"),
+        msg.contains("no version \"3.0.0\"") && msg.contains("supported: 1.2.0, 2.0.0"),
         "{msg}"
     );
     let (_, msg) = refused(r#"{"schema": "flotilla.manifest/1.1.0", "argv": ["ls"]}"#);
@@ -159,9 +159,9 @@ fn a_wrong_schema_id_or_version_is_named_with_what_is_supported() {
     assert!(msg.contains("must be a string"), "{msg}");
     // v1 may name itself.
     let a = cp
-        .parse_run_request(br#"{"schema": "flotilla.run-request/1.1.0", "argv": ["ls"]}"#)
+        .parse_run_request(br#"{"schema": "flotilla.run-request/1.2.0", "argv": ["ls"]}"#)
         .unwrap();
-    assert_eq!(a.report.version, "1.1.0");
+    assert_eq!(a.report.version, "1.2.0");
 }
 
 #[test]
@@ -273,4 +273,20 @@ fn too_many_rejections_roll_enforcement_back_to_shadow_until_an_operator_says_so
     )
     .unwrap();
     assert!(cp.parse_run_request(bad).is_err());
+}
+
+#[test]
+fn a_whole_number_written_as_a_float_is_an_integer() {
+    let a = plane()
+        .parse_run_request(br#"{"argv": ["ls"], "timeoutSeconds": 60.0, "maxAttempts": 2.0}"#)
+        .unwrap();
+    assert_eq!(
+        (a.request.timeout_seconds, a.request.max_attempts()),
+        (Some(60), 2)
+    );
+    check_rejected(
+        r#"{"argv": ["ls"], "timeoutSeconds": 1.5}"#,
+        "/timeoutSeconds",
+        "type",
+    );
 }

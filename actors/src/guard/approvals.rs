@@ -400,9 +400,15 @@ impl Registry {
     }
 }
 
+/// Whether `who` can be recorded as a person's name: 1–64 characters, not blank, no
+/// control characters.
+pub fn is_person_name(who: &str) -> bool {
+    !who.trim().is_empty() && who.chars().count() <= 64 && !who.chars().any(char::is_control)
+}
+
 /// A person's name as recorded: 1–64 printable characters.
 fn check_person(field: &'static str, who: &str) -> Result<(), ApprovalError> {
-    let ok = !who.trim().is_empty() && who.len() <= 64 && !who.chars().any(char::is_control);
+    let ok = is_person_name(who);
     ok.then_some(()).ok_or(ApprovalError::Invalid {
         field,
         message: "must name a person (1 to 64 printable characters)".to_owned(),

@@ -335,7 +335,7 @@ impl Guard {
     /// they started with.
     pub fn change(&self, change: ModeChange) -> Result<GuardView, GuardError> {
         let invalid = |field, message: String| GuardError::Invalid { field, message };
-        if change.by.trim().is_empty() || change.by.len() > 64 {
+        if !approvals::is_person_name(&change.by) {
             return Err(invalid("by", "must name who switches".to_owned()));
         }
         let mut next = self.settings().clone();

@@ -238,4 +238,6 @@ fn add_window(windows: &mut Vec<(usize, usize)>, w: (usize, usize)) {
 }
 
 #[cfg(test)]
+mod rule_cases;
+#[cfg(test)]
 mod tests;

@@ -119,6 +119,13 @@ const PREFIXED: &[(&str, &str, &[&str], &str)] = &[
         &["_gitlab_session"],
         r"_gitlab_session=([0-9a-z]{32})",
     ),
+    // Configuration tokens before the general form, which also matches their start.
+    (
+        "slack-config-token",
+        "slack-token",
+        &["xoxe"],
+        r"(?-u:\b)(xoxe(?:\.xox[bp])?-\d-[A-Za-z0-9]{100,300})",
+    ),
     (
         "slack-token",
         "slack-token",
@@ -132,12 +139,6 @@ const PREFIXED: &[(&str, &str, &[&str], &str)] = &[
         "slack-token",
         &["xapp-"],
         r"(?-u:\b)(xapp-\d-[A-Z0-9]+-\d+-[a-z0-9]+)",
-    ),
-    (
-        "slack-config-token",
-        "slack-token",
-        &["xoxe"],
-        r"(?-u:\b)(xoxe(?:\.xox[bp])?-\d-[A-Za-z0-9]{100,300})",
     ),
     (
         "slack-webhook",
@@ -383,7 +384,7 @@ const PREFIXED: &[(&str, &str, &[&str], &str)] = &[
     (
         "harness-token",
         "api-key",
-        &["pat."],
+        &["pat.", "sat."],
         r"(?-u:\b)((?:pat|sat)\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9]{24}\.[A-Za-z0-9]{20})(?-u:\b)",
     ),
     (

@@ -1,0 +1,650 @@
+//! Every rule's own cases: a text the engine reports with exactly that rule id and value,
+//! and a near miss (placeholder, wrong length, wrong checksum, missing context) it must
+//! not report under that id. `every_rule_has_a_hit_and_a_near_miss` keeps the table
+//! complete as rules are added.
+//!
+//! All values are synthetic: vendor bodies come from [`synth`], a seeded generator, so
+//! no real credential is ever written down here; checksummed numbers were computed for
+//! this table.
+
+use std::collections::BTreeSet;
+
+use crate::{rule_ids, Engine};
+
+/// Rule ids only the streaming redactor reports; `stream.rs` tests them.
+const STREAM_ONLY: &[&str] = &["task-secret", "private-key-unterminated"];
+
+const HEX: &str = "0123456789abcdef";
+const LOWER_DIGITS: &str = "abcdefghijklmnopqrstuvwxyz0123456789";
+const UPPER_DIGITS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+const LETTERS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+const BASE62: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+const BASE64: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const BASE64_URL: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+/// RFC 4648 base32 (AWS key ids).
+const BASE32: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+/// Bech32's data characters, upper case (age keys).
+const BECH32: &str = "QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L";
+
+/// `len` pseudo-random characters of `alphabet`, the same for the same `seed` each run.
+fn synth(seed: &str, alphabet: &str, len: usize) -> String {
+    // FNV-1a of the seed, then xorshift64*.
+    let mut state = seed.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let alphabet = alphabet.as_bytes();
+    (0..len)
+        .map(|_| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let r = state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33;
+            // Truncation is the point: an index below the alphabet's length.
+            char::from(alphabet[(r % alphabet.len() as u64) as usize])
+        })
+        .collect()
+}
+
+/// What a case expects of its rule.
+enum Expect {
+    /// The engine reports exactly this value, under the case's rule and nothing else.
+    Hit(String),
+    /// No finding of the case's rule.
+    Miss,
+}
+
+struct Case {
+    rule: &'static str,
+    text: String,
+    expect: Expect,
+}
+
+fn hit(rule: &'static str, text: impl Into<String>, value: impl Into<String>) -> Case {
+    Case {
+        rule,
+        text: text.into(),
+        expect: Expect::Hit(value.into()),
+    }
+}
+
+/// A hit whose whole text is the value.
+fn bare(rule: &'static str, value: impl Into<String>) -> Case {
+    let value = value.into();
+    hit(rule, value.clone(), value)
+}
+
+fn miss(rule: &'static str, text: impl Into<String>) -> Case {
+    Case {
+        rule,
+        text: text.into(),
+        expect: Expect::Miss,
+    }
+}
+
+/// A vendor's tokens: `prefix` then a synthetic body of `len` characters of `alphabet`
+/// is a hit; the same with one character fewer is a near miss. `len` is the shortest
+/// body the rule's regex allows.
+fn prefixed(rule: &'static str, prefix: &str, alphabet: &str, len: usize) -> [Case; 2] {
+    let body = synth(rule, alphabet, len);
+    [
+        bare(rule, format!("{prefix}{body}")),
+        miss(rule, format!("{prefix}{}", &body[1..])),
+    ]
+}
+
+/// The table: at least one hit and one near miss per rule id.
+fn cases() -> Vec<Case> {
+    let mut c: Vec<Case> = Vec::new();
+
+    // Vendor tokens whose near miss is the same token one character short.
+    for (rule, prefix, alphabet, len) in [
+        ("aws-bedrock-key", "ABSK", BASE64, 100),
+        ("github-pat", "ghp_", BASE62, 36),
+        ("github-oauth", "gho_", BASE62, 36),
+        ("github-user-to-server", "ghu_", BASE62, 36),
+        ("github-server-to-server", "ghs_", BASE62, 36),
+        ("github-refresh", "ghr_", BASE62, 36),
+        ("gitlab-token", "glpat-", BASE62, 20),
+        ("gitlab-runner-registration", "GR1348941", BASE62, 20),
+        ("npm-token", "npm_", BASE62, 36),
+        ("dockerhub-pat", "dckr_pat_", BASE62, 27),
+        ("twilio-api-key", "SK", HEX, 32),
+        ("digitalocean-token", "dop_v1_", HEX, 64),
+        ("vault-token", "hvs.", BASE62, 90),
+        ("shopify-token", "shpat_", HEX, 32),
+        ("pulumi-token", "pul-", HEX, 40),
+        ("doppler-token", "dp.pt.", BASE62, 40),
+        ("atlassian-token", "ATATT3", BASE62, 186),
+        ("sentry-user-token", "sntryu_", HEX, 64),
+        ("planetscale-token", "pscale_tkn_", BASE62, 32),
+        ("flyio-token", "fo1_", BASE62, 43),
+        ("onepassword-service-token", "ops_eyJ", BASE64, 250),
+        ("linear-key", "lin_api_", BASE62, 40),
+        ("prefect-key", "pnu_", BASE62, 36),
+        ("readme-key", "rdme_", LOWER_DIGITS, 70),
+        ("rubygems-key", "rubygems_", HEX, 48),
+        ("clojars-token", "CLOJARS_", LOWER_DIGITS, 60),
+        ("shippo-token", "shippo_live_", HEX, 40),
+        ("easypost-token", "EZAK", BASE62, 54),
+        ("jfrog-token", "AKCp", BASE62, 69),
+        ("scalingo-token", "tk-us-", BASE62, 48),
+        ("mailgun-key", "key-", HEX, 32),
+        ("square-token", "sq0atp-", BASE62, 22),
+        ("facebook-token", "EAAC", BASE62, 100),
+        ("heroku-key-v2", "HRKU-AA", BASE62, 58),
+        ("sonar-token", "sqp_", HEX, 40),
+        ("sourcegraph-token", "sgp_", HEX, 40),
+    ] {
+        c.extend(prefixed(rule, prefix, alphabet, len));
+    }
+
+    // AWS key ids are base32 after the prefix: an 8 or a 1 is outside it.
+    let body = synth("aws", BASE32, 16);
+    c.push(bare("aws-access-key-id", format!("AKIA{body}")));
+    c.push(miss("aws-access-key-id", format!("AKIA{}8", &body[1..])));
+
+    // Fine-grained GitHub PATs: 22 characters, `_`, 59 characters.
+    let (a, b) = (synth("fg-a", BASE62, 22), synth("fg-b", BASE62, 59));
+    c.push(bare(
+        "github-fine-grained-pat",
+        format!("github_pat_{a}_{b}"),
+    ));
+    c.push(miss("github-fine-grained-pat", format!("github_pat_{a}")));
+
+    let v = synth("gitlab-session", LOWER_DIGITS, 32);
+    c.push(hit(
+        "gitlab-session-cookie",
+        format!("Cookie: _gitlab_session={v}"),
+        v.clone(),
+    ));
+    c.push(miss(
+        "gitlab-session-cookie",
+        format!("Cookie: _gitlab_session={}", &v[1..]),
+    ));
+
+    // Slack: a team or user number of eight digits or more, or a token over 100 bytes.
+    let tail = synth("slack", BASE62, 24);
+    c.push(bare(
+        "slack-token",
+        format!("xoxb-4829173055-7730461928374-{tail}"),
+    ));
+    c.push(miss("slack-token", format!("xoxb-4829-7730-{tail}")));
+    let v = format!(
+        "xapp-1-A0{}-4829173055612-{}",
+        synth("xapp-a", UPPER_DIGITS, 9),
+        synth("xapp-b", HEX, 64)
+    );
+    c.push(bare("slack-app-token", v.clone()));
+    c.push(miss("slack-app-token", v.to_ascii_lowercase()));
+    let v = format!("xoxe-1-{}", synth("slack-config", BASE62, 140));
+    c.push(bare("slack-config-token", v));
+    c.push(miss(
+        "slack-config-token",
+        format!("xoxe-1-{}", synth("slack-config", BASE62, 99)),
+    ));
+    let v = format!(
+        "https://hooks.slack.com/services/T0{}/B0{}/{}",
+        synth("hook-t", UPPER_DIGITS, 8),
+        synth("hook-b", UPPER_DIGITS, 8),
+        synth("hook", BASE62, 24)
+    );
+    c.push(hit("slack-webhook", format!("POST {v}"), v));
+    c.push(miss(
+        "slack-webhook",
+        "POST https://hooks.slack.com/services/T000/B000/XXXX",
+    ));
+
+    let body = synth("stripe", BASE62, 24);
+    c.push(bare("stripe-key", format!("sk_live_{body}")));
+    c.push(miss("stripe-key", format!("sk_dev_{body}")));
+
+    // Google keys are exactly 35 characters after `AIza`.
+    let body = synth("google", BASE64_URL, 35);
+    c.push(hit(
+        "google-api-key",
+        format!("AIza{body} "),
+        format!("AIza{body}"),
+    ));
+    c.push(miss("google-api-key", format!("AIza{body}Q ")));
+
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\\n{}\\n{}\\n-----END PRIVATE KEY-----\\n",
+        synth("gcp-1", BASE64, 64),
+        synth("gcp-2", BASE64, 40)
+    );
+    c.push(hit(
+        "gcp-service-account",
+        format!("{{\"type\": \"service_account\", \"private_key\": \"{pem}\"}}"),
+        pem,
+    ));
+    c.push(miss(
+        "gcp-service-account",
+        "{\"type\": \"service_account\", \"private_key\": \"${GCP_PRIVATE_KEY}\"}",
+    ));
+
+    // OpenAI keys carry `T3BlbkFJ` (base64 of `OpenAI`) inside; project keys may not.
+    let (a, b) = (synth("openai-a", BASE62, 20), synth("openai-b", BASE62, 20));
+    c.push(bare("openai-key", format!("sk-{a}T3BlbkFJ{b}")));
+    c.push(miss("openai-key", format!("sk-{a}{b}")));
+    let body = synth("openai-proj", BASE64_URL, 40);
+    c.push(bare("openai-project-key", format!("sk-proj-{body}")));
+    c.push(miss(
+        "openai-project-key",
+        format!("sk-proj-{}", &body[1..]),
+    ));
+
+    // Anthropic keys end in `AA`.
+    let body = synth("anthropic", BASE64_URL, 93);
+    c.push(bare("anthropic-key", format!("sk-ant-api03-{body}AA")));
+    c.push(miss("anthropic-key", format!("sk-ant-api03-{body}BB")));
+
+    // A JWT: base64url JSON header and payload, then a signature.
+    let b64 = |json: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    };
+    let header = b64(r#"{"alg":"HS256","typ":"JWT"}"#);
+    let payload = b64(r#"{"sub":"synthetic-user-42","iat":1700000000}"#);
+    let v = format!("{header}.{payload}.{}", synth("jwt", BASE64_URL, 43));
+    c.push(hit("jwt", format!("Cookie: session={v}"), v));
+    // The payload is not JSON, so it does not start `ey`.
+    c.push(miss(
+        "jwt",
+        format!(
+            "{header}.{}.{}",
+            b64("synthetic-payload"),
+            synth("jwt", BASE64_URL, 43)
+        ),
+    ));
+
+    let body = synth("pypi", BASE64_URL, 60);
+    c.push(bare("pypi-token", format!("pypi-AgEIcHlwaS5vcmc{body}")));
+    c.push(miss(
+        "pypi-token",
+        format!("pypi-AgEIcHlwaS5vcmc{}", &body[..49]),
+    ));
+
+    let (a, b) = (
+        synth("sendgrid-a", BASE64_URL, 22),
+        synth("sendgrid-b", BASE62, 43),
+    );
+    c.push(bare("sendgrid-key", format!("SG.{a}.{b}")));
+    c.push(miss("sendgrid-key", format!("SG.{a}.{}", &b[..38])));
+
+    // Hugging Face bodies are letters only.
+    let body = synth("hf", LETTERS, 34);
+    c.push(bare("huggingface-token", format!("hf_{body}")));
+    c.push(miss("huggingface-token", format!("hf_{}7", &body[1..])));
+    let body = synth("hf-org", LETTERS, 34);
+    c.push(bare("huggingface-org-token", format!("api_org_{body}")));
+    c.push(miss(
+        "huggingface-org-token",
+        format!("api_org_{}7", &body[1..]),
+    ));
+
+    // `s.` is common in code: the body must mix capitals, small letters and digits.
+    c.push(bare(
+        "vault-token-legacy",
+        format!("s.{}", synth("vault-legacy", BASE62, 24)),
+    ));
+    c.push(miss(
+        "vault-token-legacy",
+        format!("s.{}", synth("vault-legacy", HEX, 24)),
+    ));
+
+    let body = synth("databricks", HEX, 32);
+    c.push(bare("databricks-token", format!("dapi{body}-2")));
+    c.push(miss("databricks-token", format!("dapi{body}7")));
+
+    // Sentry org tokens: base64 of a JSON claim set holding `region_url`.
+    let claims = |json: &str| {
+        use base64::Engine as _;
+        let secret = synth("sentry-org", BASE62, 43);
+        format!(
+            "sntrys_{}_{secret}",
+            base64::engine::general_purpose::STANDARD.encode(json)
+        )
+    };
+    c.push(bare(
+        "sentry-org-token",
+        claims(
+            r#"{"iat":1700000000.0,"url":"https://sentry.io","region_url":"https://us.sentry.io","org":"synthetic-org"}"#,
+        ),
+    ));
+    c.push(miss(
+        "sentry-org-token",
+        claims(r#"{"iat":1700000000.0,"url":"https://sentry.io","org":"synthetic-org"}"#),
+    ));
+
+    let body = format!(
+        "{}_{}",
+        synth("grafana", BASE62, 32),
+        synth("grafana-2", HEX, 8)
+    );
+    c.push(bare("grafana-token", format!("glsa_{body}")));
+    c.push(miss("grafana-token", format!("glsa_{}", &body[..31])));
+
+    let groups = |seed: &str| {
+        let g = synth(seed, UPPER_DIGITS, 32);
+        format!(
+            "A3-{}-{}-{}-{}-{}",
+            &g[..6],
+            &g[6..17],
+            &g[17..22],
+            &g[22..27],
+            &g[27..]
+        )
+    };
+    let v = groups("1password");
+    c.push(bare("onepassword-secret-key", v.clone()));
+    c.push(miss("onepassword-secret-key", v.to_ascii_lowercase()));
+
+    let (a, b) = (synth("postman-a", HEX, 24), synth("postman-b", HEX, 34));
+    c.push(bare("postman-key", format!("PMAK-{a}-{b}")));
+    c.push(miss("postman-key", format!("PMAK-{a}-{}", &b[1..])));
+
+    let body = synth("newrelic", UPPER_DIGITS, 27);
+    c.push(bare("newrelic-key", format!("NRAK-{body}")));
+    c.push(miss("newrelic-key", format!("NRAK-{}", &body[..18])));
+
+    // age keys are bech32: `B`, `I`, `O` and `1` are not in its alphabet.
+    let body = synth("age", BECH32, 58);
+    c.push(bare("age-secret-key", format!("AGE-SECRET-KEY-1{body}")));
+    c.push(miss(
+        "age-secret-key",
+        format!("AGE-SECRET-KEY-1{}B", &body[1..]),
+    ));
+
+    let v = format!(
+        "pat.{}.{}.{}",
+        synth("harness-a", BASE64_URL, 22),
+        synth("harness-b", BASE62, 24),
+        synth("harness-c", BASE62, 20)
+    );
+    c.push(bare("harness-token", v.clone()));
+    c.push(bare("harness-token", v.replacen("pat.", "sat.", 1)));
+    c.push(miss("harness-token", &v[..v.len() - 1]));
+
+    let (a, b, d) = (
+        synth("snyk-a", LOWER_DIGITS, 8),
+        synth("snyk-b", BASE64_URL, 24),
+        synth("snyk-c", BASE62, 24),
+    );
+    c.push(bare("snyk-token", format!("snyk_uat.{a}.{b}.{d}")));
+    c.push(miss(
+        "snyk-token",
+        format!("snyk_uat.{}.{b}.{d}", a.to_ascii_uppercase()),
+    ));
+
+    // `.ico-` is common in hashed file names: the body must mix the three classes.
+    c.push(bare(
+        "infracost-token",
+        format!("ico-{}", synth("infracost", BASE62, 32)),
+    ));
+    c.push(miss(
+        "infracost-token",
+        format!("favicon.ico-{}", synth("infracost", HEX, 32)),
+    ));
+
+    let (a, b) = (synth("tf-a", BASE62, 14), synth("tf-b", BASE64_URL, 67));
+    c.push(bare("hashicorp-tf-token", format!("{a}.atlasv1.{b}")));
+    c.push(miss(
+        "hashicorp-tf-token",
+        format!("{}.atlasv1.{b}", &a[1..]),
+    ));
+
+    let body = synth("mailchimp", HEX, 32);
+    c.push(bare("mailchimp-key", format!("{body}-us14")));
+    c.push(miss("mailchimp-key", format!("{}-us14", &body[1..])));
+
+    let (a, b) = (
+        synth("airtable-a", BASE62, 14),
+        synth("airtable-b", HEX, 64),
+    );
+    c.push(bare("airtable-pat", format!("pat{a}.{b}")));
+    c.push(miss("airtable-pat", format!("pat{}.{b}", &a[1..])));
+
+    // Azure AD client secrets: three characters, a digit, `Q~`, then 31 to 34.
+    let v = format!(
+        "{}8Q~{}",
+        synth("azure-a", BASE62, 3),
+        synth("azure-b", BASE62, 34)
+    );
+    c.push(hit(
+        "azure-ad-client-secret",
+        format!("secret {v}"),
+        v.clone(),
+    ));
+    c.push(miss(
+        "azure-ad-client-secret",
+        format!("secret {}", &v[..v.len() - 4]),
+    ));
+
+    // Flutterwave bodies use the letters a to h only.
+    let body = synth("flutterwave", "abcdefgh0123456789", 32);
+    c.push(bare("flutterwave-key", format!("FLWSECK_TEST-{body}-X")));
+    c.push(miss(
+        "flutterwave-key",
+        format!("FLWSECK_TEST-{}z-X", &body[1..]),
+    ));
+
+    let (a, b) = (synth("sidekiq-a", HEX, 8), synth("sidekiq-b", HEX, 8));
+    c.push(hit(
+        "sidekiq-secret",
+        format!("export BUNDLE_ENTERPRISE__CONTRIBSYS__COM={a}:{b}"),
+        format!("{a}:{b}"),
+    ));
+    c.push(miss(
+        "sidekiq-secret",
+        format!("export BUNDLE_ENTERPRISE__CONTRIBSYS__COM={}:{b}", &a[1..]),
+    ));
+
+    // Notion: eleven digits, then 35 characters.
+    let body = synth("notion", BASE62, 35);
+    c.push(bare("notion-token", format!("ntn_48291730556{body}")));
+    c.push(miss("notion-token", format!("ntn_4829173055K{body}")));
+
+    // An app id and secret, `id|secret`, only where Facebook is named.
+    let v = format!("148291730556120|{}", synth("fb-access", BASE64_URL, 32));
+    c.push(hit(
+        "facebook-access-token",
+        format!("facebook app token {v}"),
+        v.clone(),
+    ));
+    c.push(miss("facebook-access-token", format!("app token {v}")));
+
+    let pem = format!(
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n{}\n{}\n-----END OPENSSH PRIVATE KEY-----",
+        synth("pem-1", BASE64, 70),
+        synth("pem-2", BASE64, 40)
+    );
+    c.push(hit("private-key-block", format!("{pem}\n"), pem));
+    c.push(miss(
+        "private-key-block",
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nshort\n-----END OPENSSH PRIVATE KEY-----",
+    ));
+
+    let ppk = format!(
+        "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nComment: synthetic\n\
+         Public-Lines: 1\n{}\nPrivate-Lines: 1\n{}\nPrivate-MAC: {}",
+        synth("putty-pub", BASE64, 64),
+        synth("putty-priv", BASE64, 44),
+        synth("putty-mac", HEX, 64)
+    );
+    c.push(bare("putty-private-key", ppk.clone()));
+    c.push(miss(
+        "putty-private-key",
+        &ppk[..ppk.find("Private-MAC").unwrap_or(ppk.len())],
+    ));
+
+    // Credentials in URLs, command lines and headers.
+    c.push(hit(
+        "url-credentials",
+        "REDIS_URL=redis://worker:Kq7vN2xLp9Rt@cache.internal:6379/0",
+        "Kq7vN2xLp9Rt",
+    ));
+    c.push(miss(
+        "url-credentials",
+        "REDIS_URL=redis://worker:${REDIS_PASSWORD}@cache.internal:6379/0",
+    ));
+    c.push(hit(
+        "curl-auth-user",
+        "curl -u deploy:Wv8rT2qLx5 https://ci.internal/v1/jobs",
+        "deploy:Wv8rT2qLx5",
+    ));
+    c.push(miss(
+        "curl-auth-user",
+        "curl -u deploy:$DEPLOY_PASSWORD https://ci.internal/v1/jobs",
+    ));
+    let v = synth("bearer", BASE64_URL, 40);
+    c.push(hit(
+        "authorization-header",
+        format!("Authorization: Bearer {v}"),
+        v,
+    ));
+    c.push(miss("authorization-header", "Authorization: Bearer $TOKEN"));
+
+    // Assignments.
+    let v = synth("vendor", BASE62, 32);
+    c.push(hit(
+        "vendor-assignment",
+        format!("DATADOG_API_KEY = \"{v}\""),
+        v.clone(),
+    ));
+    c.push(miss(
+        "vendor-assignment",
+        format!("datadog_site_name = \"{v}\""),
+    ));
+    c.push(miss("vendor-assignment", format!("SetSysctl = \"{v}\"")));
+    c.push(hit(
+        "attribute-password",
+        "<add key=\"SmtpPassword\" value=\"Hx7#qLm2\" />",
+        "Hx7#qLm2",
+    ));
+    c.push(miss(
+        "attribute-password",
+        "<add key=\"SmtpPassword\" value=\"changeme\" />",
+    ));
+    c.push(hit(
+        "generic-password",
+        "DB_PASSWORD=Mv9!tQ2#wLx7",
+        "Mv9!tQ2#wLx7",
+    ));
+    c.push(miss("generic-password", "DB_PASSWORD=changeme"));
+    let v = synth("generic", BASE62, 32);
+    c.push(hit("generic-secret", format!("api_token: {v}"), v.clone()));
+    // A UUID is an id far more often than a secret.
+    c.push(miss(
+        "generic-secret",
+        "client_secret: 3f2b8c1e-9a7d-4e5f-b6c4-1d2e3f4a5b6c",
+    ));
+    c.push(miss("generic-secret", format!("api_token_file: {v}")));
+
+    // Personal data; checksummed numbers were computed for this table.
+    c.push(hit(
+        "email",
+        "reply to m.lindqvist@fastmail.se today",
+        "m.lindqvist@fastmail.se",
+    ));
+    c.push(miss("email", "reply to m.lindqvist@example.org today"));
+    c.push(hit(
+        "credit-card",
+        "card 4539 2716 0384 2153 ok",
+        "4539 2716 0384 2153",
+    ));
+    c.push(miss("credit-card", "card 4539 2716 0384 2154 ok"));
+    c.push(hit(
+        "iban",
+        "IBAN DE05 3705 0198 4730 2916 55.",
+        "DE05 3705 0198 4730 2916 55",
+    ));
+    c.push(miss("iban", "IBAN DE06 3705 0198 4730 2916 55."));
+    c.push(hit("us-ssn", "SSN 412-67-3098", "412-67-3098"));
+    c.push(miss("us-ssn", "SSN 912-67-3098"));
+    c.push(hit(
+        "phone-international",
+        "call +44 20 7946 0958",
+        "+44 20 7946 0958",
+    ));
+    c.push(miss("phone-international", "call +44 20 79"));
+    c.push(hit(
+        "phone-mobile",
+        "mobile 0532 481 27 09",
+        "0532 481 27 09",
+    ));
+    c.push(miss("phone-mobile", "mobile 0432 481 27 09"));
+    c.push(hit(
+        "phone-national",
+        "call (415) 555-0132",
+        "(415) 555-0132",
+    ));
+    c.push(miss("phone-national", "call 415-555-01324"));
+    c
+}
+
+/// What the engine reports in `text`, as (rule, value).
+fn scanned<'t>(engine: &Engine, text: &'t str) -> Vec<(&'static str, &'t str)> {
+    engine
+        .scan(text)
+        .iter()
+        .map(|f| (f.rule, &text[f.start..f.end]))
+        .collect()
+}
+
+#[test]
+fn every_rule_has_a_hit_and_a_near_miss() {
+    let ids: BTreeSet<&str> = rule_ids().filter(|id| !STREAM_ONLY.contains(id)).collect();
+    let cases = cases();
+    let mut problems: Vec<String> = Vec::new();
+    for id in &ids {
+        let of_rule = || cases.iter().filter(|c| c.rule == *id);
+        if !of_rule().any(|c| matches!(c.expect, Expect::Hit(_))) {
+            problems.push(format!("{id}: no true-positive case"));
+        }
+        if !of_rule().any(|c| matches!(c.expect, Expect::Miss)) {
+            problems.push(format!("{id}: no near-miss case"));
+        }
+    }
+    for case in &cases {
+        if !ids.contains(case.rule) {
+            problems.push(format!(
+                "{}: a case names a rule that does not exist",
+                case.rule
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn each_rule_reports_its_hits_and_not_its_near_misses() {
+    let engine = Engine::new();
+    let mut failures: Vec<String> = Vec::new();
+    for case in cases() {
+        let got = scanned(&engine, &case.text);
+        match &case.expect {
+            Expect::Hit(value) => {
+                assert!(
+                    case.text.contains(value.as_str()),
+                    "{}: value not in its text",
+                    case.rule
+                );
+                if got != [(case.rule, value.as_str())] {
+                    failures.push(format!(
+                        "{}: want only {value:?}\n  in {:?}\n  got {got:?}",
+                        case.rule, case.text
+                    ));
+                }
+            }
+            Expect::Miss => {
+                if got.iter().any(|(rule, _)| *rule == case.rule) {
+                    failures.push(format!(
+                        "{}: near miss reported\n  in {:?}\n  got {got:?}",
+                        case.rule, case.text
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -1,9 +1,6 @@
 -- The control plane's verdict on each accepted request (schema, version, mode, outcome,
 -- errors), shown in its manifest; and the idempotency keys of submissions.
-CREATE TABLE task_validation (
-    task_id  TEXT PRIMARY KEY REFERENCES tasks (id),
-    report   TEXT NOT NULL
-);
+ALTER TABLE tasks ADD COLUMN validation TEXT;
 
 CREATE TABLE idempotency_keys (
     idempotency_key  TEXT PRIMARY KEY,

@@ -396,7 +396,8 @@ impl Worker {
         }
         self.flush(attempt, 0, true);
         self.flush(attempt, 1, true);
-        if let Some(live) = self.live.remove(&attempt) {
+        // The run was recorded with no decisions when it opened; only a count changes it.
+        if let Some(live) = self.live.remove(&attempt).filter(|l| l.decisions > 0) {
             record(
                 &self.writer,
                 &live.open.task,

@@ -136,11 +136,11 @@ impl Store {
     /// Inserts a new queued task; fails with [`StoreError::Duplicate`] if the id exists.
     pub async fn insert_task(&self, row: &TaskRow) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
-        insert_task_in(&mut conn, row).await
+        insert_task_in(&mut conn, row, None).await
     }
 
-    /// Inserts a new queued task with its validation report and idempotency key, in one
-    /// transaction. A key already used fails with [`StoreError::Idempotent`] naming the
+    /// Inserts a new queued task with its validation report and, in the same
+    /// transaction, its idempotency key. A key already used fails with [`StoreError::Idempotent`] naming the
     /// task that has it, and nothing is stored.
     pub async fn insert_submission(
         &self,
@@ -148,39 +148,34 @@ impl Store {
         validation: &str,
         idempotency_key: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(key) = idempotency_key {
-            if let Some(first) = self.task_by_idempotency_key(key).await? {
-                return Err(StoreError::Idempotent(first));
-            }
+        let Some(key) = idempotency_key else {
+            // The common case: one statement, committed on its own.
+            let mut conn = self.pool.acquire().await?;
+            return insert_task_in(&mut conn, row, Some(validation)).await;
+        };
+        if let Some(first) = self.task_by_idempotency_key(key).await? {
+            return Err(StoreError::Idempotent(first));
         }
-        insert_task_in(&mut tx, row).await?;
-        sqlx::query("INSERT INTO task_validation (task_id, report) VALUES (?, ?)")
-            .bind(row.id.as_str())
-            .bind(validation)
-            .execute(&mut *tx)
-            .await?;
-        if let Some(key) = idempotency_key {
-            let inserted = sqlx::query(
-                "INSERT INTO idempotency_keys (idempotency_key, task_id) VALUES (?, ?)",
-            )
-            .bind(key)
-            .bind(row.id.as_str())
-            .execute(&mut *tx)
-            .await;
-            match inserted {
-                Ok(_) => {}
-                // Another submission with the key committed first: it wins.
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                    drop(tx);
-                    let first = self.task_by_idempotency_key(key).await?;
-                    return Err(first.map_or(
-                        StoreError::Duplicate(row.id.clone()),
-                        StoreError::Idempotent,
-                    ));
-                }
-                Err(e) => return Err(e.into()),
+        let mut tx = self.pool.begin().await?;
+        insert_task_in(&mut tx, row, Some(validation)).await?;
+        let inserted =
+            sqlx::query("INSERT INTO idempotency_keys (idempotency_key, task_id) VALUES (?, ?)")
+                .bind(key)
+                .bind(row.id.as_str())
+                .execute(&mut *tx)
+                .await;
+        match inserted {
+            Ok(_) => {}
+            // Another submission with the key committed first: it wins.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                drop(tx);
+                let first = self.task_by_idempotency_key(key).await?;
+                return Err(first.map_or(
+                    StoreError::Duplicate(row.id.clone()),
+                    StoreError::Idempotent,
+                ));
             }
+            Err(e) => return Err(e.into()),
         }
         tx.commit().await?;
         Ok(())
@@ -203,23 +198,24 @@ impl Store {
 
     /// The validation report stored with a task, as JSON text.
     pub async fn validation_of(&self, task: &TaskId) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT report FROM task_validation WHERE task_id = ?")
+        let row = sqlx::query("SELECT validation FROM tasks WHERE id = ?")
             .bind(task.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|r| r.try_get(0)).transpose()?)
+        Ok(row.and_then(|r| r.try_get(0).transpose()).transpose()?)
     }
 }
 
 async fn insert_task_in(
     conn: &mut sqlx::SqliteConnection,
     row: &TaskRow,
+    validation: Option<&str>,
 ) -> Result<(), StoreError> {
     {
         let result = sqlx::query(
             "INSERT INTO tasks (id, handle, run_id, request, state, attempts, max_attempts, \
-             instance, exit_code, signal, reason, created_ms, updated_ms, finished_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             instance, exit_code, signal, reason, created_ms, updated_ms, finished_ms, \
+             validation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(row.id.as_str())
         .bind(row.handle.as_str())
@@ -235,6 +231,7 @@ async fn insert_task_in(
         .bind(row.created_ms)
         .bind(row.updated_ms)
         .bind(row.finished_ms)
+        .bind(validation)
         .execute(&mut *conn)
         .await;
         match result {

@@ -573,6 +573,9 @@ fn cases() -> Vec<Case> {
         "0532 481 27 09",
     ));
     c.push(miss("phone-mobile", "mobile 0432 481 27 09"));
+    c.push(hit("phone-mobile", "call 138 0013 8000", "138 0013 8000"));
+    // A bare run of digits is a size, not a phone number.
+    c.push(miss("phone-mobile", "size: 15728640000 bytes"));
     c.push(hit(
         "phone-national",
         "call (415) 555-0132",

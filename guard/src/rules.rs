@@ -753,7 +753,9 @@ pub(crate) fn all() -> Vec<Rule> {
         "phone-mobile",
         "phone",
         &[],
-        r"(?:^|[^\w\-.:/+])(0[ \-]?\(?[59]\d{2}\)?[ \-]?\d{3}[ \-]?\d{2}[ \-]?\d{2}|1[3-9]\d{9})(?:$|[^\w\-.:/])",
+        // A bare run of digits is far more often a size or a count than a phone number: a
+        // Chinese mobile number counts only when written in groups (`138 1234 5678`).
+        r"(?:^|[^\w\-.:/+])(0[ \-]?\(?[59]\d{2}\)?[ \-]?\d{3}[ \-]?\d{2}[ \-]?\d{2}|1[3-9]\d[ \-]\d{4}[ \-]\d{4})(?:$|[^\w\-.:/])",
         Some(phone),
     ));
     rules.push(rule(

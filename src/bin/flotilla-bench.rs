@@ -11,8 +11,8 @@
 //!   adds to a 4 KiB frame: the guard's latency outside hold-back.
 //!
 //! * `validate [N]`: the control plane. The cost of checking one typical RunRequest v2
-//!   (parse, schema, typed), median over 20,000; then N (default 2,000) `POST /v1/tasks`
-//!   from 4 threads with validation enforced and off, alternating twice, on one server
+//!   (parse, schema, typed), median over 20,000; then N (default 6,000) `POST /v1/tasks`
+//!   per phase from 4 threads, validation enforced and off in ABBA order twice, on one server
 //!   with no agents (tasks stay queued): the throughput ratio is the overhead.
 //!
 //! Run with `cargo run --release --bin flotilla-bench -- SCENARIO`; the harness builds the
@@ -46,7 +46,7 @@ fn main() -> anyhow::Result<()> {
         "exec" => exec(&exe, param(2000)?)?,
         "stream" => stream(&exe, param(200)?)?,
         "guard" => guard(param(100)?)?,
-        "validate" => validate(&exe, param(2000)?)?,
+        "validate" => validate(&exe, param(6000)?)?,
         other => bail!(
             "unknown scenario {other:?}; use exec [N], stream [MB], guard [MB] or validate [N]"
         ),
@@ -379,9 +379,13 @@ fn validate(exe: &PathBuf, n: u64) -> anyhow::Result<Value> {
     rate("enforce")?; // warm-up
     let mut on = Vec::new();
     let mut off = Vec::new();
+    // ABBA order, twice: the table grows through the run, so neither mode is favoured
+    // by its place.
     for _ in 0..2 {
         on.push(rate("enforce")?);
         off.push(rate("off")?);
+        off.push(rate("off")?);
+        on.push(rate("enforce")?);
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let (on, off) = (mean(&on), mean(&off));

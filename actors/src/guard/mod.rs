@@ -442,6 +442,14 @@ impl Guard {
         &self.inner.workers[(h % self.inner.workers.len() as u64) as usize]
     }
 
+    /// Hands a job to the handle's worker. A worker that is gone stores nothing (nothing
+    /// unguarded reaches the log); its agents stall on unacknowledged chunks.
+    fn send(&self, handle: &HandleId, job: Job) {
+        if self.worker_for(handle).send(job).is_err() {
+            tracing::error!(handle = %handle, "guard worker gone; output of this handle is not stored");
+        }
+    }
+
     /// An attempt was assigned: its streams are guarded from now on.
     pub fn open(&self, a: &Assignment) {
         let mode = self.settings().effective(a.guard.level);
@@ -471,7 +479,7 @@ impl Guard {
             fail_on_block,
         };
         let overrides = open.allow.ids();
-        let _ = self.worker_for(&a.handle).send(Job::Open(Box::new(open)));
+        self.send(&a.handle, Job::Open(Box::new(open)));
         // Recorded with the attempt, so its manifest names the evidence it ran under.
         record(
             &self.inner.writer,
@@ -511,12 +519,15 @@ impl Guard {
         data: Vec<u8>,
         ack: AckTo,
     ) {
-        let _ = self.worker_for(handle).send(Job::Chunk {
-            attempt,
-            kind,
-            data,
-            ack,
-        });
+        self.send(
+            handle,
+            Job::Chunk {
+                attempt,
+                kind,
+                data,
+                ack,
+            },
+        );
     }
 
     /// The attempt ended (or its connection did): releases what is held, records the

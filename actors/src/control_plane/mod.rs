@@ -217,6 +217,13 @@ pub struct ControlPlane {
     state: Arc<Mutex<State>>,
 }
 
+/// What checking a document in its schema's mode found.
+struct Verdict {
+    mode: ValidationMode,
+    errors: Vec<FieldError>,
+    rollback: Option<String>,
+}
+
 /// A request that passed (or, in shadow, was let through).
 #[derive(Debug, Clone)]
 pub struct Accepted {
@@ -344,32 +351,17 @@ impl ControlPlane {
         let entry = self.run_request_version(&doc)?;
         let (id, version) = (entry.id.clone(), entry.version.clone());
         let v1 = version.starts_with("1.");
-        let (mode, rollback) = {
-            let st = self.state();
-            let s = &st.schemas[&id];
-            (s.mode, s.rolled_back_by.clone())
-        };
-        let errors = match mode {
-            ValidationMode::Off => Vec::new(),
-            _ => field_errors(&entry.validator, Some(&entry.document), &doc),
-        };
-        let now = now_ms();
-        if mode == ValidationMode::Enforce {
-            self.record_window(&id, !errors.is_empty(), now);
-            if !errors.is_empty() {
-                self.count(&id, mode, "rejected");
-                return Err(Rejection::Invalid {
-                    schema: id,
-                    version,
-                    errors,
-                });
-            }
-        }
-        if !errors.is_empty() {
-            let mut st = self.state();
-            st.drift.record(&id, &version, &errors, &doc, now);
-            st.dirty = true;
-        }
+        let Verdict {
+            mode,
+            errors,
+            rollback,
+        } = self
+            .apply_mode(entry, &doc)
+            .map_err(|errors| Rejection::Invalid {
+                schema: id.clone(),
+                version: version.clone(),
+                errors,
+            })?;
         let parsed = if v1 {
             serde_json::from_value::<RunRequestV1>(doc.clone()).map(RunRequest::from)
         } else {
@@ -440,6 +432,61 @@ impl ControlPlane {
         self.registry
             .get(id, Some(version))
             .map_err(|e| refuse(e.to_string()))
+    }
+
+    /// Checks `doc` against `entry` in the mode of its schema: `Err` with the violations
+    /// when it is enforced and violated (counted in its rollback window); otherwise the
+    /// verdict, violations recorded as drift.
+    fn apply_mode(&self, entry: &registry::Entry, doc: &Value) -> Result<Verdict, Vec<FieldError>> {
+        let id = entry.id.as_str();
+        let (mode, rollback) = {
+            let st = self.state();
+            st.schemas
+                .get(id)
+                .map_or((ValidationMode::Enforce, None), |s| {
+                    (s.mode, s.rolled_back_by.clone())
+                })
+        };
+        let errors = match mode {
+            ValidationMode::Off => Vec::new(),
+            _ => field_errors(&entry.validator, Some(&entry.document), doc),
+        };
+        let now = now_ms();
+        if mode == ValidationMode::Enforce {
+            self.record_window(id, !errors.is_empty(), now);
+            if !errors.is_empty() {
+                self.count(id, mode, "rejected");
+                return Err(errors);
+            }
+        }
+        if !errors.is_empty() {
+            let mut st = self.state();
+            st.drift.record(id, &entry.version, &errors, doc, now);
+            st.dirty = true;
+        }
+        Ok(Verdict {
+            mode,
+            errors,
+            rollback,
+        })
+    }
+
+    /// Checks a message of schema `id/x.y.z` in that schema's mode (the agent protocol):
+    /// `Err` with the violations only when the schema is enforced.
+    pub fn inspect(&self, id_version: &str, doc: &Value) -> Result<(), Vec<FieldError>> {
+        let (id, version) = id_version.split_once('/').unwrap_or((id_version, ""));
+        let Ok(entry) = self.registry.get(id, Some(version)) else {
+            tracing::error!(schema = id_version, "inspecting against an unknown schema");
+            return Ok(());
+        };
+        let verdict = self.apply_mode(entry, doc)?;
+        let outcome = match (verdict.mode, verdict.errors.is_empty()) {
+            (ValidationMode::Off, _) => "unchecked",
+            (_, true) => "accepted",
+            (_, false) => "accepted-with-violations",
+        };
+        self.count(id, verdict.mode, outcome);
+        Ok(())
     }
 
     /// Every violation of `doc` against the schema `id/x.y.z` (none for an unknown one:

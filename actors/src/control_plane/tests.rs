@@ -290,3 +290,28 @@ fn a_whole_number_written_as_a_float_is_an_integer() {
         "type",
     );
 }
+
+#[test]
+fn other_messages_are_inspected_in_their_schemas_mode() {
+    let cp = plane();
+    let schema = "flotilla.agent-message/1.0.0";
+    let good = serde_json::json!({"type": "heartbeat", "running": []});
+    let bad = serde_json::json!({"type": "heartbeat", "running": [], "mood": "ok"});
+    assert_eq!(cp.inspect(schema, &good), Ok(()));
+    let errors = cp.inspect(schema, &bad).unwrap_err();
+    assert_eq!(
+        (errors[0].pointer.as_str(), errors[0].rule.as_str()),
+        ("/mood", "additionalProperties")
+    );
+    cp.set_mode(
+        "flotilla.agent-message",
+        ValidationMode::Shadow,
+        "alice",
+        None,
+    )
+    .unwrap();
+    assert_eq!(cp.inspect(schema, &bad), Ok(()), "shadow lets it through");
+    let drift = cp.drift_report();
+    assert_eq!(drift["violations"][0]["schema"], "flotilla.agent-message");
+    assert_eq!(drift["violations"][0]["pointer"], "/mood");
+}

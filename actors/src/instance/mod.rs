@@ -19,6 +19,9 @@ use crate::engine::Engine;
 use crate::exec_handle::AckTo;
 use crate::protocol::{AgentMsg, AttemptKey, OutputChunk, ServerMsg, PROTOCOL_VERSION};
 
+/// The schema every agent message is checked against.
+pub const AGENT_MESSAGE_SCHEMA: &str = "flotilla.agent-message/1.0.0";
+
 /// How often agents heartbeat.
 pub const HEARTBEAT_MS: u64 = 2_000;
 /// Silence after which a connection is considered dead (three missed heartbeats).
@@ -29,6 +32,8 @@ pub const SILENCE_LIMIT_MS: u64 = 3 * HEARTBEAT_MS;
 pub enum SessionError {
     #[error("malformed message: {0}")]
     Malformed(String),
+    #[error("message does not match {AGENT_MESSAGE_SCHEMA}: {0}")]
+    Invalid(String),
     #[error("expected hello first")]
     NoHello,
     #[error("hello sent twice")]
@@ -75,10 +80,23 @@ impl InstanceSession {
         )
     }
 
-    /// Handles a control message; returns a direct reply to send, if any.
+    /// Handles a control message; returns a direct reply to send, if any. The message is
+    /// checked against its schema in that schema's validation mode first.
     pub async fn on_text(&mut self, text: &str) -> Result<Option<ServerMsg>, SessionError> {
-        let msg: AgentMsg =
+        let doc: serde_json::Value =
             serde_json::from_str(text).map_err(|e| SessionError::Malformed(e.to_string()))?;
+        self.engine
+            .control
+            .inspect(AGENT_MESSAGE_SCHEMA, &doc)
+            .map_err(|errors| {
+                let said: Vec<String> = errors
+                    .iter()
+                    .map(|e| format!("{} ({}): {}", e.pointer, e.rule, e.message))
+                    .collect();
+                SessionError::Invalid(said.join("; "))
+            })?;
+        let msg: AgentMsg =
+            serde_json::from_value(doc).map_err(|e| SessionError::Malformed(e.to_string()))?;
         match (msg, &self.registered) {
             (
                 AgentMsg::Hello {

@@ -1,13 +1,11 @@
 //! Control-plane routes: the schema registry, validation modes and the drift report.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use flotilla_actors::control_plane::{Lookup, ValidationMode};
 use serde::Deserialize;
 
 use super::error::ApiError;
-use super::guard::json_body;
-use super::{auth, State};
+use super::{admin_body, auth, State};
 
 #[derive(Deserialize)]
 pub struct VersionQuery {
@@ -67,24 +65,15 @@ pub async fn switch(
     payload: web::Payload,
     state: State,
 ) -> Result<HttpResponse, ApiError> {
-    let (engine, limits) = &**state;
-    auth::admin(&req, &engine.tokens)?;
-    let s: ModeSwitch = json_body(
-        engine,
+    // The schema holds `by` to a person's name: printable, not blank, 1 to 64 characters.
+    let s: ModeSwitch = admin_body(
+        &req,
+        &state,
         "flotilla.validation-mode-switch/1.0.0",
         payload,
-        limits.max_body_bytes,
     )
     .await?;
-    if !flotilla_actors::guard::approvals::is_person_name(&s.by) {
-        return Err(ApiError::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-field",
-            "/by",
-            "by",
-            "must name who switches (1 to 64 characters)",
-        ));
-    }
+    let (engine, _) = &**state;
     let modes = engine
         .control
         .set_mode(&s.schema, s.mode, &s.by, s.reason)

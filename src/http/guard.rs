@@ -4,59 +4,18 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use flotilla_actors::guard::approvals::{ApprovalError, ApprovalRequest};
 use flotilla_actors::guard::{GuardError, ModeChange};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 use super::error::ApiError;
-use super::tasks::read_body;
-use super::{auth, State};
+use super::{admin_body, auth, State};
 
 /// Who approves or revokes.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct By {
     by: String,
-}
-
-/// Reads an admin body: JSON, checked against `schema` (`id/x.y.z`, always enforced:
-/// operators get the same precise errors as clients), then typed.
-pub(super) async fn json_body<T: DeserializeOwned>(
-    engine: &flotilla_actors::engine::Engine,
-    schema: &str,
-    payload: web::Payload,
-    limit: usize,
-) -> Result<T, ApiError> {
-    let body = read_body(payload, limit).await?;
-    let mut doc: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::field(
-            StatusCode::BAD_REQUEST,
-            "malformed-json",
-            "",
-            "json",
-            e.to_string(),
-        )
-    })?;
-    flotilla_actors::control_plane::whole_numbers_as_integers(&mut doc);
-    let errors = engine.control.check(schema, &doc);
-    if !errors.is_empty() {
-        return Err(ApiError::BadRequest {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            code: "schema-violation",
-            detail: format!("the body does not match schema {schema}"),
-            errors,
-        });
-    }
-    serde_json::from_value(doc).map_err(|e| {
-        ApiError::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-field",
-            "",
-            "type",
-            e.to_string(),
-        )
-    })
 }
 
 fn refused(status: StatusCode, code: &'static str, detail: String) -> ApiError {
@@ -68,17 +27,22 @@ fn refused(status: StatusCode, code: &'static str, detail: String) -> ApiError {
     }
 }
 
+/// A 422 naming the top-level field a domain check refused.
+fn invalid_field(field: &'static str, message: String) -> ApiError {
+    ApiError::field(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-field",
+        format!("/{field}"),
+        field,
+        message,
+    )
+}
+
 fn approval_error(e: ApprovalError) -> ApiError {
     let detail = e.to_string();
     match e {
         ApprovalError::NotFound(_) => ApiError::NotFound(detail),
-        ApprovalError::Invalid { field, message } => ApiError::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-field",
-            format!("/{field}"),
-            field,
-            message,
-        ),
+        ApprovalError::Invalid { field, message } => invalid_field(field, message),
         ApprovalError::NoApprovers => refused(StatusCode::FORBIDDEN, "no-approvers", detail),
         ApprovalError::NotApprover { .. } => {
             refused(StatusCode::FORBIDDEN, "not-an-approver", detail)
@@ -106,15 +70,9 @@ pub async fn change(
     payload: web::Payload,
     state: State,
 ) -> Result<HttpResponse, ApiError> {
-    let (engine, limits) = &**state;
-    auth::admin(&req, &engine.tokens)?;
-    let change: ModeChange = json_body(
-        engine,
-        "flotilla.guard-mode-change/1.0.0",
-        payload,
-        limits.max_body_bytes,
-    )
-    .await?;
+    let change: ModeChange =
+        admin_body(&req, &state, "flotilla.guard-mode-change/1.0.0", payload).await?;
+    let (engine, _) = &**state;
     match engine.guard.change(change) {
         Ok(view) => Ok(HttpResponse::Ok().json(view)),
         Err(e @ GuardError::NoPolicyApproval { .. }) => Err(refused(
@@ -122,13 +80,7 @@ pub async fn change(
             "policy-approval-missing",
             e.to_string(),
         )),
-        Err(GuardError::Invalid { field, message }) => Err(ApiError::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-field",
-            format!("/{field}"),
-            field,
-            message,
-        )),
+        Err(GuardError::Invalid { field, message }) => Err(invalid_field(field, message)),
         Err(GuardError::Approval(e)) => Err(approval_error(e)),
     }
 }
@@ -146,15 +98,9 @@ pub async fn request(
     payload: web::Payload,
     state: State,
 ) -> Result<HttpResponse, ApiError> {
-    let (engine, limits) = &**state;
-    auth::admin(&req, &engine.tokens)?;
-    let body: ApprovalRequest = json_body(
-        engine,
-        "flotilla.approval-request/1.0.0",
-        payload,
-        limits.max_body_bytes,
-    )
-    .await?;
+    let body: ApprovalRequest =
+        admin_body(&req, &state, "flotilla.approval-request/1.0.0", payload).await?;
+    let (engine, _) = &**state;
     let a = engine
         .guard
         .request_approval(body)
@@ -191,16 +137,9 @@ async fn decide(
     state: State,
     approve: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let (engine, limits) = &**state;
-    auth::admin(&req, &engine.tokens)?;
+    let By { by } = admin_body(&req, &state, "flotilla.approval-decision/1.0.0", payload).await?;
+    let (engine, _) = &**state;
     let id = path.into_inner();
-    let By { by } = json_body(
-        engine,
-        "flotilla.approval-decision/1.0.0",
-        payload,
-        limits.max_body_bytes,
-    )
-    .await?;
     let a = match approve {
         true => engine.guard.approve(&id, &by),
         false => engine.guard.revoke(&id, &by),

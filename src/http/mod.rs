@@ -369,6 +369,49 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
+/// An admin route's JSON body: the admin token first, then the body checked against
+/// `schema` (`id/x.y.z`; always enforced, so operators get the same precise errors as
+/// clients), then typed.
+async fn admin_body<T: serde::de::DeserializeOwned>(
+    req: &actix_web::HttpRequest,
+    state: &State,
+    schema: &str,
+    payload: web::Payload,
+) -> Result<T, ApiError> {
+    use actix_web::http::StatusCode;
+    let (engine, limits) = &***state;
+    auth::admin(req, &engine.tokens)?;
+    let body = tasks::read_body(payload, limits.max_body_bytes).await?;
+    let mut doc: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+            "",
+            "json",
+            e.to_string(),
+        )
+    })?;
+    flotilla_actors::control_plane::whole_numbers_as_integers(&mut doc);
+    let errors = engine.control.check(schema, &doc);
+    if !errors.is_empty() {
+        return Err(ApiError::BadRequest {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "schema-violation",
+            detail: format!("the body does not match schema {schema}"),
+            errors,
+        });
+    }
+    T::deserialize(&doc).map_err(|e| {
+        ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-field",
+            "",
+            "type",
+            e.to_string(),
+        )
+    })
+}
+
 /// The query string as `T`, or a 400 problem naming what is wrong with it.
 fn query<T: serde::de::DeserializeOwned>(req: &actix_web::HttpRequest) -> Result<T, ApiError> {
     web::Query::<T>::from_query(req.query_string())

@@ -162,11 +162,7 @@ fn shadow_records_drift_and_enforcement_rolls_back_when_too_much_is_refused() {
         get(&app, "/admin/control-plane/drift").unwrap()["rollbacks"][0]["id"],
         rollback.as_str()
     );
-    let prom = ureq::get(&format!("{}/metrics", app.base))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
+    let prom = app.prometheus();
     assert!(
         prom.contains("flotilla_validation_rollbacks_total 1"),
         "{prom}"

@@ -234,11 +234,7 @@ fn enforcing_needs_a_recorded_approval_and_then_no_planted_secret_is_stored_or_s
         metrics["privacyEvents"]["total"].as_u64().unwrap() >= 9,
         "{metrics}"
     );
-    let prom = ureq::get(&format!("{}/metrics", app.base))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
+    let prom = app.prometheus();
     assert!(
         prom.contains("flotilla_guard_decisions_total{rule=\"github-pat\",kind=\"github-token\",action=\"redact\",mode=\"enforce\",applied=\"true\"} 1"),
         "{prom}"

@@ -141,6 +141,15 @@ impl App {
         std::mem::replace(&mut self.dir, dir)
     }
 
+    /// `GET /metrics`: the Prometheus text (no token needed).
+    pub fn prometheus(&self) -> String {
+        ureq::get(&format!("{}/metrics", self.base))
+            .call()
+            .expect("GET /metrics")
+            .into_string()
+            .expect("metrics text")
+    }
+
     /// The server's log, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()

@@ -363,9 +363,9 @@ impl ControlPlane {
                 errors,
             })?;
         let parsed = if v1 {
-            serde_json::from_value::<RunRequestV1>(doc.clone()).map(RunRequest::from)
+            RunRequestV1::deserialize(&doc).map(RunRequest::from)
         } else {
-            serde_json::from_value::<RunRequest>(doc.clone())
+            RunRequest::deserialize(&doc)
         };
         let request = parsed.map_err(|e| {
             // Shadow or off let it past the schema, but it cannot be read: refused anyway,

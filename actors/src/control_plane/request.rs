@@ -200,11 +200,15 @@ impl From<RunRequestV1> for RunRequest {
 impl RunRequest {
     /// A request as the store holds it: v2, or v1 from before v2 existed.
     pub fn from_stored(text: &str) -> Result<Self, serde_json::Error> {
-        let doc: serde_json::Value = serde_json::from_str(text)?;
+        Self::from_document(&serde_json::from_str(text)?)
+    }
+
+    /// A stored request already parsed as JSON: v2 if it names a schema, else v1.
+    pub fn from_document(doc: &serde_json::Value) -> Result<Self, serde_json::Error> {
         if doc.get("schema").is_some() {
-            serde_json::from_value(doc)
+            Self::deserialize(doc)
         } else {
-            serde_json::from_value::<RunRequestV1>(doc).map(Self::from)
+            RunRequestV1::deserialize(doc).map(Self::from)
         }
     }
 

@@ -41,6 +41,7 @@ use crate::exec_handle::{AckTo, FrameLog};
 use crate::manifest::write_atomic;
 use crate::protocol::{Assignment, AttemptKey, StreamKind};
 use crate::store::writer::{StoreWriter, Then, Write};
+use crate::store::GuardRunRow;
 use approvals::{Approval, ApprovalError, ApprovalRequest, Approvers, Registry};
 use worker::{Job, OpenAttempt};
 
@@ -452,8 +453,10 @@ impl Guard {
 
     /// An attempt was assigned: its streams are guarded from now on.
     pub fn open(&self, a: &Assignment) {
-        let mode = self.settings().effective(a.guard.level);
-        let fail_on_block = self.settings().fail_on_block;
+        let (mode, fail_on_block) = {
+            let s = self.settings();
+            (s.effective(a.guard.level), s.fail_on_block)
+        };
         let now = now_ms();
         let (allow, policy_approval) = {
             let reg = self.registry();
@@ -486,11 +489,14 @@ impl Guard {
             &a.task,
             vec![Write::GuardRun {
                 task: a.task.clone(),
-                attempt_no: a.attempt_no,
-                mode: mode.as_str(),
-                level: a.guard.level.as_str(),
-                policy_approval: (mode == Mode::Enforce).then_some(policy_approval).flatten(),
-                overrides,
+                run: GuardRunRow {
+                    attempt_no: a.attempt_no,
+                    mode: mode.as_str().to_owned(),
+                    level: a.guard.level.as_str().to_owned(),
+                    policy_approval: (mode == Mode::Enforce).then_some(policy_approval).flatten(),
+                    overrides,
+                    decisions: 0,
+                },
             }],
         );
     }
@@ -559,7 +565,7 @@ pub fn shown_request(stored: &str) -> serde_json::Value {
     let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(stored) else {
         return serde_json::Value::Null;
     };
-    let parsed = crate::control_plane::RunRequest::from_stored(stored).ok();
+    let parsed = crate::control_plane::RunRequest::from_document(&doc).ok();
     fn walk(v: &mut serde_json::Value, f: &dyn Fn(&str) -> Option<String>) {
         match v {
             serde_json::Value::String(s) => {

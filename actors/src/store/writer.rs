@@ -43,14 +43,7 @@ pub enum Write {
         now_ms: i64,
     },
     /// The guard opened an attempt's streams.
-    GuardRun {
-        task: TaskId,
-        attempt_no: u32,
-        mode: &'static str,
-        level: &'static str,
-        policy_approval: Option<String>,
-        overrides: Vec<String>,
-    },
+    GuardRun { task: TaskId, run: GuardRunRow },
     GuardDecisions {
         task: TaskId,
         rows: Vec<DecisionRow>,
@@ -162,24 +155,7 @@ async fn commit(store: &Store, batch: &[Vec<Write>]) -> Result<(), StoreError> {
                     update,
                     now_ms,
                 } => update_task_in(&mut tx, task, update, *now_ms).await?,
-                Write::GuardRun {
-                    task,
-                    attempt_no,
-                    mode,
-                    level,
-                    policy_approval,
-                    overrides,
-                } => {
-                    let run = GuardRunRow {
-                        attempt_no: *attempt_no,
-                        mode: (*mode).to_owned(),
-                        level: (*level).to_owned(),
-                        policy_approval: policy_approval.clone(),
-                        overrides: overrides.clone(),
-                        decisions: 0,
-                    };
-                    upsert_guard_run_in(&mut tx, task, &run).await?
-                }
+                Write::GuardRun { task, run } => upsert_guard_run_in(&mut tx, task, run).await?,
                 Write::GuardDecisions { task, rows } => {
                     insert_decisions_in(&mut tx, task, rows).await?
                 }

@@ -69,3 +69,103 @@ async fn tasks_and_attempts_survive_reopening_the_file() {
         .unwrap()
         .is_empty());
 }
+
+/// A change the store refuses must not be followed by what follows a commit: no status
+/// frame seals its handle. The rest of its batch is still recorded and sealed.
+#[tokio::test]
+async fn the_writer_seals_only_what_it_committed() {
+    use crate::exec_handle::{Append, FrameLog};
+    use crate::manifest::ManifestWriter;
+    use crate::protocol::StreamKind;
+    use writer::{StoreWriter, Then, Write};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("state.db")).await.unwrap();
+    let log = FrameLog::open(&dir.path().join("frames")).unwrap();
+    let manifests = ManifestWriter::start(
+        store.clone(),
+        dir.path().join("artifacts"),
+        crate::domain::Scope::default(),
+    );
+    let writer = StoreWriter::start(store.clone(), log.clone(), manifests);
+    let real = row("t-real");
+    store.insert_task(&real).await.unwrap();
+    // No task row: the foreign key refuses this attempt.
+    let ghost = row("t-ghost");
+    let seal = |r: &TaskRow| Append {
+        handle: r.handle.clone(),
+        attempt: 1,
+        kind: StreamKind::Status,
+        data: b"{}".to_vec(),
+        ack: None,
+    };
+    for r in [&real, &ghost] {
+        log.create_handle(&r.handle);
+    }
+    writer.send(
+        vec![Write::UpdateTask {
+            task: real.id.clone(),
+            update: TaskUpdate {
+                state: TaskState::Succeeded,
+                exit_code: Some(0),
+                signal: None,
+                reason: None,
+            },
+            now_ms: 2,
+        }],
+        Then {
+            seal: Some(seal(&real)),
+            ..Then::default()
+        },
+    );
+    let (replied_tx, replied) = tokio::sync::oneshot::channel::<()>();
+    writer.send(
+        vec![Write::StartAttempt {
+            key: 1,
+            task: ghost.id.clone(),
+            attempt_no: 1,
+            instance: InstanceId::parse("local-1").unwrap(),
+            now_ms: 2,
+        }],
+        Then {
+            seal: Some(seal(&ghost)),
+            after: Some(Box::new(move || {
+                let _ = replied_tx.send(());
+            })),
+            ..Then::default()
+        },
+    );
+    // A marker queued behind both: once it is durable, so is anything sealed before it.
+    let (done_tx, done) = tokio::sync::oneshot::channel::<()>();
+    let marker = row("t-marker");
+    log.create_handle(&marker.handle);
+    writer.send(
+        Vec::new(),
+        Then {
+            seal: Some(seal(&marker)),
+            after: Some(Box::new(move || {
+                let _ = done_tx.send(());
+            })),
+            ..Then::default()
+        },
+    );
+    done.await.unwrap();
+    assert!(
+        replied.await.is_err(),
+        "the refused change's reply is dropped"
+    );
+    let mut marked = log.handle(&marker.handle).unwrap().subscribe();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        marked.wait_for(|w| w.sealed),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(log.handle(&real.handle).unwrap().watermark().sealed);
+    assert!(!log.handle(&ghost.handle).unwrap().watermark().sealed);
+    assert_eq!(
+        store.get_task(&real.id).await.unwrap().unwrap().state,
+        TaskState::Succeeded
+    );
+}

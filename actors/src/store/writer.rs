@@ -107,16 +107,24 @@ async fn run(
                 Err(_) => break,
             }
         }
+        let mut committed = vec![true; writes.len()];
         if let Err(e) = commit(&store, &writes).await {
             tracing::error!(error = %e, changes = writes.len(), "store batch failed; retrying one by one");
-            for item in &writes {
+            for (item, ok) in writes.iter().zip(committed.iter_mut()) {
                 if let Err(e) = commit(&store, std::slice::from_ref(item)).await {
-                    tracing::error!(error = %e, writes = ?item, "change not recorded");
+                    tracing::error!(error = %e, writes = ?item, "change not recorded; what follows it is skipped");
+                    *ok = false;
                 }
             }
         }
         writes.clear();
-        for then in thens.drain(..) {
+        for (then, ok) in thens.drain(..).zip(committed) {
+            if !ok {
+                // Nothing that must follow a commit may happen without it: no status
+                // frame seals a handle whose final state the store lacks, and no client
+                // hears of a change that was not recorded (its reply is dropped).
+                continue;
+            }
             if let Some(append) = then.seal {
                 if let Err(e) = log.append(append).await {
                     tracing::error!(error = %e, "could not seal a handle");
@@ -133,6 +141,9 @@ async fn run(
 }
 
 async fn commit(store: &Store, batch: &[Vec<Write>]) -> Result<(), StoreError> {
+    if batch.iter().all(Vec::is_empty) {
+        return Ok(()); // only follow-ups ordered behind earlier changes
+    }
     let mut tx = store.pool.begin().await?;
     for writes in batch {
         for w in writes {

@@ -293,7 +293,7 @@ impl Dispatcher {
                 .get(&attempt)
                 .and_then(|a| self.instances.get(&a.instance))
             {
-                let _ = inst.session.send(ServerMsg::Cancel { attempt });
+                send_in_order(&self.writer, &inst.session, ServerMsg::Cancel { attempt });
             }
             tracing::info!(task = %task, attempt, "cancel sent to the agent");
             let _ = m.reply.send(Ok(CancelOutcome::Cancelling));
@@ -434,7 +434,7 @@ impl Dispatcher {
         live.failure.get_or_insert(reason);
         live.cancel_requested = true;
         if let Some(inst) = self.instances.get(&a.instance) {
-            let _ = inst.session.send(ServerMsg::Cancel { attempt });
+            send_in_order(&self.writer, &inst.session, ServerMsg::Cancel { attempt });
         }
     }
 
@@ -604,19 +604,6 @@ impl Dispatcher {
         let key = self.next_key;
         self.next_key += 1;
         let attempt_no = live.row.attempts + 1;
-        self.writer.send(
-            vec![Write::StartAttempt {
-                key,
-                task: task.clone(),
-                attempt_no,
-                instance: instance.clone(),
-                now_ms: now_ms(),
-            }],
-            Then {
-                touch: Some(task.clone()),
-                ..Then::default()
-            },
-        );
         live.row.attempts = attempt_no;
         live.row.state = TaskState::Running;
         live.row.instance = Some(instance.clone());
@@ -647,10 +634,29 @@ impl Dispatcher {
                 instance: instance.clone(),
             },
         );
-        if let Some(inst) = self.instances.get_mut(&instance) {
-            inst.running.insert(key);
-            let _ = inst.session.send(ServerMsg::Assign(assignment));
-        }
+        let Some(inst) = self.instances.get_mut(&instance) else {
+            return;
+        };
+        inst.running.insert(key);
+        // The attempt is on record before the agent hears of it: every execution that
+        // happens is a recorded attempt, even if the server dies a moment later.
+        let session = inst.session.clone();
+        self.writer.send(
+            vec![Write::StartAttempt {
+                key,
+                task: task.clone(),
+                attempt_no,
+                instance: instance.clone(),
+                now_ms: now_ms(),
+            }],
+            Then {
+                touch: Some(task.clone()),
+                after: Some(Box::new(move || {
+                    let _ = session.send(ServerMsg::Assign(assignment));
+                })),
+                ..Then::default()
+            },
+        );
         tracing::info!(task = %task, attempt = attempt_no, instance = %instance, "task dispatched");
     }
 
@@ -707,6 +713,22 @@ impl Dispatcher {
         views.sort_by(|a, b| a.id.cmp(&b.id));
         views
     }
+}
+
+/// Sends `msg` to an agent once every change queued before it is committed. Assignments
+/// go out only after their attempt is recorded, so a cancel sent straight away could
+/// overtake the assignment it cancels; queued behind it on the writer, it cannot.
+fn send_in_order(writer: &StoreWriter, session: &mpsc::UnboundedSender<ServerMsg>, msg: ServerMsg) {
+    let session = session.clone();
+    writer.send(
+        Vec::new(),
+        Then {
+            after: Some(Box::new(move || {
+                let _ = session.send(msg);
+            })),
+            ..Then::default()
+        },
+    );
 }
 
 /// The frame that ends a task's handle.

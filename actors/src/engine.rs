@@ -25,6 +25,7 @@ use crate::exec_handle::{FrameLog, FrameLogError};
 use crate::guard::{Guard, GuardError, GuardSettings};
 use crate::manifest::ManifestWriter;
 use crate::queue::{cap_set, unsatisfiable_reason};
+use crate::state_lock::{LockError, StateLock};
 use crate::store::writer::StoreWriter;
 use crate::store::{Store, StoreError, TaskRow};
 
@@ -69,6 +70,8 @@ pub enum EngineError {
     Schema(#[from] SchemaError),
     #[error("guard: {0}")]
     Guard(#[from] GuardError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
 }
 
 /// The dispatcher has stopped (the server is shutting down).
@@ -96,6 +99,8 @@ pub struct Engine {
     pub config: Arc<EngineConfig>,
     pub guard: Guard,
     offers: Offers,
+    /// One server per state dir, for as long as any clone of the engine lives.
+    _lock: Arc<StateLock>,
 }
 
 impl Engine {
@@ -107,6 +112,8 @@ impl Engine {
                 source,
             })?;
         }
+        // Before anything is read: a second server must not recover what the first runs.
+        let lock = StateLock::acquire(&config.state_dir)?;
         let (tokens, admin_token_created) =
             Tokens::load_or_create(&config.state_dir, config.admin_token.clone())?;
         let store = Store::open(&config.state_dir.join("flotilla.db")).await?;
@@ -166,6 +173,7 @@ impl Engine {
             config: Arc::new(config),
             guard,
             offers,
+            _lock: Arc::new(lock),
         };
         Ok((
             engine,

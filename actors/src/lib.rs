@@ -14,6 +14,7 @@ pub mod instance;
 pub mod manifest;
 pub mod protocol;
 pub mod queue;
+pub mod state_lock;
 pub mod store;
 pub mod subscriber;
 pub mod supervisor;

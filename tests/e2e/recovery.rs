@@ -78,3 +78,35 @@ fn an_accepted_task_survives_a_crash_of_the_server() {
     assert_eq!(done["exitCode"], 0);
     assert_eq!(done["attempts"], 1);
 }
+
+#[test]
+fn a_second_server_on_the_same_state_dir_names_the_holder_and_exits() {
+    let app = App::start(1);
+    let reply = app.submit(json!({ "argv": ["sleep", "3"] }));
+    let id = reply["id"].as_str().unwrap().to_owned();
+    app.wait_state(&id, "running", Duration::from_secs(20));
+
+    let second = std::process::Command::new(crate::support::flotilla_exe())
+        .args(["serve", "--bind", "127.0.0.1:0", "--local-instances", "1"])
+        .arg("--state-dir")
+        .arg(app.state_dir())
+        .arg("--artifacts-dir")
+        .arg(app.artifacts())
+        .env("FLOTILLA_TOKEN", crate::support::TOKEN)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run a second server");
+    assert!(!second.status.success(), "the second server must fail");
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        said.contains(&format!("pid {}", app.pid())),
+        "names the holder: {said}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&second.stdout).contains("listening"),
+        "never binds"
+    );
+    // The first server's work is untouched: nothing was recovered behind its back.
+    let done = app.wait_state(&id, "succeeded", Duration::from_secs(20));
+    assert_eq!(done["attempts"], 1);
+}

@@ -84,6 +84,11 @@ impl App {
         app
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).expect("server running")
+    }
+
     pub fn artifacts(&self) -> PathBuf {
         self.dir.path().join("artifacts")
     }

@@ -6,7 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use flotilla_actors::engine::{Engine, EngineConfig};
-use flotilla_actors::supervisor::{LocalAgents, LocalSupervisor};
+use flotilla_actors::files::write_atomic;
+use flotilla_actors::supervisor::{server_file, LocalAgents, LocalSupervisor};
 
 use crate::config::ServeConfig;
 use crate::http::{self, Limits};
@@ -20,6 +21,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         scope: config.scope.clone(),
         guard: config.guard.clone(),
         control_plane: config.control_plane.clone(),
+        fleet: config.fleet,
     })
     .await
     .context("starting the engine")?;
@@ -70,23 +72,35 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .first()
         .copied()
         .context("the server bound no address")?;
+    // Local agents, including those still running from before a crash, read where the
+    // server is from here before each connection.
+    let url_file = server_file(&config.state_dir);
+    write_atomic(
+        &url_file,
+        format!("http://{}\n", reachable(addr)).as_bytes(),
+    )
+    .with_context(|| format!("writing {}", url_file.display()))?;
     println!("flotilla listening on http://{addr}");
     let _ = std::io::stdout().flush();
     let supervisor = (config.local_instances > 0)
         .then(|| -> anyhow::Result<LocalSupervisor> {
-            Ok(LocalSupervisor::start(LocalAgents {
-                exe: std::env::current_exe().context("locating the flotilla executable")?,
-                count: config.local_instances,
-                server_url: format!("http://{}", reachable(addr)),
-                agent_token: engine.tokens.mint_agent(),
-                capabilities: config.local_capabilities.clone(),
-                slots: config.local_slots,
-            }))
+            Ok(LocalSupervisor::start(
+                LocalAgents {
+                    exe: std::env::current_exe().context("locating the flotilla executable")?,
+                    count: config.local_instances,
+                    state_dir: config.state_dir.clone(),
+                    agent_token: engine.tokens.mint_agent(),
+                    capabilities: config.local_capabilities.clone(),
+                    slots: config.local_slots,
+                    fleet: config.fleet,
+                },
+                engine.suspects.clone(),
+            ))
         })
         .transpose()?;
     server.run().await.context("running the HTTP server")?;
     if let Some(s) = supervisor {
-        s.stop();
+        s.stop().await;
     }
     Ok(())
 }

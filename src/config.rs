@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use flotilla_actors::control_plane::{ControlPlaneConfig, RollbackPolicy, ValidationMode};
 use flotilla_actors::domain::{Capability, Scope};
+use flotilla_actors::fleet::FleetSettings;
 use flotilla_actors::guard::approvals::Approvers;
 use flotilla_actors::guard::{GuardSettings, Level, Mode, Phase};
 use serde::Deserialize;
@@ -48,6 +49,44 @@ pub struct FileConfig {
     pub guard: Option<GuardFile>,
     /// Request validation: modes per schema and when enforcement rolls back.
     pub control_plane: Option<ControlPlaneFile>,
+    /// Heartbeats, leases, re-attach after a restart, local restart limits.
+    pub fleet: Option<FleetFile>,
+}
+
+/// `[fleet]` in flotilla.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FleetFile {
+    /// How often agents heartbeat (default 1000).
+    pub heartbeat_ms: Option<u64>,
+    /// Silence after which an instance is suspect and its attempts are rescheduled
+    /// (default 3000; at least twice heartbeat-ms).
+    pub lease_timeout_ms: Option<u64>,
+    /// After a restart, how long running attempts wait for their agent to re-attach;
+    /// also how long an agent without a server keeps its attempts (default 30000).
+    pub reattach_grace_ms: Option<u64>,
+    /// Restarts of one local agent allowed within restart-window-seconds before it is
+    /// marked failed (default 5).
+    pub restart_limit: Option<u32>,
+    /// The window of restart-limit, in seconds (default 60).
+    pub restart_window_seconds: Option<u64>,
+}
+
+impl FleetFile {
+    fn settings(self) -> Result<FleetSettings, ConfigError> {
+        let d = FleetSettings::default();
+        let s = FleetSettings {
+            heartbeat_ms: self.heartbeat_ms.unwrap_or(d.heartbeat_ms),
+            lease_timeout_ms: self.lease_timeout_ms.unwrap_or(d.lease_timeout_ms),
+            reattach_grace_ms: self.reattach_grace_ms.unwrap_or(d.reattach_grace_ms),
+            restart_limit: self.restart_limit.unwrap_or(d.restart_limit),
+            restart_window_ms: self
+                .restart_window_seconds
+                .map_or(d.restart_window_ms, |s| s.saturating_mul(1000)),
+        };
+        s.check().map_err(ConfigError::Fleet)?;
+        Ok(s)
+    }
 }
 
 /// `[control-plane]` in flotilla.toml.
@@ -172,6 +211,7 @@ pub struct ServeConfig {
     pub scope: Scope,
     pub guard: GuardSettings,
     pub control_plane: ControlPlaneConfig,
+    pub fleet: FleetSettings,
 }
 
 /// Why the configuration is unusable.
@@ -204,6 +244,8 @@ pub enum ConfigError {
     Guard(String),
     #[error("{0}")]
     ControlPlane(String),
+    #[error("{0}")]
+    Fleet(String),
     #[error("scope {0:?}: {1}")]
     Scope(String, flotilla_actors::domain::IdError),
 }
@@ -271,6 +313,7 @@ impl ServeConfig {
             },
             guard: file.guard.unwrap_or_default().settings()?,
             control_plane: file.control_plane.unwrap_or_default().config()?,
+            fleet: file.fleet.unwrap_or_default().settings()?,
         };
         config.validate()?;
         Ok(config)
@@ -382,5 +425,36 @@ mod tests {
         assert!(err.to_string().contains("guard.levels"), "{err}");
         let err = resolve("[guard]\nmode = \"strict\"\n").unwrap_err();
         assert!(err.to_string().contains("guard.mode"), "{err}");
+    }
+
+    #[test]
+    fn the_fleet_section_is_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            ServeConfig::resolve(Overrides {
+                config: Some(file.clone()),
+                ..Default::default()
+            })
+        };
+        let c = resolve("").unwrap();
+        assert_eq!(c.fleet, FleetSettings::default());
+        let c = resolve(
+            "[fleet]\nheartbeat-ms = 200\nlease-timeout-ms = 600\nreattach-grace-ms = 2000\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.fleet.heartbeat_ms,
+                c.fleet.lease_timeout_ms,
+                c.fleet.reattach_grace_ms
+            ),
+            (200, 600, 2000)
+        );
+        let err = resolve("[fleet]\nlease-timeout-ms = 1500\n").unwrap_err();
+        assert!(err.to_string().contains("lease-timeout-ms"), "{err}");
+        let err = resolve("[fleet]\nreattach-grace-ms = 100\n").unwrap_err();
+        assert!(err.to_string().contains("reattach-grace-ms"), "{err}");
     }
 }

@@ -70,7 +70,11 @@ fn agent(a: cli::AgentArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|_| InstanceId::generate()),
     };
     let config = flotilla::agent::AgentConfig {
-        server: a.server,
+        server: match a.server_file {
+            Some(path) => flotilla::agent::ServerAddr::File(path),
+            None => flotilla::agent::ServerAddr::Url(a.server),
+        },
+        exit_when_orphaned: a.exit_when_orphaned,
         token,
         id,
         capabilities: Capability::parse_list(&a.capabilities)?,

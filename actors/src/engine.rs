@@ -14,7 +14,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::auth::{TokenError, Tokens};
 use crate::control_plane::{Accepted, ControlPlane, ControlPlaneConfig, SchemaError};
@@ -22,6 +22,7 @@ use crate::dispatcher::messages::*;
 use crate::dispatcher::{offered, Dispatcher, Offers};
 use crate::domain::{now_ms, HandleId, InstanceId, RunId, Scope, TaskId, TaskState};
 use crate::exec_handle::{FrameLog, FrameLogError};
+use crate::fleet::FleetSettings;
 use crate::guard::{Guard, GuardError, GuardSettings};
 use crate::manifest::ManifestWriter;
 use crate::queue::{cap_set, unsatisfiable_reason};
@@ -43,6 +44,8 @@ pub struct EngineConfig {
     pub guard: GuardSettings,
     /// Validation modes and rollback policy (where its files go is set from `scope`).
     pub control_plane: ControlPlaneConfig,
+    /// Heartbeats, leases, the re-attach grace and local restart limits.
+    pub fleet: FleetSettings,
 }
 
 /// A submission's result: a new task, or the task an idempotency key already named.
@@ -99,6 +102,8 @@ pub struct Engine {
     pub config: Arc<EngineConfig>,
     pub guard: Guard,
     offers: Offers,
+    /// Instances that went silent (the local supervisor kills and restarts its own).
+    pub suspects: broadcast::Sender<InstanceId>,
     /// One server per state dir, for as long as any clone of the engine lives.
     _lock: Arc<StateLock>,
 }
@@ -124,6 +129,7 @@ impl Engine {
             config.scope.clone(),
         );
         let offers = Offers::default();
+        let (suspects, _) = broadcast::channel(64);
         let writer = StoreWriter::start(store.clone(), log.clone(), manifests.clone());
         let (tx, rx) = mpsc::unbounded_channel();
         let blocks = tx.clone();
@@ -143,6 +149,8 @@ impl Engine {
             manifests,
             writer,
             offers.clone(),
+            config.fleet,
+            suspects.clone(),
         );
         let recovered = dispatcher.recover().await?;
         tokio::spawn(dispatcher.run(rx));
@@ -173,6 +181,7 @@ impl Engine {
             config: Arc::new(config),
             guard,
             offers,
+            suspects,
             _lock: Arc::new(lock),
         };
         Ok((
@@ -263,8 +272,8 @@ impl Engine {
 
     pub(crate) async fn connect(
         &self,
-        make: impl FnOnce(oneshot::Sender<u64>) -> Connect,
-    ) -> Result<u64, Stopped> {
+        make: impl FnOnce(oneshot::Sender<Result<Welcomed, ConnectError>>) -> Connect,
+    ) -> Result<Result<Welcomed, ConnectError>, Stopped> {
         self.ask(|reply| Cmd::Connect(make(reply))).await
     }
 

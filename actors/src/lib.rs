@@ -9,6 +9,8 @@ pub mod dispatcher;
 pub mod domain;
 pub mod engine;
 pub mod exec_handle;
+pub mod files;
+pub mod fleet;
 pub mod guard;
 pub mod instance;
 pub mod manifest;

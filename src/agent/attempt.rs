@@ -1,6 +1,7 @@
 //! One attempt on the agent: spawn, pump output as chunks, enforce timeout and cancel,
 //! report the outcome.
 
+use std::collections::VecDeque;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -45,21 +46,84 @@ const RUN: u8 = 0;
 const CANCEL: u8 = 1;
 const ABANDON: u8 = 2;
 
-/// The agent's handle on a running attempt.
+/// The agent's handle on a running attempt. It outlives a connection: while the agent
+/// has no server, output waits in `link` (at most a window of it), and after a re-attach
+/// what the server lacks is sent again.
 pub struct AttemptCtl {
+    key: AttemptKey,
     acked: watch::Sender<u64>,
     stop: watch::Sender<u8>,
+    link: Mutex<Link>,
+    /// The process group, once spawned (0 before).
+    pgid: std::sync::atomic::AtomicU32,
 }
 
-impl AttemptCtl {
-    pub fn new() -> Self {
-        Self {
-            acked: watch::Sender::new(0),
-            stop: watch::Sender::new(RUN),
+/// Where an attempt's messages go, and what the server has not acknowledged yet.
+struct Link {
+    /// The current connection's writer; `None` while the agent has no server.
+    out: Option<mpsc::UnboundedSender<Outgoing>>,
+    /// The last chunk seq handed out.
+    sent: u64,
+    /// Chunks sent but not acknowledged, encoded, oldest first.
+    unacked: VecDeque<(u64, Vec<u8>)>,
+    /// The outcome, kept until it reaches a server.
+    outcome: Option<Outcome>,
+    reported: bool,
+}
+
+impl Link {
+    fn send(&mut self, msg: Outgoing) {
+        if let Some(out) = &self.out {
+            if out.send(msg).is_err() {
+                self.out = None;
+            }
         }
     }
 
+    /// Sends the outcome if there is one to send and a connection to send it on.
+    fn report(&mut self, key: AttemptKey) {
+        if self.reported || self.out.is_none() {
+            return;
+        }
+        if let Some(outcome) = self.outcome.clone() {
+            self.send(Outgoing::Control(AgentMsg::Exited {
+                attempt: key,
+                outcome,
+            }));
+            self.reported = self.out.is_some();
+        }
+    }
+}
+
+impl AttemptCtl {
+    pub fn new(key: AttemptKey, out: mpsc::UnboundedSender<Outgoing>) -> Self {
+        Self {
+            key,
+            acked: watch::Sender::new(0),
+            stop: watch::Sender::new(RUN),
+            link: Mutex::new(Link {
+                out: Some(out),
+                sent: 0,
+                unacked: VecDeque::new(),
+                outcome: None,
+                reported: false,
+            }),
+            pgid: std::sync::atomic::AtomicU32::new(0),
+        }
+    }
+
+    fn link(&self) -> std::sync::MutexGuard<'_, Link> {
+        self.link.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The server holds every chunk up to `seq`: they need never be sent again.
     pub fn acked(&self, seq: u64) {
+        {
+            let mut link = self.link();
+            while link.unacked.front().is_some_and(|(s, _)| *s <= seq) {
+                link.unacked.pop_front();
+            }
+        }
         self.acked.send_if_modified(|a| {
             let newer = seq > *a;
             if newer {
@@ -67,6 +131,48 @@ impl AttemptCtl {
             }
             newer
         });
+    }
+
+    /// The highest seq acknowledged so far.
+    pub fn acked_seq(&self) -> u64 {
+        *self.acked.borrow()
+    }
+
+    /// The connection is gone: keep running, keep output until a server takes it.
+    pub fn detach(&self) {
+        self.link().out = None;
+    }
+
+    /// A server took the attempt back holding every chunk up to `after`: send it the
+    /// rest, then the outcome if the attempt ended meanwhile. True once that is reported.
+    pub fn attach(&self, out: mpsc::UnboundedSender<Outgoing>, after: u64) -> bool {
+        self.acked(after);
+        let mut link = self.link();
+        link.out = Some(out);
+        let pending: Vec<Vec<u8>> = link.unacked.iter().map(|(_, c)| c.clone()).collect();
+        for chunk in pending {
+            link.send(Outgoing::Chunk(chunk));
+        }
+        link.report(self.key);
+        link.reported
+    }
+
+    /// The attempt ended: report it now if connected, else when a server takes it back.
+    /// True if reported.
+    fn finish(&self, outcome: Outcome) -> bool {
+        let mut link = self.link();
+        link.outcome = Some(outcome);
+        link.report(self.key);
+        link.reported
+    }
+
+    /// True once the outcome reached a server (the agent may forget the attempt).
+    pub fn reported(&self) -> bool {
+        self.link().reported
+    }
+
+    fn send_control(&self, msg: AgentMsg) {
+        self.link().send(Outgoing::Control(msg));
     }
 
     /// The server asked to cancel: kill and report.
@@ -80,23 +186,24 @@ impl AttemptCtl {
         });
     }
 
-    /// The connection is gone: kill and report nothing (the server requeues).
+    /// Not this agent's any more (fenced, or no server within the grace): kill and
+    /// report nothing.
     pub fn abandon(&self) {
         self.stop.send_replace(ABANDON);
     }
-}
 
-impl Default for AttemptCtl {
-    fn default() -> Self {
-        Self::new()
+    /// SIGKILL to the process group now (the agent is about to exit).
+    pub fn kill_now(&self) {
+        let pgid = self.pgid.load(std::sync::atomic::Ordering::Relaxed);
+        if pgid != 0 {
+            kill_group(pgid, libc::SIGKILL);
+        }
     }
 }
 
 /// Numbers chunks densely across stdout and stderr and sends them in that order.
 struct ChunkSender {
-    attempt: AttemptKey,
-    seq: Mutex<u64>,
-    out: mpsc::UnboundedSender<Outgoing>,
+    ctl: Arc<AttemptCtl>,
     acked: watch::Receiver<u64>,
     stop: watch::Receiver<u8>,
 }
@@ -107,7 +214,7 @@ impl ChunkSender {
         let mut acked = self.acked.clone();
         let mut stop = self.stop.clone();
         loop {
-            let sent = *self.seq.lock().unwrap_or_else(|e| e.into_inner());
+            let sent = self.ctl.link().sent;
             if sent - *acked.borrow_and_update() < WINDOW {
                 break;
             }
@@ -116,15 +223,19 @@ impl ChunkSender {
                 _ = until(&mut stop, |s| s == ABANDON) => return false,
             }
         }
-        let mut seq = self.seq.lock().unwrap_or_else(|e| e.into_inner());
-        *seq += 1;
+        let mut link = self.ctl.link();
+        link.sent += 1;
         let chunk = OutputChunk {
             kind,
-            attempt: self.attempt,
-            seq: *seq,
+            attempt: self.ctl.key,
+            seq: link.sent,
             data,
-        };
-        self.out.send(Outgoing::Chunk(chunk.encode())).is_ok()
+        }
+        .encode();
+        let seq = link.sent;
+        link.unacked.push_back((seq, chunk.clone()));
+        link.send(Outgoing::Chunk(chunk));
+        true
     }
 }
 
@@ -187,19 +298,14 @@ fn kill_group(pgid: u32, signal: i32) {
     }
 }
 
-/// Runs one attempt to its end and reports it (unless abandoned).
-pub async fn run(a: Assignment, ctl: Arc<AttemptCtl>, out: mpsc::UnboundedSender<Outgoing>) {
-    let report = |outcome| {
-        let _ = out.send(Outgoing::Control(AgentMsg::Exited {
-            attempt: a.attempt,
-            outcome,
-        }));
-    };
+/// Runs one attempt to its end and reports it (unless abandoned); true if the report
+/// reached a server.
+pub async fn run(a: Assignment, ctl: Arc<AttemptCtl>) -> bool {
+    let report = |outcome| ctl.finish(outcome);
     let Some((program, args)) = a.argv.split_first() else {
-        report(Outcome::SpawnFailed {
+        return report(Outcome::SpawnFailed {
             message: "empty argv".into(),
         });
-        return;
     };
     let mut cmd = Command::new(program);
     cmd.args(args)
@@ -226,27 +332,25 @@ pub async fn run(a: Assignment, ctl: Arc<AttemptCtl>, out: mpsc::UnboundedSender
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            report(Outcome::SpawnFailed {
+            return report(Outcome::SpawnFailed {
                 message: format!("{program}: {e}"),
             });
-            return;
         }
     };
     let pid = child.id().unwrap_or(0);
+    ctl.pgid.store(pid, std::sync::atomic::Ordering::Relaxed);
     tracing::debug!(
         attempt = a.attempt,
         pid,
         spawn_us = spawn_at.elapsed().as_micros() as u64,
         "process spawned"
     );
-    let _ = out.send(Outgoing::Control(AgentMsg::Started {
+    ctl.send_control(AgentMsg::Started {
         attempt: a.attempt,
         pid,
-    }));
+    });
     let sender = Arc::new(ChunkSender {
-        attempt: a.attempt,
-        seq: Mutex::new(0),
-        out: out.clone(),
+        ctl: ctl.clone(),
         acked: ctl.acked.subscribe(),
         stop: ctl.stop.subscribe(),
     });
@@ -292,14 +396,14 @@ pub async fn run(a: Assignment, ctl: Arc<AttemptCtl>, out: mpsc::UnboundedSender
         }
     }
     if *ctl.stop.borrow() == ABANDON {
-        return;
+        return false;
     }
     tracing::debug!(
         attempt = a.attempt,
         run_us = spawn_at.elapsed().as_micros() as u64,
         "attempt ended"
     );
-    report(outcome);
+    report(outcome)
 }
 
 /// SIGTERM to the group, then SIGKILL after a grace period.

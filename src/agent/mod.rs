@@ -5,34 +5,68 @@
 //!
 //! Flow control: at most [`WINDOW`] chunks of an attempt may be unacknowledged; past that
 //! the agent stops reading the child's pipes, so a fast writer is slowed, never dropped.
-//! If the connection drops, every running attempt is killed (the server requeues it) and
-//! the agent reconnects with backoff.
+//! If the connection drops, attempts keep running and their unacknowledged output is
+//! kept (a window at most); the agent reconnects with backoff and offers them back in
+//! `hello`. A server that recovered them after a restart takes them back and output
+//! continues where the log ends; anything else is fenced and killed. An agent that has no
+//! server for the re-attach grace kills what it runs (a partitioned agent keeps no
+//! duplicate), and a local agent then exits.
 
 mod attempt;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use flotilla_actors::domain::{Capability, InstanceId};
-use flotilla_actors::protocol::{AgentMsg, AttemptKey, ServerMsg, PROTOCOL_VERSION};
+use flotilla_actors::fleet::DEFAULT_REATTACH_GRACE_MS;
+use flotilla_actors::protocol::{AgentMsg, AttemptKey, HeldAttempt, ServerMsg, PROTOCOL_VERSION};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 pub use attempt::WINDOW;
+
+/// Longest wait for a server to accept a connection or answer hello.
+const CONNECT_LIMIT: Duration = Duration::from_secs(5);
 use attempt::{AttemptCtl, Outgoing};
+
+/// Where the server is.
+#[derive(Debug, Clone)]
+pub enum ServerAddr {
+    /// A fixed base URL.
+    Url(String),
+    /// A file holding the base URL, read again before each connection: a local agent
+    /// finds its server there after the server restarted on another port.
+    File(PathBuf),
+}
+
+impl ServerAddr {
+    fn resolve(&self) -> anyhow::Result<String> {
+        match self {
+            ServerAddr::Url(u) => Ok(u.clone()),
+            ServerAddr::File(path) => Ok(std::fs::read_to_string(path)
+                .with_context(|| format!("reading the server address from {}", path.display()))?
+                .trim()
+                .to_owned()),
+        }
+    }
+}
 
 /// How the agent was started.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    pub server: String,
+    pub server: ServerAddr,
     pub token: String,
     pub id: InstanceId,
     pub capabilities: Vec<Capability>,
     pub slots: u32,
+    /// Exit once the server has been gone for the re-attach grace (local agents: the
+    /// next server starts its own).
+    pub exit_when_orphaned: bool,
 }
 
 /// The WebSocket URL of the agent route for a server base URL.
@@ -50,30 +84,96 @@ pub fn ws_url(server: &str, path: &str) -> anyhow::Result<String> {
     Ok(format!("{rest}{path}"))
 }
 
-/// Runs the agent until the server refuses it.
+/// What the agent keeps across connections: its attempts, and when it last had a server.
+struct Held {
+    attempts: HashMap<AttemptKey, Arc<AttemptCtl>>,
+    /// Each attempt's task sends its key here when it ends.
+    done_tx: mpsc::UnboundedSender<AttemptKey>,
+    done_rx: mpsc::UnboundedReceiver<AttemptKey>,
+    /// How long attempts may run without a server (from the last welcome).
+    grace: Duration,
+}
+
+impl Held {
+    /// Kills every attempt (they are nobody's any more) and forgets them.
+    fn abandon_all(&mut self) {
+        for ctl in self.attempts.values() {
+            ctl.abandon();
+            ctl.kill_now();
+        }
+        self.attempts.clear();
+    }
+}
+
+/// Runs the agent until the server refuses it for good (or, for a local agent, until
+/// its server has been gone for the re-attach grace).
 pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let mut held = Held {
+        attempts: HashMap::new(),
+        done_tx,
+        done_rx,
+        grace: Duration::from_millis(DEFAULT_REATTACH_GRACE_MS),
+    };
     let mut backoff = Duration::from_millis(100);
+    let mut alone_since: Option<Instant> = None;
     loop {
-        match session(&config).await {
-            Ok(Ended::Refused(reason)) => bail!("the server refused this agent: {reason}"),
+        let result = session(&config, &mut held, &mut alone_since).await;
+        for ctl in held.attempts.values() {
+            ctl.detach();
+        }
+        match result {
+            Ok(Ended::Refused(reason, false)) => {
+                held.abandon_all();
+                bail!("the server refused this agent: {reason}");
+            }
+            Ok(Ended::Refused(reason, true)) => {
+                tracing::warn!(reason = %reason, "the server refused this agent for now; retrying")
+            }
             Ok(Ended::Dropped) => {
-                tracing::warn!("connection to the server dropped; reconnecting");
+                tracing::warn!(
+                    running = held.attempts.len(),
+                    "connection to the server dropped; reconnecting"
+                );
                 backoff = Duration::from_millis(100);
             }
             Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot reach the server"),
         }
+        let since = *alone_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= held.grace {
+            if !held.attempts.is_empty() {
+                tracing::warn!(
+                    attempts = held.attempts.len(),
+                    grace_ms = held.grace.as_millis() as u64,
+                    "no server within the re-attach grace; killing what this agent runs"
+                );
+                held.abandon_all();
+            }
+            if config.exit_when_orphaned {
+                tracing::warn!("no server within the re-attach grace; a local agent exits");
+                return Ok(());
+            }
+        }
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }
 
 enum Ended {
-    Refused(String),
+    /// Refused, and whether to try again.
+    Refused(String, bool),
     Dropped,
 }
 
-async fn session(config: &AgentConfig) -> anyhow::Result<Ended> {
-    let mut request = ws_url(&config.server, "/v1/agents/connect")?
+/// One connection: hello (offering back what it holds), welcome, then messages until it
+/// ends. `alone_since` is cleared once a server welcomed this agent.
+async fn session(
+    config: &AgentConfig,
+    held: &mut Held,
+    alone_since: &mut Option<Instant>,
+) -> anyhow::Result<Ended> {
+    let server = config.server.resolve()?;
+    let mut request = ws_url(&server, "/v1/agents/connect")?
         .into_client_request()
         .context("building the connect request")?;
     request.headers_mut().insert(
@@ -82,9 +182,14 @@ async fn session(config: &AgentConfig) -> anyhow::Result<Ended> {
             .parse()
             .context("the agent token is not a valid header value")?,
     );
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
-        .await
-        .context("connecting")?;
+    // A server that does not answer (a partition) must not hold the grace clock still.
+    let (ws, _) = tokio::time::timeout(
+        CONNECT_LIMIT,
+        tokio_tungstenite::connect_async_with_config(request, None, true),
+    )
+    .await
+    .context("connecting: no answer")?
+    .context("connecting")?;
     let (mut sink, mut stream) = ws.split();
     let hello = AgentMsg::Hello {
         protocol: PROTOCOL_VERSION,
@@ -92,16 +197,36 @@ async fn session(config: &AgentConfig) -> anyhow::Result<Ended> {
         capabilities: config.capabilities.clone(),
         slots: config.slots,
         pid: std::process::id(),
+        held: held
+            .attempts
+            .iter()
+            .map(|(k, ctl)| HeldAttempt {
+                attempt: *k,
+                acked: ctl.acked_seq(),
+            })
+            .collect(),
     };
     sink.send(Message::text(serde_json::to_string(&hello)?))
         .await?;
-    let heartbeat = match next_control(&mut stream).await? {
-        Some(ServerMsg::Welcome { heartbeat_ms }) => Duration::from_millis(heartbeat_ms.max(100)),
-        Some(ServerMsg::Refused { reason }) => return Ok(Ended::Refused(reason)),
+    let welcome = tokio::time::timeout(CONNECT_LIMIT, next_control(&mut stream))
+        .await
+        .context("waiting for welcome: no answer")??;
+    let (heartbeat, resume, fenced) = match welcome {
+        Some(ServerMsg::Welcome {
+            heartbeat_ms,
+            grace_ms,
+            resume,
+            fenced,
+        }) => {
+            held.grace = Duration::from_millis(grace_ms.max(1));
+            (Duration::from_millis(heartbeat_ms.max(100)), resume, fenced)
+        }
+        Some(ServerMsg::Refused { reason, retry }) => return Ok(Ended::Refused(reason, retry)),
         Some(other) => bail!("expected welcome, got {other:?}"),
         None => return Ok(Ended::Dropped),
     };
-    tracing::info!(instance = %config.id, "registered with the server");
+    *alone_since = None;
+    tracing::info!(instance = %config.id, resumed = resume.len(), fenced = fenced.len(), "registered with the server");
 
     // One writer owns the socket; everything else sends through `out`.
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
@@ -121,34 +246,55 @@ async fn session(config: &AgentConfig) -> anyhow::Result<Ended> {
         }
     });
 
-    let mut running: HashMap<AttemptKey, Arc<AttemptCtl>> = HashMap::new();
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<AttemptKey>();
+    // What the server took back continues on this connection; the rest is killed.
+    let mut taken: HashMap<AttemptKey, u64> = resume.iter().map(|r| (r.attempt, r.after)).collect();
+    held.attempts.retain(|key, ctl| match taken.remove(key) {
+        Some(after) => !ctl.attach(out_tx.clone(), after),
+        None => {
+            let why = if fenced.contains(key) {
+                "fenced by the server"
+            } else {
+                "not taken back by the server"
+            };
+            tracing::warn!(attempt = key, reason = why, "killing a held attempt");
+            ctl.abandon();
+            false
+        }
+    });
+
     let mut tick = tokio::time::interval(heartbeat);
     let ended = loop {
         tokio::select! {
             msg = next_control(&mut stream) => match msg {
                 Ok(Some(ServerMsg::Assign(a))) => {
                     let key = a.attempt;
-                    let ctl = Arc::new(AttemptCtl::new());
-                    running.insert(key, ctl.clone());
-                    let out = out_tx.clone();
-                    let done = done_tx.clone();
+                    let ctl = Arc::new(AttemptCtl::new(key, out_tx.clone()));
+                    held.attempts.insert(key, ctl.clone());
+                    let done = held.done_tx.clone();
                     tokio::spawn(async move {
-                        attempt::run(a, ctl, out).await;
+                        attempt::run(a, ctl).await;
                         let _ = done.send(key);
                     });
                 }
                 Ok(Some(ServerMsg::Cancel { attempt })) => {
-                    if let Some(ctl) = running.get(&attempt) {
+                    if let Some(ctl) = held.attempts.get(&attempt) {
                         ctl.cancel();
                     }
                 }
                 Ok(Some(ServerMsg::Ack { attempt, seq })) => {
-                    if let Some(ctl) = running.get(&attempt) {
+                    if let Some(ctl) = held.attempts.get(&attempt) {
                         ctl.acked(seq);
                     }
                 }
-                Ok(Some(ServerMsg::Refused { reason })) => {
+                Ok(Some(ServerMsg::Fence { attempts, reason })) => {
+                    for attempt in attempts {
+                        if let Some(ctl) = held.attempts.remove(&attempt) {
+                            tracing::warn!(attempt, reason = %reason, "attempt fenced by the server; killing it");
+                            ctl.abandon();
+                        }
+                    }
+                }
+                Ok(Some(ServerMsg::Refused { reason, .. })) => {
                     // After a welcome, a refusal ends this connection only (e.g. the
                     // server saw silence); the agent reconnects.
                     tracing::warn!(reason = %reason, "server closed the connection");
@@ -157,21 +303,21 @@ async fn session(config: &AgentConfig) -> anyhow::Result<Ended> {
                 Ok(Some(ServerMsg::Welcome { .. })) => {}
                 Ok(None) | Err(_) => break Ended::Dropped,
             },
-            Some(key) = done_rx.recv() => {
-                running.remove(&key);
+            Some(key) = held.done_rx.recv() => {
+                // Forgotten only once its outcome reached a server; else it is offered
+                // back on the next connection.
+                if held.attempts.get(&key).is_some_and(|c| c.reported()) {
+                    held.attempts.remove(&key);
+                }
             }
             _ = tick.tick() => {
-                let beat = AgentMsg::Heartbeat { running: running.keys().copied().collect() };
+                let beat = AgentMsg::Heartbeat { running: held.attempts.keys().copied().collect() };
                 if out_tx.send(Outgoing::Control(beat)).is_err() {
                     break Ended::Dropped;
                 }
             }
         }
     };
-    // The server requeues what we were running; make sure none of it keeps going here.
-    for ctl in running.values() {
-        ctl.abandon();
-    }
     drop(out_tx);
     writer.abort();
     Ok(ended)

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use flotilla_actors::manifest::write_atomic;
+use flotilla_actors::files::write_atomic;
 use flotilla_guard::{Engine, Finding};
 use serde_json::{json, Value};
 

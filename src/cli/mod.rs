@@ -86,6 +86,13 @@ pub struct AgentArgs {
     /// How many tasks may run at once.
     #[arg(long, default_value_t = 1)]
     pub slots: u32,
+    /// Read the server base URL from this file before each connection (instead of
+    /// --server): how local agents find their server again after it restarts.
+    #[arg(long)]
+    pub server_file: Option<PathBuf>,
+    /// Exit once the server has been gone for the re-attach grace (local agents).
+    #[arg(long)]
+    pub exit_when_orphaned: bool,
 }
 
 #[derive(Args, Clone)]

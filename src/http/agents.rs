@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message};
-use flotilla_actors::instance::{InstanceSession, SILENCE_LIMIT_MS};
+use flotilla_actors::instance::InstanceSession;
 use flotilla_actors::protocol::ServerMsg;
 use futures_util::StreamExt;
 use tokio::time::Instant;
@@ -36,10 +36,14 @@ pub async fn connect(
     })?;
     let mut incoming = incoming.max_frame_size(MAX_FRAME);
     let (mut inst, mut outbox) = InstanceSession::new(engine.clone());
+    let lease_timeout_ms = engine.config.fleet.lease_timeout_ms;
     actix_web::rt::spawn(async move {
-        let silence = Duration::from_millis(SILENCE_LIMIT_MS);
+        // A connection silent for a lease timeout is closed: its instance is suspect,
+        // and what it ran is rescheduled.
+        let silence = Duration::from_millis(lease_timeout_ms);
         let mut deadline = Instant::now() + silence;
-        let reason: Option<String> = loop {
+        let mut silent = false;
+        let reason: Option<(String, bool)> = loop {
             tokio::select! {
                 msg = incoming.next() => {
                     deadline = Instant::now() + silence;
@@ -47,15 +51,15 @@ pub async fn connect(
                         Some(Ok(Message::Text(t))) => match inst.on_text(&t).await {
                             Ok(Some(reply)) => send(&mut session, &reply).await,
                             Ok(None) => Ok(()),
-                            Err(e) => break Some(e.to_string()),
+                            Err(e) => break Some((e.to_string(), e.retryable())),
                         },
                         Some(Ok(Message::Binary(b))) => match inst.on_binary(&b) {
                             Ok(()) => Ok(()),
-                            Err(e) => break Some(e.to_string()),
+                            Err(e) => break Some((e.to_string(), e.retryable())),
                         },
                         Some(Ok(Message::Ping(p))) => session.pong(&p).await.map_err(|_| ()),
                         Some(Ok(Message::Close(_))) | None => break None,
-                        Some(Err(e)) => break Some(format!("protocol error: {e}")),
+                        Some(Err(e)) => break Some((format!("protocol error: {e}"), false)),
                         Some(Ok(_)) => Ok(()),
                     };
                     if result.is_err() {
@@ -84,22 +88,24 @@ pub async fn connect(
                     }
                 }
                 _ = tokio::time::sleep_until(deadline) => {
-                    break Some(format!("no message for {} ms", silence.as_millis()));
+                    silent = true;
+                    break Some((format!("no message for {} ms", silence.as_millis()), false));
                 }
             }
         };
-        if let Some(why) = &reason {
+        if let Some((why, retry)) = &reason {
             tracing::warn!(reason = %why, "closing agent connection");
             let _ = send(
                 &mut session,
                 &ServerMsg::Refused {
                     reason: why.clone(),
+                    retry: *retry,
                 },
             )
             .await;
         }
-        inst.close().await;
-        let close = reason.map(|r| CloseReason {
+        inst.close(silent).await;
+        let close = reason.map(|(r, _)| CloseReason {
             code: CloseCode::Policy,
             description: Some(r),
         });

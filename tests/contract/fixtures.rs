@@ -132,8 +132,8 @@ fn valid_fixtures_round_trip_through_their_rust_types() {
             );
         }
     }
-    round_trip::<AgentMsg>("agent-message.v1", &[]);
-    round_trip::<ServerMsg>("server-message.v1", &[]);
+    round_trip::<AgentMsg>("agent-message.v2", &[]);
+    round_trip::<ServerMsg>("server-message.v2", &[]);
     round_trip::<ObserverFrame>("observer-frame.v1", &[]);
     // The control plane drops a v1 body's `schema` (it only picks the version) and reads
     // the rest as RunRequestV1.

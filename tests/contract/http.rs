@@ -117,6 +117,7 @@ async fn http_bodies_follow_their_schemas() {
             ..GuardSettings::default()
         },
         control_plane: ControlPlaneConfig::default(),
+        fleet: Default::default(),
     })
     .await
     .expect("the engine starts");

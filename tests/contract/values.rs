@@ -11,14 +11,15 @@ use flotilla_actors::control_plane::{
 use flotilla_actors::dispatcher::messages::InstanceView;
 use flotilla_actors::domain::{Capability, HandleId, InstanceId, RunId, Scope, TaskId, TaskState};
 use flotilla_actors::exec_handle::StoredFrame;
+use flotilla_actors::fleet::DEFAULT_HEARTBEAT_MS as HEARTBEAT_MS;
 use flotilla_actors::guard::approvals::{
     ApprovalKind, ApprovalRequest, Approvers, OverrideTarget, Registry,
 };
 use flotilla_actors::guard::{GuardSpec, GuardView, Level};
-use flotilla_actors::instance::HEARTBEAT_MS;
 use flotilla_actors::manifest::{render, render_metrics, GuardEvidence};
 use flotilla_actors::protocol::{
-    AgentMsg, Assignment, FinalStatus, Outcome, ServerMsg, StreamKind, PROTOCOL_VERSION,
+    AgentMsg, Assignment, FinalStatus, HeldAttempt, Outcome, Resume, ServerMsg, StreamKind,
+    PROTOCOL_VERSION,
 };
 use flotilla_actors::store::{AttemptRow, DecisionRow, GuardRunRow, TaskRow};
 use flotilla_actors::subscriber::to_observer;
@@ -42,6 +43,24 @@ fn agent_protocol_messages_follow_their_schemas() {
             capabilities: Capability::parse_list("os:linux,gpu,llm-32k").unwrap(),
             slots: 4,
             pid: std::process::id(),
+            held: vec![],
+        },
+        AgentMsg::Hello {
+            protocol: PROTOCOL_VERSION,
+            instance: id::<InstanceId>("local-1"),
+            capabilities: vec![],
+            slots: 1,
+            pid: std::process::id(),
+            held: vec![
+                HeldAttempt {
+                    attempt: 7,
+                    acked: 0,
+                },
+                HeldAttempt {
+                    attempt: 8,
+                    acked: 256,
+                },
+            ],
         },
         AgentMsg::Heartbeat { running: vec![] },
         AgentMsg::Heartbeat {
@@ -81,7 +100,7 @@ fn agent_protocol_messages_follow_their_schemas() {
         },
     ];
     for msg in &agent {
-        assert_valid("agent-message.v1", &format!("{msg:?}"), &to_json(msg));
+        assert_valid("agent-message.v2", &format!("{msg:?}"), &to_json(msg));
     }
 
     let assignment = |cwd: Option<&str>, timeout_ms| Assignment {
@@ -102,6 +121,22 @@ fn agent_protocol_messages_follow_their_schemas() {
     let server = [
         ServerMsg::Welcome {
             heartbeat_ms: HEARTBEAT_MS,
+            grace_ms: 30_000,
+            resume: vec![],
+            fenced: vec![],
+        },
+        ServerMsg::Welcome {
+            heartbeat_ms: HEARTBEAT_MS,
+            grace_ms: 30_000,
+            resume: vec![Resume {
+                attempt: 7,
+                after: 12,
+            }],
+            fenced: vec![8],
+        },
+        ServerMsg::Fence {
+            attempts: vec![9],
+            reason: "lease expired".into(),
         },
         ServerMsg::Assign(assignment(None, None)),
         ServerMsg::Assign(assignment(Some("/src/app"), Some(1_800_000))),
@@ -111,11 +146,16 @@ fn agent_protocol_messages_follow_their_schemas() {
             seq: 256,
         },
         ServerMsg::Refused {
-            reason: "no message for 6 s".into(),
+            reason: "no message for 3 s".into(),
+            retry: false,
+        },
+        ServerMsg::Refused {
+            reason: "instance id local-1 is in use".into(),
+            retry: true,
         },
     ];
     for msg in &server {
-        assert_valid("server-message.v1", &format!("{msg:?}"), &to_json(msg));
+        assert_valid("server-message.v2", &format!("{msg:?}"), &to_json(msg));
     }
 }
 

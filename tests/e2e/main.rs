@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod control_plane;
+mod fleet;
 mod guard;
 mod lifecycle;
 mod privacy;

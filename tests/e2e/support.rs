@@ -136,7 +136,8 @@ impl App {
         }
     }
 
-    /// SIGKILLs the server (its agents die with it) and returns its directory.
+    /// SIGKILLs the server and returns its directory. Local agents outlive it: they
+    /// wait for the next server on that directory for the re-attach grace.
     pub fn crash(mut self) -> tempfile::TempDir {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -188,11 +189,118 @@ impl App {
     }
 }
 
+impl App {
+    /// Mints an agent token and starts a remote `flotilla agent` with this id; the
+    /// caller stops it (or it is killed when the returned guard drops).
+    pub fn remote_agent(&self, id: &str, capabilities: &str) -> ChildGuard {
+        let token: Value = ureq::post(&format!("{}/v1/tokens/agent", self.base))
+            .set("authorization", &format!("Bearer {TOKEN}"))
+            .call()
+            .expect("mint an agent token")
+            .into_json()
+            .expect("token body");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("agent-{id}.log")))
+            .unwrap();
+        let child = Command::new(flotilla_exe())
+            .args(["agent", "--server", &self.base, "--id", id])
+            .args(["--capabilities", capabilities])
+            .env("FLOTILLA_AGENT_TOKEN", token["token"].as_str().unwrap())
+            .env_remove("FLOTILLA_TOKEN")
+            .stdin(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start an agent");
+        ChildGuard(child)
+    }
+
+    /// The pid an instance said in its hello, if it is connected.
+    pub fn instance_pid(&self, id: &str) -> Option<u32> {
+        self.instances()
+            .iter()
+            .find(|i| i["id"] == id)
+            .and_then(|i| i["pid"].as_u64())
+            .map(|p| p as u32)
+    }
+
+    /// Every frame of a handle from the start to its status: (attempt, kind, data).
+    pub fn output(&self, handle: &str) -> Vec<(u32, String, String)> {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let mut out = Vec::new();
+        rt.block_on(flotilla::client::follow(
+            &self.base,
+            self.client.token(),
+            handle,
+            0,
+            Duration::from_secs(30),
+            |f| out.push((f.attempt, f.kind.as_str().to_owned(), f.data.clone())),
+        ))
+        .expect("follow the handle to its status");
+        out
+    }
+}
+
+/// A child process killed when dropped.
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// True while `pid` runs (a zombie does not count).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, r)| r.trim_start().chars().next())
+        })
+        .is_some_and(|state| state != 'Z' && state != 'X')
+}
+
+/// Sends `sig` to `pid`.
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill only sends a signal to a process this test started or watches.
+    assert_eq!(
+        unsafe { libc::kill(pid as i32, sig) },
+        0,
+        "signal {sig} to {pid}"
+    );
+}
+
 impl Drop for App {
     /// Stops the server; then fails the test if a response broke its declared schema
     /// (debug builds check every one, see `src/http/respcheck.rs`).
     fn drop(&mut self) {
         self.terminate();
+        // Local agents outlive a crashed server; none may outlive the test.
+        let agents = self.state_dir().join("agents");
+        for file in std::fs::read_dir(agents).into_iter().flatten().flatten() {
+            let pid = std::fs::read_to_string(file.path())
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok());
+            if let Some(pid) = pid.filter(|p| alive(*p)) {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if cmdline
+                    .split(|b| *b == 0)
+                    .any(|a| a == b"--exit-when-orphaned")
+                {
+                    // SAFETY: SIGKILL to a local agent of this test's server.
+                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                }
+            }
+        }
         let log = self.log();
         if !std::thread::panicking() && log.contains("response violates its schema") {
             let lines: Vec<&str> = log

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::domain::{now_ms, rfc3339_ms};
-use crate::manifest::write_atomic;
+use crate::files::write_atomic;
 use drift::{Drift, Window};
 pub use drift::{Rollback, RollbackPolicy};
 pub use registry::{Lookup, Registry};

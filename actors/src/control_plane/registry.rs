@@ -32,6 +32,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../../schemas/agent-message.v1.json"),
     ),
     (
+        "agent-message.v2.json",
+        include_str!("../../../schemas/agent-message.v2.json"),
+    ),
+    (
         "approval-decision.v1.json",
         include_str!("../../../schemas/approval-decision.v1.json"),
     ),
@@ -74,6 +78,10 @@ pub const FILES: &[(&str, &str)] = &[
     (
         "server-message.v1.json",
         include_str!("../../../schemas/server-message.v1.json"),
+    ),
+    (
+        "server-message.v2.json",
+        include_str!("../../../schemas/server-message.v2.json"),
     ),
     (
         "summary.v1.json",

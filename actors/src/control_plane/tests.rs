@@ -294,7 +294,7 @@ fn a_whole_number_written_as_a_float_is_an_integer() {
 #[test]
 fn other_messages_are_inspected_in_their_schemas_mode() {
     let cp = plane();
-    let schema = "flotilla.agent-message/1.0.0";
+    let schema = "flotilla.agent-message/2.0.0";
     let good = serde_json::json!({"type": "heartbeat", "running": []});
     let bad = serde_json::json!({"type": "heartbeat", "running": [], "mood": "ok"});
     assert_eq!(cp.inspect(schema, &good), Ok(()));

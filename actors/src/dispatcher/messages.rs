@@ -6,7 +6,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::control_plane::RunRequest;
 use crate::domain::{Capability, InstanceId, TaskId, TaskState};
-use crate::protocol::{AttemptKey, Outcome, ServerMsg};
+use crate::protocol::{Assignment, AttemptKey, HeldAttempt, Outcome, ServerMsg};
 use crate::store::{StoreError, TaskRow};
 
 /// Why a submission failed.
@@ -52,10 +52,29 @@ pub struct Connect {
     pub capabilities: BTreeSet<Capability>,
     pub slots: u32,
     pub pid: u32,
+    /// Attempts the agent offers back from an earlier connection.
+    pub held: Vec<HeldAttempt>,
     /// Where the dispatcher sends assignments and cancels for this connection.
     pub session: mpsc::UnboundedSender<ServerMsg>,
-    /// Replies with the connection's generation, to quote in later messages.
-    pub reply: oneshot::Sender<u64>,
+    pub reply: oneshot::Sender<Result<Welcomed, ConnectError>>,
+}
+
+/// A connection the dispatcher registered.
+#[derive(Debug)]
+pub struct Welcomed {
+    /// The connection's generation, to quote in later messages.
+    pub conn: u64,
+    /// Held attempts taken back, each with the last chunk seq the log holds of it.
+    pub resumed: Vec<(Assignment, u64)>,
+    /// Held attempts the agent must kill.
+    pub fenced: Vec<AttemptKey>,
+}
+
+/// Why a hello was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("instance id {instance} is in use by a connected agent (pid {pid})")]
+    InUse { instance: InstanceId, pid: u32 },
 }
 
 /// Messages from a registered connection.
@@ -68,8 +87,15 @@ pub enum FromInstance {
         attempt: AttemptKey,
         outcome: Outcome,
     },
-    /// The connection closed or stopped heartbeating.
-    Gone,
+    /// The attempts the agent runs, every heartbeat interval.
+    Heartbeat {
+        running: Vec<AttemptKey>,
+    },
+    /// The connection closed; `silent` if it was closed for saying nothing for a lease
+    /// timeout (the instance is suspect: a local one is killed and restarted).
+    Gone {
+        silent: bool,
+    },
 }
 
 /// A task committed to the store by the edge; it joins the queue.

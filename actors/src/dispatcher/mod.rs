@@ -21,9 +21,12 @@ use tokio::sync::mpsc;
 use crate::control_plane::RunRequest;
 use crate::domain::{now_ms, rfc3339_ms, Capability, InstanceId, TaskId, TaskState};
 use crate::exec_handle::{Append, FrameLog};
+use crate::fleet::FleetSettings;
 use crate::guard::GuardSpec;
 use crate::manifest::ManifestWriter;
-use crate::protocol::{Assignment, AttemptKey, FinalStatus, Outcome, ServerMsg, StreamKind};
+use crate::protocol::{
+    Assignment, AttemptKey, FinalStatus, HeldAttempt, Outcome, ServerMsg, StreamKind,
+};
 use crate::queue::{cap_set, unsatisfiable_reason, CapSet, Queue};
 use crate::store::writer::{StoreWriter, Then, Write};
 use crate::store::{AttemptEnd, AttemptState, Store, StoreError, TaskRow, TaskUpdate};
@@ -65,6 +68,12 @@ struct Instance {
 struct LiveAttempt {
     task: TaskId,
     instance: InstanceId,
+    /// The attempt is lost unless its instance reports it running before this time.
+    lease_until_ms: i64,
+    /// How far each heartbeat that lists it moves the lease on.
+    lease_ms: i64,
+    /// Recovered at start and waiting for its agent to re-attach it.
+    orphan: bool,
 }
 
 /// How a task ends, to record.
@@ -92,6 +101,11 @@ pub(crate) struct Dispatcher {
     /// Capability sets that no connected instance offers (their tasks show why they wait).
     unsatisfiable: HashSet<CapSet>,
     next_conn: u64,
+    fleet: FleetSettings,
+    /// Attempts recovered at start that no agent has re-attached yet.
+    orphans: usize,
+    /// Instances that went silent, for whoever supervises them.
+    suspects: tokio::sync::broadcast::Sender<InstanceId>,
 }
 
 impl Dispatcher {
@@ -101,8 +115,13 @@ impl Dispatcher {
         manifests: ManifestWriter,
         writer: StoreWriter,
         offers: Offers,
+        fleet: FleetSettings,
+        suspects: tokio::sync::broadcast::Sender<InstanceId>,
     ) -> Self {
         Self {
+            fleet,
+            suspects,
+            orphans: 0,
             store,
             log,
             manifests,
@@ -118,16 +137,72 @@ impl Dispatcher {
         }
     }
 
-    /// Rebuilds the queue from the store after a start: nothing runs yet, so every open
-    /// attempt is lost and its task is queued again (or fails if out of attempts).
+    /// Rebuilds the queue from the store after a start. Local agents outlive a crash of
+    /// the server, so each attempt that was running waits up to the re-attach grace for
+    /// its agent to offer it back; one that is not re-attached by then is lost, and its
+    /// task is queued again (or fails if out of attempts). Queued tasks queue again.
     pub(crate) async fn recover(&mut self) -> Result<usize, StoreError> {
         let now = now_ms();
-        self.store.lose_open_attempts(now).await?;
+        let open: HashMap<TaskId, crate::store::OpenAttempt> = self
+            .store
+            .open_attempts()
+            .await?
+            .into_iter()
+            .map(|a| (a.task.clone(), a))
+            .collect();
         self.next_key = self.store.max_attempt_key().await? + 1;
         self.seal_finished().await?;
         let live = self.store.live_tasks().await?;
         let count = live.len();
+        let deadline = now + self.fleet.reattach_grace_ms as i64;
+        let mut awaited = HashSet::new();
+        for row in live {
+            let orphan = open
+                .get(&row.id)
+                .filter(|a| row.state == TaskState::Running && a.attempt_no == row.attempts);
+            if let Some(a) = orphan {
+                let Ok(request) = RunRequest::from_stored(&row.request) else {
+                    continue; // fails below, with the attempt lost, like any unreadable row
+                };
+                self.log.create_handle(&row.handle);
+                tracing::info!(task = %row.id, attempt = a.key, instance = %a.instance, grace_ms = self.fleet.reattach_grace_ms, "waiting for the agent to re-attach a running attempt");
+                awaited.insert(a.key);
+                self.attempts.insert(
+                    a.key,
+                    LiveAttempt {
+                        task: row.id.clone(),
+                        instance: a.instance.clone(),
+                        lease_until_ms: deadline,
+                        lease_ms: lease_ms(&request, &self.fleet),
+                        orphan: true,
+                    },
+                );
+                self.orphans += 1;
+                let caps = cap_set(&request.capabilities);
+                self.tasks.insert(
+                    row.id.clone(),
+                    LiveTask {
+                        row,
+                        request,
+                        caps,
+                        seq: self.queue.reserve(),
+                        attempt: Some(a.key),
+                        cancel_requested: false,
+                        failure: None,
+                    },
+                );
+            }
+        }
+        // Every other open attempt belongs to no live task any more.
+        for a in open.values().filter(|a| !awaited.contains(&a.key)) {
+            let end = lost("the orchestrator restarted and its task is no longer live".into());
+            self.store.end_attempt(a.key, &end, now).await?;
+        }
+        let live = self.store.live_tasks().await?;
         for mut row in live {
+            if self.tasks.contains_key(&row.id) {
+                continue;
+            }
             self.log.create_handle(&row.handle);
             let request = match RunRequest::from_stored(&row.request) {
                 Ok(r) => r,
@@ -206,7 +281,24 @@ impl Dispatcher {
     }
 
     pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
-        while let Some(cmd) = rx.recv().await {
+        // Leases are checked a few times per heartbeat: an expiry is acted on within
+        // a quarter of a heartbeat of its time.
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(
+            self.fleet.heartbeat_ms / 4,
+        ));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let cmd = tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => cmd,
+                    None => return,
+                },
+                _ = tick.tick() => {
+                    self.expire_leases();
+                    self.pump();
+                    continue;
+                }
+            };
             match cmd {
                 Cmd::Enqueue(e) => self.enqueue_new(e.row, e.request),
                 Cmd::Cancel(m) => self.cancel(m).await,
@@ -227,7 +319,13 @@ impl Dispatcher {
                         FromInstance::Exited { attempt, outcome } => {
                             self.exited(&instance, attempt, outcome)
                         }
-                        FromInstance::Gone => self.gone(&instance),
+                        FromInstance::Heartbeat { running } => self.heartbeat(&instance, &running),
+                        FromInstance::Gone { silent } => {
+                            if silent {
+                                let _ = self.suspects.send(instance.clone());
+                            }
+                            self.gone(&instance)
+                        }
                     }
                 }
                 Cmd::Instances(reply) => {
@@ -317,31 +415,84 @@ impl Dispatcher {
         }
     }
 
+    /// Registers a new connection. An id that is connected already is refused (the
+    /// agent retries: a connection that died without a word keeps its id until its
+    /// lease runs out). Attempts the agent holds from before a restart are taken back
+    /// if they were recovered for this instance, and fenced otherwise.
     fn connect(&mut self, m: Connect) {
-        if self.instances.contains_key(&m.instance) {
-            tracing::warn!(instance = %m.instance, "instance reconnected; its old connection is dropped");
-            self.gone(&m.instance);
+        if let Some(inst) = self.instances.get(&m.instance) {
+            tracing::warn!(instance = %m.instance, pid = m.pid, holder = inst.pid, "hello refused: instance id in use");
+            let _ = m.reply.send(Err(ConnectError::InUse {
+                instance: m.instance.clone(),
+                pid: inst.pid,
+            }));
+            return;
         }
         self.next_conn += 1;
         let conn = self.next_conn;
-        tracing::info!(instance = %m.instance, slots = m.slots, pid = m.pid, "instance connected");
+        let now = now_ms();
+        let mut resumed = Vec::new();
+        let mut fenced = Vec::new();
+        let mut running = HashSet::new();
+        for HeldAttempt { attempt, .. } in &m.held {
+            let ours = self
+                .attempts
+                .get(attempt)
+                .is_some_and(|a| a.orphan && a.instance == m.instance);
+            let assignment = ours.then(|| self.assignment(*attempt)).flatten();
+            let Some(assignment) = assignment else {
+                tracing::warn!(instance = %m.instance, attempt, "held attempt fenced: it is not this instance's any more");
+                fenced.push(*attempt);
+                continue;
+            };
+            if let Some(a) = self.attempts.get_mut(attempt) {
+                a.orphan = false;
+                a.lease_until_ms = now + a.lease_ms;
+            }
+            self.orphans -= 1;
+            running.insert(*attempt);
+            tracing::info!(instance = %m.instance, attempt, task = %assignment.task, "attempt re-attached");
+            let after = self.log.recovered_seq(*attempt);
+            resumed.push((assignment, after));
+        }
+        // Recovered for this instance but not offered back: the agent lost them.
+        let missing: Vec<AttemptKey> = self
+            .attempts
+            .iter()
+            .filter(|(_, a)| a.orphan && a.instance == m.instance)
+            .map(|(k, _)| *k)
+            .collect();
+        tracing::info!(instance = %m.instance, slots = m.slots, pid = m.pid, reattached = resumed.len(), "instance connected");
         self.offers
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(m.instance.clone(), m.capabilities.clone());
         self.instances.insert(
-            m.instance,
+            m.instance.clone(),
             Instance {
                 caps: m.capabilities,
                 slots: m.slots,
-                running: HashSet::new(),
+                running,
                 session: m.session,
                 conn,
                 pid: m.pid,
-                connected_ms: now_ms(),
+                connected_ms: now,
             },
         );
-        let _ = m.reply.send(conn);
+        for attempt in missing {
+            self.orphans -= 1;
+            let detail = format!(
+                "instance {} came back after the restart without this attempt",
+                m.instance
+            );
+            self.lose(attempt, detail);
+        }
+        self.forget_recovered_seqs();
+        let _ = m.reply.send(Ok(Welcomed {
+            conn,
+            resumed,
+            fenced,
+        }));
         self.refresh_reasons();
     }
 
@@ -357,68 +508,143 @@ impl Dispatcher {
             .remove(instance);
         tracing::warn!(instance = %instance, running = inst.running.len(), "instance gone");
         for attempt in inst.running {
-            let Some(a) = self.attempts.remove(&attempt) else {
-                continue;
-            };
-            let Some(mut live) = self.tasks.remove(&a.task) else {
-                continue;
-            };
-            live.attempt = None;
-            let end = AttemptEnd {
-                state: AttemptState::Lost,
-                exit_code: None,
-                signal: None,
-                detail: Some(format!("instance {instance} disconnected")),
-            };
-            let n = live.row.attempts;
-            if live.cancel_requested {
-                let ending = Ending {
-                    state: TaskState::Cancelled,
-                    exit_code: None,
-                    signal: None,
-                    reason: Some(format!(
-                        "cancelled; attempt {n} lost with instance {instance}"
-                    )),
-                    attempt: Some((attempt, end)),
-                };
-                self.finish(&mut live.row, ending, None);
-            } else if n >= live.row.max_attempts {
-                let reason = format!(
-                    "attempt {n} lost with instance {instance}; no attempts left (max {})",
-                    live.row.max_attempts
-                );
-                self.finish(&mut live.row, failed(reason, Some((attempt, end))), None);
-            } else {
-                let update = queued(format!(
-                    "attempt {n} lost with instance {instance}; requeued"
-                ));
-                let now = now_ms();
-                self.writer.send(
-                    vec![
-                        Write::EndAttempt {
-                            key: attempt,
-                            end,
-                            now_ms: now,
-                        },
-                        Write::UpdateTask {
-                            task: live.row.id.clone(),
-                            update,
-                            now_ms: now,
-                        },
-                    ],
-                    Then {
-                        touch: Some(live.row.id.clone()),
-                        ..Then::default()
-                    },
-                );
-                tracing::info!(task = %live.row.id, attempt = n, "task requeued after a lost attempt");
-                live.row.state = TaskState::Queued;
-                self.queue
-                    .requeue(live.row.id.clone(), live.caps.clone(), live.seq);
-                self.tasks.insert(live.row.id.clone(), live);
-            }
+            self.lose(attempt, format!("instance {instance} disconnected"));
         }
         self.refresh_reasons();
+    }
+
+    /// A heartbeat renews the lease of every attempt it lists that the server gave this
+    /// instance; anything else it lists is fenced, so the agent kills it.
+    fn heartbeat(&mut self, instance: &InstanceId, running: &[AttemptKey]) {
+        let now = now_ms();
+        let mut strangers = Vec::new();
+        let Some(inst) = self.instances.get(instance) else {
+            return;
+        };
+        for key in running {
+            match self.attempts.get_mut(key) {
+                Some(a) if inst.running.contains(key) => {
+                    a.lease_until_ms = now + a.lease_ms;
+                }
+                _ => strangers.push(*key),
+            }
+        }
+        if !strangers.is_empty() {
+            tracing::warn!(instance = %instance, attempts = ?strangers, "fencing attempts the server did not give this instance");
+            let msg = ServerMsg::Fence {
+                attempts: strangers,
+                reason: format!("not assigned to {instance}, or no longer"),
+            };
+            send_in_order(&self.writer, &inst.session, msg);
+        }
+    }
+
+    /// Attempts whose lease ran out are lost (and fenced on their agent, should it still
+    /// run them); recovered attempts whose agent did not come back within the grace too.
+    fn expire_leases(&mut self) {
+        let now = now_ms();
+        let expired: Vec<(AttemptKey, bool)> = self
+            .attempts
+            .iter()
+            .filter(|(_, a)| a.lease_until_ms < now)
+            .map(|(k, a)| (*k, a.orphan))
+            .collect();
+        for (key, orphan) in expired {
+            let Some(a) = self.attempts.get(&key) else {
+                continue;
+            };
+            let instance = a.instance.clone();
+            let detail = if orphan {
+                self.orphans -= 1;
+                format!(
+                    "not re-attached by instance {instance} within {} ms of the restart",
+                    self.fleet.reattach_grace_ms
+                )
+            } else {
+                format!(
+                    "lease expired: instance {instance} did not report it for {} ms",
+                    a.lease_ms
+                )
+            };
+            tracing::warn!(attempt = key, instance = %instance, reason = %detail, "attempt lost");
+            if let Some(inst) = self.instances.get_mut(&instance) {
+                inst.running.remove(&key);
+                let msg = ServerMsg::Fence {
+                    attempts: vec![key],
+                    reason: detail.clone(),
+                };
+                send_in_order(&self.writer, &inst.session, msg);
+            }
+            self.lose(key, detail);
+        }
+        self.forget_recovered_seqs();
+    }
+
+    /// Once no recovered attempt waits any more, the log's recovered seqs are not needed.
+    fn forget_recovered_seqs(&mut self) {
+        if self.orphans == 0 {
+            self.log.forget_recovered();
+        }
+    }
+
+    /// One attempt is lost (`detail` says why): its task is requeued at its old place in
+    /// line, or fails once it has used all its attempts, or ends cancelled if a cancel
+    /// was asked for meanwhile.
+    fn lose(&mut self, attempt: AttemptKey, detail: String) {
+        let Some(a) = self.attempts.remove(&attempt) else {
+            return;
+        };
+        if let Some(inst) = self.instances.get_mut(&a.instance) {
+            inst.running.remove(&attempt);
+        }
+        let Some(mut live) = self.tasks.remove(&a.task) else {
+            return;
+        };
+        live.attempt = None;
+        let end = lost(detail.clone());
+        let n = live.row.attempts;
+        if live.cancel_requested {
+            let ending = Ending {
+                state: TaskState::Cancelled,
+                exit_code: None,
+                signal: None,
+                reason: Some(format!("cancelled; attempt {n} lost: {detail}")),
+                attempt: Some((attempt, end)),
+            };
+            self.finish(&mut live.row, ending, None);
+        } else if n >= live.row.max_attempts {
+            let reason = format!(
+                "attempt {n} lost ({detail}); no attempts left (max {})",
+                live.row.max_attempts
+            );
+            self.finish(&mut live.row, failed(reason, Some((attempt, end))), None);
+        } else {
+            let update = queued(format!("attempt {n} lost ({detail}); requeued"));
+            let now = now_ms();
+            self.writer.send(
+                vec![
+                    Write::EndAttempt {
+                        key: attempt,
+                        end,
+                        now_ms: now,
+                    },
+                    Write::UpdateTask {
+                        task: live.row.id.clone(),
+                        update,
+                        now_ms: now,
+                    },
+                ],
+                Then {
+                    touch: Some(live.row.id.clone()),
+                    ..Then::default()
+                },
+            );
+            tracing::info!(task = %live.row.id, attempt = n, reason = %detail, "task requeued after a lost attempt");
+            live.row.state = TaskState::Queued;
+            self.queue
+                .requeue(live.row.id.clone(), live.caps.clone(), live.seq);
+            self.tasks.insert(live.row.id.clone(), live);
+        }
     }
 
     /// The guard blocked an attempt's output: the agent kills it, and the task fails
@@ -608,32 +834,20 @@ impl Dispatcher {
         live.row.state = TaskState::Running;
         live.row.instance = Some(instance.clone());
         live.attempt = Some(key);
-        let req = &live.request;
-        let assignment = Assignment {
-            attempt: key,
-            task: task.clone(),
-            handle: live.row.handle.clone(),
-            attempt_no,
-            argv: req.argv.clone(),
-            env: req
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            cwd: req.cwd.clone(),
-            timeout_ms: req.timeout_seconds.map(|s| s * 1000),
-            guard: GuardSpec {
-                level: req.privacy(),
-                secret_env: req.secret_env.clone(),
-            },
-        };
+        let lease = lease_ms(&live.request, &self.fleet);
         self.attempts.insert(
             key,
             LiveAttempt {
                 task: task.clone(),
                 instance: instance.clone(),
+                lease_until_ms: now_ms() + lease,
+                lease_ms: lease,
+                orphan: false,
             },
         );
+        let Some(assignment) = self.assignment(key) else {
+            return;
+        };
         let Some(inst) = self.instances.get_mut(&instance) else {
             return;
         };
@@ -658,6 +872,30 @@ impl Dispatcher {
             },
         );
         tracing::info!(task = %task, attempt = attempt_no, instance = %instance, "task dispatched");
+    }
+
+    /// What the agent needs to run attempt `key` of its task.
+    fn assignment(&self, key: AttemptKey) -> Option<Assignment> {
+        let live = self.tasks.get(&self.attempts.get(&key)?.task)?;
+        let req = &live.request;
+        Some(Assignment {
+            attempt: key,
+            task: live.row.id.clone(),
+            handle: live.row.handle.clone(),
+            attempt_no: live.row.attempts,
+            argv: req.argv.clone(),
+            env: req
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            cwd: req.cwd.clone(),
+            timeout_ms: req.timeout_seconds.map(|s| s * 1000),
+            guard: GuardSpec {
+                level: req.privacy(),
+                secret_env: req.secret_env.clone(),
+            },
+        })
     }
 
     /// Updates the visible reason of queued tasks whose capability set became
@@ -750,6 +988,27 @@ fn queued(reason: String) -> TaskUpdate {
         exit_code: None,
         signal: None,
         reason: Some(reason),
+    }
+}
+
+/// How long an attempt of `request` may go unreported before it is lost: the task's
+/// `schedule.recovery.missingHeartbeatTimeoutMs`, or the fleet's lease timeout.
+fn lease_ms(request: &RunRequest, fleet: &FleetSettings) -> i64 {
+    request
+        .schedule
+        .as_ref()
+        .and_then(|s| s.recovery.as_ref())
+        .and_then(|r| r.missing_heartbeat_timeout_ms)
+        .unwrap_or(fleet.lease_timeout_ms) as i64
+}
+
+/// A lost attempt's end.
+fn lost(detail: String) -> AttemptEnd {
+    AttemptEnd {
+        state: AttemptState::Lost,
+        exit_code: None,
+        signal: None,
+        detail: Some(detail),
     }
 }
 

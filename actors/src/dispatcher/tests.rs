@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::domain::{HandleId, RunId};
+use crate::fleet::FleetSettings;
 
 fn row(id: &str, state: TaskState, attempts: u32) -> TaskRow {
     TaskRow {
@@ -51,10 +52,24 @@ async fn recovery_requeues_lost_work_and_seals_handles_a_crash_left_open() {
         manifests,
         writer,
         Offers::default(),
+        FleetSettings {
+            reattach_grace_ms: 50,
+            ..FleetSettings::default()
+        },
+        tokio::sync::broadcast::channel(4).0,
     );
     assert_eq!(d.recover().await.unwrap(), 1);
     assert_eq!(d.next_key, 2, "attempt keys continue after the stored ones");
-    assert_eq!(d.queue.len(), 1);
+    // The running attempt waits for its agent to re-attach it: not queued, not lost.
+    assert_eq!(d.queue.len(), 0);
+    assert_eq!(d.orphans, 1);
+    assert!(d.attempts[&1].orphan);
+    d.expire_leases();
+    assert_eq!(d.orphans, 1, "the grace has not run out yet");
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    d.expire_leases();
+    assert_eq!(d.orphans, 0);
+    assert_eq!(d.queue.len(), 1, "lost after the grace, and queued again");
 
     let index = log.handle(&done.handle).unwrap();
     let mut rx = index.subscribe();
@@ -67,11 +82,35 @@ async fn recovery_requeues_lost_work_and_seals_handles_a_crash_left_open() {
     assert_eq!(status.state, TaskState::Succeeded);
     assert_eq!(status.exit_code, Some(0));
 
-    let requeued = store.get_task(&running.id).await.unwrap().unwrap();
-    assert_eq!(requeued.state, TaskState::Queued);
-    assert!(requeued.reason.unwrap().contains("restarted"));
-    assert_eq!(
-        store.attempts_of(&running.id).await.unwrap()[0].state,
-        "lost"
+    let requeued = wait_until(|| async {
+        let row = store.get_task(&running.id).await.unwrap().unwrap();
+        (row.state == TaskState::Queued).then_some(row)
+    })
+    .await;
+    assert!(
+        requeued
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("not re-attached"),
+        "{requeued:?}"
     );
+    let attempt = &store.attempts_of(&running.id).await.unwrap()[0];
+    assert_eq!(attempt.state, "lost");
+    assert!(attempt.detail.as_deref().unwrap().contains("within 50 ms"));
+}
+
+/// Polls `check` for up to ten seconds.
+async fn wait_until<T, F: std::future::Future<Output = Option<T>>>(check: impl Fn() -> F) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met in time"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -115,6 +115,8 @@ struct Shared {
     path: PathBuf,
     reader: File,
     handles: DashMap<HandleId, Arc<HandleIndex>>,
+    /// The last durable chunk seq of each attempt, as the rescan at open found it.
+    recovered_acks: RwLock<HashMap<AttemptKey, u64>>,
 }
 
 impl FrameLog {
@@ -133,7 +135,12 @@ impl FrameLog {
             .open(&path)
             .map_err(io_err)?;
         let handles = DashMap::new();
-        let end = record::recover(&file, |frame, pos| {
+        let mut acked: HashMap<AttemptKey, u64> = HashMap::new();
+        let end = record::recover(&file, |frame, acks, pos| {
+            if let Some((attempt, seq)) = acks {
+                let last = acked.entry(attempt).or_default();
+                *last = (*last).max(seq);
+            }
             let index = handles
                 .entry(frame.handle.clone())
                 .or_insert_with(|| Arc::new(HandleIndex::new(frame.handle.clone())))
@@ -155,6 +162,7 @@ impl FrameLog {
             path: path.clone(),
             reader,
             handles,
+            recovered_acks: RwLock::new(acked),
         });
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let writer = Writer {
@@ -177,6 +185,27 @@ impl FrameLog {
             .entry(handle.clone())
             .or_insert_with(|| Arc::new(HandleIndex::new(handle.clone())))
             .clone()
+    }
+
+    /// The last chunk of `attempt` that was on disk when the log was opened (0 if none):
+    /// where an agent re-attaching after a restart resumes its output.
+    pub fn recovered_seq(&self, attempt: AttemptKey) -> u64 {
+        let acks = self
+            .shared
+            .recovered_acks
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        acks.get(&attempt).copied().unwrap_or(0)
+    }
+
+    /// Forgets the recovered seqs once no attempt can re-attach any more.
+    pub fn forget_recovered(&self) {
+        let mut acks = self
+            .shared
+            .recovered_acks
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        *acks = HashMap::new();
     }
 
     pub fn handle(&self, handle: &HandleId) -> Option<Arc<HandleIndex>> {
@@ -283,7 +312,8 @@ impl Writer {
                 kind: a.kind,
                 data: Vec::new(),
             };
-            self.end += record::write(&mut self.out, &frame, &a.data)?;
+            let marker = a.ack.as_ref().map(|k| (k.attempt, k.seq));
+            self.end += record::write(&mut self.out, &frame, marker, &a.data)?;
             if let Some(entry) = self.next.get_mut(&a.handle) {
                 entry.1 = next + 1;
             }

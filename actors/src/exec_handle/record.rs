@@ -1,6 +1,11 @@
 //! The on-disk record of one frame:
 //! `[body length u32 LE][crc32 of body u32 LE][body]`, where the body is
 //! `[handle length u8][handle][offset u64 LE][attempt u32 LE][ts ms i64 LE][kind u8][data]`.
+//!
+//! A frame that acknowledges agent output sets the kind byte's top bit ([`ACKS`]) and
+//! carries `[attempt key u64 LE][chunk seq u64 LE]` before its data: after a restart, the
+//! rescan knows the last chunk of each attempt that is on disk, so an agent that
+//! re-attaches resends exactly what follows it. Records without the bit read as before.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -22,17 +27,32 @@ pub struct StoredFrame {
 
 const HEADER: usize = 8;
 const FIXED: usize = 8 + 4 + 8 + 1;
+/// Set in the kind byte when the record carries the agent chunk it acknowledges.
+const ACKS: u8 = 0x80;
 
 /// Appends one record (`frame.data` is ignored; `data` is written) and returns its size.
-pub fn write(out: &mut impl Write, frame: &StoredFrame, data: &[u8]) -> io::Result<u64> {
+/// `acks` is the (attempt key, chunk seq) this frame makes durable, if any.
+pub fn write(
+    out: &mut impl Write,
+    frame: &StoredFrame,
+    acks: Option<(u64, u64)>,
+    data: &[u8],
+) -> io::Result<u64> {
     let handle = frame.handle.as_str().as_bytes();
-    let mut head = Vec::with_capacity(1 + handle.len() + FIXED);
+    let mut head = Vec::with_capacity(1 + handle.len() + FIXED + 16);
     head.push(handle.len() as u8);
     head.extend_from_slice(handle);
     head.extend_from_slice(&frame.offset.to_le_bytes());
     head.extend_from_slice(&frame.attempt.to_le_bytes());
     head.extend_from_slice(&frame.ts_ms.to_le_bytes());
-    head.push(frame.kind.to_byte());
+    match acks {
+        None => head.push(frame.kind.to_byte()),
+        Some((attempt, seq)) => {
+            head.push(frame.kind.to_byte() | ACKS);
+            head.extend_from_slice(&attempt.to_le_bytes());
+            head.extend_from_slice(&seq.to_le_bytes());
+        }
+    }
     let body_len = head.len() + data.len();
     let mut crc = crc32fast::Hasher::new();
     crc.update(&head);
@@ -49,6 +69,11 @@ fn corrupt(what: &str) -> io::Error {
 }
 
 fn decode(body: &[u8]) -> io::Result<StoredFrame> {
+    decode_acks(body).map(|(frame, _)| frame)
+}
+
+/// A record's frame and the agent chunk it acknowledges, if it says so.
+fn decode_acks(body: &[u8]) -> io::Result<(StoredFrame, Option<(u64, u64)>)> {
     let hlen = *body.first().ok_or_else(|| corrupt("empty record"))? as usize;
     if body.len() < 1 + hlen + FIXED {
         return Err(corrupt("record shorter than its header"));
@@ -65,15 +90,27 @@ fn decode(body: &[u8]) -> io::Result<StoredFrame> {
     };
     let mut a = [0u8; 4];
     a.copy_from_slice(&rest[8..12]);
-    let kind = StreamKind::from_byte(rest[20]).ok_or_else(|| corrupt("bad kind in record"))?;
-    Ok(StoredFrame {
+    let kind =
+        StreamKind::from_byte(rest[20] & !ACKS).ok_or_else(|| corrupt("bad kind in record"))?;
+    let (acks, data) = if rest[20] & ACKS == 0 {
+        (None, &rest[FIXED..])
+    } else {
+        if rest.len() < FIXED + 16 {
+            return Err(corrupt("record shorter than its acknowledgement"));
+        }
+        let attempt = u64::from_le_bytes(u64_at(FIXED));
+        let seq = u64::from_le_bytes(u64_at(FIXED + 8));
+        (Some((attempt, seq)), &rest[FIXED + 16..])
+    };
+    let frame = StoredFrame {
         handle,
         offset: u64::from_le_bytes(u64_at(0)),
         attempt: u32::from_le_bytes(a),
         ts_ms: i64::from_le_bytes(u64_at(12)),
         kind,
-        data: rest[FIXED..].to_vec(),
-    })
+        data: data.to_vec(),
+    };
+    Ok((frame, acks))
 }
 
 /// Reads the record at `pos`, checking its checksum.
@@ -99,7 +136,10 @@ fn split_header(head: &[u8; HEADER]) -> (usize, u32) {
 
 /// Scans the whole segment, calling `each` for every intact record, and returns the
 /// length of the intact prefix: a torn or corrupt tail (a crash mid-write) ends the scan.
-pub fn recover(file: &File, mut each: impl FnMut(StoredFrame, u64)) -> io::Result<u64> {
+pub fn recover(
+    file: &File,
+    mut each: impl FnMut(StoredFrame, Option<(u64, u64)>, u64),
+) -> io::Result<u64> {
     let size = file.metadata()?.len();
     let mut reader = io::BufReader::with_capacity(1 << 20, file);
     let mut pos = 0u64;
@@ -117,8 +157,8 @@ pub fn recover(file: &File, mut each: impl FnMut(StoredFrame, u64)) -> io::Resul
         if crc32fast::hash(&body) != crc {
             break;
         }
-        match decode(&body) {
-            Ok(frame) => each(frame, pos),
+        match decode_acks(&body) {
+            Ok((frame, acks)) => each(frame, acks, pos),
             Err(_) => break,
         }
         pos += (HEADER + len) as u64;

@@ -123,3 +123,45 @@ async fn reopening_rebuilds_indexes_and_drops_a_torn_tail() {
     assert_eq!(offsets, (1..=11).collect::<Vec<_>>());
     assert_eq!(frames[10].data, b"11\n");
 }
+
+/// After a restart the log knows the last agent chunk of each attempt on disk, so an
+/// agent that re-attaches resends exactly what follows it; frames read back unchanged.
+#[tokio::test]
+async fn the_last_durable_chunk_of_each_attempt_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = HandleId::parse("h-acks").unwrap();
+    {
+        let log = FrameLog::open(dir.path()).unwrap();
+        let index = log.create_handle(&h);
+        let (tx, _rx) = mpsc::unbounded_channel();
+        for (attempt, seq, data) in [(7, 1, "one\n"), (7, 2, "two\n"), (9, 5, "five\n")] {
+            let mut a = append(&h, StreamKind::Stdout, data);
+            a.ack = Some(AckTo {
+                tx: tx.clone(),
+                attempt,
+                seq,
+            });
+            log.append(a).await.unwrap();
+        }
+        log.append(append(&h, StreamKind::Stderr, "no ack\n"))
+            .await
+            .unwrap();
+        wait_for(&index, 4).await;
+        assert_eq!(log.recovered_seq(7), 0, "only a reopen recovers seqs");
+    }
+    let log = FrameLog::open(dir.path()).unwrap();
+    assert_eq!(log.recovered_seq(7), 2);
+    assert_eq!(log.recovered_seq(9), 5);
+    assert_eq!(log.recovered_seq(8), 0);
+    let index = log.handle(&h).unwrap();
+    let frames = log.read_after(&index, 0, 10, usize::MAX).unwrap();
+    let text: Vec<&[u8]> = frames.iter().map(|f| f.data.as_slice()).collect();
+    assert_eq!(
+        text,
+        [&b"one\n"[..], b"two\n", b"five\n", b"no ack\n"],
+        "the acknowledgement is not part of the data"
+    );
+    assert_eq!(frames[3].kind, StreamKind::Stderr);
+    log.forget_recovered();
+    assert_eq!(log.recovered_seq(7), 0);
+}

@@ -13,7 +13,7 @@ use flotilla_guard::policy::{AllowTarget, Allowlist};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{parse_rfc3339_ms, random_hex, rfc3339_ms, Scope, TaskId};
-use crate::manifest::write_atomic;
+use crate::files::write_atomic;
 
 pub const APPROVALS_SCHEMA: &str = "flotilla.approvals/1.0.0";
 /// Longest an override may last; overrides are exceptions, not configuration.

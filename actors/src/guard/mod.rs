@@ -38,7 +38,7 @@ use tokio::sync::oneshot;
 
 use crate::domain::{now_ms, rfc3339_ms, HandleId, Scope, TaskId};
 use crate::exec_handle::{AckTo, FrameLog};
-use crate::manifest::write_atomic;
+use crate::files::write_atomic;
 use crate::protocol::{Assignment, AttemptKey, StreamKind};
 use crate::store::writer::{StoreWriter, Then, Write};
 use crate::store::GuardRunRow;

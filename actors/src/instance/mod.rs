@@ -9,23 +9,18 @@
 //! When the connection ends, the dispatcher is told the instance is gone and requeues
 //! what it was running; nothing else is lost.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use tokio::sync::mpsc;
 
-use crate::dispatcher::messages::{Connect, FromInstance};
+use crate::dispatcher::messages::{Connect, ConnectError, FromInstance, Welcomed};
 use crate::domain::{HandleId, InstanceId};
 use crate::engine::Engine;
 use crate::exec_handle::AckTo;
-use crate::protocol::{AgentMsg, AttemptKey, OutputChunk, ServerMsg, PROTOCOL_VERSION};
+use crate::protocol::{AgentMsg, AttemptKey, OutputChunk, Resume, ServerMsg, PROTOCOL_VERSION};
 
 /// The schema every agent message is checked against.
-pub const AGENT_MESSAGE_SCHEMA: &str = "flotilla.agent-message/1.0.0";
-
-/// How often agents heartbeat.
-pub const HEARTBEAT_MS: u64 = 2_000;
-/// Silence after which a connection is considered dead (three missed heartbeats).
-pub const SILENCE_LIMIT_MS: u64 = 3 * HEARTBEAT_MS;
+pub const AGENT_MESSAGE_SCHEMA: &str = "flotilla.agent-message/2.0.0";
 
 /// Why a connection must be closed.
 #[derive(Debug, thiserror::Error)]
@@ -44,8 +39,17 @@ pub enum SessionError {
     Slots(u32),
     #[error("chunk for attempt {0}, which this connection was not assigned")]
     UnknownAttempt(AttemptKey),
+    #[error(transparent)]
+    Refused(#[from] ConnectError),
     #[error("the server is shutting down")]
     Stopped,
+}
+
+impl SessionError {
+    /// True if the agent may try again later (the cause can pass on its own).
+    pub fn retryable(&self) -> bool {
+        matches!(self, SessionError::Refused(ConnectError::InUse { .. }))
+    }
 }
 
 /// Channels the transport must drain and send to the agent.
@@ -59,7 +63,11 @@ pub struct Outbox {
 pub struct InstanceSession {
     engine: Engine,
     registered: Option<(InstanceId, u64)>,
-    attempts: HashMap<AttemptKey, (HandleId, u32)>,
+    /// Each attempt's handle, and the last chunk seq already in the log (chunks up to
+    /// it are dropped: a re-attached agent may resend what a crash left unacknowledged).
+    attempts: HashMap<AttemptKey, (HandleId, u64)>,
+    /// Attempts fenced on this connection: what still arrives of them is dropped.
+    fenced: HashSet<AttemptKey>,
     control_tx: mpsc::UnboundedSender<ServerMsg>,
     ack_tx: mpsc::UnboundedSender<(AttemptKey, u64)>,
 }
@@ -73,6 +81,7 @@ impl InstanceSession {
                 engine,
                 registered: None,
                 attempts: HashMap::new(),
+                fenced: HashSet::new(),
                 control_tx,
                 ack_tx,
             },
@@ -105,6 +114,7 @@ impl InstanceSession {
                     capabilities,
                     slots,
                     pid,
+                    held,
                 },
                 None,
             ) => {
@@ -116,26 +126,49 @@ impl InstanceSession {
                 }
                 let session = self.control_tx.clone();
                 let id = instance.clone();
-                let conn = self
+                let Welcomed {
+                    conn,
+                    resumed,
+                    fenced,
+                } = self
                     .engine
                     .connect(|reply| Connect {
                         instance: id,
                         capabilities: capabilities.into_iter().collect::<BTreeSet<_>>(),
                         slots,
                         pid,
+                        held,
                         session,
                         reply,
                     })
                     .await
-                    .map_err(|_| SessionError::Stopped)?;
+                    .map_err(|_| SessionError::Stopped)??;
                 self.registered = Some((instance, conn));
+                let mut resume = Vec::with_capacity(resumed.len());
+                for (assignment, after) in resumed {
+                    self.engine.guard.open(&assignment);
+                    self.attempts
+                        .insert(assignment.attempt, (assignment.handle.clone(), after));
+                    resume.push(Resume {
+                        attempt: assignment.attempt,
+                        after,
+                    });
+                }
+                let fleet = &self.engine.config.fleet;
                 Ok(Some(ServerMsg::Welcome {
-                    heartbeat_ms: HEARTBEAT_MS,
+                    heartbeat_ms: fleet.heartbeat_ms,
+                    grace_ms: fleet.reattach_grace_ms,
+                    resume,
+                    fenced,
                 }))
             }
             (AgentMsg::Hello { .. }, Some(_)) => Err(SessionError::DoubleHello),
             (_, None) => Err(SessionError::NoHello),
-            (AgentMsg::Heartbeat { .. }, Some(_)) => Ok(None),
+            (AgentMsg::Heartbeat { running }, Some((id, conn))) => {
+                self.engine
+                    .instance_event(id.clone(), *conn, FromInstance::Heartbeat { running });
+                Ok(None)
+            }
             (AgentMsg::Started { attempt, pid }, Some((id, conn))) => {
                 self.engine.instance_event(
                     id.clone(),
@@ -166,10 +199,16 @@ impl InstanceSession {
         }
         let chunk =
             OutputChunk::decode(bytes).map_err(|e| SessionError::Malformed(e.to_string()))?;
-        let (handle, _) = self
+        if self.fenced.contains(&chunk.attempt) {
+            return Ok(()); // no longer the task's: discarded
+        }
+        let (handle, after) = self
             .attempts
             .get(&chunk.attempt)
             .ok_or(SessionError::UnknownAttempt(chunk.attempt))?;
+        if chunk.seq <= *after {
+            return Ok(()); // on disk before the restart
+        }
         let ack = AckTo {
             tx: self.ack_tx.clone(),
             attempt: chunk.attempt,
@@ -183,21 +222,35 @@ impl InstanceSession {
 
     /// Must see every message the dispatcher sends before it goes out.
     pub fn on_outgoing(&mut self, msg: &ServerMsg) {
-        if let ServerMsg::Assign(a) = msg {
-            self.engine.guard.open(a);
-            self.attempts
-                .insert(a.attempt, (a.handle.clone(), a.attempt_no));
+        match msg {
+            ServerMsg::Assign(a) => {
+                self.engine.guard.open(a);
+                self.attempts.insert(a.attempt, (a.handle.clone(), 0));
+            }
+            ServerMsg::Fence { attempts, .. } => {
+                for attempt in attempts {
+                    self.fenced.insert(*attempt);
+                    if let Some((handle, _)) = self.attempts.remove(attempt) {
+                        let guard = self.engine.guard.clone();
+                        let attempt = *attempt;
+                        tokio::spawn(async move { guard.close(&handle, attempt).await });
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
-    /// The connection ended: what the guard holds of its attempts is released, then the
-    /// dispatcher requeues what this instance was running.
-    pub async fn close(self) {
+    /// The connection ended (`silent`: closed for saying nothing for a lease timeout):
+    /// what the guard holds of its attempts is released, then the dispatcher requeues
+    /// what this instance was running.
+    pub async fn close(self, silent: bool) {
         for (attempt, (handle, _)) in &self.attempts {
             self.engine.guard.close(handle, *attempt).await;
         }
         if let Some((id, conn)) = self.registered {
-            self.engine.instance_event(id, conn, FromInstance::Gone);
+            self.engine
+                .instance_event(id, conn, FromInstance::Gone { silent });
         }
     }
 }

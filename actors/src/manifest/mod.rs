@@ -7,7 +7,6 @@
 //! only pending rewrites, which the next change (or recovery at start) redoes.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -44,21 +43,6 @@ pub fn manifest_path(artifacts: &Path, task: &TaskId, run: &RunId) -> PathBuf {
         .join("cli")
         .join(run.as_str())
         .join("manifest.json")
-}
-
-/// Writes `bytes` to `path` atomically: a temp file beside it, then a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    drop(f);
-    std::fs::rename(&tmp, path)
 }
 
 #[derive(Serialize)]
@@ -312,7 +296,8 @@ async fn write_one(
         // unwrap: a serde_json::Value always serialises.
         let bytes = serde_json::to_vec_pretty(&doc).unwrap();
         // This thread exists for this work: blocking here holds up nothing else.
-        write_atomic(&path, &bytes).map_err(|source| ManifestError::Io { path, source })
+        crate::files::write_atomic(&path, &bytes)
+            .map_err(|source| ManifestError::Io { path, source })
     };
     write(
         manifest_path(artifacts, &row.id, &row.run_id),

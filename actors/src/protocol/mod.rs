@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{Capability, HandleId, InstanceId, TaskId, TaskState};
 
 /// The protocol version an agent announces in `hello`; the server refuses others.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version 2 added re-attach (`held`, `resume`, `fenced`), `fence` and `retry`.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Server-wide key of one attempt (a row of the attempts table), used on the agent wire.
 pub type AttemptKey = u64;
@@ -27,6 +28,10 @@ pub enum AgentMsg {
         capabilities: Vec<Capability>,
         slots: u32,
         pid: u32,
+        /// Attempts this agent still runs (or has finished but not yet reported) from an
+        /// earlier connection: after a server restart it offers them back.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        held: Vec<HeldAttempt>,
     },
     /// Sent every heartbeat interval; lists the attempts the agent is running.
     Heartbeat { running: Vec<AttemptKey> },
@@ -44,15 +49,54 @@ pub enum AgentMsg {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ServerMsg {
     /// Reply to `hello`.
-    Welcome { heartbeat_ms: u64 },
+    Welcome {
+        heartbeat_ms: u64,
+        /// How long the agent keeps its attempts running without a server before it
+        /// kills them (the re-attach grace).
+        grace_ms: u64,
+        /// Held attempts the server took back: resend output after `after`, then report.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        resume: Vec<Resume>,
+        /// Held attempts the server will not take back: kill them, report nothing.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        fenced: Vec<AttemptKey>,
+    },
     /// Run this.
     Assign(Assignment),
     /// Kill the attempt's process group.
     Cancel { attempt: AttemptKey },
     /// Every output chunk of `attempt` up to and including `seq` is durable.
     Ack { attempt: AttemptKey, seq: u64 },
-    /// The server refuses the connection (bad hello, wrong version).
-    Refused { reason: String },
+    /// These attempts are no longer this agent's (their lease ran out, or the server
+    /// never gave them to this connection): kill them and report nothing.
+    Fence {
+        attempts: Vec<AttemptKey>,
+        reason: String,
+    },
+    /// The server refuses the connection (bad hello, wrong version, id in use). With
+    /// `retry`, the cause may pass (an id still held by a dying connection): try again.
+    Refused {
+        reason: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        retry: bool,
+    },
+}
+
+/// An attempt an agent offers back in `hello`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldAttempt {
+    pub attempt: AttemptKey,
+    /// The highest output seq the agent saw acknowledged.
+    pub acked: u64,
+}
+
+/// An attempt the server took back, and the last output seq it holds durably.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resume {
+    pub attempt: AttemptKey,
+    pub after: u64,
 }
 
 /// One attempt of a task, as the agent needs it.

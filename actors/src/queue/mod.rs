@@ -58,6 +58,13 @@ impl Queue {
         seq
     }
 
+    /// A place in line for a task that is not queued now (one recovered running), to
+    /// requeue it there should its attempt be lost.
+    pub fn reserve(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
     /// Puts a task back at its original place in line (a lost attempt keeps its turn).
     pub fn requeue(&mut self, task: TaskId, caps: CapSet, seq: u64) {
         let lane = self.lanes.entry(caps).or_default();

@@ -87,6 +87,15 @@ pub struct AttemptRow {
     pub detail: Option<String>,
 }
 
+/// An attempt recorded as running.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenAttempt {
+    pub key: AttemptKey,
+    pub task: TaskId,
+    pub attempt_no: u32,
+    pub instance: InstanceId,
+}
+
 /// The end of an attempt, to record.
 #[derive(Debug, Clone)]
 pub struct AttemptEnd {
@@ -361,6 +370,36 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
+    }
+
+    /// Attempts still recorded as running (at start: those an agent may re-attach).
+    pub async fn open_attempts(&self) -> Result<Vec<OpenAttempt>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, task_id, attempt_no, instance FROM attempts WHERE state = 'running' ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OpenAttempt {
+                    key: r.try_get::<i64, _>(0)? as AttemptKey,
+                    task: parse_col("attempts", r.try_get::<String, _>(1)?, TaskId::parse)?,
+                    attempt_no: r.try_get::<i64, _>(2)? as u32,
+                    instance: parse_col("attempts", r.try_get::<String, _>(3)?, InstanceId::parse)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records how an attempt ended (outside the dispatcher's write path: at start).
+    pub async fn end_attempt(
+        &self,
+        key: AttemptKey,
+        end: &AttemptEnd,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        end_attempt_in(&mut conn, key, end, now_ms).await
     }
 
     pub async fn attempts_of(&self, task: &TaskId) -> Result<Vec<AttemptRow>, StoreError> {

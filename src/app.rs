@@ -14,7 +14,7 @@ use crate::http::{self, Limits};
 
 /// Runs `flotilla serve` until SIGINT/SIGTERM.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    let (engine, report) = Engine::start(EngineConfig {
+    let (engine, report, mut watchdog) = Engine::start(EngineConfig {
         state_dir: config.state_dir.clone(),
         artifacts_dir: config.artifacts_dir.clone(),
         admin_token: config.admin_token.clone(),
@@ -98,7 +98,16 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             ))
         })
         .transpose()?;
-    server.run().await.context("running the HTTP server")?;
+    tokio::select! {
+        run = server.run() => run.context("running the HTTP server")?,
+        death = watchdog.death() => {
+            // Nothing the dead actor held can be rebuilt in place. Exit at once, as a
+            // crash would: local agents keep running and re-attach to the next server,
+            // whose start runs the ordinary recovery path.
+            tracing::error!(actor = death.actor, panicked = death.panicked, "{death}; exiting so that a restart recovers");
+            std::process::exit(70);
+        }
+    }
     if let Some(s) = supervisor {
         s.stop().await;
     }

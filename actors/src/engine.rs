@@ -1,15 +1,8 @@
 //! The engine: builds the actors and is the one handle the edges (HTTP, CLI) hold.
 //!
-//! Supervision tree (one process):
-//!
-//! ```text
-//! Engine ─┬─ Dispatcher task        (queue, instances, attempts; restart = recover from store)
-//!         ├─ FrameLog writer thread (group commit of frames; restart = rescan the segment)
-//!         ├─ StoreWriter task       (group commit of the dispatcher's and the guard's writes)
-//!         ├─ Guard worker threads   (redact output between instances and the frame log)
-//!         ├─ ManifestWriter thread  (rewrites manifests and metrics from the store)
-//!         └─ LocalSupervisor tasks  (one per local agent process, restart with backoff)
-//! ```
+//! It starts the dispatcher, the store writer, the frame-log writer and the manifest
+//! writer, each with a lifeline to the [`Watchdog`] it returns: the death of any of them
+//! ends the process (see `docs/ARCHITECTURE.md`, the supervision tree).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,12 +11,14 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::auth::{TokenError, Tokens};
 use crate::control_plane::{Accepted, ControlPlane, ControlPlaneConfig, SchemaError};
+use crate::dispatcher::honoured::refusals;
 use crate::dispatcher::messages::*;
 use crate::dispatcher::{offered, Dispatcher, Offers};
 use crate::domain::{now_ms, HandleId, InstanceId, RunId, Scope, TaskId, TaskState};
 use crate::exec_handle::{FrameLog, FrameLogError};
 use crate::fleet::FleetSettings;
 use crate::guard::{Guard, GuardError, GuardSettings};
+use crate::lifeline::Watchdog;
 use crate::manifest::ManifestWriter;
 use crate::queue::{cap_set, unsatisfiable_reason};
 use crate::state_lock::{LockError, StateLock};
@@ -109,8 +104,9 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Opens the state, recovers what was live, and starts the actors.
-    pub async fn start(config: EngineConfig) -> Result<(Self, StartReport), EngineError> {
+    /// Opens the state, recovers what was live, and starts the actors. The [`Watchdog`]
+    /// reports the first of them to die; whoever owns the process must act on it.
+    pub async fn start(config: EngineConfig) -> Result<(Self, StartReport, Watchdog), EngineError> {
         for dir in [&config.state_dir, &config.artifacts_dir] {
             std::fs::create_dir_all(dir).map_err(|source| EngineError::Dir {
                 path: dir.clone(),
@@ -121,16 +117,26 @@ impl Engine {
         let lock = StateLock::acquire(&config.state_dir)?;
         let (tokens, admin_token_created) =
             Tokens::load_or_create(&config.state_dir, config.admin_token.clone())?;
+        let watchdog = Watchdog::default();
         let store = Store::open(&config.state_dir.join("flotilla.db")).await?;
-        let log = FrameLog::open(&config.state_dir.join("frames"))?;
-        let manifests = ManifestWriter::start(
+        let log = FrameLog::open_watched(
+            &config.state_dir.join("frames"),
+            watchdog.lifeline("frame-log writer"),
+        )?;
+        let manifests = ManifestWriter::start_watched(
             store.clone(),
             config.artifacts_dir.clone(),
             config.scope.clone(),
+            watchdog.lifeline("manifest writer"),
         );
         let offers = Offers::default();
         let (suspects, _) = broadcast::channel(64);
-        let writer = StoreWriter::start(store.clone(), log.clone(), manifests.clone());
+        let writer = StoreWriter::start(
+            store.clone(),
+            log.clone(),
+            manifests.clone(),
+            watchdog.lifeline("store writer"),
+        );
         let (tx, rx) = mpsc::unbounded_channel();
         let blocks = tx.clone();
         let guard = Guard::start(
@@ -153,7 +159,11 @@ impl Engine {
             suspects.clone(),
         );
         let recovered = dispatcher.recover().await?;
-        tokio::spawn(dispatcher.run(rx));
+        let lifeline = watchdog.lifeline("dispatcher");
+        tokio::spawn(async move {
+            let _lifeline = lifeline;
+            dispatcher.run(rx).await
+        });
         let engine = Self {
             tx,
             store,
@@ -190,7 +200,20 @@ impl Engine {
                 admin_token_created,
                 recovered,
             },
+            watchdog,
         ))
+    }
+
+    /// Whether the engine can take work: ready, degraded (it can, but something the
+    /// operator should know limits it) or not ready, with the reasons.
+    pub async fn readiness(&self) -> Readiness {
+        match self.ask(Cmd::Readiness).await {
+            Ok(r) => r,
+            Err(Stopped) => Readiness {
+                status: ReadyState::NotReady,
+                reasons: vec!["the dispatcher has stopped".to_owned()],
+            },
+        }
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Result<T, Stopped> {
@@ -205,6 +228,10 @@ impl Engine {
     /// the first task instead.
     pub async fn submit(&self, accepted: Accepted) -> Result<Submitted, SubmitError> {
         let Accepted { request, report } = accepted;
+        let refused = refusals(&request, &self.config.fleet);
+        if !refused.is_empty() {
+            return Err(SubmitError::Unsupported(refused));
+        }
         let now = now_ms();
         let caps = cap_set(&request.capabilities);
         let reason = (!offered(&self.offers, &caps)).then(|| unsatisfiable_reason(&caps));

@@ -13,6 +13,7 @@ pub mod files;
 pub mod fleet;
 pub mod guard;
 pub mod instance;
+pub mod lifeline;
 pub mod manifest;
 pub mod protocol;
 pub mod queue;

@@ -12,6 +12,7 @@ mod stream;
 mod tasks;
 
 use actix_web::{web, HttpResponse};
+use flotilla_actors::dispatcher::messages::ReadyState;
 use flotilla_actors::engine::Engine;
 
 pub use error::ApiError;
@@ -88,6 +89,17 @@ pub const ROUTES: &[Route] = &[
         body: Body::None,
         responses: responses!(200 => Resp::Object),
         serve: || web::get().to(healthz),
+    },
+    Route {
+        method: "get",
+        path: "/readyz",
+        operation: "readyz",
+        summary: "Readiness: ready, degraded or not ready, and why",
+        auth: Auth::None,
+        query: &[],
+        body: Body::None,
+        responses: responses!(200 => Resp::Schema("flotilla.readiness/1.0.0"), 503 => Resp::Schema("flotilla.readiness/1.0.0")),
+        serve: || web::get().to(readyz),
     },
     Route {
         method: "get",
@@ -365,8 +377,20 @@ async fn openapi_json(state: State) -> HttpResponse {
     HttpResponse::Ok().json(openapi::document(&engine.control.registry))
 }
 
+/// Liveness: the HTTP server answers. Whether it can take work is `/readyz`.
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// Readiness: 200 while the engine takes work (ready or degraded, with the reasons),
+/// 503 when it cannot. Counts only, no names: open like `/healthz`.
+async fn readyz(state: State) -> HttpResponse {
+    let (engine, _) = &**state;
+    let readiness = engine.readiness().await;
+    match readiness.status {
+        ReadyState::NotReady => HttpResponse::ServiceUnavailable().json(readiness),
+        _ => HttpResponse::Ok().json(readiness),
+    }
 }
 
 /// An admin route's JSON body: the admin token first, then the body checked against

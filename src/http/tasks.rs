@@ -122,6 +122,12 @@ pub async fn submit(
         SubmitError::Duplicate(id) => {
             ApiError::Conflict(format!("a task with id {id} already exists"))
         }
+        SubmitError::Unsupported(errors) => ApiError::BadRequest {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "unsupported",
+            detail: "the request asks for what the scheduler cannot honour".to_owned(),
+            errors,
+        },
         e => ApiError::internal("storing a task", e),
     })?;
     let row = submitted.row;

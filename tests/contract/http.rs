@@ -104,7 +104,7 @@ async fn written(path: &Path) -> Value {
 async fn http_bodies_follow_their_schemas() {
     let dir = tempfile::tempdir().unwrap();
     let artifacts = dir.path().join("artifacts");
-    let (engine, _) = Engine::start(EngineConfig {
+    let (engine, _, _watchdog) = Engine::start(EngineConfig {
         state_dir: dir.path().join("state"),
         artifacts_dir: artifacts.clone(),
         admin_token: Some(ADMIN.into()),

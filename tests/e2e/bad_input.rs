@@ -66,6 +66,22 @@ fn every_kind_of_bad_request_is_refused_precisely_and_nothing_is_stored() {
     );
     let huge = json!({"argv": ["echo", "x".repeat(300 * 1024)]});
     check_refused(c.submit(&huge), 413, "", "maxBytes");
+    // What the scheduler cannot honour is refused, never accepted and ignored.
+    let v2 = |schedule: Value| json!({"schema": "flotilla.run-request/2.0.0", "argv": ["ls"], "schedule": schedule});
+    check_refused(
+        c.submit(&v2(json!({"strategy": "fan-out"}))),
+        422,
+        "/schedule/strategy",
+        "unsupported",
+    );
+    check_refused(
+        c.submit(&v2(
+            json!({"recovery": {"missingHeartbeatTimeoutMs": 60000}}),
+        )),
+        422,
+        "/schedule/recovery/missingHeartbeatTimeoutMs",
+        "unsupported",
+    );
     check_refused(c.task("a..b"), 400, "/path/id", "pattern");
     check_refused(c.tasks(Some("done")), 400, "/query/state", "enum");
     // None of it was stored.

@@ -10,4 +10,5 @@ mod lifecycle;
 mod privacy;
 mod recovery;
 mod streaming;
+mod supervision;
 mod support;

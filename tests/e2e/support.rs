@@ -38,6 +38,16 @@ impl App {
 
     /// Starts the server on `bind` over an existing directory.
     pub fn start_at(dir: tempfile::TempDir, local: u32, bind: &str) -> App {
+        Self::start_with_env(dir, local, bind, &[])
+    }
+
+    /// Starts the server with extra environment variables.
+    pub fn start_with_env(
+        dir: tempfile::TempDir,
+        local: u32,
+        bind: &str,
+        env: &[(&str, &str)],
+    ) -> App {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -53,6 +63,7 @@ impl App {
             .current_dir(dir.path())
             .env("FLOTILLA_TOKEN", TOKEN)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -145,6 +156,14 @@ impl App {
         }
         let dir = tempfile::tempdir().unwrap();
         std::mem::replace(&mut self.dir, dir)
+    }
+
+    /// Waits for the server process to exit by itself; its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let child = self.child.as_mut().expect("server running");
+        let status = wait_for("the server exits", limit, || child.try_wait().unwrap());
+        self.child = None;
+        status.code()
     }
 
     /// `GET /metrics`: the Prometheus text (no token needed).

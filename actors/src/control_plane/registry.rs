@@ -84,6 +84,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../../schemas/server-message.v2.json"),
     ),
     (
+        "readiness.v1.json",
+        include_str!("../../../schemas/readiness.v1.json"),
+    ),
+    (
         "summary.v1.json",
         include_str!("../../../schemas/summary.v1.json"),
     ),

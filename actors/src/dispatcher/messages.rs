@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::control_plane::RunRequest;
+use crate::control_plane::{FieldError, RunRequest};
 use crate::domain::{Capability, InstanceId, TaskId, TaskState};
 use crate::protocol::{Assignment, AttemptKey, HeldAttempt, Outcome, ServerMsg};
 use crate::store::{StoreError, TaskRow};
@@ -18,6 +18,9 @@ pub enum SubmitError {
     Store(StoreError),
     #[error("the dispatcher has stopped")]
     Stopped,
+    /// The request asks for what the scheduler cannot honour.
+    #[error("the scheduler cannot honour: {}", .0.iter().map(|e| e.pointer.as_str()).collect::<Vec<_>>().join(", "))]
+    Unsupported(Vec<FieldError>),
 }
 
 /// Cancel a task: a queued one ends at once, a running one is killed by its agent.
@@ -116,11 +119,29 @@ pub enum Cmd {
         msg: FromInstance,
     },
     Instances(oneshot::Sender<Vec<InstanceView>>),
+    Readiness(oneshot::Sender<Readiness>),
     /// The guard blocked an attempt's output: stop it; its task fails with `reason`.
     GuardBlock {
         attempt: AttemptKey,
         reason: String,
     },
+}
+
+/// Whether the engine can take work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadyState {
+    Ready,
+    /// Work is taken, but something limits it (the reasons say what).
+    Degraded,
+    NotReady,
+}
+
+/// The engine's readiness, as `GET /readyz` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Readiness {
+    pub status: ReadyState,
+    pub reasons: Vec<String>,
 }
 
 /// A connected instance, as the API shows it.

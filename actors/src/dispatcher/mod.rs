@@ -11,6 +11,7 @@
 //! Supervision: a single task started by [`crate::engine::Engine::start`]; it only stops
 //! when every sender is gone.
 
+pub mod honoured;
 pub mod messages;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -23,6 +24,7 @@ use crate::domain::{now_ms, rfc3339_ms, Capability, InstanceId, TaskId, TaskStat
 use crate::exec_handle::{Append, FrameLog};
 use crate::fleet::FleetSettings;
 use crate::guard::GuardSpec;
+use crate::lifeline::fault_injected;
 use crate::manifest::ManifestWriter;
 use crate::protocol::{
     Assignment, AttemptKey, FinalStatus, HeldAttempt, Outcome, ServerMsg, StreamKind,
@@ -300,6 +302,9 @@ impl Dispatcher {
                 }
             };
             match cmd {
+                Cmd::Enqueue(_) if fault_injected("dispatcher") => {
+                    panic!("injected fault: dispatcher")
+                }
                 Cmd::Enqueue(e) => self.enqueue_new(e.row, e.request),
                 Cmd::Cancel(m) => self.cancel(m).await,
                 Cmd::Connect(m) => self.connect(m),
@@ -330,6 +335,9 @@ impl Dispatcher {
                 }
                 Cmd::Instances(reply) => {
                     let _ = reply.send(self.instance_views());
+                }
+                Cmd::Readiness(reply) => {
+                    let _ = reply.send(self.readiness());
                 }
                 Cmd::GuardBlock { attempt, reason } => self.guard_block(attempt, reason),
             }
@@ -929,6 +937,27 @@ impl Dispatcher {
             }
         }
         self.unsatisfiable = now_unsat;
+    }
+
+    fn readiness(&self) -> Readiness {
+        let mut reasons = Vec::new();
+        if self.instances.is_empty() {
+            reasons.push("no executor instance is connected: tasks wait".to_owned());
+        }
+        if self.orphans > 0 {
+            reasons.push(format!(
+                "{} running attempts wait for their agents to re-attach after a restart",
+                self.orphans
+            ));
+        }
+        Readiness {
+            status: if reasons.is_empty() {
+                ReadyState::Ready
+            } else {
+                ReadyState::Degraded
+            },
+            reasons,
+        }
     }
 
     fn instance_views(&self) -> Vec<InstanceView> {

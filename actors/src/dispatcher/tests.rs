@@ -45,7 +45,12 @@ async fn recovery_requeues_lost_work_and_seals_handles_a_crash_left_open() {
         dir.path().join("artifacts"),
         Default::default(),
     );
-    let writer = StoreWriter::start(store.clone(), log.clone(), manifests.clone());
+    let writer = StoreWriter::start(
+        store.clone(),
+        log.clone(),
+        manifests.clone(),
+        crate::lifeline::Lifeline::unwatched("store writer"),
+    );
     let mut d = Dispatcher::new(
         store.clone(),
         log.clone(),

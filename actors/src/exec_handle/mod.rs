@@ -23,6 +23,7 @@ use dashmap::DashMap;
 use tokio::sync::{mpsc, watch};
 
 use crate::domain::{now_ms, HandleId};
+use crate::lifeline::Lifeline;
 use crate::protocol::{AttemptKey, StreamKind};
 pub use record::StoredFrame;
 
@@ -122,6 +123,11 @@ struct Shared {
 impl FrameLog {
     /// Opens (or creates) the segment under `dir`, rebuilds the indexes and starts the writer.
     pub fn open(dir: &Path) -> Result<Self, FrameLogError> {
+        Self::open_watched(dir, Lifeline::unwatched("frame-log writer"))
+    }
+
+    /// [`open`](Self::open), with `lifeline` reporting the writer thread's end.
+    pub fn open_watched(dir: &Path, lifeline: Lifeline) -> Result<Self, FrameLogError> {
         let path = dir.join("frames.log");
         let io_err = |source| FrameLogError::Io {
             path: path.clone(),
@@ -173,7 +179,10 @@ impl FrameLog {
         };
         std::thread::Builder::new()
             .name("frame-log-writer".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || {
+                let _lifeline = lifeline;
+                writer.run(rx)
+            })
             .map_err(io_err)?;
         Ok(Self { shared, tx })
     }

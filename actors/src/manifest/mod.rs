@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::control_plane::ValidationReport;
 use crate::domain::{now_ms, rfc3339_ms, RunId, Scope, TaskId};
+use crate::lifeline::Lifeline;
 use crate::store::{AttemptRow, DecisionRow, GuardRunRow, Store, TaskRow};
 
 pub const MANIFEST_SCHEMA: &str = "flotilla.manifest/1.2.0";
@@ -225,10 +226,26 @@ impl ManifestWriter {
     /// lowest CPU priority: manifests are derived evidence, rebuilt from the store, so
     /// under a burst they may lag behind the tasks, never the other way round.
     pub fn start(store: Store, artifacts: PathBuf, scope: Scope) -> Self {
+        Self::start_watched(
+            store,
+            artifacts,
+            scope,
+            Lifeline::unwatched("manifest writer"),
+        )
+    }
+
+    /// [`start`](Self::start), with `lifeline` reporting the thread's end.
+    pub fn start_watched(
+        store: Store,
+        artifacts: PathBuf,
+        scope: Scope,
+        lifeline: Lifeline,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel::<TaskId>();
         let spawned = std::thread::Builder::new()
             .name("manifest-writer".into())
             .spawn(move || {
+                let _lifeline = lifeline;
                 // SAFETY: setpriority on the calling thread (who = 0) only lowers its own
                 // scheduling priority; failure leaves the default, which is harmless.
                 unsafe {

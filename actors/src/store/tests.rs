@@ -87,7 +87,12 @@ async fn the_writer_seals_only_what_it_committed() {
         dir.path().join("artifacts"),
         crate::domain::Scope::default(),
     );
-    let writer = StoreWriter::start(store.clone(), log.clone(), manifests);
+    let writer = StoreWriter::start(
+        store.clone(),
+        log.clone(),
+        manifests,
+        crate::lifeline::Lifeline::unwatched("store writer"),
+    );
     let real = row("t-real");
     store.insert_task(&real).await.unwrap();
     // No task row: the foreign key refuses this attempt.

@@ -16,6 +16,7 @@ use super::{
 };
 use crate::domain::{InstanceId, TaskId};
 use crate::exec_handle::{Append, FrameLog};
+use crate::lifeline::{fault_injected, Lifeline};
 use crate::manifest::ManifestWriter;
 use crate::protocol::AttemptKey;
 
@@ -73,9 +74,18 @@ pub struct StoreWriter {
 }
 
 impl StoreWriter {
-    pub fn start(store: Store, log: FrameLog, manifests: ManifestWriter) -> Self {
+    /// Starts the writer task; `lifeline` reports its end.
+    pub fn start(
+        store: Store,
+        log: FrameLog,
+        manifests: ManifestWriter,
+        lifeline: Lifeline,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(store, log, manifests, rx));
+        tokio::spawn(async move {
+            let _lifeline = lifeline;
+            run(store, log, manifests, rx).await
+        });
         Self { tx }
     }
 
@@ -106,6 +116,9 @@ async fn run(
                 }
                 Err(_) => break,
             }
+        }
+        if fault_injected("store-writer") {
+            panic!("injected fault: store writer");
         }
         let mut committed = vec![true; writes.len()];
         if let Err(e) = commit(&store, &writes).await {

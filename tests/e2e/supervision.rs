@@ -1,0 +1,58 @@
+//! Supervision inside the server: readiness says why it is degraded, and a dead core
+//! actor ends the process (non-zero) so that the restart recovers.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::App;
+
+fn readyz(app: &App) -> (u16, Value) {
+    match ureq::get(&format!("{}/readyz", app.base)).call() {
+        Ok(r) => (r.status(), r.into_json().unwrap()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap()),
+        Err(e) => panic!("GET /readyz: {e}"),
+    }
+}
+
+#[test]
+fn readiness_says_degraded_and_why_until_an_instance_connects() {
+    let app = App::start(0);
+    let (code, body) = readyz(&app);
+    assert_eq!(code, 200);
+    assert_eq!(body["status"], "degraded");
+    assert!(body["reasons"][0]
+        .as_str()
+        .unwrap()
+        .contains("no executor instance"));
+    let dir = app.stop();
+    let app = App::start_in(dir, 1);
+    assert_eq!(
+        readyz(&app),
+        (200, json!({"status": "ready", "reasons": []}))
+    );
+}
+
+#[test]
+fn a_dead_dispatcher_or_store_writer_ends_the_process_and_the_restart_runs_the_task() {
+    for actor in ["dispatcher", "store-writer"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut app = App::start_with_env(dir, 1, "127.0.0.1:0", &[("FLOTILLA_TEST_FAULT", actor)]);
+        let reply = app.submit(json!({ "argv": ["echo", "recovered"] }));
+        let id = reply["id"].as_str().unwrap().to_owned();
+        let code = app.wait_exit(Duration::from_secs(20));
+        assert_eq!(code, Some(70), "{actor}: exits non-zero");
+        let log = app.log();
+        let said = actor.replace('-', " ");
+        assert!(
+            log.contains(&format!(
+                "the {said} panicked; exiting so that a restart recovers"
+            )),
+            "{actor}: the log says why:\n{log}"
+        );
+        let dir = app.crash();
+        let app = App::start_in(dir, 1);
+        let done = app.wait_state(&id, "succeeded", Duration::from_secs(30));
+        assert_eq!(done["exitCode"], 0, "{actor}: {done}");
+    }
+}

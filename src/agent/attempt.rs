@@ -144,29 +144,28 @@ impl AttemptCtl {
     }
 
     /// A server took the attempt back holding every chunk up to `after`: send it the
-    /// rest, then the outcome if the attempt ended meanwhile. True once that is reported.
-    pub fn attach(&self, out: mpsc::UnboundedSender<Outgoing>, after: u64) -> bool {
+    /// rest, then the outcome if the attempt ended meanwhile.
+    pub fn attach(&self, out: mpsc::UnboundedSender<Outgoing>, after: u64) {
         self.acked(after);
         let mut link = self.link();
         link.out = Some(out);
+        // Taken back: the server did not record the outcome, if it had one; say it again.
+        link.reported = false;
         let pending: Vec<Vec<u8>> = link.unacked.iter().map(|(_, c)| c.clone()).collect();
         for chunk in pending {
             link.send(Outgoing::Chunk(chunk));
         }
         link.report(self.key);
-        link.reported
     }
 
     /// The attempt ended: report it now if connected, else when a server takes it back.
-    /// True if reported.
-    fn finish(&self, outcome: Outcome) -> bool {
+    fn finish(&self, outcome: Outcome) {
         let mut link = self.link();
         link.outcome = Some(outcome);
         link.report(self.key);
-        link.reported
     }
 
-    /// True once the outcome reached a server (the agent may forget the attempt).
+    /// True once the outcome was sent (it stays held until the server says `done`).
     pub fn reported(&self) -> bool {
         self.link().reported
     }
@@ -298,14 +297,15 @@ fn kill_group(pgid: u32, signal: i32) {
     }
 }
 
-/// Runs one attempt to its end and reports it (unless abandoned); true if the report
-/// reached a server.
-pub async fn run(a: Assignment, ctl: Arc<AttemptCtl>) -> bool {
+/// Runs one attempt to its end and reports it (unless abandoned): now if connected, else
+/// when a server takes it back.
+pub async fn run(a: Assignment, ctl: Arc<AttemptCtl>) {
     let report = |outcome| ctl.finish(outcome);
     let Some((program, args)) = a.argv.split_first() else {
-        return report(Outcome::SpawnFailed {
+        report(Outcome::SpawnFailed {
             message: "empty argv".into(),
         });
+        return;
     };
     let mut cmd = Command::new(program);
     cmd.args(args)
@@ -332,9 +332,10 @@ pub async fn run(a: Assignment, ctl: Arc<AttemptCtl>) -> bool {
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            return report(Outcome::SpawnFailed {
+            report(Outcome::SpawnFailed {
                 message: format!("{program}: {e}"),
             });
+            return;
         }
     };
     let pid = child.id().unwrap_or(0);
@@ -396,14 +397,14 @@ pub async fn run(a: Assignment, ctl: Arc<AttemptCtl>) -> bool {
         }
     }
     if *ctl.stop.borrow() == ABANDON {
-        return false;
+        return;
     }
     tracing::debug!(
         attempt = a.attempt,
         run_us = spawn_at.elapsed().as_micros() as u64,
         "attempt ended"
     );
-    report(outcome)
+    report(outcome);
 }
 
 /// SIGTERM to the group, then SIGKILL after a grace period.

@@ -87,9 +87,6 @@ pub fn ws_url(server: &str, path: &str) -> anyhow::Result<String> {
 /// What the agent keeps across connections: its attempts, and when it last had a server.
 struct Held {
     attempts: HashMap<AttemptKey, Arc<AttemptCtl>>,
-    /// Each attempt's task sends its key here when it ends.
-    done_tx: mpsc::UnboundedSender<AttemptKey>,
-    done_rx: mpsc::UnboundedReceiver<AttemptKey>,
     /// How long attempts may run without a server (from the last welcome).
     grace: Duration,
 }
@@ -108,11 +105,8 @@ impl Held {
 /// Runs the agent until the server refuses it for good (or, for a local agent, until
 /// its server has been gone for the re-attach grace).
 pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
-    let (done_tx, done_rx) = mpsc::unbounded_channel();
     let mut held = Held {
         attempts: HashMap::new(),
-        done_tx,
-        done_rx,
         grace: Duration::from_millis(DEFAULT_REATTACH_GRACE_MS),
     };
     let mut backoff = Duration::from_millis(100);
@@ -249,7 +243,10 @@ async fn session(
     // What the server took back continues on this connection; the rest is killed.
     let mut taken: HashMap<AttemptKey, u64> = resume.iter().map(|r| (r.attempt, r.after)).collect();
     held.attempts.retain(|key, ctl| match taken.remove(key) {
-        Some(after) => !ctl.attach(out_tx.clone(), after),
+        Some(after) => {
+            ctl.attach(out_tx.clone(), after);
+            true
+        }
         None => {
             let why = if fenced.contains(key) {
                 "fenced by the server"
@@ -270,11 +267,7 @@ async fn session(
                     let key = a.attempt;
                     let ctl = Arc::new(AttemptCtl::new(key, out_tx.clone()));
                     held.attempts.insert(key, ctl.clone());
-                    let done = held.done_tx.clone();
-                    tokio::spawn(async move {
-                        attempt::run(a, ctl).await;
-                        let _ = done.send(key);
-                    });
+                    tokio::spawn(attempt::run(a, ctl));
                 }
                 Ok(Some(ServerMsg::Cancel { attempt })) => {
                     if let Some(ctl) = held.attempts.get(&attempt) {
@@ -285,6 +278,9 @@ async fn session(
                     if let Some(ctl) = held.attempts.get(&attempt) {
                         ctl.acked(seq);
                     }
+                }
+                Ok(Some(ServerMsg::Done { attempt })) => {
+                    held.attempts.remove(&attempt);
                 }
                 Ok(Some(ServerMsg::Fence { attempts, reason })) => {
                     for attempt in attempts {
@@ -303,15 +299,11 @@ async fn session(
                 Ok(Some(ServerMsg::Welcome { .. })) => {}
                 Ok(None) | Err(_) => break Ended::Dropped,
             },
-            Some(key) = held.done_rx.recv() => {
-                // Forgotten only once its outcome reached a server; else it is offered
-                // back on the next connection.
-                if held.attempts.get(&key).is_some_and(|c| c.reported()) {
-                    held.attempts.remove(&key);
-                }
-            }
             _ = tick.tick() => {
-                let beat = AgentMsg::Heartbeat { running: held.attempts.keys().copied().collect() };
+                // What still runs; an attempt that ended is out of the heartbeat, and kept
+                // only until the server says its outcome is recorded.
+                let running = held.attempts.iter().filter(|(_, c)| !c.reported()).map(|(k, _)| *k).collect();
+                let beat = AgentMsg::Heartbeat { running };
                 if out_tx.send(Outgoing::Control(beat)).is_err() {
                     break Ended::Dropped;
                 }

@@ -134,6 +134,7 @@ fn agent_protocol_messages_follow_their_schemas() {
             }],
             fenced: vec![8],
         },
+        ServerMsg::Done { attempt: 42 },
         ServerMsg::Fence {
             attempts: vec![9],
             reason: "lease expired".into(),

@@ -65,6 +65,9 @@ struct Instance {
     conn: u64,
     pid: u32,
     connected_ms: i64,
+    /// When it last said anything. One that missed a heartbeat gets no new work: it may
+    /// be hung, and its lease is about to run out.
+    last_heard_ms: i64,
 }
 
 struct LiveAttempt {
@@ -313,9 +316,9 @@ impl Dispatcher {
                     conn,
                     msg,
                 } => {
-                    let current = self.instances.get(&instance).map(|i| i.conn);
-                    if current != Some(conn) {
-                        continue; // a message from a connection that was replaced
+                    match self.instances.get_mut(&instance) {
+                        Some(i) if i.conn == conn => i.last_heard_ms = now_ms(),
+                        _ => continue, // a message from a connection that was replaced
                     }
                     match msg {
                         FromInstance::Started { attempt, pid } => {
@@ -485,6 +488,7 @@ impl Dispatcher {
                 conn,
                 pid: m.pid,
                 connected_ms: now,
+                last_heard_ms: now,
             },
         );
         for attempt in missing {
@@ -673,8 +677,21 @@ impl Dispatcher {
     }
 
     fn exited(&mut self, instance: &InstanceId, attempt: AttemptKey, outcome: Outcome) {
+        let Some(session) = self.instances.get(instance).map(|i| i.session.clone()) else {
+            return;
+        };
+        // The agent keeps an outcome until it hears the server recorded it (or that the
+        // attempt is not its own): a crash before the commit must not lose it.
+        let done = move || {
+            let _ = session.send(ServerMsg::Done { attempt });
+        };
         if self.attempts.get(&attempt).map(|a| &a.instance) != Some(instance) {
-            tracing::warn!(attempt, instance = %instance, "exit of an attempt this instance does not run ignored");
+            tracing::warn!(attempt, instance = %instance, "exit of an attempt this instance does not run ignored (fenced)");
+            send_in_order(
+                &self.writer,
+                &self.instances[instance].session,
+                ServerMsg::Done { attempt },
+            );
             return;
         }
         let Some(a) = self.attempts.remove(&attempt) else {
@@ -749,7 +766,7 @@ impl Dispatcher {
             reason,
             attempt: Some((attempt, end)),
         };
-        self.finish(&mut live.row, ending, None);
+        self.finish(&mut live.row, ending, Some(Box::new(done)));
     }
 
     /// Records a task's final state (with the end of its last attempt, in one
@@ -804,11 +821,14 @@ impl Dispatcher {
     /// Assigns queued tasks to free slots until no more fit: the least loaded free
     /// instance that can run the oldest task it covers goes first.
     fn pump(&mut self) {
+        let quiet_since = now_ms() - 2 * self.fleet.heartbeat_ms as i64;
         'outer: while !self.queue.is_empty() {
             let mut free: Vec<InstanceId> = self
                 .instances
                 .iter()
-                .filter(|(_, i)| (i.running.len() as u32) < i.slots)
+                .filter(|(_, i)| {
+                    (i.running.len() as u32) < i.slots && i.last_heard_ms >= quiet_since
+                })
                 .map(|(id, _)| id.clone())
                 .collect();
             free.sort_by(|a, b| self.load(a).cmp(&self.load(b)));

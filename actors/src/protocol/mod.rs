@@ -67,6 +67,9 @@ pub enum ServerMsg {
     Cancel { attempt: AttemptKey },
     /// Every output chunk of `attempt` up to and including `seq` is durable.
     Ack { attempt: AttemptKey, seq: u64 },
+    /// The attempt's outcome is recorded (or the attempt was not this agent's): the agent
+    /// may forget it. Until then it offers it back after a reconnect.
+    Done { attempt: AttemptKey },
     /// These attempts are no longer this agent's (their lease ran out, or the server
     /// never gave them to this connection): kill them and report nothing.
     Fence {

@@ -15,6 +15,15 @@
 //!   per phase from 4 threads, validation enforced and off in ABBA order twice, on one server
 //!   with no agents (tasks stay queued): the throughput ratio is the overhead.
 //!
+//! * `mttr [ROUNDS]`: 2 local agents; a running task's agent is SIGKILLed, then (next
+//!   round) SIGSTOPped, ROUNDS (default 5) times each: milliseconds until the task runs
+//!   again on the other agent (p50 of each).
+//! * `reexec [N]`: N (default 500) short tasks on 2 local agents, each appending its
+//!   number to a file, while the server is `kill -9`ed 3 times at random points and
+//!   restarted: executions beyond one per task, and executions with no recorded attempt.
+//! * `utilization [N]`: 8 slots on 4 agents of two capabilities, N (default 400) tasks of
+//!   200 ms of mixed requirements submitted at once: busy over available slot-time.
+//!
 //! Run with `cargo run --release --bin flotilla-bench -- SCENARIO`; the harness builds the
 //! `flotilla` binary beside itself first. Figures are for comparison within one run.
 
@@ -22,6 +31,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod fleet;
 
 use anyhow::{bail, Context};
 use flotilla::client::{next_frame, open_stream, Client};
@@ -47,8 +58,12 @@ fn main() -> anyhow::Result<()> {
         "stream" => stream(&exe, param(200)?)?,
         "guard" => guard(param(100)?)?,
         "validate" => validate(&exe, param(6000)?)?,
+        "mttr" => fleet::mttr(&exe, param(5)?)?,
+        "reexec" => fleet::reexec(&exe, param(500)?, 3)?,
+        "utilization" => fleet::utilization(&exe, param(400)?)?,
         other => bail!(
-            "unknown scenario {other:?}; use exec [N], stream [MB], guard [MB] or validate [N]"
+            "unknown scenario {other:?}; use exec [N], stream [MB], guard [MB], validate [N], \
+             mttr [ROUNDS], reexec [N] or utilization [N]"
         ),
     };
     println!("{result}");
@@ -92,6 +107,22 @@ impl Server {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("flotilla.toml"), config)?;
+        Self::launch(exe, dir, local)
+    }
+
+    /// `kill -9` of the server, then a new one on the same folder (its local agents
+    /// outlive the crash and re-attach).
+    fn crash_and_restart(&mut self, exe: &PathBuf, local: u32) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        let next = Self::launch(exe, self.dir.clone(), local)?;
+        // The old child is reaped; the new server takes its place.
+        let old = std::mem::replace(self, next);
+        std::mem::forget(old);
+        Ok(())
+    }
+
+    fn launch(exe: &PathBuf, dir: PathBuf, local: u32) -> anyhow::Result<Self> {
         let mut child = Command::new(exe)
             .args([
                 "serve",
@@ -152,7 +183,16 @@ impl Server {
 }
 
 impl Drop for Server {
+    /// Stops the server as an operator would, so that it stops its local agents too.
     fn drop(&mut self) {
+        // SAFETY: SIGTERM to the server this harness started.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);

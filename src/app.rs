@@ -22,6 +22,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         guard: config.guard.clone(),
         control_plane: config.control_plane.clone(),
         fleet: config.fleet,
+        scheduler: config.scheduler.clone(),
     })
     .await
     .context("starting the engine")?;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::collections::BTreeMap;
 
 use flotilla_actors::control_plane::{ControlPlaneConfig, RollbackPolicy, ValidationMode};
+use flotilla_actors::dispatcher::placement::{Policy, SchedulerSettings};
 use flotilla_actors::domain::{Capability, Scope};
 use flotilla_actors::fleet::FleetSettings;
 use flotilla_actors::guard::approvals::Approvers;
@@ -51,6 +52,58 @@ pub struct FileConfig {
     pub control_plane: Option<ControlPlaneFile>,
     /// Heartbeats, leases, re-attach after a restart, local restart limits.
     pub fleet: Option<FleetFile>,
+    /// Placement: policy, per-capability limits, cooldown after lost attempts.
+    pub scheduler: Option<SchedulerFile>,
+}
+
+/// `[scheduler]` in flotilla.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SchedulerFile {
+    /// `least-loaded` (default) or `bin-pack`.
+    pub policy: Option<String>,
+    /// Most running attempts at once of tasks requiring a capability: `gpu = 2`.
+    pub limits: Option<BTreeMap<String, u32>>,
+    /// First cooldown of an instance after a lost attempt, doubling per loss (default 1000).
+    pub cooldown_ms: Option<u64>,
+    /// Longest cooldown (default 60000).
+    pub cooldown_max_ms: Option<u64>,
+}
+
+impl SchedulerFile {
+    fn settings(self) -> Result<SchedulerSettings, ConfigError> {
+        let bad = |m: String| ConfigError::Scheduler(m);
+        let d = SchedulerSettings::default();
+        let policy = match &self.policy {
+            None => d.policy,
+            Some(p) => Policy::parse(p).ok_or_else(|| {
+                bad(format!(
+                    "scheduler.policy: {p:?} is not least-loaded or bin-pack"
+                ))
+            })?,
+        };
+        let mut limits = BTreeMap::new();
+        for (cap, n) in self.limits.unwrap_or_default() {
+            let c = Capability::parse(&cap)
+                .map_err(|e| bad(format!("scheduler.limits.{cap:?}: {e}")))?;
+            if n == 0 {
+                return Err(bad(format!("scheduler.limits.{cap}: must be at least 1")));
+            }
+            limits.insert(c, n);
+        }
+        let s = SchedulerSettings {
+            policy,
+            limits,
+            cooldown_ms: self.cooldown_ms.unwrap_or(d.cooldown_ms),
+            cooldown_max_ms: self.cooldown_max_ms.unwrap_or(d.cooldown_max_ms),
+        };
+        if s.cooldown_ms == 0 || s.cooldown_max_ms < s.cooldown_ms {
+            return Err(bad(
+                "scheduler.cooldown-ms must be at least 1 and at most cooldown-max-ms".into(),
+            ));
+        }
+        Ok(s)
+    }
 }
 
 /// `[fleet]` in flotilla.toml.
@@ -212,6 +265,7 @@ pub struct ServeConfig {
     pub guard: GuardSettings,
     pub control_plane: ControlPlaneConfig,
     pub fleet: FleetSettings,
+    pub scheduler: SchedulerSettings,
 }
 
 /// Why the configuration is unusable.
@@ -246,6 +300,8 @@ pub enum ConfigError {
     ControlPlane(String),
     #[error("{0}")]
     Fleet(String),
+    #[error("{0}")]
+    Scheduler(String),
     #[error("scope {0:?}: {1}")]
     Scope(String, flotilla_actors::domain::IdError),
 }
@@ -314,6 +370,7 @@ impl ServeConfig {
             guard: file.guard.unwrap_or_default().settings()?,
             control_plane: file.control_plane.unwrap_or_default().config()?,
             fleet: file.fleet.unwrap_or_default().settings()?,
+            scheduler: file.scheduler.unwrap_or_default().settings()?,
         };
         config.validate()?;
         Ok(config)
@@ -456,5 +513,29 @@ mod tests {
         assert!(err.to_string().contains("lease-timeout-ms"), "{err}");
         let err = resolve("[fleet]\nreattach-grace-ms = 100\n").unwrap_err();
         assert!(err.to_string().contains("reattach-grace-ms"), "{err}");
+    }
+
+    #[test]
+    fn the_scheduler_section_is_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            ServeConfig::resolve(Overrides {
+                config: Some(file.clone()),
+                ..Default::default()
+            })
+        };
+        let c =
+            resolve("[scheduler]\npolicy = \"bin-pack\"\n[scheduler.limits]\ngpu = 2\n").unwrap();
+        assert_eq!(c.scheduler.policy, Policy::BinPack);
+        assert_eq!(
+            c.scheduler.limits.values().copied().collect::<Vec<_>>(),
+            [2]
+        );
+        let err = resolve("[scheduler]\npolicy = \"random\"\n").unwrap_err();
+        assert!(err.to_string().contains("scheduler.policy"), "{err}");
+        let err = resolve("[scheduler.limits]\ngpu = 0\n").unwrap_err();
+        assert!(err.to_string().contains("scheduler.limits.gpu"), "{err}");
     }
 }

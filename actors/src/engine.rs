@@ -13,7 +13,8 @@ use crate::auth::{TokenError, Tokens};
 use crate::control_plane::{Accepted, ControlPlane, ControlPlaneConfig, SchemaError};
 use crate::dispatcher::honoured::refusals;
 use crate::dispatcher::messages::*;
-use crate::dispatcher::{offered, Dispatcher, Offers};
+use crate::dispatcher::placement::SchedulerSettings;
+use crate::dispatcher::{offered, Dispatcher, Offers, Rules};
 use crate::domain::{now_ms, HandleId, InstanceId, RunId, Scope, TaskId, TaskState};
 use crate::exec_handle::{FrameLog, FrameLogError};
 use crate::fleet::FleetSettings;
@@ -41,6 +42,8 @@ pub struct EngineConfig {
     pub control_plane: ControlPlaneConfig,
     /// Heartbeats, leases, the re-attach grace and local restart limits.
     pub fleet: FleetSettings,
+    /// Placement policy, per-capability limits, cooldown.
+    pub scheduler: SchedulerSettings,
 }
 
 /// A submission's result: a new task, or the task an idempotency key already named.
@@ -155,7 +158,10 @@ impl Engine {
             manifests,
             writer,
             offers.clone(),
-            config.fleet,
+            Rules {
+                fleet: config.fleet,
+                scheduler: config.scheduler.clone(),
+            },
             suspects.clone(),
         );
         let recovered = dispatcher.recover().await?;

@@ -118,6 +118,7 @@ async fn http_bodies_follow_their_schemas() {
         },
         control_plane: ControlPlaneConfig::default(),
         fleet: Default::default(),
+        scheduler: Default::default(),
     })
     .await
     .expect("the engine starts");

@@ -7,6 +7,7 @@ mod control_plane;
 mod fleet;
 mod guard;
 mod lifecycle;
+mod placement;
 mod privacy;
 mod recovery;
 mod streaming;

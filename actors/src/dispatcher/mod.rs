@@ -13,8 +13,9 @@
 
 pub mod honoured;
 pub mod messages;
+pub mod placement;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
@@ -33,6 +34,7 @@ use crate::queue::{cap_set, unsatisfiable_reason, CapSet, Queue};
 use crate::store::writer::{StoreWriter, Then, Write};
 use crate::store::{AttemptEnd, AttemptState, Store, StoreError, TaskRow, TaskUpdate};
 use messages::*;
+use placement::{cooldown_ms, limited, rank, Load, SchedulerSettings};
 
 /// The capabilities of each connected instance, shared read-mostly with the edges so a
 /// submission can say at once why it will wait.
@@ -91,6 +93,12 @@ struct Ending {
     attempt: Option<(AttemptKey, AttemptEnd)>,
 }
 
+/// The settings the dispatcher schedules by.
+pub(crate) struct Rules {
+    pub fleet: FleetSettings,
+    pub scheduler: SchedulerSettings,
+}
+
 pub(crate) struct Dispatcher {
     store: Store,
     log: FrameLog,
@@ -111,6 +119,12 @@ pub(crate) struct Dispatcher {
     orphans: usize,
     /// Instances that went silent, for whoever supervises them.
     suspects: tokio::sync::broadcast::Sender<InstanceId>,
+    scheduler: SchedulerSettings,
+    /// Lost attempts in a row per instance, and until when it cools down (it survives a
+    /// reconnect: a flapping agent must not shed its cooldown by reconnecting).
+    losses: HashMap<InstanceId, (u32, i64)>,
+    /// Running attempts per limited capability.
+    running_caps: BTreeMap<Capability, u32>,
 }
 
 impl Dispatcher {
@@ -120,12 +134,15 @@ impl Dispatcher {
         manifests: ManifestWriter,
         writer: StoreWriter,
         offers: Offers,
-        fleet: FleetSettings,
+        rules: Rules,
         suspects: tokio::sync::broadcast::Sender<InstanceId>,
     ) -> Self {
         Self {
-            fleet,
+            fleet: rules.fleet,
             suspects,
+            scheduler: rules.scheduler,
+            losses: HashMap::new(),
+            running_caps: BTreeMap::new(),
             orphans: 0,
             store,
             log,
@@ -612,6 +629,8 @@ impl Dispatcher {
         let Some(mut live) = self.tasks.remove(&a.task) else {
             return;
         };
+        self.release_caps(&live.caps);
+        self.cool_down(&a.instance);
         live.attempt = None;
         let end = lost(detail.clone());
         let n = live.row.attempts;
@@ -703,6 +722,12 @@ impl Dispatcher {
         let Some(mut live) = self.tasks.remove(&a.task) else {
             return;
         };
+        self.release_caps(&live.caps);
+        if matches!(outcome, Outcome::Exited { code: Some(0), .. })
+            && self.losses.remove(instance).is_some()
+        {
+            tracing::info!(instance = %instance, "instance succeeded again; its cooldown ends");
+        }
         let (astate, mut state, code, signal, mut reason) = match outcome {
             // A process that ended on its own before a cancel reached it keeps its outcome:
             // the agent reports `Cancelled` only when it did the killing.
@@ -818,37 +843,41 @@ impl Dispatcher {
         );
     }
 
-    /// Assigns queued tasks to free slots until no more fit: the least loaded free
-    /// instance that can run the oldest task it covers goes first.
+    /// Assigns queued tasks to free slots until no more fit: instances in the order the
+    /// placement policy ranks them, each taking the oldest task it can run whose
+    /// capabilities are under their limits.
     fn pump(&mut self) {
-        let quiet_since = now_ms() - 2 * self.fleet.heartbeat_ms as i64;
-        'outer: while !self.queue.is_empty() {
-            let mut free: Vec<InstanceId> = self
+        let now = now_ms();
+        let quiet_since = now - 2 * self.fleet.heartbeat_ms as i64;
+        while !self.queue.is_empty() {
+            let loads: Vec<Load> = self
                 .instances
                 .iter()
-                .filter(|(_, i)| {
-                    (i.running.len() as u32) < i.slots && i.last_heard_ms >= quiet_since
+                .map(|(id, i)| Load {
+                    id,
+                    running: i.running.len() as u32,
+                    slots: i.slots,
+                    held_back: i.last_heard_ms < quiet_since
+                        || self.losses.get(id).is_some_and(|(_, until)| *until > now),
                 })
-                .map(|(id, _)| id.clone())
                 .collect();
-            free.sort_by(|a, b| self.load(a).cmp(&self.load(b)));
-            for id in free {
-                if let Some((task, _)) = self.queue.pop_for(&self.instances[&id].caps) {
-                    self.assign(task, id);
-                    continue 'outer;
-                }
+            let ranked: Vec<InstanceId> = rank(&loads, self.scheduler.policy)
+                .into_iter()
+                .cloned()
+                .collect();
+            let limits = &self.scheduler.limits;
+            let running = &self.running_caps;
+            let picked = ranked.into_iter().find_map(|id| {
+                let caps = &self.instances[&id].caps;
+                self.queue
+                    .pop_for_where(caps, |lane| limited(lane, limits, running).is_none())
+                    .map(|(task, _)| (task, id))
+            });
+            match picked {
+                Some((task, id)) => self.assign(task, id),
+                None => return,
             }
-            return;
         }
-    }
-
-    fn load<'a>(&self, id: &'a InstanceId) -> (u64, &'a InstanceId) {
-        let i = &self.instances[id];
-        // Running per slot, as a fixed-point fraction, then id for a stable order.
-        (
-            (i.running.len() as u64 * 1024) / u64::from(i.slots.max(1)),
-            id,
-        )
     }
 
     fn assign(&mut self, task: TaskId, instance: InstanceId) {
@@ -858,6 +887,13 @@ impl Dispatcher {
         let key = self.next_key;
         self.next_key += 1;
         let attempt_no = live.row.attempts + 1;
+        for cap in live
+            .caps
+            .iter()
+            .filter(|c| self.scheduler.limits.contains_key(*c))
+        {
+            *self.running_caps.entry(cap.clone()).or_default() += 1;
+        }
         live.row.attempts = attempt_no;
         live.row.state = TaskState::Running;
         live.row.instance = Some(instance.clone());
@@ -900,6 +936,25 @@ impl Dispatcher {
             },
         );
         tracing::info!(task = %task, attempt = attempt_no, instance = %instance, "task dispatched");
+    }
+
+    /// An attempt of a task requiring `caps` ended: its limited capabilities free up.
+    fn release_caps(&mut self, caps: &CapSet) {
+        for cap in caps {
+            if let Some(n) = self.running_caps.get_mut(cap) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+
+    /// An attempt on `instance` was lost: it gets no new work for a while, twice as long
+    /// as last time, until one of its attempts succeeds.
+    fn cool_down(&mut self, instance: &InstanceId) {
+        let entry = self.losses.entry(instance.clone()).or_insert((0, 0));
+        entry.0 = entry.0.saturating_add(1);
+        let ms = cooldown_ms(&self.scheduler, entry.0);
+        entry.1 = now_ms() + ms as i64;
+        tracing::info!(instance = %instance, losses = entry.0, cooldown_ms = ms, "instance cools down after a lost attempt");
     }
 
     /// What the agent needs to run attempt `key` of its task.

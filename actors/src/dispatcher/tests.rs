@@ -57,9 +57,12 @@ async fn recovery_requeues_lost_work_and_seals_handles_a_crash_left_open() {
         manifests,
         writer,
         Offers::default(),
-        FleetSettings {
-            reattach_grace_ms: 50,
-            ..FleetSettings::default()
+        Rules {
+            fleet: FleetSettings {
+                reattach_grace_ms: 50,
+                ..FleetSettings::default()
+            },
+            scheduler: Default::default(),
         },
         tokio::sync::broadcast::channel(4).0,
     );

@@ -75,10 +75,21 @@ impl Queue {
 
     /// Takes the oldest task that an instance offering `offered` can run.
     pub fn pop_for(&mut self, offered: &BTreeSet<Capability>) -> Option<(TaskId, u64)> {
+        self.pop_for_where(offered, |_| true)
+    }
+
+    /// [`pop_for`](Self::pop_for), among the lanes `allowed` lets run now.
+    pub fn pop_for_where(
+        &mut self,
+        offered: &BTreeSet<Capability>,
+        allowed: impl Fn(&CapSet) -> bool,
+    ) -> Option<(TaskId, u64)> {
         let key = self
             .lanes
             .iter()
-            .filter(|(caps, lane)| !lane.is_empty() && caps.iter().all(|c| offered.contains(c)))
+            .filter(|(caps, lane)| {
+                !lane.is_empty() && caps.iter().all(|c| offered.contains(c)) && allowed(caps)
+            })
             .min_by_key(|(_, lane)| lane.front().map(|(s, _)| *s))
             .map(|(caps, _)| caps.clone())?;
         let lane = self.lanes.get_mut(&key)?;

@@ -121,7 +121,14 @@ async fn run(
             panic!("injected fault: store writer");
         }
         let mut committed = vec![true; writes.len()];
-        if let Err(e) = commit(&store, &writes).await {
+        let began = std::time::Instant::now();
+        let result = commit(&store, &writes).await;
+        tracing::debug!(
+            changes = writes.len(),
+            us = began.elapsed().as_micros() as u64,
+            "store batch committed"
+        );
+        if let Err(e) = result {
             tracing::error!(error = %e, changes = writes.len(), "store batch failed; retrying one by one");
             for (item, ok) in writes.iter().zip(committed.iter_mut()) {
                 if let Err(e) = commit(&store, std::slice::from_ref(item)).await {

@@ -7,7 +7,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use flotilla_actors::engine::{Engine, EngineConfig};
 use flotilla_actors::files::write_atomic;
-use flotilla_actors::supervisor::{server_file, LocalAgents, LocalSupervisor};
+use flotilla_actors::supervisor::{local_ids, server_file, LocalAgents, LocalSupervisor};
 
 use crate::config::ServeConfig;
 use crate::http::{self, Limits};
@@ -83,6 +83,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     .with_context(|| format!("writing {}", url_file.display()))?;
     println!("flotilla listening on http://{addr}");
     let _ = std::io::stdout().flush();
+    engine.set_local(local_ids(config.local_instances));
     let supervisor = (config.local_instances > 0)
         .then(|| -> anyhow::Result<LocalSupervisor> {
             Ok(LocalSupervisor::start(

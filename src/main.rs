@@ -31,6 +31,7 @@ fn main() {
         Command::Watch(a) => cli::watch(a),
         Command::Tasks(a) => cli::tasks(a),
         Command::Cancel(a) => cli::cancel(a),
+        Command::Instances(a) => cli::instances(a),
         Command::Guard(g) => cli::guard::run(g),
     };
     match result {

@@ -102,6 +102,8 @@ pub struct Engine {
     offers: Offers,
     /// Instances that went silent (the local supervisor kills and restarts its own).
     pub suspects: broadcast::Sender<InstanceId>,
+    /// The local agents' ids.
+    local: Arc<std::sync::RwLock<std::collections::HashSet<InstanceId>>>,
     /// One server per state dir, for as long as any clone of the engine lives.
     _lock: Arc<StateLock>,
 }
@@ -198,6 +200,7 @@ impl Engine {
             guard,
             offers,
             suspects,
+            local: Default::default(),
             _lock: Arc::new(lock),
         };
         Ok((
@@ -297,6 +300,33 @@ impl Engine {
         task: TaskId,
     ) -> Result<Result<CancelOutcome, CancelError>, Stopped> {
         self.ask(|reply| Cmd::Cancel(Cancel { task, reply })).await
+    }
+
+    /// Cordons, uncordons, drains or restarts an instance. Only local agents (those
+    /// named by [`Engine::set_local`]) can be restarted by the server.
+    pub async fn control(
+        &self,
+        instance: InstanceId,
+        action: InstanceAction,
+    ) -> Result<Result<(), ControlError>, Stopped> {
+        if action == InstanceAction::Restart {
+            let local = self.local.read().unwrap_or_else(|e| e.into_inner());
+            if !local.contains(&instance) {
+                return Ok(Err(ControlError::NotLocal(instance)));
+            }
+        }
+        self.ask(|reply| Cmd::Control {
+            instance,
+            action,
+            reply,
+        })
+        .await
+    }
+
+    /// The ids of the local agents this server supervises.
+    pub fn set_local(&self, ids: impl IntoIterator<Item = InstanceId>) {
+        let mut local = self.local.write().unwrap_or_else(|e| e.into_inner());
+        local.extend(ids);
     }
 
     pub async fn instances(&self) -> Result<Vec<InstanceView>, Stopped> {

@@ -39,6 +39,8 @@ pub enum Command {
     Tasks(TasksArgs),
     /// Cancel a task (kills its process group if it runs).
     Cancel(CancelArgs),
+    /// List instances, or cordon, uncordon, drain or restart one.
+    Instances(InstancesArgs),
     /// The privacy guard: scan files, evaluate on a corpus, switch modes, approvals.
     #[command(subcommand)]
     Guard(guard::GuardCommand),
@@ -156,6 +158,17 @@ pub struct TasksArgs {
     /// Only tasks in this state.
     #[arg(long)]
     pub state: Option<String>,
+}
+
+#[derive(Args)]
+pub struct InstancesArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// cordon, uncordon, drain or restart (none: list them).
+    #[arg(requires = "id")]
+    pub action: Option<String>,
+    /// The instance id.
+    pub id: Option<String>,
 }
 
 #[derive(Args)]
@@ -315,6 +328,38 @@ pub fn tasks(args: TasksArgs) -> anyhow::Result<i32> {
             t["attempts"],
             s("instance"),
             exit
+        );
+    }
+    Ok(0)
+}
+
+pub fn instances(args: InstancesArgs) -> anyhow::Result<i32> {
+    let client = args.client.client()?;
+    let reply = match (&args.action, &args.id) {
+        (Some(action), Some(id)) => client
+            .admin("POST", &format!("/admin/instances/{id}/{action}"), None)
+            .map_err(explain)?,
+        _ => client.instances().map_err(explain)?,
+    };
+    println!(
+        "{:<20} {:<9} {:>5} {:>7} {:>8} CAPABILITIES",
+        "ID", "STATE", "SLOTS", "RUNNING", "PID"
+    );
+    for i in reply["instances"].as_array().into_iter().flatten() {
+        let caps: Vec<&str> = i["capabilities"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str())
+            .collect();
+        println!(
+            "{:<20} {:<9} {:>5} {:>7} {:>8} {}",
+            i["id"].as_str().unwrap_or("?"),
+            i["state"].as_str().unwrap_or("?"),
+            i["slots"],
+            i["running"].as_array().map_or(0, Vec::len),
+            i["pid"],
+            caps.join(",")
         );
     }
     Ok(0)

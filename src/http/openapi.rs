@@ -144,6 +144,7 @@ fn path_param_schema(path: &str, name: &str) -> Value {
     match (path, name) {
         ("/v1/schemas/{id}", _) => json!({"type": "string", "pattern": "^flotilla\\.[a-z0-9-]+$",
                                            "examples": ["flotilla.run-request"]}),
+        (_, "action") => json!({"enum": ["cordon", "uncordon", "drain", "restart"]}),
         (p, "id") if p.starts_with("/admin/guard/approvals/") => {
             json!({"type": "string", "pattern": "^ap-[0-9a-f]{12}$"})
         }

@@ -3,8 +3,10 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use flotilla_actors::control_plane::Rejection;
-use flotilla_actors::dispatcher::messages::{CancelError, CancelOutcome, SubmitError};
-use flotilla_actors::domain::{rfc3339_ms, TaskId, TaskState};
+use flotilla_actors::dispatcher::messages::{
+    CancelError, CancelOutcome, ControlError, InstanceAction, SubmitError,
+};
+use flotilla_actors::domain::{rfc3339_ms, InstanceId, TaskId, TaskState};
 use flotilla_actors::store::TaskRow;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -260,6 +262,44 @@ pub async fn instances(req: HttpRequest, state: State) -> Result<HttpResponse, A
         .await
         .map_err(|e| ApiError::internal("instances", e))?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "instances": list })))
+}
+
+/// `POST /admin/instances/{id}/{action}`: an operator's cordon, uncordon, drain or restart.
+pub async fn control_instance(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    let (engine, _) = &**state;
+    auth::admin(&req, &engine.tokens)?;
+    let (raw_id, raw_action) = path.into_inner();
+    let id = InstanceId::parse(&raw_id).map_err(|e| {
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "invalid-id",
+            "/path/id",
+            "pattern",
+            format!("instance id {raw_id:?}: {e}"),
+        )
+    })?;
+    let action = InstanceAction::parse(&raw_action).ok_or_else(|| {
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "bad-action",
+            "/path/action",
+            "enum",
+            format!("{raw_action:?} is not cordon, uncordon, drain or restart"),
+        )
+    })?;
+    engine
+        .control(id, action)
+        .await
+        .map_err(|e| ApiError::internal("instance control", e))?
+        .map_err(|e| match e {
+            ControlError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            ControlError::NotLocal(_) => ApiError::Conflict(e.to_string()),
+        })?;
+    instances(req, state).await
 }
 
 /// Mints a token a remote agent connects with.

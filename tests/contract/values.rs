@@ -455,12 +455,21 @@ fn admin_views_follow_their_schemas() {
         running: vec![id("build-42")],
         pid: 4242,
         connected_at: flotilla_actors::domain::rfc3339_ms(1_795_000_000_000),
+        state: "ready",
     };
-    assert_valid(
-        "instances.v1",
-        "InstanceView",
-        &json!({ "instances": [instance] }),
-    );
+    for state in [
+        "ready", "quiet", "cooling", "cordoned", "draining", "drained",
+    ] {
+        let view = InstanceView {
+            state,
+            ..instance.clone()
+        };
+        assert_valid(
+            "instances.v1",
+            "InstanceView",
+            &json!({ "instances": [view] }),
+        );
+    }
 }
 
 #[test]

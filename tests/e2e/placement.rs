@@ -102,3 +102,95 @@ fn an_instance_that_lost_an_attempt_cools_down_before_it_gets_work_again() {
     assert!(lost_at.elapsed() >= Duration::from_millis(4000));
     app.client.cancel(&first).unwrap();
 }
+
+/// `flotilla instances …` against the test's server; its stdout.
+fn cli(app: &App, args: &[&str]) -> String {
+    let out = std::process::Command::new(crate::support::flotilla_exe())
+        .arg("instances")
+        .args(args)
+        .args(["--server", &app.base])
+        .env("FLOTILLA_TOKEN", crate::support::TOKEN)
+        .output()
+        .expect("run flotilla instances");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn state_of(app: &App, id: &str) -> String {
+    app.instances()
+        .iter()
+        .find(|i| i["id"] == id)
+        .map(|i| i["state"].as_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn operators_cordon_drain_and_restart_instances() {
+    let app = App::start(2);
+    let listed = cli(&app, &[]);
+    assert!(
+        listed.contains("local-1") && listed.contains("ready"),
+        "{listed}"
+    );
+    let cordoned = cli(&app, &["cordon", "local-1"]);
+    assert!(
+        cordoned
+            .lines()
+            .any(|l| l.starts_with("local-1") && l.contains("cordoned")),
+        "{cordoned}"
+    );
+    let ids = submit_sleepers(&app, 2, "1");
+    assert_eq!(
+        instances_of(&app, &ids),
+        ["local-2", "local-2"],
+        "a cordoned instance gets nothing"
+    );
+
+    // Drain local-2 while it runs: draining, then drained; new work waits meanwhile.
+    let busy = app.submit(json!({"argv": ["sleep", "1"]}));
+    let busy = busy["id"].as_str().unwrap();
+    app.wait_state(busy, "running", Duration::from_secs(20));
+    cli(&app, &["drain", "local-2"]);
+    assert_eq!(state_of(&app, "local-2"), "draining");
+    let waiting = app.submit(json!({"argv": ["true"]}));
+    let waiting = waiting["id"].as_str().unwrap();
+    app.wait_state(busy, "succeeded", Duration::from_secs(20));
+    wait_for("drained", Duration::from_secs(10), || {
+        (state_of(&app, "local-2") == "drained").then_some(())
+    });
+    assert_eq!(app.task(waiting)["state"], "queued");
+    cli(&app, &["uncordon", "local-1"]);
+    let done = app.wait_state(waiting, "succeeded", Duration::from_secs(20));
+    assert_eq!(done["instance"], "local-1");
+
+    // A restart replaces a local agent's process; a remote one is not the server's.
+    let before = app.instance_pid("local-1").unwrap();
+    cli(&app, &["restart", "local-1"]);
+    wait_for("local-1 restarted", Duration::from_secs(20), || {
+        app.instance_pid("local-1")
+            .filter(|p| *p != before)
+            .map(|_| ())
+    });
+    let _remote = app.remote_agent("remote-1", "remote");
+    wait_for("remote-1 connected", Duration::from_secs(20), || {
+        app.instance_pid("remote-1").map(|_| ())
+    });
+    match app
+        .client
+        .admin("POST", "/admin/instances/remote-1/restart", None)
+    {
+        Err(flotilla::client::ClientError::Api { status: 409, .. }) => {}
+        other => panic!("expected 409, got {other:?}"),
+    }
+    match app
+        .client
+        .admin("POST", "/admin/instances/nobody/cordon", None)
+    {
+        Err(flotilla::client::ClientError::Api { status: 404, .. }) => {}
+        other => panic!("expected 404, got {other:?}"),
+    }
+}

@@ -119,6 +119,12 @@ pub enum Cmd {
         msg: FromInstance,
     },
     Instances(oneshot::Sender<Vec<InstanceView>>),
+    /// An operator cordons, uncordons or drains an instance.
+    Control {
+        instance: InstanceId,
+        action: InstanceAction,
+        reply: oneshot::Sender<Result<(), ControlError>>,
+    },
     Readiness(oneshot::Sender<Readiness>),
     /// The guard blocked an attempt's output: stop it; its task fails with `reason`.
     GuardBlock {
@@ -144,6 +150,40 @@ pub struct Readiness {
     pub reasons: Vec<String>,
 }
 
+/// What an operator does to an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceAction {
+    /// No new work; what it runs goes on.
+    Cordon,
+    Uncordon,
+    /// Cordon, and show `draining` until it runs nothing, then `drained`.
+    Drain,
+    /// Kill a local agent (its attempts are rescheduled) and let the supervisor start it
+    /// again.
+    Restart,
+}
+
+impl InstanceAction {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "cordon" => Some(Self::Cordon),
+            "uncordon" => Some(Self::Uncordon),
+            "drain" => Some(Self::Drain),
+            "restart" => Some(Self::Restart),
+            _ => None,
+        }
+    }
+}
+
+/// Why an operator's action was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("no connected instance {0}")]
+    NotFound(InstanceId),
+    #[error("instance {0} is not a local agent of this server: restart it where it runs")]
+    NotLocal(InstanceId),
+}
+
 /// A connected instance, as the API shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -154,4 +194,7 @@ pub struct InstanceView {
     pub running: Vec<TaskId>,
     pub pid: u32,
     pub connected_at: String,
+    /// `ready`, `quiet` (missed a heartbeat), `cooling` (after a lost attempt),
+    /// `cordoned`, `draining` or `drained`: only `ready` takes new work.
+    pub state: &'static str,
 }

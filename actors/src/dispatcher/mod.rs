@@ -125,6 +125,9 @@ pub(crate) struct Dispatcher {
     losses: HashMap<InstanceId, (u32, i64)>,
     /// Running attempts per limited capability.
     running_caps: BTreeMap<Capability, u32>,
+    /// Instances an operator cordoned (false) or is draining (true); kept across
+    /// reconnects.
+    cordoned: HashMap<InstanceId, bool>,
 }
 
 impl Dispatcher {
@@ -143,6 +146,7 @@ impl Dispatcher {
             scheduler: rules.scheduler,
             losses: HashMap::new(),
             running_caps: BTreeMap::new(),
+            cordoned: HashMap::new(),
             orphans: 0,
             store,
             log,
@@ -355,6 +359,13 @@ impl Dispatcher {
                 }
                 Cmd::Instances(reply) => {
                     let _ = reply.send(self.instance_views());
+                }
+                Cmd::Control {
+                    instance,
+                    action,
+                    reply,
+                } => {
+                    let _ = reply.send(self.control(instance, action));
                 }
                 Cmd::Readiness(reply) => {
                     let _ = reply.send(self.readiness());
@@ -858,7 +869,8 @@ impl Dispatcher {
                     running: i.running.len() as u32,
                     slots: i.slots,
                     held_back: i.last_heard_ms < quiet_since
-                        || self.losses.get(id).is_some_and(|(_, until)| *until > now),
+                        || self.losses.get(id).is_some_and(|(_, until)| *until > now)
+                        || self.cordoned.contains_key(id),
                 })
                 .collect();
             let ranked: Vec<InstanceId> = rank(&loads, self.scheduler.policy)
@@ -1014,6 +1026,46 @@ impl Dispatcher {
         self.unsatisfiable = now_unsat;
     }
 
+    /// An operator's cordon, uncordon or drain (restart is the supervisor's).
+    fn control(
+        &mut self,
+        instance: InstanceId,
+        action: InstanceAction,
+    ) -> Result<(), ControlError> {
+        if !self.instances.contains_key(&instance) {
+            return Err(ControlError::NotFound(instance));
+        }
+        tracing::info!(instance = %instance, action = ?action, "instance control");
+        match action {
+            InstanceAction::Cordon => {
+                self.cordoned.insert(instance, false);
+            }
+            InstanceAction::Drain => {
+                self.cordoned.insert(instance, true);
+            }
+            InstanceAction::Uncordon => {
+                self.cordoned.remove(&instance);
+            }
+            InstanceAction::Restart => {
+                let _ = self.suspects.send(instance);
+            }
+        }
+        Ok(())
+    }
+
+    /// What an instance takes, as the API shows it.
+    fn instance_state(&self, id: &InstanceId, i: &Instance) -> &'static str {
+        let now = now_ms();
+        match self.cordoned.get(id) {
+            Some(true) if i.running.is_empty() => "drained",
+            Some(true) => "draining",
+            Some(false) => "cordoned",
+            None if i.last_heard_ms < now - 2 * self.fleet.heartbeat_ms as i64 => "quiet",
+            None if self.losses.get(id).is_some_and(|(_, until)| *until > now) => "cooling",
+            None => "ready",
+        }
+    }
+
     fn readiness(&self) -> Readiness {
         let mut reasons = Vec::new();
         if self.instances.is_empty() {
@@ -1050,6 +1102,7 @@ impl Dispatcher {
                     .collect(),
                 pid: i.pid,
                 connected_at: rfc3339_ms(i.connected_ms),
+                state: self.instance_state(id, i),
             })
             .collect();
         views.sort_by(|a, b| a.id.cmp(&b.id));

@@ -44,6 +44,13 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 /// How often an adopted agent (not our child) is checked for life.
 const ADOPTED_POLL: Duration = Duration::from_millis(20);
 
+/// The ids of `count` local agents.
+pub fn local_ids(count: u32) -> Vec<InstanceId> {
+    (1..=count)
+        .filter_map(|n| InstanceId::parse(&format!("local-{n}")).ok())
+        .collect()
+}
+
 /// The file local agents read the server's address from.
 pub fn server_file(state_dir: &Path) -> PathBuf {
     state_dir.join("server.url")
@@ -59,12 +66,13 @@ impl LocalSupervisor {
     /// Starts (or adopts) the agents. `suspects` names instances that went silent.
     pub fn start(agents: LocalAgents, suspects: broadcast::Sender<InstanceId>) -> Self {
         let (stop, _) = watch::channel(false);
-        let tasks = (1..=agents.count)
-            .map(|n| {
+        let tasks = local_ids(agents.count)
+            .into_iter()
+            .map(|id| {
                 let rx = stop.subscribe();
                 tokio::spawn(supervise(
                     agents.clone(),
-                    format!("local-{n}"),
+                    id.to_string(),
                     rx,
                     suspects.subscribe(),
                 ))
@@ -178,9 +186,9 @@ async fn supervise(
                 }
                 suspect = suspects.recv() => {
                     if matches!(&suspect, Ok(s) if s.as_str() == id) {
-                        tracing::warn!(instance = %id, pid, "local agent went silent; killing it and its tasks");
+                        tracing::warn!(instance = %id, pid, "local agent silent or restarted by an operator; killing it and its tasks");
                         agent.kill().await;
-                        break "killed after going silent".to_owned();
+                        break "killed (silent, or restarted by an operator)".to_owned();
                     }
                 }
             }

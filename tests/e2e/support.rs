@@ -117,7 +117,7 @@ impl App {
 
     pub fn wait_instances(&self, n: usize) {
         wait_for("instances connected", Duration::from_secs(30), || {
-            (self.instances().len() == n).then_some(())
+            (self.instances().len() >= n).then_some(())
         });
     }
 

@@ -193,6 +193,7 @@ impl Dispatcher {
                 self.log.create_handle(&row.handle);
                 tracing::info!(task = %row.id, attempt = a.key, instance = %a.instance, grace_ms = self.fleet.reattach_grace_ms, "waiting for the agent to re-attach a running attempt");
                 awaited.insert(a.key);
+                self.manifests.touch(&row.id);
                 self.attempts.insert(
                     a.key,
                     LiveAttempt {
@@ -262,11 +263,13 @@ impl Dispatcher {
         Ok(count)
     }
 
-    /// Appends the status frame of every finished task whose handle lacks one: a crash
-    /// between committing a final state and sealing its handle must not leave observers
-    /// waiting forever.
+    /// Appends the status frame of every finished task whose handle lacks one, and
+    /// rewrites every manifest older than its task: a crash between committing a final
+    /// state and sealing its handle (or writing its manifest) must not leave observers
+    /// waiting forever, nor evidence behind the store.
     async fn seal_finished(&mut self) -> Result<(), StoreError> {
         for row in self.store.finished_tasks().await? {
+            self.manifests.touch_if_stale(&row);
             let index = self.log.create_handle(&row.handle);
             if index.watermark().sealed {
                 continue;

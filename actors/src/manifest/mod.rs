@@ -219,6 +219,7 @@ pub fn metrics_path(artifacts: &Path, task: &TaskId) -> PathBuf {
 #[derive(Clone)]
 pub struct ManifestWriter {
     tx: mpsc::UnboundedSender<TaskId>,
+    artifacts: PathBuf,
 }
 
 impl ManifestWriter {
@@ -242,6 +243,7 @@ impl ManifestWriter {
         lifeline: Lifeline,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel::<TaskId>();
+        let root = artifacts.clone();
         let spawned = std::thread::Builder::new()
             .name("manifest-writer".into())
             .spawn(move || {
@@ -262,12 +264,30 @@ impl ManifestWriter {
         if let Err(e) = spawned {
             tracing::error!(error = %e, "manifest writer thread did not start");
         }
-        Self { tx }
+        Self {
+            tx,
+            artifacts: root,
+        }
     }
 
     /// Marks a task's manifest stale; it is rewritten soon after.
     pub fn touch(&self, task: &TaskId) {
         let _ = self.tx.send(task.clone());
+    }
+
+    /// Rewrites a finished task's manifest if it is missing or older than the task's
+    /// last change: a crash inside the 200 ms a write is gathered over must not leave a
+    /// manifest behind its task for good.
+    pub fn touch_if_stale(&self, row: &TaskRow) {
+        let path = manifest_path(&self.artifacts, &row.id, &row.run_id);
+        let written_ms = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as i64);
+        if written_ms.is_none_or(|w| w < row.updated_ms) {
+            self.touch(&row.id);
+        }
     }
 }
 

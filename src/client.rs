@@ -125,6 +125,38 @@ impl Client {
     pub fn instances(&self) -> Result<Value, ClientError> {
         self.call("GET", "/v1/instances", None)
     }
+
+    /// The pid a connected instance said in its hello.
+    pub fn instance_pid(&self, id: &str) -> Result<Option<u32>, ClientError> {
+        let list = self.instances()?;
+        Ok(list["instances"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["id"] == id)
+            .and_then(|i| i["pid"].as_u64())
+            .map(|p| p as u32))
+    }
+
+    /// Polls a task every 2 ms until `done` holds; `None` after `limit`.
+    pub fn wait_task(
+        &self,
+        id: &str,
+        limit: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Result<Option<Value>, ClientError> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let t = self.task(id)?;
+            if done(&t) {
+                return Ok(Some(t));
+            }
+            if std::time::Instant::now() > deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
 }
 
 /// An open observer stream.

@@ -32,6 +32,7 @@ fn main() {
         Command::Tasks(a) => cli::tasks(a),
         Command::Cancel(a) => cli::cancel(a),
         Command::Instances(a) => cli::instances(a),
+        Command::Canary(a) => cli::canary::run(a),
         Command::Guard(g) => cli::guard::run(g),
     };
     match result {

@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 
 use crate::client::{self, Client};
 
+pub mod canary;
 pub mod guard;
 
 #[derive(Parser)]
@@ -41,6 +42,8 @@ pub enum Command {
     Cancel(CancelArgs),
     /// List instances, or cordon, uncordon, drain or restart one.
     Instances(InstancesArgs),
+    /// Prove self-healing: kill and hang instances under a workload, report the times.
+    Canary(canary::CanaryArgs),
     /// The privacy guard: scan files, evaluate on a corpus, switch modes, approvals.
     #[command(subcommand)]
     Guard(guard::GuardCommand),

@@ -48,6 +48,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../../schemas/approvals.v1.json"),
     ),
     (
+        "canary-report.v1.json",
+        include_str!("../../../schemas/canary-report.v1.json"),
+    ),
+    (
         "drift-report.v1.json",
         include_str!("../../../schemas/drift-report.v1.json"),
     ),

@@ -230,28 +230,14 @@ fn wait_task(
     limit: Duration,
     done: impl Fn(&Value) -> bool,
 ) -> anyhow::Result<Value> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let t = server.client.task(id)?;
-        if done(&t) {
-            return Ok(t);
-        }
-        if Instant::now() > deadline {
-            bail!("task {id} did not get there in time: {t}");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    server
+        .client
+        .wait_task(id, limit, done)?
+        .with_context(|| format!("task {id} did not get there in time"))
 }
 
 fn instance_pid(server: &Server, id: &str) -> anyhow::Result<Option<u32>> {
-    let list = server.client.instances()?;
-    Ok(list["instances"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|i| i["id"] == id)
-        .and_then(|i| i["pid"].as_u64())
-        .map(|p| p as u32))
+    Ok(server.client.instance_pid(id)?)
 }
 
 fn signal(pid: u32, sig: i32) {

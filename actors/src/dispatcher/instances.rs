@@ -1,0 +1,224 @@
+//! The connected instances: hello (with re-attach and unique ids), heartbeats, departure,
+//! cooldown, operator controls, and how the API shows them.
+
+use super::*;
+
+impl Dispatcher {
+    /// Registers a new connection. An id that is connected already is refused (the
+    /// agent retries: a connection that died without a word keeps its id until its
+    /// lease runs out). Attempts the agent holds from before a restart are taken back
+    /// if they were recovered for this instance, and fenced otherwise.
+    pub(super) fn connect(&mut self, m: Connect) {
+        if let Some(inst) = self.instances.get(&m.instance) {
+            tracing::warn!(instance = %m.instance, pid = m.pid, holder = inst.pid, "hello refused: instance id in use");
+            let _ = m.reply.send(Err(ConnectError::InUse {
+                instance: m.instance.clone(),
+                pid: inst.pid,
+            }));
+            return;
+        }
+        self.next_conn += 1;
+        let conn = self.next_conn;
+        let now = now_ms();
+        let mut resumed = Vec::new();
+        let mut fenced = Vec::new();
+        let mut running = HashSet::new();
+        for HeldAttempt { attempt, .. } in &m.held {
+            let ours = self
+                .attempts
+                .get(attempt)
+                .is_some_and(|a| a.orphan && a.instance == m.instance);
+            let assignment = ours.then(|| self.assignment(*attempt)).flatten();
+            let Some(assignment) = assignment else {
+                tracing::warn!(instance = %m.instance, attempt, "held attempt fenced: it is not this instance's any more");
+                fenced.push(*attempt);
+                continue;
+            };
+            if let Some(a) = self.attempts.get_mut(attempt) {
+                a.orphan = false;
+                a.lease_until_ms = now + a.lease_ms;
+            }
+            self.orphans -= 1;
+            running.insert(*attempt);
+            tracing::info!(instance = %m.instance, attempt, task = %assignment.task, "attempt re-attached");
+            let after = self.log.recovered_seq(*attempt);
+            resumed.push((assignment, after));
+        }
+        // Recovered for this instance but not offered back: the agent lost them.
+        let missing: Vec<AttemptKey> = self
+            .attempts
+            .iter()
+            .filter(|(_, a)| a.orphan && a.instance == m.instance)
+            .map(|(k, _)| *k)
+            .collect();
+        tracing::info!(instance = %m.instance, slots = m.slots, pid = m.pid, reattached = resumed.len(), "instance connected");
+        self.offers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(m.instance.clone(), m.capabilities.clone());
+        self.instances.insert(
+            m.instance.clone(),
+            Instance {
+                caps: m.capabilities,
+                slots: m.slots,
+                running,
+                session: m.session,
+                conn,
+                pid: m.pid,
+                connected_ms: now,
+                last_heard_ms: now,
+            },
+        );
+        for attempt in missing {
+            self.orphans -= 1;
+            let detail = format!(
+                "instance {} came back after the restart without this attempt",
+                m.instance
+            );
+            self.lose(attempt, detail);
+        }
+        self.forget_recovered_seqs();
+        let _ = m.reply.send(Ok(Welcomed {
+            conn,
+            resumed,
+            fenced,
+        }));
+        self.refresh_reasons();
+    }
+
+    /// An instance disconnected: each attempt it ran is lost; its task is requeued at its
+    /// old place in line, or fails once it has used all its attempts.
+    pub(super) fn gone(&mut self, instance: &InstanceId) {
+        let Some(inst) = self.instances.remove(instance) else {
+            return;
+        };
+        self.offers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(instance);
+        tracing::warn!(instance = %instance, running = inst.running.len(), "instance gone");
+        for attempt in inst.running {
+            self.lose(attempt, format!("instance {instance} disconnected"));
+        }
+        self.refresh_reasons();
+    }
+
+    /// A heartbeat renews the lease of every attempt it lists that the server gave this
+    /// instance; anything else it lists is fenced, so the agent kills it.
+    pub(super) fn heartbeat(&mut self, instance: &InstanceId, running: &[AttemptKey]) {
+        let now = now_ms();
+        let mut strangers = Vec::new();
+        let Some(inst) = self.instances.get(instance) else {
+            return;
+        };
+        for key in running {
+            match self.attempts.get_mut(key) {
+                Some(a) if inst.running.contains(key) => {
+                    a.lease_until_ms = now + a.lease_ms;
+                }
+                _ => strangers.push(*key),
+            }
+        }
+        if !strangers.is_empty() {
+            tracing::warn!(instance = %instance, attempts = ?strangers, "fencing attempts the server did not give this instance");
+            let msg = ServerMsg::Fence {
+                attempts: strangers,
+                reason: format!("not assigned to {instance}, or no longer"),
+            };
+            send_in_order(&self.writer, &inst.session, msg);
+        }
+    }
+
+    /// An attempt on `instance` was lost: it gets no new work for a while, twice as long
+    /// as last time, until one of its attempts succeeds.
+    pub(super) fn cool_down(&mut self, instance: &InstanceId) {
+        let entry = self.losses.entry(instance.clone()).or_insert((0, 0));
+        entry.0 = entry.0.saturating_add(1);
+        let ms = cooldown_ms(&self.scheduler, entry.0);
+        entry.1 = now_ms() + ms as i64;
+        tracing::info!(instance = %instance, losses = entry.0, cooldown_ms = ms, "instance cools down after a lost attempt");
+    }
+
+    /// An operator's cordon, uncordon or drain (restart is the supervisor's).
+    pub(super) fn control(
+        &mut self,
+        instance: InstanceId,
+        action: InstanceAction,
+    ) -> Result<(), ControlError> {
+        if !self.instances.contains_key(&instance) {
+            return Err(ControlError::NotFound(instance));
+        }
+        tracing::info!(instance = %instance, action = ?action, "instance control");
+        match action {
+            InstanceAction::Cordon => {
+                self.cordoned.insert(instance, false);
+            }
+            InstanceAction::Drain => {
+                self.cordoned.insert(instance, true);
+            }
+            InstanceAction::Uncordon => {
+                self.cordoned.remove(&instance);
+            }
+            InstanceAction::Restart => {
+                let _ = self.suspects.send(instance);
+            }
+        }
+        Ok(())
+    }
+
+    /// What an instance takes, as the API shows it.
+    pub(super) fn instance_state(&self, id: &InstanceId, i: &Instance) -> &'static str {
+        let now = now_ms();
+        match self.cordoned.get(id) {
+            Some(true) if i.running.is_empty() => "drained",
+            Some(true) => "draining",
+            Some(false) => "cordoned",
+            None if i.last_heard_ms < now - 2 * self.fleet.heartbeat_ms as i64 => "quiet",
+            None if self.losses.get(id).is_some_and(|(_, until)| *until > now) => "cooling",
+            None => "ready",
+        }
+    }
+
+    pub(super) fn readiness(&self) -> Readiness {
+        let mut reasons = Vec::new();
+        if self.instances.is_empty() {
+            reasons.push("no executor instance is connected: tasks wait".to_owned());
+        }
+        if self.orphans > 0 {
+            reasons.push(format!(
+                "{} running attempts wait for their agents to re-attach after a restart",
+                self.orphans
+            ));
+        }
+        Readiness {
+            status: if reasons.is_empty() {
+                ReadyState::Ready
+            } else {
+                ReadyState::Degraded
+            },
+            reasons,
+        }
+    }
+
+    pub(super) fn instance_views(&self) -> Vec<InstanceView> {
+        let mut views: Vec<InstanceView> = self
+            .instances
+            .iter()
+            .map(|(id, i)| InstanceView {
+                id: id.clone(),
+                capabilities: i.caps.iter().cloned().collect(),
+                slots: i.slots,
+                running: i
+                    .running
+                    .iter()
+                    .filter_map(|k| self.attempts.get(k).map(|a| a.task.clone()))
+                    .collect(),
+                pid: i.pid,
+                connected_at: rfc3339_ms(i.connected_ms),
+                state: self.instance_state(id, i),
+            })
+            .collect();
+        views.sort_by(|a, b| a.id.cmp(&b.id));
+        views
+    }
+}

@@ -1,0 +1,214 @@
+//! How attempts and tasks end: the agent's outcome mapped to the attempt's and the task's
+//! state, the guard's stop, and the final record that seals the handle once committed.
+
+use super::*;
+
+impl Dispatcher {
+    /// The guard blocked an attempt's output: the agent kills it, and the task fails
+    /// with the guard's reason rather than as cancelled. No retry: it would print the same.
+    pub(super) fn guard_block(&mut self, attempt: AttemptKey, reason: String) {
+        let Some(a) = self.attempts.get(&attempt) else {
+            return;
+        };
+        let Some(live) = self.tasks.get_mut(&a.task) else {
+            return;
+        };
+        tracing::warn!(task = %a.task, attempt, reason = %reason, "stopping a task the guard blocked");
+        live.failure.get_or_insert(reason);
+        live.cancel_requested = true;
+        if let Some(inst) = self.instances.get(&a.instance) {
+            send_in_order(&self.writer, &inst.session, ServerMsg::Cancel { attempt });
+        }
+    }
+
+    pub(super) fn exited(&mut self, instance: &InstanceId, attempt: AttemptKey, outcome: Outcome) {
+        let Some(session) = self.instances.get(instance).map(|i| i.session.clone()) else {
+            return;
+        };
+        // The agent keeps an outcome until it hears the server recorded it (or that the
+        // attempt is not its own): a crash before the commit must not lose it.
+        let done = move || {
+            let _ = session.send(ServerMsg::Done { attempt });
+        };
+        if self.attempts.get(&attempt).map(|a| &a.instance) != Some(instance) {
+            tracing::warn!(attempt, instance = %instance, "exit of an attempt this instance does not run ignored (fenced)");
+            send_in_order(
+                &self.writer,
+                &self.instances[instance].session,
+                ServerMsg::Done { attempt },
+            );
+            return;
+        }
+        let Some(a) = self.attempts.remove(&attempt) else {
+            return;
+        };
+        if let Some(inst) = self.instances.get_mut(instance) {
+            inst.running.remove(&attempt);
+        }
+        let Some(mut live) = self.tasks.remove(&a.task) else {
+            return;
+        };
+        self.release_caps(&live.caps);
+        if matches!(outcome, Outcome::Exited { code: Some(0), .. })
+            && self.losses.remove(instance).is_some()
+        {
+            tracing::info!(instance = %instance, "instance succeeded again; its cooldown ends");
+        }
+        let (astate, mut state, code, signal, mut reason) = match outcome {
+            // A process that ended on its own before a cancel reached it keeps its outcome:
+            // the agent reports `Cancelled` only when it did the killing.
+            Outcome::Exited { code: Some(0), .. } => (
+                AttemptState::Exited,
+                TaskState::Succeeded,
+                Some(0),
+                None,
+                None,
+            ),
+            Outcome::Exited { code, signal } => {
+                let why = match (code, signal) {
+                    (_, Some(s)) => format!("killed by signal {s}"),
+                    (Some(c), None) => format!("exited with status {c}"),
+                    (None, None) => "ended without a status".to_owned(),
+                };
+                (
+                    AttemptState::Exited,
+                    TaskState::Failed,
+                    code,
+                    signal,
+                    Some(why),
+                )
+            }
+            Outcome::TimedOut => (
+                AttemptState::TimedOut,
+                TaskState::TimedOut,
+                None,
+                None,
+                Some("timeout expired; process group killed".to_owned()),
+            ),
+            Outcome::Cancelled => (
+                AttemptState::Cancelled,
+                TaskState::Cancelled,
+                None,
+                None,
+                Some("cancelled".to_owned()),
+            ),
+            Outcome::SpawnFailed { message } => (
+                AttemptState::SpawnFailed,
+                TaskState::Failed,
+                None,
+                None,
+                Some(format!("could not start: {message}")),
+            ),
+        };
+        if let Some(why) = live.failure.take() {
+            state = TaskState::Failed;
+            reason = Some(why);
+        }
+        let end = AttemptEnd {
+            state: astate,
+            exit_code: code,
+            signal,
+            detail: reason.clone(),
+        };
+        let ending = Ending {
+            state,
+            exit_code: code,
+            signal,
+            reason,
+            attempt: Some((attempt, end)),
+        };
+        self.finish(&mut live.row, ending, Some(Box::new(done)));
+    }
+
+    /// Records a task's final state (with the end of its last attempt, in one
+    /// transaction); once committed, its status frame seals the handle.
+    pub(super) fn finish(
+        &mut self,
+        row: &mut TaskRow,
+        ending: Ending,
+        after: Option<Box<dyn FnOnce() + Send>>,
+    ) {
+        let now = now_ms();
+        let mut writes = Vec::with_capacity(2);
+        if let Some((key, end)) = ending.attempt {
+            writes.push(Write::EndAttempt {
+                key,
+                end,
+                now_ms: now,
+            });
+        }
+        writes.push(Write::UpdateTask {
+            task: row.id.clone(),
+            update: TaskUpdate {
+                state: ending.state,
+                exit_code: ending.exit_code,
+                signal: ending.signal,
+                reason: ending.reason.clone(),
+            },
+            now_ms: now,
+        });
+        tracing::info!(task = %row.id, state = %ending.state, exit_code = ?ending.exit_code, "task finished");
+        let seal = status_frame(
+            row,
+            FinalStatus {
+                state: ending.state,
+                exit_code: ending.exit_code,
+                signal: ending.signal,
+                attempts: row.attempts,
+                reason: ending.reason,
+            },
+        );
+        row.state = ending.state;
+        self.writer.send(
+            writes,
+            Then {
+                seal: Some(seal),
+                touch: Some(row.id.clone()),
+                after,
+            },
+        );
+    }
+}
+
+/// The frame that ends a task's handle.
+pub(super) fn status_frame(row: &TaskRow, status: FinalStatus) -> Append {
+    Append {
+        handle: row.handle.clone(),
+        attempt: row.attempts,
+        kind: StreamKind::Status,
+        // unwrap: FinalStatus is plain data and always serialises.
+        data: serde_json::to_vec(&status).unwrap(),
+        ack: None,
+    }
+}
+
+/// A queued task's state with the reason it waits.
+pub(super) fn queued(reason: String) -> TaskUpdate {
+    TaskUpdate {
+        state: TaskState::Queued,
+        exit_code: None,
+        signal: None,
+        reason: Some(reason),
+    }
+}
+
+/// A lost attempt's end.
+pub(super) fn lost(detail: String) -> AttemptEnd {
+    AttemptEnd {
+        state: AttemptState::Lost,
+        exit_code: None,
+        signal: None,
+        detail: Some(detail),
+    }
+}
+
+/// A failure without an exit status.
+pub(super) fn failed(reason: String, attempt: Option<(AttemptKey, AttemptEnd)>) -> Ending {
+    Ending {
+        state: TaskState::Failed,
+        exit_code: None,
+        signal: None,
+        reason: Some(reason),
+        attempt,
+    }
+}

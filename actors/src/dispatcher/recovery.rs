@@ -1,0 +1,246 @@
+//! Recovery: rebuilding the queue from the store at start, attempts waiting for their
+//! agent to re-attach, leases that run out, and what a lost attempt does to its task.
+
+use super::outcome::{failed, lost};
+use super::*;
+
+impl Dispatcher {
+    /// Rebuilds the queue from the store after a start. Local agents outlive a crash of
+    /// the server, so each attempt that was running waits up to the re-attach grace for
+    /// its agent to offer it back; one that is not re-attached by then is lost, and its
+    /// task is queued again (or fails if out of attempts). Queued tasks queue again.
+    pub(crate) async fn recover(&mut self) -> Result<usize, StoreError> {
+        let now = now_ms();
+        let open: HashMap<TaskId, crate::store::OpenAttempt> = self
+            .store
+            .open_attempts()
+            .await?
+            .into_iter()
+            .map(|a| (a.task.clone(), a))
+            .collect();
+        self.next_key = self.store.max_attempt_key().await? + 1;
+        self.seal_finished().await?;
+        let live = self.store.live_tasks().await?;
+        let count = live.len();
+        let deadline = now + self.fleet.reattach_grace_ms as i64;
+        let mut awaited = HashSet::new();
+        for row in live {
+            let orphan = open
+                .get(&row.id)
+                .filter(|a| row.state == TaskState::Running && a.attempt_no == row.attempts);
+            if let Some(a) = orphan {
+                let Ok(request) = RunRequest::from_stored(&row.request) else {
+                    continue; // fails below, with the attempt lost, like any unreadable row
+                };
+                self.log.create_handle(&row.handle);
+                tracing::info!(task = %row.id, attempt = a.key, instance = %a.instance, grace_ms = self.fleet.reattach_grace_ms, "waiting for the agent to re-attach a running attempt");
+                awaited.insert(a.key);
+                self.manifests.touch(&row.id);
+                self.attempts.insert(
+                    a.key,
+                    LiveAttempt {
+                        task: row.id.clone(),
+                        instance: a.instance.clone(),
+                        lease_until_ms: deadline,
+                        lease_ms: lease_ms(&request, &self.fleet),
+                        orphan: true,
+                    },
+                );
+                self.orphans += 1;
+                let caps = cap_set(&request.capabilities);
+                self.tasks.insert(
+                    row.id.clone(),
+                    LiveTask {
+                        row,
+                        request,
+                        caps,
+                        seq: self.queue.reserve(),
+                        attempt: Some(a.key),
+                        cancel_requested: false,
+                        failure: None,
+                    },
+                );
+            }
+        }
+        // Every other open attempt belongs to no live task any more.
+        for a in open.values().filter(|a| !awaited.contains(&a.key)) {
+            let end = lost("the orchestrator restarted and its task is no longer live".into());
+            self.store.end_attempt(a.key, &end, now).await?;
+        }
+        let live = self.store.live_tasks().await?;
+        for mut row in live {
+            if self.tasks.contains_key(&row.id) {
+                continue;
+            }
+            self.log.create_handle(&row.handle);
+            let request = match RunRequest::from_stored(&row.request) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(task = %row.id, error = %e, "stored request unreadable; task failed");
+                    let reason = format!("stored request unreadable: {e}");
+                    self.finish(&mut row, failed(reason, None), None);
+                    continue;
+                }
+            };
+            if row.state == TaskState::Running && row.attempts >= row.max_attempts {
+                let reason = format!(
+                    "attempt {} lost when the orchestrator restarted; no attempts left",
+                    row.attempts
+                );
+                self.finish(&mut row, failed(reason, None), None);
+                continue;
+            }
+            if row.state == TaskState::Running {
+                let update = queued(format!(
+                    "attempt {} lost when the orchestrator restarted; requeued",
+                    row.attempts
+                ));
+                self.store.update_task(&row.id, &update, now).await?;
+                row.state = TaskState::Queued;
+                row.reason = update.reason;
+            }
+            self.manifests.touch(&row.id);
+            self.enqueue(row, request);
+        }
+        Ok(count)
+    }
+
+    /// Appends the status frame of every finished task whose handle lacks one, and
+    /// rewrites every manifest older than its task: a crash between committing a final
+    /// state and sealing its handle (or writing its manifest) must not leave observers
+    /// waiting forever, nor evidence behind the store.
+    pub(super) async fn seal_finished(&mut self) -> Result<(), StoreError> {
+        for row in self.store.finished_tasks().await? {
+            self.manifests.touch_if_stale(&row);
+            let index = self.log.create_handle(&row.handle);
+            if index.watermark().sealed {
+                continue;
+            }
+            tracing::warn!(task = %row.id, "finished task's handle was not sealed; sealing it");
+            let seal = status_frame(
+                &row,
+                FinalStatus {
+                    state: row.state,
+                    exit_code: row.exit_code,
+                    signal: row.signal,
+                    attempts: row.attempts,
+                    reason: row.reason.clone(),
+                },
+            );
+            if let Err(e) = self.log.append(seal).await {
+                tracing::error!(task = %row.id, error = %e, "could not seal a handle");
+            }
+        }
+        Ok(())
+    }
+
+    /// Attempts whose lease ran out are lost (and fenced on their agent, should it still
+    /// run them); recovered attempts whose agent did not come back within the grace too.
+    pub(super) fn expire_leases(&mut self) {
+        let now = now_ms();
+        let expired: Vec<(AttemptKey, bool)> = self
+            .attempts
+            .iter()
+            .filter(|(_, a)| a.lease_until_ms < now)
+            .map(|(k, a)| (*k, a.orphan))
+            .collect();
+        for (key, orphan) in expired {
+            let Some(a) = self.attempts.get(&key) else {
+                continue;
+            };
+            let instance = a.instance.clone();
+            let detail = if orphan {
+                self.orphans -= 1;
+                format!(
+                    "not re-attached by instance {instance} within {} ms of the restart",
+                    self.fleet.reattach_grace_ms
+                )
+            } else {
+                format!(
+                    "lease expired: instance {instance} did not report it for {} ms",
+                    a.lease_ms
+                )
+            };
+            tracing::warn!(attempt = key, instance = %instance, reason = %detail, "attempt lost");
+            if let Some(inst) = self.instances.get_mut(&instance) {
+                inst.running.remove(&key);
+                let msg = ServerMsg::Fence {
+                    attempts: vec![key],
+                    reason: detail.clone(),
+                };
+                send_in_order(&self.writer, &inst.session, msg);
+            }
+            self.lose(key, detail);
+        }
+        self.forget_recovered_seqs();
+    }
+
+    /// Once no recovered attempt waits any more, the log's recovered seqs are not needed.
+    pub(super) fn forget_recovered_seqs(&mut self) {
+        if self.orphans == 0 {
+            self.log.forget_recovered();
+        }
+    }
+
+    /// One attempt is lost (`detail` says why): its task is requeued at its old place in
+    /// line, or fails once it has used all its attempts, or ends cancelled if a cancel
+    /// was asked for meanwhile.
+    pub(super) fn lose(&mut self, attempt: AttemptKey, detail: String) {
+        let Some(a) = self.attempts.remove(&attempt) else {
+            return;
+        };
+        if let Some(inst) = self.instances.get_mut(&a.instance) {
+            inst.running.remove(&attempt);
+        }
+        let Some(mut live) = self.tasks.remove(&a.task) else {
+            return;
+        };
+        self.release_caps(&live.caps);
+        self.cool_down(&a.instance);
+        live.attempt = None;
+        let end = lost(detail.clone());
+        let n = live.row.attempts;
+        if live.cancel_requested {
+            let ending = Ending {
+                state: TaskState::Cancelled,
+                exit_code: None,
+                signal: None,
+                reason: Some(format!("cancelled; attempt {n} lost: {detail}")),
+                attempt: Some((attempt, end)),
+            };
+            self.finish(&mut live.row, ending, None);
+        } else if n >= live.row.max_attempts {
+            let reason = format!(
+                "attempt {n} lost ({detail}); no attempts left (max {})",
+                live.row.max_attempts
+            );
+            self.finish(&mut live.row, failed(reason, Some((attempt, end))), None);
+        } else {
+            let update = queued(format!("attempt {n} lost ({detail}); requeued"));
+            let now = now_ms();
+            self.writer.send(
+                vec![
+                    Write::EndAttempt {
+                        key: attempt,
+                        end,
+                        now_ms: now,
+                    },
+                    Write::UpdateTask {
+                        task: live.row.id.clone(),
+                        update,
+                        now_ms: now,
+                    },
+                ],
+                Then {
+                    touch: Some(live.row.id.clone()),
+                    ..Then::default()
+                },
+            );
+            tracing::info!(task = %live.row.id, attempt = n, reason = %detail, "task requeued after a lost attempt");
+            live.row.state = TaskState::Queued;
+            self.queue
+                .requeue(live.row.id.clone(), live.caps.clone(), live.seq);
+            self.tasks.insert(live.row.id.clone(), live);
+        }
+    }
+}

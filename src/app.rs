@@ -97,6 +97,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                     fleet: config.fleet,
                 },
                 engine.suspects.clone(),
+                {
+                    let engine = engine.clone();
+                    std::sync::Arc::new(move |id, why| engine.instance_failed(id, why))
+                },
             ))
         })
         .transpose()?;

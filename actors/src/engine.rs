@@ -323,6 +323,11 @@ impl Engine {
         .await
     }
 
+    /// A local instance's supervisor gave up on it.
+    pub fn instance_failed(&self, instance: InstanceId, reason: String) {
+        let _ = self.tx.send(Cmd::InstanceFailed { instance, reason });
+    }
+
     /// The ids of the local agents this server supervises.
     pub fn set_local(&self, ids: impl IntoIterator<Item = InstanceId>) {
         let mut local = self.local.write().unwrap_or_else(|e| e.into_inner());

@@ -456,12 +456,14 @@ fn admin_views_follow_their_schemas() {
         pid: 4242,
         connected_at: flotilla_actors::domain::rfc3339_ms(1_795_000_000_000),
         state: "ready",
+        reason: None,
     };
     for state in [
-        "ready", "quiet", "cooling", "cordoned", "draining", "drained",
+        "ready", "quiet", "cooling", "cordoned", "draining", "drained", "failed",
     ] {
         let view = InstanceView {
             state,
+            reason: (state == "failed").then(|| "6 restarts within 60 s".to_owned()),
             ..instance.clone()
         };
         assert_valid(

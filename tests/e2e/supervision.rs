@@ -56,3 +56,50 @@ fn a_dead_dispatcher_or_store_writer_ends_the_process_and_the_restart_runs_the_t
         assert_eq!(done["exitCode"], 0, "{actor}: {done}");
     }
 }
+
+#[test]
+fn a_local_agent_that_keeps_dying_is_marked_failed_and_stays_visible() {
+    let app = App::start_with_config(
+        1,
+        "[fleet]\nrestart-limit = 2\nrestart-window-seconds = 60\n",
+    );
+    let mut pid = app.instance_pid("local-1").unwrap();
+    for round in 1..=3 {
+        crate::support::signal(pid, libc::SIGKILL);
+        if round == 3 {
+            break;
+        }
+        pid = crate::support::wait_for("restarted", Duration::from_secs(20), || {
+            app.instance_pid("local-1").filter(|p| *p != pid)
+        });
+    }
+    let failed = crate::support::wait_for("marked failed", Duration::from_secs(20), || {
+        app.instances()
+            .into_iter()
+            .find(|i| i["id"] == "local-1" && i["state"] == "failed")
+    });
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("3 restarts within 60 s"),
+        "{failed}"
+    );
+    assert_eq!(
+        failed["pid"].as_u64(),
+        Some(u64::from(pid)),
+        "as it was last seen"
+    );
+    let (code, body) = readyz(&app);
+    assert_eq!(code, 200);
+    assert_eq!(body["status"], "degraded");
+    assert!(
+        body["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().contains("instance local-1 failed")),
+        "{body}"
+    );
+    assert!(app.log().contains("local agent failed: too many restarts"));
+}

@@ -17,6 +17,8 @@ impl Dispatcher {
             }));
             return;
         }
+        self.failed.remove(&m.instance);
+        self.last_seen.remove(&m.instance);
         self.next_conn += 1;
         let conn = self.next_conn;
         let now = now_ms();
@@ -97,6 +99,17 @@ impl Dispatcher {
             .unwrap_or_else(|e| e.into_inner())
             .remove(instance);
         tracing::warn!(instance = %instance, running = inst.running.len(), "instance gone");
+        let view = InstanceView {
+            id: instance.clone(),
+            capabilities: inst.caps.iter().cloned().collect(),
+            slots: inst.slots,
+            running: Vec::new(),
+            pid: inst.pid,
+            connected_at: rfc3339_ms(inst.connected_ms),
+            state: "failed",
+            reason: None,
+        };
+        self.last_seen.insert(instance.clone(), view);
         for attempt in inst.running {
             self.lose(attempt, format!("instance {instance} disconnected"));
         }
@@ -184,6 +197,9 @@ impl Dispatcher {
         if self.instances.is_empty() {
             reasons.push("no executor instance is connected: tasks wait".to_owned());
         }
+        for (id, (_, why)) in &self.failed {
+            reasons.push(format!("instance {id} failed: {why}"));
+        }
         if self.orphans > 0 {
             reasons.push(format!(
                 "{} running attempts wait for their agents to re-attach after a restart",
@@ -216,9 +232,38 @@ impl Dispatcher {
                 pid: i.pid,
                 connected_at: rfc3339_ms(i.connected_ms),
                 state: self.instance_state(id, i),
+                reason: None,
             })
+            .chain(
+                self.failed
+                    .iter()
+                    .filter(|(id, _)| !self.instances.contains_key(*id))
+                    .map(|(_, (view, _))| view.clone()),
+            )
             .collect();
         views.sort_by(|a, b| a.id.cmp(&b.id));
         views
+    }
+
+    /// A local instance will not be restarted again: it stays listed as `failed`, as it
+    /// was last seen, and readiness says so, until it connects again.
+    pub(super) fn instance_failed(&mut self, instance: InstanceId, reason: String) {
+        let view = self.last_seen.remove(&instance).unwrap_or(InstanceView {
+            id: instance.clone(),
+            capabilities: Vec::new(),
+            slots: 1,
+            running: Vec::new(),
+            pid: 0,
+            connected_at: rfc3339_ms(now_ms()),
+            state: "failed",
+            reason: None,
+        });
+        let view = InstanceView {
+            state: "failed",
+            running: Vec::new(),
+            reason: Some(reason.clone()),
+            ..view
+        };
+        self.failed.insert(instance, (view, reason));
     }
 }

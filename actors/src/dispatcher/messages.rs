@@ -126,6 +126,11 @@ pub enum Cmd {
         reply: oneshot::Sender<Result<(), ControlError>>,
     },
     Readiness(oneshot::Sender<Readiness>),
+    /// A local instance's supervisor gave up on it (too many restarts).
+    InstanceFailed {
+        instance: InstanceId,
+        reason: String,
+    },
     /// The guard blocked an attempt's output: stop it; its task fails with `reason`.
     GuardBlock {
         attempt: AttemptKey,
@@ -195,6 +200,10 @@ pub struct InstanceView {
     pub pid: u32,
     pub connected_at: String,
     /// `ready`, `quiet` (missed a heartbeat), `cooling` (after a lost attempt),
-    /// `cordoned`, `draining` or `drained`: only `ready` takes new work.
+    /// `cordoned`, `draining` or `drained`: only `ready` takes new work. `failed`: its
+    /// supervisor gave up on it; it is shown as it was last connected.
     pub state: &'static str,
+    /// Why it is `failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }

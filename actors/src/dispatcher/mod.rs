@@ -138,6 +138,10 @@ pub(crate) struct Dispatcher {
     /// Instances an operator cordoned (false) or is draining (true); kept across
     /// reconnects.
     cordoned: HashMap<InstanceId, bool>,
+    /// Local instances their supervisor gave up on, as they were last seen, with why.
+    failed: HashMap<InstanceId, (InstanceView, String)>,
+    /// How each departed instance was last seen (what a `failed` one is shown as).
+    last_seen: HashMap<InstanceId, InstanceView>,
 }
 
 impl Dispatcher {
@@ -157,6 +161,8 @@ impl Dispatcher {
             losses: HashMap::new(),
             running_caps: BTreeMap::new(),
             cordoned: HashMap::new(),
+            failed: HashMap::new(),
+            last_seen: HashMap::new(),
             orphans: 0,
             store,
             log,
@@ -251,6 +257,7 @@ impl Dispatcher {
                 } => {
                     let _ = reply.send(self.control(instance, action));
                 }
+                Cmd::InstanceFailed { instance, reason } => self.instance_failed(instance, reason),
                 Cmd::Readiness(reply) => {
                     let _ = reply.send(self.readiness());
                 }

@@ -56,6 +56,9 @@ pub fn server_file(state_dir: &Path) -> PathBuf {
     state_dir.join("server.url")
 }
 
+/// Told the id of a local instance that will not be restarted again, and why.
+pub type OnFailed = std::sync::Arc<dyn Fn(InstanceId, String) + Send + Sync>;
+
 /// Stops every local agent when dropped or when [`LocalSupervisor::stop`] is called.
 pub struct LocalSupervisor {
     stop: watch::Sender<bool>,
@@ -63,8 +66,13 @@ pub struct LocalSupervisor {
 }
 
 impl LocalSupervisor {
-    /// Starts (or adopts) the agents. `suspects` names instances that went silent.
-    pub fn start(agents: LocalAgents, suspects: broadcast::Sender<InstanceId>) -> Self {
+    /// Starts (or adopts) the agents. `suspects` names instances that went silent (or
+    /// that an operator restarts); `failed` hears of an instance given up on.
+    pub fn start(
+        agents: LocalAgents,
+        suspects: broadcast::Sender<InstanceId>,
+        failed: OnFailed,
+    ) -> Self {
         let (stop, _) = watch::channel(false);
         let tasks = local_ids(agents.count)
             .into_iter()
@@ -72,9 +80,10 @@ impl LocalSupervisor {
                 let rx = stop.subscribe();
                 tokio::spawn(supervise(
                     agents.clone(),
-                    id.to_string(),
+                    id,
                     rx,
                     suspects.subscribe(),
+                    failed.clone(),
                 ))
             })
             .collect();
@@ -139,10 +148,12 @@ impl Agent {
 
 async fn supervise(
     agents: LocalAgents,
-    id: String,
+    instance: InstanceId,
     mut stop: watch::Receiver<bool>,
     mut suspects: broadcast::Receiver<InstanceId>,
+    failed: OnFailed,
 ) {
+    let id = instance.to_string();
     let pid_file = agents.state_dir.join("agents").join(format!("{id}.pid"));
     let server_file = server_file(&agents.state_dir);
     let mut backoff = BACKOFF_START;
@@ -206,6 +217,14 @@ async fn supervise(
         }
         if restarts.len() > agents.fleet.restart_limit as usize {
             tracing::error!(instance = %id, restarts = restarts.len(), window_ms = agents.fleet.restart_window_ms, "local agent failed: too many restarts; not restarting it");
+            failed(
+                instance.clone(),
+                format!(
+                    "{} restarts within {} s; not restarted again",
+                    restarts.len(),
+                    agents.fleet.restart_window_ms / 1000
+                ),
+            );
             let _ = std::fs::remove_file(&pid_file);
             let _ = until_stopped(&mut stop).await;
             return;

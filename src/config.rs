@@ -68,6 +68,10 @@ pub struct SchedulerFile {
     pub cooldown_ms: Option<u64>,
     /// Longest cooldown (default 60000).
     pub cooldown_max_ms: Option<u64>,
+    /// Weighted-fair sharing: the task label whose value names a task's group.
+    pub fair_label: Option<String>,
+    /// Each group's weight (groups not named weigh 1): `team-a = 3`.
+    pub weights: Option<BTreeMap<String, u32>>,
 }
 
 impl SchedulerFile {
@@ -91,11 +95,22 @@ impl SchedulerFile {
             }
             limits.insert(c, n);
         }
+        let weights = self.weights.unwrap_or_default();
+        if let Some((group, _)) = weights.iter().find(|(_, w)| **w == 0 || **w > 1000) {
+            return Err(bad(format!(
+                "scheduler.weights.{group}: must be between 1 and 1000"
+            )));
+        }
+        if !weights.is_empty() && self.fair_label.is_none() {
+            return Err(bad("scheduler.weights needs scheduler.fair-label".into()));
+        }
         let s = SchedulerSettings {
             policy,
             limits,
             cooldown_ms: self.cooldown_ms.unwrap_or(d.cooldown_ms),
             cooldown_max_ms: self.cooldown_max_ms.unwrap_or(d.cooldown_max_ms),
+            fair_label: self.fair_label,
+            weights,
         };
         if s.cooldown_ms == 0 || s.cooldown_max_ms < s.cooldown_ms {
             return Err(bad(
@@ -537,5 +552,13 @@ mod tests {
         assert!(err.to_string().contains("scheduler.policy"), "{err}");
         let err = resolve("[scheduler.limits]\ngpu = 0\n").unwrap_err();
         assert!(err.to_string().contains("scheduler.limits.gpu"), "{err}");
+        let c =
+            resolve("[scheduler]\nfair-label = \"tenant\"\n[scheduler.weights]\na = 3\n").unwrap();
+        assert_eq!(c.scheduler.fair_label.as_deref(), Some("tenant"));
+        let err = resolve("[scheduler.weights]\na = 3\n").unwrap_err();
+        assert!(err.to_string().contains("fair-label"), "{err}");
+        let err =
+            resolve("[scheduler]\nfair-label = \"t\"\n[scheduler.weights]\na = 0\n").unwrap_err();
+        assert!(err.to_string().contains("scheduler.weights.a"), "{err}");
     }
 }

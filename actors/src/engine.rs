@@ -237,7 +237,7 @@ impl Engine {
     /// the first task instead.
     pub async fn submit(&self, accepted: Accepted) -> Result<Submitted, SubmitError> {
         let Accepted { request, report } = accepted;
-        let refused = refusals(&request, &self.config.fleet);
+        let refused = refusals(&request, &self.config.fleet, &self.config.scheduler);
         if !refused.is_empty() {
             return Err(SubmitError::Unsupported(refused));
         }

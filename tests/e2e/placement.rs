@@ -194,3 +194,48 @@ fn operators_cordon_drain_and_restart_instances() {
         other => panic!("expected 404, got {other:?}"),
     }
 }
+
+#[test]
+fn weighted_fair_shares_follow_the_weights_over_a_thousand_tasks() {
+    let app = App::start_with_config(
+        2,
+        "[scheduler]\nfair-label = \"tenant\"\n[scheduler.weights]\nalpha = 3\n",
+    );
+    let starts = app.dir.path().join("starts");
+    // Hold the fleet while the backlog builds, so both tenants always have work waiting.
+    for id in ["local-1", "local-2"] {
+        cli(&app, &["cordon", id]);
+    }
+    let mut ids = Vec::new();
+    for i in 0..1000 {
+        let tenant = if i % 2 == 0 { "alpha" } else { "beta" };
+        let script = format!("echo {tenant} >> {}", starts.display());
+        let reply = app.submit(json!({
+            "schema": "flotilla.run-request/2.0.0",
+            "argv": ["sh", "-c", script],
+            "labels": {"tenant": tenant},
+            "schedule": {"strategy": "weighted-fair"},
+        }));
+        ids.push(reply["id"].as_str().unwrap().to_owned());
+    }
+    for id in ["local-1", "local-2"] {
+        cli(&app, &["uncordon", id]);
+    }
+    wait_for("every task ran", Duration::from_secs(120), || {
+        let s = app.client.summary().unwrap();
+        (s["succeeded"] == 1000).then_some(())
+    });
+    let text = std::fs::read_to_string(&starts).unwrap();
+    let order: Vec<&str> = text.lines().collect();
+    assert_eq!(order.len(), 1000);
+    // While both have work waiting (alpha's 500 last about 667 starts at 3:1), alpha
+    // takes three starts of four, within 5 % of that.
+    let alpha = order[..600].iter().filter(|t| **t == "alpha").count() as f64 / 600.0;
+    assert!(
+        (alpha - 0.75).abs() <= 0.75 * 0.05,
+        "alpha's share {alpha:.3}, want 0.75 ± 5 %"
+    );
+    eprintln!("alpha's share of the first 600 starts: {alpha:.3}");
+    // beta never starves: it starts within the first few.
+    assert!(order[..8].contains(&"beta"), "{:?}", &order[..8]);
+}

@@ -6,8 +6,14 @@
 use crate::control_plane::{FieldError, RunRequest};
 use crate::fleet::FleetSettings;
 
+use super::placement::SchedulerSettings;
+
 /// The fields of `request` the scheduler cannot honour on a fleet run with `fleet`.
-pub fn refusals(request: &RunRequest, fleet: &FleetSettings) -> Vec<FieldError> {
+pub fn refusals(
+    request: &RunRequest,
+    fleet: &FleetSettings,
+    scheduler: &SchedulerSettings,
+) -> Vec<FieldError> {
     let mut out = Vec::new();
     let Some(schedule) = &request.schedule else {
         return out;
@@ -16,6 +22,11 @@ pub fn refusals(request: &RunRequest, fleet: &FleetSettings) -> Vec<FieldError> 
         |pointer: &str, message: String| FieldError::new(pointer, "unsupported", message);
     match schedule.strategy.as_deref() {
         None | Some("single") | Some("least-loaded") => {}
+        Some("weighted-fair") if scheduler.fair_label.is_some() => {}
+        Some("weighted-fair") => out.push(unsupported(
+            "/schedule/strategy",
+            "weighted-fair needs [scheduler] fair-label on this fleet, which has none".into(),
+        )),
         Some(other) => out.push(unsupported(
             "/schedule/strategy",
             format!(
@@ -77,6 +88,7 @@ mod tests {
     #[test]
     fn what_cannot_be_honoured_is_named_and_the_rest_passes() {
         let fleet = FleetSettings::default();
+        let scheduler = SchedulerSettings::default();
         let cases: &[(serde_json::Value, &[&str])] = &[
             (serde_json::json!({}), &[]),
             (serde_json::json!({"strategy": "single"}), &[]),
@@ -127,7 +139,7 @@ mod tests {
             ),
         ];
         for (schedule, want) in cases {
-            let got: Vec<String> = refusals(&request(schedule.clone()), &fleet)
+            let got: Vec<String> = refusals(&request(schedule.clone()), &fleet, &scheduler)
                 .into_iter()
                 .map(|e| {
                     assert_eq!(e.rule, "unsupported");

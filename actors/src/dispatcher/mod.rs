@@ -61,6 +61,8 @@ struct LiveTask {
     row: TaskRow,
     request: RunRequest,
     caps: CapSet,
+    /// Its fair-share group: the value of the fleet's fair label ("" for none).
+    group: String,
     /// Place in line, kept when an attempt is lost.
     seq: u64,
     attempt: Option<AttemptKey>,
@@ -135,6 +137,10 @@ pub(crate) struct Dispatcher {
     losses: HashMap<InstanceId, (u32, i64)>,
     /// Running attempts per limited capability.
     running_caps: BTreeMap<Capability, u32>,
+    /// Running attempts per fair-share group.
+    running_groups: HashMap<String, u32>,
+    /// Each fair-share group's account: what its starts cost (see `placement::charge`).
+    accounts: HashMap<String, u64>,
     /// Instances an operator cordoned (false) or is draining (true); kept across
     /// reconnects.
     cordoned: HashMap<InstanceId, bool>,
@@ -160,6 +166,8 @@ impl Dispatcher {
             scheduler: rules.scheduler,
             losses: HashMap::new(),
             running_caps: BTreeMap::new(),
+            running_groups: HashMap::new(),
+            accounts: HashMap::new(),
             cordoned: HashMap::new(),
             failed: HashMap::new(),
             last_seen: HashMap::new(),
@@ -181,13 +189,16 @@ impl Dispatcher {
 
     fn enqueue(&mut self, row: TaskRow, request: RunRequest) {
         let caps = cap_set(&request.capabilities);
-        let seq = self.queue.push(row.id.clone(), caps.clone());
+        let group = self.scheduler.group_of(&request.labels);
+        self.wake_group(&group);
+        let seq = self.queue.push(row.id.clone(), caps.clone(), &group);
         self.tasks.insert(
             row.id.clone(),
             LiveTask {
                 row,
                 request,
                 caps,
+                group,
                 seq,
                 attempt: None,
                 cancel_requested: false,
@@ -328,7 +339,8 @@ impl Dispatcher {
             return;
         }
         let caps = live.caps.clone();
-        self.queue.remove(task, &caps);
+        let group = live.group.clone();
+        self.queue.remove(task, &caps, &group);
         if let Some(mut live) = self.tasks.remove(task) {
             let ending = Ending {
                 state: TaskState::Cancelled,
@@ -370,10 +382,11 @@ impl Dispatcher {
                 .collect();
             let limits = &self.scheduler.limits;
             let running = &self.running_caps;
+            let usage = |group: &str| self.accounts.get(group).copied().unwrap_or(0);
             let picked = ranked.into_iter().find_map(|id| {
                 let caps = &self.instances[&id].caps;
                 self.queue
-                    .pop_for_where(caps, |lane| limited(lane, limits, running).is_none())
+                    .pop_for_where(caps, |lane| limited(lane, limits, running).is_none(), usage)
                     .map(|(task, _)| (task, id))
             });
             match picked {
@@ -397,6 +410,8 @@ impl Dispatcher {
         {
             *self.running_caps.entry(cap.clone()).or_default() += 1;
         }
+        *self.running_groups.entry(live.group.clone()).or_default() += 1;
+        *self.accounts.entry(live.group.clone()).or_default() += self.scheduler.charge(&live.group);
         live.row.attempts = attempt_no;
         live.row.state = TaskState::Running;
         live.row.instance = Some(instance.clone());
@@ -441,12 +456,36 @@ impl Dispatcher {
         tracing::info!(task = %task, attempt = attempt_no, instance = %instance, "task dispatched");
     }
 
-    /// An attempt of a task requiring `caps` ended: its limited capabilities free up.
-    fn release_caps(&mut self, caps: &CapSet) {
+    /// A group that had nothing queued or running starts from the lowest account among
+    /// the groups with work waiting, not from where it left off: a group idle for an
+    /// hour must not then take every slot until it has caught up.
+    fn wake_group(&mut self, group: &str) {
+        if self.scheduler.fair_label.is_none()
+            || self.queue.has_group(group)
+            || self.running_groups.get(group).is_some_and(|n| *n > 0)
+        {
+            return;
+        }
+        let floor = self
+            .queue
+            .groups()
+            .filter_map(|g| self.accounts.get(g).copied())
+            .min()
+            .unwrap_or(0);
+        let account = self.accounts.entry(group.to_owned()).or_default();
+        *account = (*account).max(floor);
+    }
+
+    /// An attempt of a task requiring `caps` in `group` ended: its limited capabilities
+    /// and its group's share free up.
+    fn release(&mut self, caps: &CapSet, group: &str) {
         for cap in caps {
             if let Some(n) = self.running_caps.get_mut(cap) {
                 *n = n.saturating_sub(1);
             }
+        }
+        if let Some(n) = self.running_groups.get_mut(group) {
+            *n = n.saturating_sub(1);
         }
     }
 

@@ -48,7 +48,7 @@ impl Dispatcher {
         let Some(mut live) = self.tasks.remove(&a.task) else {
             return;
         };
-        self.release_caps(&live.caps);
+        self.release(&live.caps, &live.group);
         if matches!(outcome, Outcome::Exited { code: Some(0), .. })
             && self.losses.remove(instance).is_some()
         {

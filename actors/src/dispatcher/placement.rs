@@ -51,6 +51,11 @@ pub struct SchedulerSettings {
     /// The first cooldown after a lost attempt; it doubles with each further loss.
     pub cooldown_ms: u64,
     pub cooldown_max_ms: u64,
+    /// Weighted-fair sharing: the task label whose value names a task's group…
+    pub fair_label: Option<String>,
+    /// … and each group's weight (1 for a group not named). A group's share of the
+    /// busy slots follows its weight; every group with waiting work gets slots.
+    pub weights: BTreeMap<String, u32>,
 }
 
 impl Default for SchedulerSettings {
@@ -60,7 +65,32 @@ impl Default for SchedulerSettings {
             limits: BTreeMap::new(),
             cooldown_ms: 1_000,
             cooldown_max_ms: 60_000,
+            fair_label: None,
+            weights: BTreeMap::new(),
         }
+    }
+}
+
+impl SchedulerSettings {
+    /// A task's fair-share group: its value of the fair label ("" without one).
+    pub fn group_of(&self, labels: &BTreeMap<String, String>) -> String {
+        self.fair_label
+            .as_ref()
+            .and_then(|l| labels.get(l))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// What one start costs a group's account: a million over its weight. The group
+    /// whose account is lowest is offered the next free slot, so over time each group's
+    /// share of the starts follows its weight, and none starves. Without a fair label
+    /// every start is free and the oldest task goes first.
+    pub fn charge(&self, group: &str) -> u64 {
+        if self.fair_label.is_none() {
+            return 0;
+        }
+        let weight = self.weights.get(group).copied().unwrap_or(1).max(1);
+        1_000_000 / u64::from(weight)
     }
 }
 
@@ -173,6 +203,37 @@ mod tests {
             assert_eq!(rank(&loads, Policy::LeastLoaded), least, "{loads:?}");
             assert_eq!(rank(&loads, Policy::BinPack), bin, "{loads:?}");
         }
+    }
+
+    #[test]
+    fn shares_follow_the_weights_and_none_starves() {
+        let s = SchedulerSettings {
+            fair_label: Some("tenant".into()),
+            weights: BTreeMap::from([("a".into(), 3), ("b".into(), 1)]),
+            ..SchedulerSettings::default()
+        };
+        // Hand out 500 starts one at a time to the group with the lowest account, as
+        // the dispatcher does when all always have work waiting.
+        let mut account = BTreeMap::from([("a", 0u64), ("b", 0), ("c", 0)]);
+        let mut starts = BTreeMap::from([("a", 0u32), ("b", 0), ("c", 0)]);
+        for _ in 0..500 {
+            let next = *account.iter().min_by_key(|(g, n)| (**n, **g)).unwrap().0;
+            *account.get_mut(next).unwrap() += s.charge(next);
+            *starts.get_mut(next).unwrap() += 1;
+        }
+        // a : b : c = 3 : 1 : 1 (c has no weight, so 1).
+        assert_eq!(
+            starts.values().copied().collect::<Vec<_>>(),
+            [300, 100, 100]
+        );
+        let labels = BTreeMap::from([("tenant".to_owned(), "a".to_owned())]);
+        assert_eq!(s.group_of(&labels), "a");
+        assert_eq!(s.group_of(&BTreeMap::new()), "");
+        assert_eq!(
+            SchedulerSettings::default().charge("a"),
+            0,
+            "no fair label: no preference"
+        );
     }
 
     #[test]

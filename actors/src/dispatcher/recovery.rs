@@ -48,11 +48,21 @@ impl Dispatcher {
                 );
                 self.orphans += 1;
                 let caps = cap_set(&request.capabilities);
+                let group = self.scheduler.group_of(&request.labels);
+                // It runs: it holds its share and its limited capabilities.
+                for cap in caps
+                    .iter()
+                    .filter(|c| self.scheduler.limits.contains_key(*c))
+                {
+                    *self.running_caps.entry(cap.clone()).or_default() += 1;
+                }
+                *self.running_groups.entry(group.clone()).or_default() += 1;
                 self.tasks.insert(
                     row.id.clone(),
                     LiveTask {
                         row,
                         request,
+                        group,
                         caps,
                         seq: self.queue.reserve(),
                         attempt: Some(a.key),
@@ -195,7 +205,7 @@ impl Dispatcher {
         let Some(mut live) = self.tasks.remove(&a.task) else {
             return;
         };
-        self.release_caps(&live.caps);
+        self.release(&live.caps, &live.group);
         self.cool_down(&a.instance);
         live.attempt = None;
         let end = lost(detail.clone());
@@ -238,8 +248,12 @@ impl Dispatcher {
             );
             tracing::info!(task = %live.row.id, attempt = n, reason = %detail, "task requeued after a lost attempt");
             live.row.state = TaskState::Queued;
-            self.queue
-                .requeue(live.row.id.clone(), live.caps.clone(), live.seq);
+            self.queue.requeue(
+                live.row.id.clone(),
+                live.caps.clone(),
+                &live.group,
+                live.seq,
+            );
             self.tasks.insert(live.row.id.clone(), live);
         }
     }

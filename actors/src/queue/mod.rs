@@ -1,7 +1,9 @@
 //! Queue: the tasks waiting for an instance, indexed by the capabilities they require.
 //!
-//! Tasks with the same required set share one FIFO lane; an instance takes the oldest head
-//! among the lanes its capabilities cover. The number of distinct capability sets is small,
+//! Tasks with the same required set and the same fair-share group share one FIFO lane; an
+//! instance takes, among the lanes its capabilities cover, the head of the lane whose
+//! group is furthest below its share (all groups are equal without fair sharing), the
+//! oldest head first among equals. The number of distinct capability sets is small,
 //! so a pick costs a scan of lanes, not of tasks. Owned by the dispatcher (no locking); the
 //! store is the durable copy, rebuilt into a queue at start.
 
@@ -33,9 +35,12 @@ pub fn unsatisfiable_reason(caps: &CapSet) -> String {
     )
 }
 
+/// A lane: the capabilities its tasks require, and their fair-share group ("" for none).
+type LaneKey = (CapSet, String);
+
 #[derive(Debug, Default)]
 pub struct Queue {
-    lanes: BTreeMap<CapSet, VecDeque<(u64, TaskId)>>,
+    lanes: BTreeMap<LaneKey, VecDeque<(u64, TaskId)>>,
     next_seq: u64,
     len: usize,
 }
@@ -50,10 +55,13 @@ impl Queue {
     }
 
     /// Appends a task; returns its place in line, to requeue it there later.
-    pub fn push(&mut self, task: TaskId, caps: CapSet) -> u64 {
+    pub fn push(&mut self, task: TaskId, caps: CapSet, group: &str) -> u64 {
         self.next_seq += 1;
         let seq = self.next_seq;
-        self.lanes.entry(caps).or_default().push_back((seq, task));
+        self.lanes
+            .entry((caps, group.to_owned()))
+            .or_default()
+            .push_back((seq, task));
         self.len += 1;
         seq
     }
@@ -66,8 +74,8 @@ impl Queue {
     }
 
     /// Puts a task back at its original place in line (a lost attempt keeps its turn).
-    pub fn requeue(&mut self, task: TaskId, caps: CapSet, seq: u64) {
-        let lane = self.lanes.entry(caps).or_default();
+    pub fn requeue(&mut self, task: TaskId, caps: CapSet, group: &str, seq: u64) {
+        let lane = self.lanes.entry((caps, group.to_owned())).or_default();
         let at = lane.partition_point(|(s, _)| *s < seq);
         lane.insert(at, (seq, task));
         self.len += 1;
@@ -75,23 +83,25 @@ impl Queue {
 
     /// Takes the oldest task that an instance offering `offered` can run.
     pub fn pop_for(&mut self, offered: &BTreeSet<Capability>) -> Option<(TaskId, u64)> {
-        self.pop_for_where(offered, |_| true)
+        self.pop_for_where(offered, |_| true, |_| 0)
     }
 
-    /// [`pop_for`](Self::pop_for), among the lanes `allowed` lets run now.
+    /// [`pop_for`](Self::pop_for), among the lanes `allowed` lets run now, preferring
+    /// the group with the lowest `usage` (a share's fill, scaled to an integer).
     pub fn pop_for_where(
         &mut self,
         offered: &BTreeSet<Capability>,
         allowed: impl Fn(&CapSet) -> bool,
+        usage: impl Fn(&str) -> u64,
     ) -> Option<(TaskId, u64)> {
         let key = self
             .lanes
             .iter()
-            .filter(|(caps, lane)| {
+            .filter(|((caps, _), lane)| {
                 !lane.is_empty() && caps.iter().all(|c| offered.contains(c)) && allowed(caps)
             })
-            .min_by_key(|(_, lane)| lane.front().map(|(s, _)| *s))
-            .map(|(caps, _)| caps.clone())?;
+            .min_by_key(|((_, group), lane)| (usage(group), lane.front().map(|(s, _)| *s)))
+            .map(|(key, _)| key.clone())?;
         let lane = self.lanes.get_mut(&key)?;
         let (seq, task) = lane.pop_front()?;
         if lane.is_empty() {
@@ -102,8 +112,9 @@ impl Queue {
     }
 
     /// Removes a queued task (cancel); false if it was not queued.
-    pub fn remove(&mut self, task: &TaskId, caps: &CapSet) -> bool {
-        let Some(lane) = self.lanes.get_mut(caps) else {
+    pub fn remove(&mut self, task: &TaskId, caps: &CapSet, group: &str) -> bool {
+        let key = (caps.clone(), group.to_owned());
+        let Some(lane) = self.lanes.get_mut(&key) else {
             return false;
         };
         let Some(at) = lane.iter().position(|(_, t)| t == task) else {
@@ -111,7 +122,7 @@ impl Queue {
         };
         lane.remove(at);
         if lane.is_empty() {
-            self.lanes.remove(caps);
+            self.lanes.remove(&key);
         }
         self.len -= 1;
         true
@@ -122,17 +133,29 @@ impl Queue {
         &'a self,
         offers: &'a [BTreeSet<Capability>],
     ) -> impl Iterator<Item = &'a CapSet> + 'a {
-        self.lanes
-            .keys()
+        let mut sets: Vec<&'a CapSet> = self.lanes.keys().map(|(caps, _)| caps).collect();
+        sets.dedup();
+        sets.into_iter()
             .filter(move |caps| !offers.iter().any(|o| caps.iter().all(|c| o.contains(c))))
+    }
+
+    /// True if a task of `group` is queued.
+    pub fn has_group(&self, group: &str) -> bool {
+        self.lanes.keys().any(|(_, g)| g == group)
+    }
+
+    /// The groups with queued tasks (one entry per lane).
+    pub fn groups(&self) -> impl Iterator<Item = &str> + '_ {
+        self.lanes.keys().map(|(_, g)| g.as_str())
     }
 
     /// The queued tasks of one capability set.
     pub fn tasks_in<'a>(&'a self, caps: &CapSet) -> impl Iterator<Item = &'a TaskId> + 'a {
+        let caps = caps.clone();
         self.lanes
-            .get(caps)
-            .into_iter()
-            .flat_map(|l| l.iter().map(|(_, t)| t))
+            .iter()
+            .filter(move |((c, _), _)| *c == caps)
+            .flat_map(|(_, l)| l.iter().map(|(_, t)| t))
     }
 }
 
@@ -155,10 +178,10 @@ mod tests {
     #[test]
     fn an_instance_takes_the_oldest_task_it_can_run() {
         let mut q = Queue::default();
-        q.push(t("gpu-1"), caps("gpu"));
-        q.push(t("plain-1"), caps(""));
-        q.push(t("both-1"), caps("gpu,sandbox"));
-        q.push(t("plain-2"), caps(""));
+        q.push(t("gpu-1"), caps("gpu"), "");
+        q.push(t("plain-1"), caps(""), "");
+        q.push(t("both-1"), caps("gpu,sandbox"), "");
+        q.push(t("plain-2"), caps(""), "");
         let cpu = offer("sandbox");
         assert_eq!(q.pop_for(&cpu).map(|x| x.0), Some(t("plain-1")));
         assert_eq!(q.pop_for(&cpu).map(|x| x.0), Some(t("plain-2")));
@@ -172,22 +195,39 @@ mod tests {
     #[test]
     fn a_requeued_task_keeps_its_turn_and_cancel_removes() {
         let mut q = Queue::default();
-        let s1 = q.push(t("a"), caps(""));
-        q.push(t("b"), caps(""));
+        let s1 = q.push(t("a"), caps(""), "");
+        q.push(t("b"), caps(""), "");
         let any = offer("");
         assert_eq!(q.pop_for(&any), Some((t("a"), s1)));
-        q.requeue(t("a"), caps(""), s1);
+        q.requeue(t("a"), caps(""), "", s1);
         assert_eq!(q.pop_for(&any).map(|x| x.0), Some(t("a")));
-        assert!(q.remove(&t("b"), &caps("")));
-        assert!(!q.remove(&t("b"), &caps("")));
+        assert!(q.remove(&t("b"), &caps(""), ""));
+        assert!(!q.remove(&t("b"), &caps(""), ""));
         assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn the_group_furthest_below_its_share_goes_first_then_the_oldest() {
+        let mut q = Queue::default();
+        q.push(t("a-1"), caps(""), "alpha");
+        q.push(t("a-2"), caps(""), "alpha");
+        q.push(t("b-1"), caps(""), "beta");
+        let any = offer("");
+        // beta uses less of its share: its head goes first though it is younger.
+        let usage = |g: &str| if g == "alpha" { 500 } else { 100 };
+        let first = q.pop_for_where(&any, |_| true, usage).map(|x| x.0);
+        assert_eq!(first, Some(t("b-1")));
+        let next = q.pop_for_where(&any, |_| true, usage).map(|x| x.0);
+        assert_eq!(next, Some(t("a-1")));
+        assert!(q.remove(&t("a-2"), &caps(""), "alpha"));
+        assert!(q.is_empty());
     }
 
     #[test]
     fn unsatisfiable_sets_are_those_no_offer_covers() {
         let mut q = Queue::default();
-        q.push(t("a"), caps("gpu"));
-        q.push(t("b"), caps("os:linux"));
+        q.push(t("a"), caps("gpu"), "");
+        q.push(t("b"), caps("os:linux"), "");
         let offers = vec![offer("os:linux,local")];
         let bad: Vec<_> = q.unsatisfiable(&offers).cloned().collect();
         assert_eq!(bad, vec![caps("gpu")]);

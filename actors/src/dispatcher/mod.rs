@@ -364,6 +364,17 @@ impl Dispatcher {
         let now = now_ms();
         let quiet_since = now - 2 * self.fleet.heartbeat_ms as i64;
         while !self.queue.is_empty() {
+            let usable = |id: &InstanceId, i: &Instance| {
+                i.last_heard_ms >= quiet_since && !self.cordoned.contains_key(id)
+            };
+            let cooling =
+                |id: &InstanceId| self.losses.get(id).is_some_and(|(_, until)| *until > now);
+            // A cooldown holds an instance back only while some usable instance is not
+            // cooling: when every one of them has just lost work, they all keep working.
+            let some_fresh = self
+                .instances
+                .iter()
+                .any(|(id, i)| usable(id, i) && !cooling(id));
             let loads: Vec<Load> = self
                 .instances
                 .iter()
@@ -371,9 +382,7 @@ impl Dispatcher {
                     id,
                     running: i.running.len() as u32,
                     slots: i.slots,
-                    held_back: i.last_heard_ms < quiet_since
-                        || self.losses.get(id).is_some_and(|(_, until)| *until > now)
-                        || self.cordoned.contains_key(id),
+                    held_back: !usable(id, i) || (some_fresh && cooling(id)),
                 })
                 .collect();
             let ranked: Vec<InstanceId> = rank(&loads, self.scheduler.policy)

@@ -191,19 +191,7 @@ impl App {
 
     fn terminate(&mut self) {
         if let Some(mut c) = self.child.take() {
-            // SAFETY: sending SIGTERM to our own child.
-            unsafe {
-                libc::kill(c.id() as i32, libc::SIGTERM);
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            flotilla::process::terminate(&mut c, Duration::from_secs(10));
         }
     }
 }

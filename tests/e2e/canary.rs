@@ -5,7 +5,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::flotilla_exe;
+use crate::support::{flotilla_exe, schema_errors};
 
 #[test]
 fn the_canary_kills_and_hangs_instances_and_reports_each_recovery() {
@@ -23,13 +23,7 @@ fn the_canary_kills_and_hangs_instances_and_reports_each_recovery() {
     let path = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(path.contains("/.runs/flotilla/canary/r-"), "{path}");
     let report: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    let schema: Value =
-        serde_json::from_str(include_str!("../../schemas/canary-report.v1.json")).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(&report)
-        .map(|e| e.to_string())
-        .collect();
+    let errors = schema_errors(include_str!("../../schemas/canary-report.v1.json"), &report);
     assert!(errors.is_empty(), "{errors:?}\n{report:#}");
     assert_eq!(report["verdict"], "pass", "{report:#}");
     let rounds = report["rounds"].as_array().unwrap();

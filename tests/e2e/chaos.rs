@@ -190,13 +190,7 @@ fn a_thousand_tasks_survive_agent_kills_hangs_and_two_server_crashes() {
         );
         if gpu[i] {
             let run = t["runId"].as_str().unwrap();
-            let manifest = app
-                .artifacts()
-                .join(".runs")
-                .join(id)
-                .join("cli")
-                .join(run)
-                .join("manifest.json");
+            let manifest = app.manifest_path(id, run);
             let m: Value = wait_for(
                 &format!("task {i}: the manifest is final"),
                 Duration::from_secs(20),

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{files_under, wait_for, App};
+use crate::support::{files_under, schema_errors, wait_for, App};
 
 fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
@@ -87,24 +87,12 @@ fn the_manifest_records_the_run_and_matches_its_schema() {
     let id = reply["id"].as_str().unwrap();
     let run = reply["runId"].as_str().unwrap();
     app.wait_state(id, "failed", Duration::from_secs(20));
-    let path = app
-        .artifacts()
-        .join(".runs")
-        .join(id)
-        .join("cli")
-        .join(run)
-        .join("manifest.json");
+    let path = app.manifest_path(id, run);
     let manifest: Value = wait_for("final manifest", Duration::from_secs(10), || {
         let m: Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
         (m["state"] == "failed").then_some(m)
     });
-    let schema: Value =
-        serde_json::from_str(include_str!("../../schemas/manifest.v1.json")).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(&manifest)
-        .map(|e| e.to_string())
-        .collect();
+    let errors = schema_errors(include_str!("../../schemas/manifest.v1.json"), &manifest);
     assert!(errors.is_empty(), "{errors:?}\n{manifest:#}");
     assert_eq!(manifest["taskId"], id);
     assert_eq!(manifest["handle"], reply["handle"]);

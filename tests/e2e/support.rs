@@ -95,6 +95,16 @@ impl App {
         app
     }
 
+    /// Where a task's run manifest is written.
+    pub fn manifest_path(&self, task: &str, run: &str) -> PathBuf {
+        self.artifacts()
+            .join(".runs")
+            .join(task)
+            .join("cli")
+            .join(run)
+            .join("manifest.json")
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).expect("server running")
@@ -333,6 +343,13 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Optio
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// What `doc` breaks of the JSON Schema whose text is `schema`, one line per violation.
+pub fn schema_errors(schema: &str, doc: &Value) -> Vec<String> {
+    let schema: Value = serde_json::from_str(schema).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    validator.iter_errors(doc).map(|e| e.to_string()).collect()
 }
 
 /// Every file under `dir`, recursively.

@@ -109,6 +109,13 @@ impl Dispatcher {
             state: "failed",
             reason: None,
         };
+        // The supervisor may have given up on it before its connection was seen to end.
+        if let Some((shown, why)) = self.failed.get_mut(instance) {
+            *shown = InstanceView {
+                reason: Some(why.clone()),
+                ..view.clone()
+            };
+        }
         self.last_seen.insert(instance.clone(), view);
         for attempt in inst.running {
             self.lose(attempt, format!("instance {instance} disconnected"));

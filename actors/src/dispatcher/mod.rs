@@ -412,15 +412,7 @@ impl Dispatcher {
         let key = self.next_key;
         self.next_key += 1;
         let attempt_no = live.row.attempts + 1;
-        for cap in live
-            .caps
-            .iter()
-            .filter(|c| self.scheduler.limits.contains_key(*c))
-        {
-            *self.running_caps.entry(cap.clone()).or_default() += 1;
-        }
-        *self.running_groups.entry(live.group.clone()).or_default() += 1;
-        *self.accounts.entry(live.group.clone()).or_default() += self.scheduler.charge(&live.group);
+        let (caps, group) = (live.caps.clone(), live.group.clone());
         live.row.attempts = attempt_no;
         live.row.state = TaskState::Running;
         live.row.instance = Some(instance.clone());
@@ -436,6 +428,8 @@ impl Dispatcher {
                 orphan: false,
             },
         );
+        self.hold(&caps, &group);
+        *self.accounts.entry(group.clone()).or_default() += self.scheduler.charge(&group);
         let Some(assignment) = self.assignment(key) else {
             return;
         };
@@ -483,6 +477,18 @@ impl Dispatcher {
             .unwrap_or(0);
         let account = self.accounts.entry(group.to_owned()).or_default();
         *account = (*account).max(floor);
+    }
+
+    /// An attempt of a task requiring `caps` in `group` runs: it holds its limited
+    /// capabilities and its group's share until [`release`](Self::release).
+    fn hold(&mut self, caps: &CapSet, group: &str) {
+        for cap in caps
+            .iter()
+            .filter(|c| self.scheduler.limits.contains_key(*c))
+        {
+            *self.running_caps.entry(cap.clone()).or_default() += 1;
+        }
+        *self.running_groups.entry(group.to_owned()).or_default() += 1;
     }
 
     /// An attempt of a task requiring `caps` in `group` ended: its limited capabilities

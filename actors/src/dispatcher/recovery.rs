@@ -24,14 +24,14 @@ impl Dispatcher {
         let count = live.len();
         let deadline = now + self.fleet.reattach_grace_ms as i64;
         let mut awaited = HashSet::new();
+        let mut rest = Vec::with_capacity(live.len());
         for row in live {
             let orphan = open
                 .get(&row.id)
                 .filter(|a| row.state == TaskState::Running && a.attempt_no == row.attempts);
-            if let Some(a) = orphan {
-                let Ok(request) = RunRequest::from_stored(&row.request) else {
-                    continue; // fails below, with the attempt lost, like any unreadable row
-                };
+            let request = orphan.and_then(|_| RunRequest::from_stored(&row.request).ok());
+            // An unreadable row fails below, with its attempt lost, like any other.
+            if let (Some(a), Some(request)) = (orphan, request) {
                 self.log.create_handle(&row.handle);
                 tracing::info!(task = %row.id, attempt = a.key, instance = %a.instance, grace_ms = self.fleet.reattach_grace_ms, "waiting for the agent to re-attach a running attempt");
                 awaited.insert(a.key);
@@ -50,13 +50,7 @@ impl Dispatcher {
                 let caps = cap_set(&request.capabilities);
                 let group = self.scheduler.group_of(&request.labels);
                 // It runs: it holds its share and its limited capabilities.
-                for cap in caps
-                    .iter()
-                    .filter(|c| self.scheduler.limits.contains_key(*c))
-                {
-                    *self.running_caps.entry(cap.clone()).or_default() += 1;
-                }
-                *self.running_groups.entry(group.clone()).or_default() += 1;
+                self.hold(&caps, &group);
                 self.tasks.insert(
                     row.id.clone(),
                     LiveTask {
@@ -70,6 +64,8 @@ impl Dispatcher {
                         failure: None,
                     },
                 );
+            } else {
+                rest.push(row);
             }
         }
         // Every other open attempt belongs to no live task any more.
@@ -77,11 +73,7 @@ impl Dispatcher {
             let end = lost("the orchestrator restarted and its task is no longer live".into());
             self.store.end_attempt(a.key, &end, now).await?;
         }
-        let live = self.store.live_tasks().await?;
-        for mut row in live {
-            if self.tasks.contains_key(&row.id) {
-                continue;
-            }
+        for mut row in rest {
             self.log.create_handle(&row.handle);
             let request = match RunRequest::from_stored(&row.request) {
                 Ok(r) => r,

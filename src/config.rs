@@ -138,6 +138,9 @@ pub struct FleetFile {
     pub restart_limit: Option<u32>,
     /// The window of restart-limit, in seconds (default 60).
     pub restart_window_seconds: Option<u64>,
+    /// Attempts of a task lost in a row on distinct instances before it stops as
+    /// poisoned (default 3).
+    pub poison_after: Option<u32>,
 }
 
 impl FleetFile {
@@ -151,6 +154,7 @@ impl FleetFile {
             restart_window_ms: self
                 .restart_window_seconds
                 .map_or(d.restart_window_ms, |s| s.saturating_mul(1000)),
+            poison_after: self.poison_after.unwrap_or(d.poison_after),
         };
         s.check().map_err(ConfigError::Fleet)?;
         Ok(s)

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::auth::{TokenError, Tokens};
-use crate::control_plane::{Accepted, ControlPlane, ControlPlaneConfig, SchemaError};
+use crate::control_plane::{Accepted, ControlPlane, ControlPlaneConfig, RunRequest, SchemaError};
 use crate::dispatcher::honoured::refusals;
 use crate::dispatcher::messages::*;
 use crate::dispatcher::placement::SchedulerSettings;
@@ -50,6 +50,8 @@ pub struct EngineConfig {
 #[derive(Debug, Clone)]
 pub struct Submitted {
     pub row: TaskRow,
+    /// A fanned-out task's shards, by index.
+    pub shards: Vec<TaskRow>,
     pub existing: bool,
 }
 
@@ -260,11 +262,19 @@ impl Engine {
             created_ms: now,
             updated_ms: now,
             finished_ms: None,
+            parent: None,
+            shard: None,
         };
+        let shards = shard_tasks(&row, &request);
+        let shard_rows: Vec<TaskRow> = shards.iter().map(|(r, _)| r.clone()).collect();
         // unwrap: a report is plain data and always serialises.
         let validation = serde_json::to_string(&report).unwrap();
         let key = request.idempotency_key.as_deref();
-        match self.store.insert_submission(&row, &validation, key).await {
+        match self
+            .store
+            .insert_submission(&row, &shard_rows, &validation, key)
+            .await
+        {
             Ok(()) => {}
             Err(StoreError::Idempotent(first)) => {
                 let row = self
@@ -273,8 +283,14 @@ impl Engine {
                     .await
                     .map_err(SubmitError::Store)?
                     .ok_or(SubmitError::Duplicate(first))?;
+                let shards = self
+                    .store
+                    .shards_of(&row.id)
+                    .await
+                    .map_err(SubmitError::Store)?;
                 return Ok(Submitted {
                     row,
+                    shards,
                     existing: true,
                 });
             }
@@ -282,15 +298,20 @@ impl Engine {
             Err(e) => return Err(SubmitError::Store(e)),
         }
         self.log.create_handle(&row.handle);
-        tracing::info!(task = %row.id, handle = %row.handle, "task accepted");
+        for (shard, _) in &shards {
+            self.log.create_handle(&shard.handle);
+        }
+        tracing::info!(task = %row.id, handle = %row.handle, shards = shards.len(), "task accepted");
         self.tx
             .send(Cmd::Enqueue(Box::new(Enqueue {
                 row: row.clone(),
                 request,
+                shards,
             })))
             .map_err(|_| SubmitError::Stopped)?;
         Ok(Submitted {
             row,
+            shards: shard_rows,
             existing: false,
         })
     }
@@ -352,4 +373,52 @@ impl Engine {
             msg,
         });
     }
+}
+
+/// The shards of a fanned-out task (none for a plain one): each a task of its own, with
+/// its own handle, that requires its fan-out entry's capability and finds its index and
+/// the count in `FLOTILLA_SHARD_INDEX` and `FLOTILLA_SHARD_COUNT`.
+fn shard_tasks(parent: &TaskRow, request: &RunRequest) -> Vec<(TaskRow, RunRequest)> {
+    if request.fan_mode().is_none() {
+        return Vec::new();
+    }
+    let extra = request.shard_capabilities();
+    let count = extra.len();
+    extra
+        .into_iter()
+        .enumerate()
+        .map(|(index, cap)| {
+            // `<parent>.s<i>`, unless that is not a valid id (too long, or `..`).
+            let id = TaskId::parse(&format!("{}.s{index}", parent.id))
+                .unwrap_or_else(|_| TaskId::generate());
+            let mut shard = request.clone();
+            shard.id = Some(id.clone());
+            shard.idempotency_key = None;
+            if let Some(schedule) = shard.schedule.as_mut() {
+                schedule.strategy = None;
+                schedule.shards = None;
+                schedule.fan_out.clear();
+                schedule.min_instances = None;
+                schedule.max_instances = None;
+            }
+            shard
+                .env
+                .insert("FLOTILLA_SHARD_INDEX".into(), index.to_string());
+            shard
+                .env
+                .insert("FLOTILLA_SHARD_COUNT".into(), count.to_string());
+            shard.capabilities.extend(cap);
+            let row = TaskRow {
+                id,
+                handle: HandleId::generate(),
+                run_id: parent.run_id.clone(),
+                // unwrap: a RunRequest is plain data and always serialises.
+                request: serde_json::to_string(&shard).unwrap(),
+                parent: Some(parent.id.clone()),
+                shard: Some(index as u32),
+                ..parent.clone()
+            };
+            (row, shard)
+        })
+        .collect()
 }

@@ -14,6 +14,8 @@ pub const DEFAULT_REATTACH_GRACE_MS: u64 = 30_000;
 /// instance is marked failed.
 pub const DEFAULT_RESTART_LIMIT: u32 = 5;
 pub const DEFAULT_RESTART_WINDOW_MS: u64 = 60_000;
+/// Attempts of one task lost in a row, on distinct instances, after which it is poisoned.
+pub const DEFAULT_POISON_AFTER: u32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FleetSettings {
@@ -29,6 +31,9 @@ pub struct FleetSettings {
     /// At most this many restarts of one local agent within `restart_window_ms`.
     pub restart_limit: u32,
     pub restart_window_ms: u64,
+    /// A task whose attempts were lost this many times in a row, each on another
+    /// instance, stops as poisoned (a task may ask for another count).
+    pub poison_after: u32,
 }
 
 impl Default for FleetSettings {
@@ -39,6 +44,7 @@ impl Default for FleetSettings {
             reattach_grace_ms: DEFAULT_REATTACH_GRACE_MS,
             restart_limit: DEFAULT_RESTART_LIMIT,
             restart_window_ms: DEFAULT_RESTART_WINDOW_MS,
+            poison_after: DEFAULT_POISON_AFTER,
         }
     }
 }
@@ -67,6 +73,12 @@ impl FleetSettings {
         }
         if self.restart_limit == 0 || self.restart_window_ms == 0 {
             return Err("fleet.restart-limit and restart-window-seconds must be at least 1".into());
+        }
+        if !(2..=20).contains(&self.poison_after) {
+            return Err(format!(
+                "fleet.poison-after must be between 2 and 20, got {}",
+                self.poison_after
+            ));
         }
         Ok(())
     }

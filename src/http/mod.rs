@@ -130,8 +130,8 @@ pub const ROUTES: &[Route] = &[
         summary: "Submit a RunRequest (v1, or v2 naming its schema)",
         auth: Auth::Token,
         query: &[],
-        body: Body::Schemas(&["flotilla.run-request/1.2.0", "flotilla.run-request/2.0.0"]),
-        responses: responses!(201 => Resp::Schema("flotilla.task-accepted/1.0.0"), 200 => Resp::Schema("flotilla.task-accepted/1.0.0"), 409 => Resp::Problem;
+        body: Body::Schemas(&["flotilla.run-request/1.2.0", "flotilla.run-request/2.1.0"]),
+        responses: responses!(201 => Resp::Schema("flotilla.task-accepted/1.1.0"), 200 => Resp::Schema("flotilla.task-accepted/1.1.0"), 409 => Resp::Problem;
             AUTH_ERRORS[0], AUTH_ERRORS[1], BODY_ERRORS[0], BODY_ERRORS[1], BODY_ERRORS[2]),
         serve: || web::post().to(tasks::submit),
     },
@@ -154,7 +154,7 @@ pub const ROUTES: &[Route] = &[
             ),
         ],
         body: Body::None,
-        responses: responses!(200 => Resp::Schema("flotilla.task-list/1.0.0"), 400 => Resp::Problem; AUTH_ERRORS[0], AUTH_ERRORS[1]),
+        responses: responses!(200 => Resp::Schema("flotilla.task-list/1.1.0"), 400 => Resp::Problem; AUTH_ERRORS[0], AUTH_ERRORS[1]),
         serve: || web::get().to(tasks::list),
     },
     Route {
@@ -165,7 +165,7 @@ pub const ROUTES: &[Route] = &[
         auth: Auth::Token,
         query: &[],
         body: Body::None,
-        responses: responses!(200 => Resp::Schema("flotilla.summary/1.0.0"); AUTH_ERRORS[0], AUTH_ERRORS[1]),
+        responses: responses!(200 => Resp::Schema("flotilla.summary/1.1.0"); AUTH_ERRORS[0], AUTH_ERRORS[1]),
         serve: || web::get().to(tasks::summary),
     },
     Route {
@@ -176,7 +176,7 @@ pub const ROUTES: &[Route] = &[
         auth: Auth::Token,
         query: &[],
         body: Body::None,
-        responses: responses!(200 => Resp::Schema("flotilla.task-view/1.0.0"), 400 => Resp::Problem, 404 => Resp::Problem; AUTH_ERRORS[0], AUTH_ERRORS[1]),
+        responses: responses!(200 => Resp::Schema("flotilla.task-view/1.1.0"), 400 => Resp::Problem, 404 => Resp::Problem; AUTH_ERRORS[0], AUTH_ERRORS[1]),
         serve: || web::get().to(tasks::get),
     },
     Route {

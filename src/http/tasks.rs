@@ -33,6 +33,38 @@ pub struct TaskView {
     pub updated_at: String,
     pub finished_at: Option<String>,
     pub request: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<u32>,
+    /// A fanned-out task's shards (only in the single-task view).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardView>,
+}
+
+/// One shard of a fanned-out task, as its task's view lists it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardView {
+    pub index: u32,
+    pub id: String,
+    pub handle: String,
+    pub state: TaskState,
+    pub attempts: u32,
+    pub instance: Option<String>,
+}
+
+impl From<&TaskRow> for ShardView {
+    fn from(r: &TaskRow) -> Self {
+        Self {
+            index: r.shard.unwrap_or(0),
+            id: r.id.to_string(),
+            handle: r.handle.to_string(),
+            state: r.state,
+            attempts: r.attempts,
+            instance: r.instance.as_ref().map(|i| i.to_string()),
+        }
+    }
 }
 
 impl From<&TaskRow> for TaskView {
@@ -52,6 +84,9 @@ impl From<&TaskRow> for TaskView {
             updated_at: rfc3339_ms(r.updated_ms),
             finished_at: r.finished_ms.map(rfc3339_ms),
             request: flotilla_actors::guard::shown_request(&r.request),
+            parent: r.parent.as_ref().map(|p| p.to_string()),
+            shard: r.shard,
+            shards: Vec::new(),
         }
     }
 }
@@ -139,17 +174,34 @@ pub async fn submit(
         true => HttpResponse::Ok(),
         false => HttpResponse::Created(),
     };
+    let mut body = serde_json::json!({
+        "id": row.id,
+        "handle": row.handle,
+        "runId": row.run_id,
+        "state": row.state,
+        "reason": row.reason,
+        "observerToken": token,
+        "stream": format!("/v1/handles/{}/stream", row.handle),
+    });
+    if !submitted.shards.is_empty() {
+        let shards: Vec<Value> = submitted
+            .shards
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "index": s.shard.unwrap_or(0),
+                    "id": s.id,
+                    "handle": s.handle,
+                    "observerToken": engine.tokens.mint_observer(&s.handle),
+                    "stream": format!("/v1/handles/{}/stream", s.handle),
+                })
+            })
+            .collect();
+        body["shards"] = shards.into();
+    }
     Ok(reply
         .insert_header(("Location", format!("/v1/tasks/{}", row.id)))
-        .json(serde_json::json!({
-            "id": row.id,
-            "handle": row.handle,
-            "runId": row.run_id,
-            "state": row.state,
-            "reason": row.reason,
-            "observerToken": token,
-            "stream": format!("/v1/handles/{}/stream", row.handle),
-        })))
+        .json(body))
 }
 
 pub async fn get(
@@ -166,7 +218,18 @@ pub async fn get(
         .await
         .map_err(|e| ApiError::internal("reading a task", e))?
         .ok_or_else(|| ApiError::NotFound(format!("no task {id}")))?;
-    Ok(HttpResponse::Ok().json(TaskView::from(&row)))
+    let mut view = TaskView::from(&row);
+    if row.parent.is_none() {
+        view.shards = engine
+            .store
+            .shards_of(&id)
+            .await
+            .map_err(|e| ApiError::internal("reading a task's shards", e))?
+            .iter()
+            .map(ShardView::from)
+            .collect();
+    }
+    Ok(HttpResponse::Ok().json(view))
 }
 
 #[derive(Deserialize)]

@@ -216,7 +216,7 @@ async fn http_bodies_follow_their_schemas() {
     let run = first.body["runId"].as_str().unwrap();
     let task_dir = artifacts.join(".runs/contract-1");
     let manifest = written(&task_dir.join(format!("cli/{run}/manifest.json"))).await;
-    assert_valid("manifest.v1", "manifest.json", &manifest);
+    assert_valid("manifest.v2", "manifest.json", &manifest);
     assert_valid(
         "run-metrics.v1",
         "metrics.json",
@@ -316,7 +316,7 @@ async fn http_bodies_follow_their_schemas() {
     let run = let_through.body["runId"].as_str().unwrap();
     let manifest = artifacts.join(format!(".runs/contract-2/cli/{run}/manifest.json"));
     let manifest = written(&manifest).await;
-    assert_valid("manifest.v1", "manifest.json (shadow)", &manifest);
+    assert_valid("manifest.v2", "manifest.json (shadow)", &manifest);
     assert_eq!(
         manifest["controlPlane"]["validation"]["outcome"],
         "accepted-with-violations"

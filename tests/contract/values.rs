@@ -16,12 +16,14 @@ use flotilla_actors::guard::approvals::{
     ApprovalKind, ApprovalRequest, Approvers, OverrideTarget, Registry,
 };
 use flotilla_actors::guard::{GuardSpec, GuardView, Level};
-use flotilla_actors::manifest::{render, render_metrics, GuardEvidence};
+use flotilla_actors::manifest::{render, render_metrics, to_v1, FleetEvidence, GuardEvidence};
 use flotilla_actors::protocol::{
     AgentMsg, Assignment, FinalStatus, HeldAttempt, Outcome, Resume, ServerMsg, StreamKind,
     PROTOCOL_VERSION,
 };
-use flotilla_actors::store::{AttemptRow, DecisionRow, GuardRunRow, TaskRow};
+use flotilla_actors::store::{
+    AttemptRow, Checkpoint, CheckpointAction, DecisionRow, GuardRunRow, TaskRow,
+};
 use flotilla_actors::subscriber::to_observer;
 
 use crate::schemas::{assert_valid, read_json, to_json};
@@ -248,6 +250,8 @@ fn task_row(id: &str, state: TaskState) -> TaskRow {
         created_ms: 1_795_000_000_000,
         updated_ms: 1_795_000_060_000,
         finished_ms: Some(1_795_000_060_000),
+        parent: None,
+        shard: None,
     }
 }
 
@@ -330,7 +334,49 @@ fn run_metrics_and_manifests_follow_their_schemas() {
             signal: None,
             detail: None,
         }];
-        assert_valid("manifest.v1", "render", &render(&task, &attempts, &guard));
+        let plain = render(&task, &attempts, &guard, &FleetEvidence::default());
+        assert_valid("manifest.v2", "render", &plain);
+        assert_valid("manifest.v1", "render, adapted to v1", &to_v1(&plain));
+        // A poisoned shard with its checkpoints, and a fanned-out task with its shards.
+        let checkpoint = |action, from: &str, to: Option<&str>| Checkpoint {
+            ts_ms: 1_795_000_030_000,
+            action,
+            reason: "instance local-2 disconnected".into(),
+            from_instance: Some(id(from)),
+            to_instance: to.map(id),
+            attempt_no: 1,
+            epoch: 7,
+        };
+        let shard = TaskRow {
+            parent: Some(id("build-42")),
+            shard: Some(1),
+            state: TaskState::Poisoned,
+            ..task_row("build-42.s1", TaskState::Poisoned)
+        };
+        let fleet = FleetEvidence {
+            checkpoints: CheckpointAction::ALL
+                .into_iter()
+                .map(|a| checkpoint(a, "local-2", Some("local-3")))
+                .collect(),
+            fan_out: None,
+        };
+        let poisoned = render(&shard, &attempts, &guard, &fleet);
+        assert_valid("manifest.v2", "render a poisoned shard", &poisoned);
+        assert_eq!(poisoned["recovery"].as_array().map(Vec::len), Some(6));
+        let v1 = to_v1(&poisoned);
+        assert_valid("manifest.v1", "a poisoned shard, adapted to v1", &v1);
+        assert_eq!(
+            (v1["state"].as_str(), v1.get("recovery")),
+            (Some("failed"), None)
+        );
+        let parent = FleetEvidence {
+            checkpoints: vec![],
+            fan_out: Some(("first-wins", vec![(shard.clone(), attempts.to_vec())])),
+        };
+        let fanned = render(&task, &[], &guard, &parent);
+        assert_valid("manifest.v2", "render a fanned-out task", &fanned);
+        assert_eq!(fanned["fanOut"]["shards"][0]["taskId"], "build-42.s1");
+        assert_valid("manifest.v1", "a fanned-out task, adapted", &to_v1(&fanned));
     }
 }
 
@@ -520,9 +566,9 @@ fn the_control_plane_reports_follow_their_schemas() {
     };
     let task = task_row("t-shadowed", TaskState::Cancelled);
     assert_valid(
-        "manifest.v1",
+        "manifest.v2",
         "render with a shadow report",
-        &render(&task, &[], &guard),
+        &render(&task, &[], &guard, &FleetEvidence::default()),
     );
 
     // A v1 document is upgraded to a v2 request that follows the v2 schema.

@@ -69,9 +69,11 @@ fn every_kind_of_bad_request_is_refused_precisely_and_nothing_is_stored() {
     // What the scheduler cannot honour is refused, never accepted and ignored.
     let v2 = |schedule: Value| json!({"schema": "flotilla.run-request/2.0.0", "argv": ["ls"], "schedule": schedule});
     check_refused(
-        c.submit(&v2(json!({"strategy": "fan-out"}))),
+        c.submit(&v2(
+            json!({"strategy": "fan-out", "shards": 4, "maxInstances": 2}),
+        )),
         422,
-        "/schedule/strategy",
+        "/schedule/maxInstances",
         "unsupported",
     );
     check_refused(

@@ -92,7 +92,7 @@ fn the_manifest_records_the_run_and_matches_its_schema() {
         let m: Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
         (m["state"] == "failed").then_some(m)
     });
-    let errors = schema_errors(include_str!("../../schemas/manifest.v1.json"), &manifest);
+    let errors = schema_errors(include_str!("../../schemas/manifest.v2.json"), &manifest);
     assert!(errors.is_empty(), "{errors:?}\n{manifest:#}");
     assert_eq!(manifest["taskId"], id);
     assert_eq!(manifest["handle"], reply["handle"]);

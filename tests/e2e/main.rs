@@ -6,6 +6,7 @@ mod canary;
 mod chaos;
 mod cli;
 mod control_plane;
+mod fanout;
 mod fleet;
 mod guard;
 mod lifecycle;

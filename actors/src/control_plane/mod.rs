@@ -27,8 +27,9 @@ pub use drift::{Rollback, RollbackPolicy};
 pub use registry::{Lookup, Registry};
 pub use request::*;
 
-/// The run manifest schema text.
+/// The run manifest schema texts: v1 (what `manifest::to_v1` produces) and v2 (written).
 pub const MANIFEST_V1: &str = include_str!("../../../schemas/manifest.v1.json");
+pub const MANIFEST_V2: &str = include_str!("../../../schemas/manifest.v2.json");
 /// The RunRequest v1 schema text.
 pub const RUN_REQUEST_V1: &str = include_str!("../../../schemas/run-request.v1.json");
 

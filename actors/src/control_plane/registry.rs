@@ -28,6 +28,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../../schemas/manifest.v1.json"),
     ),
     (
+        "manifest.v2.json",
+        include_str!("../../../schemas/manifest.v2.json"),
+    ),
+    (
         "agent-message.v1.json",
         include_str!("../../../schemas/agent-message.v1.json"),
     ),
@@ -236,7 +240,12 @@ impl Registry {
                 .iter()
                 .rev()
                 .find(|e| e.version.split('.').next() == Some(v)),
-            Some(v) => versions.iter().find(|e| e.version == v),
+            // A file holds every minor version of its major (a compatible change adds to
+            // it), so an older minor is checked against the file that carries it.
+            Some(v) => versions.iter().find(|e| {
+                let (want, have) = (semver(v), semver(&e.version));
+                e.version == v || (want.0 == have.0 && want <= have && v.split('.').count() == 3)
+            }),
         };
         found.ok_or_else(|| Lookup::UnknownVersion {
             id: id.to_owned(),
@@ -286,7 +295,10 @@ mod tests {
     fn lookups_by_version_and_their_errors() {
         let reg = Registry::new().unwrap();
         let id = "flotilla.run-request";
-        assert_eq!(reg.get(id, None).unwrap().version, "2.0.0");
+        assert_eq!(reg.get(id, None).unwrap().version, "2.1.0");
+        // An older minor of a major is read by the file of that major.
+        assert_eq!(reg.get(id, Some("2.0.0")).unwrap().version, "2.1.0");
+        assert!(reg.get(id, Some("2.2.0")).is_err());
         assert_eq!(reg.get(id, Some("1")).unwrap().version, "1.2.0");
         assert_eq!(
             reg.get(id, Some("1.2.0")).unwrap().file,
@@ -297,7 +309,7 @@ mod tests {
         };
         assert_eq!(
             err.to_string(),
-            "flotilla.run-request has no version \"3.0.0\"; supported: 1.2.0, 2.0.0"
+            "flotilla.run-request has no version \"3.0.0\"; supported: 1.2.0, 2.1.0"
         );
         assert!(matches!(
             reg.get("flotilla.nope", None),
@@ -305,6 +317,6 @@ mod tests {
         ));
         let list = reg.list();
         let rr = list.iter().find(|s| s.id == id).unwrap();
-        assert_eq!((rr.versions.len(), rr.latest.as_str()), (2, "2.0.0"));
+        assert_eq!((rr.versions.len(), rr.latest.as_str()), (2, "2.1.0"));
     }
 }

@@ -8,7 +8,7 @@
 //! | `argv`, `env`, `secretEnv`, `cwd`, `timeoutSeconds`, `capabilities`, `labels`, `id` | the same fields |
 //! | `maxAttempts: n` | `schedule.recovery.maxRetries: n - 1` |
 //! | `constraints.privacy` | `constraints.privacy` |
-//! | — | `schema: "flotilla.run-request/2.0.0"`; no schedule, streaming, metrics, requester or idempotency key |
+//! | — | `schema: "flotilla.run-request/2.1.0"`; no schedule, streaming, metrics, requester or idempotency key |
 //!
 //! The store keeps the upgraded (v2) form; rows written before v2 existed hold v1
 //! documents, which [`RunRequest::from_stored`] upgrades as it reads them.
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{Capability, TaskId};
 
 /// `$id` of RunRequest v2.
-pub const RUN_REQUEST_V2_ID: &str = "flotilla.run-request/2.0.0";
+pub const RUN_REQUEST_V2_ID: &str = "flotilla.run-request/2.1.0";
 /// Default number of attempts when the request does not say.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
@@ -87,13 +87,19 @@ pub struct RunRequest {
     pub metrics: Option<MetricsSpec>,
 }
 
-/// Where and how often the task runs. Recorded with the task; the dispatcher acts on
-/// `recovery.maxRetries` today, the rest is for the multi-instance scheduler.
+/// Where and how often the task runs. What the scheduler cannot honour of it is refused
+/// at submission (`dispatcher::honoured`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Schedule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<String>,
+    /// fan-out and first-wins: how many shards (replicas).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u32>,
+    /// Higher runs first (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_instances: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,7 +129,49 @@ pub struct Recovery {
     pub missing_heartbeat_timeout_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<u32>,
+    /// Which endings are retried (`lost` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_on: Option<Vec<RetryOn>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poison_after: Option<u32>,
 }
+
+/// An ending of an attempt that `recovery.retryOn` may retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RetryOn {
+    /// Its instance died, hung or dropped.
+    Lost,
+    /// It ran past `timeoutSeconds`.
+    Timeout,
+    /// It exited with a non-zero status or was killed by a signal.
+    NonzeroExit,
+}
+
+/// How the shards of a fanned-out task decide its outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FanMode {
+    /// Every shard must succeed.
+    All,
+    /// The first shard to succeed wins; the rest are cancelled.
+    FirstWins,
+}
+
+impl FanMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FanMode::All => "fan-out",
+            FanMode::FirstWins => "first-wins",
+        }
+    }
+}
+
+/// The default first wait before retrying a timeout or a non-zero exit.
+pub const DEFAULT_BACKOFF_MS: u64 = 1_000;
+/// The longest wait between retries.
+pub const MAX_BACKOFF_MS: u64 = 60_000;
 
 /// The task's output streams and their observers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,6 +267,66 @@ impl RunRequest {
             .and_then(|s| s.recovery.as_ref())
             .and_then(|r| r.max_retries)
             .map_or(DEFAULT_MAX_ATTEMPTS, |n| n.saturating_add(1))
+    }
+
+    fn recovery(&self) -> Option<&Recovery> {
+        self.schedule.as_ref().and_then(|s| s.recovery.as_ref())
+    }
+
+    /// Whether an attempt that ended so is retried (while attempts remain).
+    pub fn retries(&self, ending: RetryOn) -> bool {
+        match self.recovery().and_then(|r| r.retry_on.as_ref()) {
+            Some(list) => list.contains(&ending),
+            None => ending == RetryOn::Lost,
+        }
+    }
+
+    /// The wait before retry number `retry` (1 for the first) of a timeout or a
+    /// non-zero exit: `backoffMs` doubled per earlier retry, at most a minute.
+    pub fn backoff_ms(&self, retry: u32) -> u64 {
+        let first = self
+            .recovery()
+            .and_then(|r| r.backoff_ms)
+            .unwrap_or(DEFAULT_BACKOFF_MS);
+        let doublings = retry.saturating_sub(1).min(20);
+        first
+            .saturating_mul(1 << doublings)
+            .min(MAX_BACKOFF_MS.max(first))
+    }
+
+    /// The task's `recovery.poisonAfter`, if it sets one.
+    pub fn poison_after(&self) -> Option<u32> {
+        self.recovery().and_then(|r| r.poison_after)
+    }
+
+    /// Higher runs first.
+    pub fn priority(&self) -> i32 {
+        self.schedule.as_ref().and_then(|s| s.priority).unwrap_or(0)
+    }
+
+    /// How the task fans out, if it does.
+    pub fn fan_mode(&self) -> Option<FanMode> {
+        match self.schedule.as_ref()?.strategy.as_deref()? {
+            "fan-out" => Some(FanMode::All),
+            "first-wins" => Some(FanMode::FirstWins),
+            _ => None,
+        }
+    }
+
+    /// The capability each shard requires besides the task's, one entry per shard:
+    /// `shards` entries of none, or each `fanOut` entry `weight` times.
+    pub fn shard_capabilities(&self) -> Vec<Option<Capability>> {
+        let Some(schedule) = &self.schedule else {
+            return Vec::new();
+        };
+        if schedule.fan_out.is_empty() {
+            return vec![None; schedule.shards.unwrap_or(1) as usize];
+        }
+        schedule
+            .fan_out
+            .iter()
+            .flat_map(|e| (0..e.weight.unwrap_or(1)).map(|_| Some(e.capability.clone())))
+            .collect()
     }
 
     /// The privacy level (the schemas admit only the three names).

@@ -8,6 +8,9 @@ use crate::fleet::FleetSettings;
 
 use super::placement::SchedulerSettings;
 
+/// The most shards one task fans out to.
+pub const MAX_SHARDS: u64 = 64;
+
 /// The fields of `request` the scheduler cannot honour on a fleet run with `fleet`.
 pub fn refusals(
     request: &RunRequest,
@@ -20,8 +23,9 @@ pub fn refusals(
     };
     let unsupported =
         |pointer: &str, message: String| FieldError::new(pointer, "unsupported", message);
+    let fan = request.fan_mode();
     match schedule.strategy.as_deref() {
-        None | Some("single") | Some("least-loaded") => {}
+        None | Some("single") | Some("least-loaded") | Some("fan-out") | Some("first-wins") => {}
         Some("weighted-fair") if scheduler.fair_label.is_some() => {}
         Some("weighted-fair") => out.push(unsupported(
             "/schedule/strategy",
@@ -29,21 +33,66 @@ pub fn refusals(
         )),
         Some(other) => out.push(unsupported(
             "/schedule/strategy",
-            format!(
-                "strategy {other:?} is not run by this scheduler yet; use single or least-loaded"
-            ),
+            format!("strategy {other:?} is not run by this scheduler"),
         )),
     }
-    if !schedule.fan_out.is_empty() {
+    // The shards of a fanned-out task, counted without building them.
+    let shards: u64 = if schedule.fan_out.is_empty() {
+        u64::from(schedule.shards.unwrap_or(1))
+    } else {
+        schedule
+            .fan_out
+            .iter()
+            .map(|e| u64::from(e.weight.unwrap_or(1)))
+            .sum()
+    };
+    if fan.is_none() {
+        for (field, given) in [
+            ("fanOut", !schedule.fan_out.is_empty()),
+            ("shards", schedule.shards.is_some()),
+        ] {
+            if given {
+                out.push(unsupported(
+                    &format!("/schedule/{field}"),
+                    format!("{field} is read only with strategy fan-out or first-wins; this task runs on one instance"),
+                ));
+            }
+        }
+    } else if schedule.shards.is_some() && !schedule.fan_out.is_empty() {
+        out.push(unsupported(
+            "/schedule/shards",
+            "give shards or fanOut (whose weights count the shards), not both".into(),
+        ));
+    } else if shards > MAX_SHARDS {
         out.push(unsupported(
             "/schedule/fanOut",
-            "fan-out is not run by this scheduler yet: a task runs on one instance".into(),
+            format!("the fanOut weights ask for {shards} shards; at most {MAX_SHARDS} run"),
         ));
     }
-    if let Some(n) = schedule.min_instances.filter(|n| *n > 1) {
+    for (i, entry) in schedule.fan_out.iter().enumerate() {
+        if entry.max_concurrency.is_some() {
+            out.push(unsupported(
+                &format!("/schedule/fanOut/{i}/maxConcurrency"),
+                "the shards of a task run on distinct instances, all at once; a per-entry concurrency limit is not run by this scheduler".into(),
+            ));
+        }
+    }
+    // How many distinct instances the task runs on.
+    let spread = if fan.is_some() { shards } else { 1 };
+    if let Some(n) = schedule.min_instances.filter(|n| u64::from(*n) > spread) {
         out.push(unsupported(
             "/schedule/minInstances",
-            format!("a task runs on one instance at a time; minInstances {n} cannot be met"),
+            format!(
+                "this task runs on {spread} instance(s) at a time; minInstances {n} cannot be met"
+            ),
+        ));
+    }
+    if let Some(n) = schedule.max_instances.filter(|n| u64::from(*n) < spread) {
+        out.push(unsupported(
+            "/schedule/maxInstances",
+            format!(
+                "its {spread} shards run on distinct instances; maxInstances {n} cannot be met"
+            ),
         ));
     }
     if let Some(recovery) = &schedule.recovery {
@@ -80,7 +129,7 @@ mod tests {
 
     fn request(schedule: serde_json::Value) -> RunRequest {
         serde_json::from_value(serde_json::json!({
-            "schema": "flotilla.run-request/2.0.0", "argv": ["true"], "schedule": schedule
+            "schema": "flotilla.run-request/2.1.0", "argv": ["true"], "schedule": schedule
         }))
         .unwrap()
     }
@@ -96,10 +145,28 @@ mod tests {
                 serde_json::json!({"strategy": "least-loaded", "maxInstances": 4}),
                 &[],
             ),
+            (serde_json::json!({"strategy": "fan-out", "shards": 4}), &[]),
             (
-                serde_json::json!({"strategy": "fan-out"}),
-                &["/schedule/strategy"],
+                serde_json::json!({"strategy": "first-wins", "fanOut": [{"capability": "gpu", "weight": 2}, {"capability": "cpu"}], "minInstances": 3, "maxInstances": 3}),
+                &[],
             ),
+            (
+                serde_json::json!({"strategy": "fan-out", "shards": 4, "maxInstances": 3}),
+                &["/schedule/maxInstances"],
+            ),
+            (
+                serde_json::json!({"strategy": "fan-out", "shards": 2, "fanOut": [{"capability": "gpu"}]}),
+                &["/schedule/shards"],
+            ),
+            (
+                serde_json::json!({"strategy": "fan-out", "fanOut": [{"capability": "gpu", "weight": 65}]}),
+                &["/schedule/fanOut"],
+            ),
+            (
+                serde_json::json!({"strategy": "fan-out", "fanOut": [{"capability": "gpu", "maxConcurrency": 1}]}),
+                &["/schedule/fanOut/0/maxConcurrency"],
+            ),
+            (serde_json::json!({"shards": 2}), &["/schedule/shards"]),
             (
                 serde_json::json!({"strategy": "weighted-fair"}),
                 &["/schedule/strategy"],
@@ -135,7 +202,7 @@ mod tests {
             ),
             (
                 serde_json::json!({"strategy": "fan-out", "minInstances": 3}),
-                &["/schedule/strategy", "/schedule/minInstances"],
+                &["/schedule/minInstances"],
             ),
         ];
         for (schedule, want) in cases {

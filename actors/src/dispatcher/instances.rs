@@ -43,6 +43,16 @@ impl Dispatcher {
             self.orphans -= 1;
             running.insert(*attempt);
             tracing::info!(instance = %m.instance, attempt, task = %assignment.task, "attempt re-attached");
+            let mark = checkpoint(
+                &assignment.task,
+                CheckpointAction::Reattach,
+                "the orchestrator restarted; the agent offered its running attempt back".into(),
+                Some(m.instance.clone()),
+                Some(m.instance.clone()),
+                assignment.attempt_no,
+                *attempt,
+            );
+            self.writer.send(vec![mark], Then::default());
             let after = self.log.recovered_seq(*attempt);
             resumed.push((assignment, after));
         }
@@ -77,7 +87,7 @@ impl Dispatcher {
                 "instance {} came back after the restart without this attempt",
                 m.instance
             );
-            self.lose(attempt, detail);
+            self.lose_counted(attempt, detail, false);
         }
         self.forget_recovered_seqs();
         let _ = m.reply.send(Ok(Welcomed {

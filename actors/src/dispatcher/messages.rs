@@ -105,6 +105,8 @@ pub enum FromInstance {
 pub struct Enqueue {
     pub row: TaskRow,
     pub request: RunRequest,
+    /// A fanned-out task's shards, each a task of its own (none for a plain task).
+    pub shards: Vec<(TaskRow, RunRequest)>,
 }
 
 /// Everything the dispatcher handles.

@@ -17,6 +17,7 @@
 //! Supervision: a single task started by [`crate::engine::Engine::start`], holding a
 //! lifeline: its end, by panic or otherwise, ends the process.
 
+mod fanout;
 pub mod honoured;
 mod instances;
 pub mod messages;
@@ -29,7 +30,7 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
 
-use crate::control_plane::RunRequest;
+use crate::control_plane::{FanMode, RetryOn, RunRequest};
 use crate::domain::{now_ms, rfc3339_ms, Capability, InstanceId, TaskId, TaskState};
 use crate::exec_handle::{Append, FrameLog};
 use crate::fleet::FleetSettings;
@@ -39,9 +40,12 @@ use crate::manifest::ManifestWriter;
 use crate::protocol::{
     Assignment, AttemptKey, FinalStatus, HeldAttempt, Outcome, ServerMsg, StreamKind,
 };
-use crate::queue::{cap_set, unsatisfiable_reason, CapSet, Queue};
+use crate::queue::{cap_set, unsatisfiable_reason, CapSet, Lane, Queue};
 use crate::store::writer::{StoreWriter, Then, Write};
-use crate::store::{AttemptEnd, AttemptState, Store, StoreError, TaskRow, TaskUpdate};
+use crate::store::{
+    AttemptEnd, AttemptState, Checkpoint, CheckpointAction, Store, StoreError, TaskRow, TaskUpdate,
+};
+use fanout::Family;
 use messages::*;
 use outcome::{queued, status_frame};
 use placement::{cooldown_ms, limited, rank, Load, SchedulerSettings};
@@ -60,15 +64,21 @@ pub fn offered(offers: &Offers, caps: &CapSet) -> bool {
 struct LiveTask {
     row: TaskRow,
     request: RunRequest,
-    caps: CapSet,
-    /// Its fair-share group: the value of the fleet's fair label ("" for none).
-    group: String,
+    /// Where it waits: its capabilities, fair-share group, family and priority.
+    lane: Lane,
     /// Place in line, kept when an attempt is lost.
     seq: u64,
     attempt: Option<AttemptKey>,
-    cancel_requested: bool,
+    /// Set when a cancel was asked for, with why (a client, or a sibling shard's end).
+    cancelled: Option<String>,
     /// Set when flotilla stopped the attempt (the guard blocked it): the task fails so.
     failure: Option<String>,
+    /// The instances its attempts were lost on, in a row (a poison task takes them down).
+    lost_on: Vec<InstanceId>,
+    /// Retries after a timeout or non-zero exit so far (each waits twice as long).
+    retries: u32,
+    /// The instance its last attempt left and why: its next start is a reschedule.
+    moved_from: Option<(InstanceId, String)>,
 }
 
 struct Instance {
@@ -148,6 +158,10 @@ pub(crate) struct Dispatcher {
     failed: HashMap<InstanceId, (InstanceView, String)>,
     /// How each departed instance was last seen (what a `failed` one is shown as).
     last_seen: HashMap<InstanceId, InstanceView>,
+    /// Tasks waiting out a retry's backoff, by when they queue again.
+    delayed: BTreeSet<(i64, TaskId)>,
+    /// Fanned-out tasks whose shards are not all final, by parent id.
+    families: HashMap<TaskId, Family>,
 }
 
 impl Dispatcher {
@@ -171,6 +185,8 @@ impl Dispatcher {
             cordoned: HashMap::new(),
             failed: HashMap::new(),
             last_seen: HashMap::new(),
+            delayed: BTreeSet::new(),
+            families: HashMap::new(),
             orphans: 0,
             store,
             log,
@@ -187,24 +203,37 @@ impl Dispatcher {
         }
     }
 
+    /// Where a task of `request` waits.
+    fn lane(&self, row: &TaskRow, request: &RunRequest) -> Lane {
+        Lane {
+            caps: cap_set(&request.capabilities),
+            group: self.scheduler.group_of(&request.labels),
+            family: row.parent.clone(),
+            priority: request.priority(),
+        }
+    }
+
+    fn live(row: TaskRow, request: RunRequest, lane: Lane, seq: u64) -> LiveTask {
+        LiveTask {
+            row,
+            request,
+            lane,
+            seq,
+            attempt: None,
+            cancelled: None,
+            failure: None,
+            lost_on: Vec::new(),
+            retries: 0,
+            moved_from: None,
+        }
+    }
+
     fn enqueue(&mut self, row: TaskRow, request: RunRequest) {
-        let caps = cap_set(&request.capabilities);
-        let group = self.scheduler.group_of(&request.labels);
-        self.wake_group(&group);
-        let seq = self.queue.push(row.id.clone(), caps.clone(), &group);
-        self.tasks.insert(
-            row.id.clone(),
-            LiveTask {
-                row,
-                request,
-                caps,
-                group,
-                seq,
-                attempt: None,
-                cancel_requested: false,
-                failure: None,
-            },
-        );
+        let lane = self.lane(&row, &request);
+        self.wake_group(&lane.group);
+        let seq = self.queue.push(row.id.clone(), &lane);
+        self.tasks
+            .insert(row.id.clone(), Self::live(row, request, lane, seq));
     }
 
     pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
@@ -222,6 +251,7 @@ impl Dispatcher {
                 },
                 _ = tick.tick() => {
                     self.expire_leases();
+                    self.release_delayed();
                     self.pump();
                     continue;
                 }
@@ -230,7 +260,8 @@ impl Dispatcher {
                 Cmd::Enqueue(_) if fault_injected("dispatcher") => {
                     panic!("injected fault: dispatcher")
                 }
-                Cmd::Enqueue(e) => self.enqueue_new(e.row, e.request),
+                Cmd::Enqueue(e) if e.shards.is_empty() => self.enqueue_new(e.row, e.request),
+                Cmd::Enqueue(e) => self.fan_out(e.row, e.request, e.shards),
                 Cmd::Cancel(m) => self.cancel(m).await,
                 Cmd::Connect(m) => self.connect(m),
                 Cmd::Instance {
@@ -311,9 +342,15 @@ impl Dispatcher {
 
     /// Cancels a task. A queued one ends here, and the client hears so once that is
     /// committed; a running one is killed by its agent and ends when the agent says so.
+    /// A fanned-out task cancels its shards and ends when they have.
     async fn cancel(&mut self, m: Cancel) {
         let task = &m.task;
-        let Some(live) = self.tasks.get_mut(task) else {
+        if self.families.contains_key(task) {
+            self.cancel_family(task, "cancelled by a client");
+            let _ = m.reply.send(Ok(CancelOutcome::Cancelling));
+            return;
+        }
+        let Some(live) = self.tasks.get(task) else {
             let result = match self.store.get_task(task).await {
                 Ok(Some(row)) => Err(CancelError::Finished {
                     task: task.clone(),
@@ -325,7 +362,26 @@ impl Dispatcher {
             let _ = m.reply.send(result);
             return;
         };
-        live.cancel_requested = true;
+        if live.attempt.is_some() {
+            self.cancel_live(task, "cancelled".to_owned(), None);
+            let _ = m.reply.send(Ok(CancelOutcome::Cancelling));
+            return;
+        }
+        let reply = m.reply;
+        let after: Box<dyn FnOnce() + Send> = Box::new(move || {
+            let _ = reply.send(Ok(CancelOutcome::Cancelled));
+        });
+        self.cancel_live(task, "cancelled".to_owned(), Some(after));
+    }
+
+    /// Cancels a live task, saying `why`: a running one's agent is told to kill it, and
+    /// it ends when the agent says so; a queued (or backing-off) one ends now, and
+    /// `after` runs once that is committed.
+    fn cancel_live(&mut self, task: &TaskId, why: String, after: Option<Box<dyn FnOnce() + Send>>) {
+        let Some(live) = self.tasks.get_mut(task) else {
+            return;
+        };
+        live.cancelled.get_or_insert(why.clone());
         if let Some(attempt) = live.attempt {
             if let Some(inst) = self
                 .attempts
@@ -334,26 +390,21 @@ impl Dispatcher {
             {
                 send_in_order(&self.writer, &inst.session, ServerMsg::Cancel { attempt });
             }
-            tracing::info!(task = %task, attempt, "cancel sent to the agent");
-            let _ = m.reply.send(Ok(CancelOutcome::Cancelling));
+            tracing::info!(task = %task, attempt, reason = %why, "cancel sent to the agent");
             return;
         }
-        let caps = live.caps.clone();
-        let group = live.group.clone();
-        self.queue.remove(task, &caps, &group);
+        let lane = live.lane.clone();
+        self.queue.remove(task, &lane);
+        self.delayed.retain(|(_, t)| t != task);
         if let Some(mut live) = self.tasks.remove(task) {
             let ending = Ending {
                 state: TaskState::Cancelled,
                 exit_code: None,
                 signal: None,
-                reason: Some("cancelled while queued".to_owned()),
+                reason: Some(format!("{why} while queued")),
                 attempt: None,
             };
-            let reply = m.reply;
-            let after: Box<dyn FnOnce() + Send> = Box::new(move || {
-                let _ = reply.send(Ok(CancelOutcome::Cancelled));
-            });
-            self.finish(&mut live.row, ending, Some(after));
+            self.finish(&mut live.row, ending, after);
         }
     }
 
@@ -394,8 +445,15 @@ impl Dispatcher {
             let usage = |group: &str| self.accounts.get(group).copied().unwrap_or(0);
             let picked = ranked.into_iter().find_map(|id| {
                 let caps = &self.instances[&id].caps;
+                // A shard never joins a sibling on the same instance.
+                let allowed = |lane: &Lane| {
+                    limited(&lane.caps, limits, running).is_none()
+                        && !lane.family.as_ref().is_some_and(|f| {
+                            fanout::runs_on(&self.families, &self.tasks, &self.attempts, f, &id)
+                        })
+                };
                 self.queue
-                    .pop_for_where(caps, |lane| limited(lane, limits, running).is_none(), usage)
+                    .pop_for_where(caps, allowed, usage)
                     .map(|(task, _)| (task, id))
             });
             match picked {
@@ -412,7 +470,21 @@ impl Dispatcher {
         let key = self.next_key;
         self.next_key += 1;
         let attempt_no = live.row.attempts + 1;
-        let (caps, group) = (live.caps.clone(), live.group.clone());
+        let (caps, group) = (live.lane.caps.clone(), live.lane.group.clone());
+        let parent = live.row.parent.clone();
+        let mut writes = Vec::with_capacity(2);
+        // A start after a lost or retried attempt is a reschedule: say from where to where.
+        if let Some((from, why)) = live.moved_from.take() {
+            writes.push(checkpoint(
+                &task,
+                CheckpointAction::Reschedule,
+                why,
+                Some(from),
+                Some(instance.clone()),
+                attempt_no,
+                key,
+            ));
+        }
         live.row.attempts = attempt_no;
         live.row.state = TaskState::Running;
         live.row.instance = Some(instance.clone());
@@ -440,14 +512,18 @@ impl Dispatcher {
         // The attempt is on record before the agent hears of it: every execution that
         // happens is a recorded attempt, even if the server dies a moment later.
         let session = inst.session.clone();
+        writes.push(Write::StartAttempt {
+            key,
+            task: task.clone(),
+            attempt_no,
+            instance: instance.clone(),
+            now_ms: now_ms(),
+        });
+        if let Some(parent) = parent {
+            self.shard_started(&parent, &mut writes);
+        }
         self.writer.send(
-            vec![Write::StartAttempt {
-                key,
-                task: task.clone(),
-                attempt_no,
-                instance: instance.clone(),
-                now_ms: now_ms(),
-            }],
+            writes,
             Then {
                 touch: Some(task.clone()),
                 after: Some(Box::new(move || {
@@ -559,6 +635,31 @@ impl Dispatcher {
             }
         }
         self.unsatisfiable = now_unsat;
+    }
+}
+
+/// A recovery checkpoint of `task` to record.
+fn checkpoint(
+    task: &TaskId,
+    action: CheckpointAction,
+    reason: String,
+    from_instance: Option<InstanceId>,
+    to_instance: Option<InstanceId>,
+    attempt_no: u32,
+    epoch: AttemptKey,
+) -> Write {
+    tracing::info!(task = %task, action = action.as_str(), reason = %reason, from = ?from_instance, to = ?to_instance, attempt = attempt_no, epoch, "recovery checkpoint");
+    Write::Checkpoint {
+        task: task.clone(),
+        checkpoint: Checkpoint {
+            ts_ms: now_ms(),
+            action,
+            reason,
+            from_instance,
+            to_instance,
+            attempt_no,
+            epoch,
+        },
     }
 }
 

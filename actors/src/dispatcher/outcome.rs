@@ -14,8 +14,8 @@ impl Dispatcher {
             return;
         };
         tracing::warn!(task = %a.task, attempt, reason = %reason, "stopping a task the guard blocked");
+        live.cancelled.get_or_insert_with(|| reason.clone());
         live.failure.get_or_insert(reason);
-        live.cancel_requested = true;
         if let Some(inst) = self.instances.get(&a.instance) {
             send_in_order(&self.writer, &inst.session, ServerMsg::Cancel { attempt });
         }
@@ -48,7 +48,7 @@ impl Dispatcher {
         let Some(mut live) = self.tasks.remove(&a.task) else {
             return;
         };
-        self.release(&live.caps, &live.group);
+        self.release(&live.lane.caps, &live.lane.group);
         if matches!(outcome, Outcome::Exited { code: Some(0), .. })
             && self.losses.remove(instance).is_some()
         {
@@ -90,7 +90,11 @@ impl Dispatcher {
                 TaskState::Cancelled,
                 None,
                 None,
-                Some("cancelled".to_owned()),
+                Some(
+                    live.cancelled
+                        .clone()
+                        .unwrap_or_else(|| "cancelled".to_owned()),
+                ),
             ),
             Outcome::SpawnFailed { message } => (
                 AttemptState::SpawnFailed,
@@ -110,6 +114,19 @@ impl Dispatcher {
             signal,
             detail: reason.clone(),
         };
+        let retry_on = match state {
+            TaskState::TimedOut => Some(RetryOn::Timeout),
+            TaskState::Failed if astate == AttemptState::Exited => Some(RetryOn::NonzeroExit),
+            _ => None,
+        };
+        let retried = retry_on.is_some_and(|on| live.request.retries(on))
+            && live.cancelled.is_none()
+            && live.row.attempts < live.row.max_attempts;
+        if retried {
+            let why = reason.unwrap_or_default();
+            self.retry(live, instance, (attempt, end), why, Box::new(done));
+            return;
+        }
         let ending = Ending {
             state,
             exit_code: code,
@@ -155,7 +172,7 @@ impl Dispatcher {
                 exit_code: ending.exit_code,
                 signal: ending.signal,
                 attempts: row.attempts,
-                reason: ending.reason,
+                reason: ending.reason.clone(),
             },
         );
         row.state = ending.state;
@@ -167,6 +184,64 @@ impl Dispatcher {
                 after,
             },
         );
+        if let (Some(parent), Some(index)) = (row.parent.clone(), row.shard) {
+            self.shard_ended(&parent, index, ending.state, ending.reason);
+        }
+    }
+
+    /// An attempt ended in a way the task's `recovery.retryOn` retries: it queues again
+    /// after its backoff (doubled each retry), and says why it waits.
+    fn retry(
+        &mut self,
+        mut live: LiveTask,
+        instance: &InstanceId,
+        (attempt, end): (AttemptKey, AttemptEnd),
+        why: String,
+        done: Box<dyn FnOnce() + Send>,
+    ) {
+        live.retries += 1;
+        let wait = live.request.backoff_ms(live.retries);
+        let n = live.row.attempts;
+        let reason = format!("attempt {n} {why}; retry {} in {wait} ms", live.retries);
+        let from = instance.clone();
+        let now = now_ms();
+        let writes = back_in_line(
+            &live.row,
+            (attempt, end),
+            CheckpointAction::Retry,
+            &reason,
+            from,
+            reason.clone(),
+        );
+        self.writer.send(
+            writes,
+            Then {
+                touch: Some(live.row.id.clone()),
+                after: Some(done),
+                ..Then::default()
+            },
+        );
+        live.row.state = TaskState::Queued;
+        live.attempt = None;
+        live.lost_on.clear();
+        live.moved_from = Some((instance.clone(), format!("retry after attempt {n} {why}")));
+        self.delayed
+            .insert((now + wait as i64, live.row.id.clone()));
+        self.tasks.insert(live.row.id.clone(), live);
+    }
+
+    /// Tasks whose backoff is over queue again at their old place in line.
+    pub(super) fn release_delayed(&mut self) {
+        let now = now_ms();
+        while let Some((due, task)) = self.delayed.first().cloned() {
+            if due > now {
+                return;
+            }
+            self.delayed.pop_first();
+            if let Some(live) = self.tasks.get(&task) {
+                self.queue.requeue(task.clone(), &live.lane, live.seq);
+            }
+        }
     }
 }
 
@@ -190,6 +265,41 @@ pub(super) fn queued(reason: String) -> TaskUpdate {
         signal: None,
         reason: Some(reason),
     }
+}
+
+/// What sends a task whose attempt ended back to wait: the attempt's end, the checkpoint
+/// of what recovery did (`action`, because of `why`, from `instance`), and the task
+/// queued with the reason it now waits.
+pub(super) fn back_in_line(
+    row: &TaskRow,
+    (attempt, end): (AttemptKey, AttemptEnd),
+    action: CheckpointAction,
+    why: &str,
+    instance: InstanceId,
+    waiting: String,
+) -> Vec<Write> {
+    let now = now_ms();
+    vec![
+        Write::EndAttempt {
+            key: attempt,
+            end,
+            now_ms: now,
+        },
+        checkpoint(
+            &row.id,
+            action,
+            why.to_owned(),
+            Some(instance),
+            None,
+            row.attempts,
+            attempt,
+        ),
+        Write::UpdateTask {
+            task: row.id.clone(),
+            update: queued(waiting),
+            now_ms: now,
+        },
+    ]
 }
 
 /// A lost attempt's end.

@@ -1,7 +1,7 @@
 //! Recovery: rebuilding the queue from the store at start, attempts waiting for their
 //! agent to re-attach, leases that run out, and what a lost attempt does to its task.
 
-use super::outcome::{failed, lost};
+use super::outcome::{back_in_line, failed, lost};
 use super::*;
 
 impl Dispatcher {
@@ -22,6 +22,15 @@ impl Dispatcher {
         self.seal_finished().await?;
         let live = self.store.live_tasks().await?;
         let count = live.len();
+        // Fanned-out tasks first: their shards, recovered below, report to them.
+        let (parents, live): (Vec<TaskRow>, Vec<TaskRow>) = live.into_iter().partition(|row| {
+            row.parent.is_none()
+                && RunRequest::from_stored(&row.request).is_ok_and(|r| r.fan_mode().is_some())
+        });
+        for row in parents {
+            let shards = self.store.shards_of(&row.id).await?;
+            self.recover_family(row, &shards);
+        }
         let deadline = now + self.fleet.reattach_grace_ms as i64;
         let mut awaited = HashSet::new();
         let mut rest = Vec::with_capacity(live.len());
@@ -47,23 +56,13 @@ impl Dispatcher {
                     },
                 );
                 self.orphans += 1;
-                let caps = cap_set(&request.capabilities);
-                let group = self.scheduler.group_of(&request.labels);
+                let lane = self.lane(&row, &request);
                 // It runs: it holds its share and its limited capabilities.
-                self.hold(&caps, &group);
-                self.tasks.insert(
-                    row.id.clone(),
-                    LiveTask {
-                        row,
-                        request,
-                        group,
-                        caps,
-                        seq: self.queue.reserve(),
-                        attempt: Some(a.key),
-                        cancel_requested: false,
-                        failure: None,
-                    },
-                );
+                self.hold(&lane.caps, &lane.group);
+                let seq = self.queue.reserve();
+                let mut live = Self::live(row, request, lane, seq);
+                live.attempt = Some(a.key);
+                self.tasks.insert(live.row.id.clone(), live);
             } else {
                 rest.push(row);
             }
@@ -104,6 +103,7 @@ impl Dispatcher {
             self.manifests.touch(&row.id);
             self.enqueue(row, request);
         }
+        self.settle_families();
         Ok(count)
     }
 
@@ -164,15 +164,28 @@ impl Dispatcher {
                 )
             };
             tracing::warn!(attempt = key, instance = %instance, reason = %detail, "attempt lost");
+            let task = a.task.clone();
             if let Some(inst) = self.instances.get_mut(&instance) {
                 inst.running.remove(&key);
+                let attempt_no = self.tasks.get(&task).map_or(0, |t| t.row.attempts);
+                let mark = checkpoint(
+                    &task,
+                    CheckpointAction::Fence,
+                    detail.clone(),
+                    Some(instance.clone()),
+                    None,
+                    attempt_no,
+                    key,
+                );
+                self.writer.send(vec![mark], Then::default());
                 let msg = ServerMsg::Fence {
                     attempts: vec![key],
                     reason: detail.clone(),
                 };
                 send_in_order(&self.writer, &inst.session, msg);
             }
-            self.lose(key, detail);
+            // An attempt the restart orphaned is not its instance's doing: no poison.
+            self.lose_counted(key, detail, !orphan);
         }
         self.forget_recovered_seqs();
     }
@@ -186,8 +199,14 @@ impl Dispatcher {
 
     /// One attempt is lost (`detail` says why): its task is requeued at its old place in
     /// line, or fails once it has used all its attempts, or ends cancelled if a cancel
-    /// was asked for meanwhile.
+    /// was asked for meanwhile, or stops as poisoned once it was lost on `poison-after`
+    /// instances in a row. `lose` is false for losses that are not the instance's doing
+    /// (the orchestrator restarted): they do not count towards poison.
     pub(super) fn lose(&mut self, attempt: AttemptKey, detail: String) {
+        self.lose_counted(attempt, detail, true)
+    }
+
+    pub(super) fn lose_counted(&mut self, attempt: AttemptKey, detail: String, counts: bool) {
         let Some(a) = self.attempts.remove(&attempt) else {
             return;
         };
@@ -197,42 +216,71 @@ impl Dispatcher {
         let Some(mut live) = self.tasks.remove(&a.task) else {
             return;
         };
-        self.release(&live.caps, &live.group);
+        self.release(&live.lane.caps, &live.lane.group);
         self.cool_down(&a.instance);
         live.attempt = None;
+        if counts && !live.lost_on.contains(&a.instance) {
+            live.lost_on.push(a.instance.clone());
+        }
         let end = lost(detail.clone());
         let n = live.row.attempts;
-        if live.cancel_requested {
+        let poison_after = live
+            .request
+            .poison_after()
+            .unwrap_or(self.fleet.poison_after) as usize;
+        if let Some(why) = live.cancelled.clone() {
             let ending = Ending {
                 state: TaskState::Cancelled,
                 exit_code: None,
                 signal: None,
-                reason: Some(format!("cancelled; attempt {n} lost: {detail}")),
+                reason: Some(format!("{why}; attempt {n} lost: {detail}")),
                 attempt: Some((attempt, end)),
             };
             self.finish(&mut live.row, ending, None);
-        } else if n >= live.row.max_attempts {
+        } else if live.lost_on.len() >= poison_after {
+            let on: Vec<&str> = live.lost_on.iter().map(|i| i.as_str()).collect();
             let reason = format!(
-                "attempt {n} lost ({detail}); no attempts left (max {})",
-                live.row.max_attempts
+                "poisoned: its attempts were lost on {} instances in a row ({}), the last one: {detail}; not retried, so it takes down no more",
+                on.len(),
+                on.join(", ")
             );
+            let mark = checkpoint(
+                &live.row.id,
+                CheckpointAction::Poison,
+                reason.clone(),
+                Some(a.instance.clone()),
+                None,
+                n,
+                attempt,
+            );
+            self.writer.send(vec![mark], Then::default());
+            tracing::error!(task = %live.row.id, instances = ?on, "task poisoned");
+            let ending = Ending {
+                state: TaskState::Poisoned,
+                exit_code: None,
+                signal: None,
+                reason: Some(reason),
+                attempt: Some((attempt, end)),
+            };
+            self.finish(&mut live.row, ending, None);
+        } else if n >= live.row.max_attempts || !live.request.retries(RetryOn::Lost) {
+            let reason = if n >= live.row.max_attempts {
+                format!(
+                    "attempt {n} lost ({detail}); no attempts left (max {})",
+                    live.row.max_attempts
+                )
+            } else {
+                format!(
+                    "attempt {n} lost ({detail}); recovery.retryOn does not retry lost attempts"
+                )
+            };
             self.finish(&mut live.row, failed(reason, Some((attempt, end))), None);
         } else {
-            let update = queued(format!("attempt {n} lost ({detail}); requeued"));
-            let now = now_ms();
+            let waiting = format!("attempt {n} lost ({detail}); requeued");
+            let from = a.instance.clone();
+            let action = CheckpointAction::Requeue;
             self.writer.send(
-                vec![
-                    Write::EndAttempt {
-                        key: attempt,
-                        end,
-                        now_ms: now,
-                    },
-                    Write::UpdateTask {
-                        task: live.row.id.clone(),
-                        update,
-                        now_ms: now,
-                    },
-                ],
+                back_in_line(&live.row, (attempt, end), action, &detail, from, waiting),
                 Then {
                     touch: Some(live.row.id.clone()),
                     ..Then::default()
@@ -240,12 +288,9 @@ impl Dispatcher {
             );
             tracing::info!(task = %live.row.id, attempt = n, reason = %detail, "task requeued after a lost attempt");
             live.row.state = TaskState::Queued;
-            self.queue.requeue(
-                live.row.id.clone(),
-                live.caps.clone(),
-                &live.group,
-                live.seq,
-            );
+            live.moved_from = Some((a.instance.clone(), format!("attempt {n} lost: {detail}")));
+            self.queue
+                .requeue(live.row.id.clone(), &live.lane, live.seq);
             self.tasks.insert(live.row.id.clone(), live);
         }
     }

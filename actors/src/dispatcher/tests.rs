@@ -20,6 +20,8 @@ fn row(id: &str, state: TaskState, attempts: u32) -> TaskRow {
         created_ms: 1,
         updated_ms: 1,
         finished_ms: state.is_final().then_some(2),
+        parent: None,
+        shard: None,
     }
 }
 

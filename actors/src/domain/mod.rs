@@ -226,21 +226,24 @@ pub enum TaskState {
     Failed,
     Cancelled,
     TimedOut,
+    /// Stopped because every instance it ran on was lost while running it.
+    Poisoned,
 }
 
 /// Why a string is not a task state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown task state {0:?}; expected one of queued, running, succeeded, failed, cancelled, timed_out")]
+#[error("unknown task state {0:?}; expected one of queued, running, succeeded, failed, cancelled, timed_out, poisoned")]
 pub struct TaskStateError(pub String);
 
 impl TaskState {
-    pub const ALL: [TaskState; 6] = [
+    pub const ALL: [TaskState; 7] = [
         TaskState::Queued,
         TaskState::Running,
         TaskState::Succeeded,
         TaskState::Failed,
         TaskState::Cancelled,
         TaskState::TimedOut,
+        TaskState::Poisoned,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -251,6 +254,7 @@ impl TaskState {
             TaskState::Failed => "failed",
             TaskState::Cancelled => "cancelled",
             TaskState::TimedOut => "timed_out",
+            TaskState::Poisoned => "poisoned",
         }
     }
 

@@ -16,9 +16,11 @@ use tokio::sync::mpsc;
 use crate::control_plane::ValidationReport;
 use crate::domain::{now_ms, rfc3339_ms, RunId, Scope, TaskId};
 use crate::lifeline::Lifeline;
-use crate::store::{AttemptRow, DecisionRow, GuardRunRow, Store, TaskRow};
+use crate::store::{AttemptRow, Checkpoint, DecisionRow, GuardRunRow, Store, TaskRow};
 
-pub const MANIFEST_SCHEMA: &str = "flotilla.manifest/1.2.0";
+pub const MANIFEST_SCHEMA: &str = "flotilla.manifest/2.0.0";
+/// The v1 schema [`to_v1`] adapts to.
+pub const MANIFEST_V1_SCHEMA: &str = "flotilla.manifest/1.2.0";
 pub const RUN_METRICS_SCHEMA: &str = "flotilla.run-metrics/1.0.0";
 
 /// How long a change may wait to be written with the changes that follow it.
@@ -65,6 +67,60 @@ struct Manifest<'a> {
     written_at: String,
     attempts: Vec<AttemptEntry<'a>>,
     privacy: PrivacySection<'a>,
+    parent: Option<&'a str>,
+    shard: Option<u32>,
+    fan_out: Option<FanOutSection<'a>>,
+    recovery: Vec<CheckpointEntry<'a>>,
+}
+
+/// A fanned-out task's shards.
+#[derive(Serialize)]
+struct FanOutSection<'a> {
+    mode: &'a str,
+    shards: Vec<ShardEntry<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ShardEntry<'a> {
+    shard: u32,
+    task_id: &'a str,
+    handle: &'a str,
+    instance: Option<&'a str>,
+    state: &'static str,
+    started_at: Option<String>,
+    ended_at: Option<String>,
+    attempts: Vec<ShardAttempt<'a>>,
+}
+
+#[derive(Serialize)]
+struct ShardAttempt<'a> {
+    attempt: u32,
+    instance: &'a str,
+    state: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CheckpointEntry<'a> {
+    ts: String,
+    reason: &'a str,
+    action: &'static str,
+    from_instance: Option<&'a str>,
+    to_instance: Option<&'a str>,
+    attempt: u32,
+    epoch: u64,
+}
+
+/// A shard as stored, with its attempts.
+pub type ShardRecord = (TaskRow, Vec<AttemptRow>);
+
+/// What recovery and fan-out add to a task's manifest (v2).
+#[derive(Default)]
+pub struct FleetEvidence {
+    pub checkpoints: Vec<Checkpoint>,
+    /// A fanned-out task's mode (`fan-out`, `first-wins`) and its shards.
+    pub fan_out: Option<(&'static str, Vec<ShardRecord>)>,
 }
 
 /// What the guard did with the task's output, and on what evidence.
@@ -121,7 +177,12 @@ struct AttemptEntry<'a> {
 }
 
 /// Renders the manifest document of a task.
-pub fn render(task: &TaskRow, attempts: &[AttemptRow], guard: &GuardEvidence) -> Value {
+pub fn render(
+    task: &TaskRow,
+    attempts: &[AttemptRow],
+    guard: &GuardEvidence,
+    fleet: &FleetEvidence,
+) -> Value {
     let request = crate::guard::shown_request(&task.request);
     let level = request
         .pointer("/constraints/privacy")
@@ -178,9 +239,67 @@ pub fn render(task: &TaskRow, attempts: &[AttemptRow], guard: &GuardEvidence) ->
             guard_decisions: &guard.decisions,
             guard_decisions_total: guard.total(),
         },
+        parent: task.parent.as_ref().map(|p| p.as_str()),
+        shard: task.shard,
+        fan_out: fleet.fan_out.as_ref().map(|(mode, shards)| FanOutSection {
+            mode,
+            shards: shards
+                .iter()
+                .map(|(row, attempts)| ShardEntry {
+                    shard: row.shard.unwrap_or(0),
+                    task_id: row.id.as_str(),
+                    handle: row.handle.as_str(),
+                    instance: row.instance.as_ref().map(|i| i.as_str()),
+                    state: row.state.as_str(),
+                    started_at: attempts.first().map(|a| rfc3339_ms(a.started_ms)),
+                    ended_at: row.finished_ms.map(rfc3339_ms),
+                    attempts: attempts
+                        .iter()
+                        .map(|a| ShardAttempt {
+                            attempt: a.attempt_no,
+                            instance: a.instance.as_str(),
+                            state: &a.state,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }),
+        recovery: fleet
+            .checkpoints
+            .iter()
+            .map(|c| CheckpointEntry {
+                ts: rfc3339_ms(c.ts_ms),
+                reason: &c.reason,
+                action: c.action.as_str(),
+                from_instance: c.from_instance.as_ref().map(|i| i.as_str()),
+                to_instance: c.to_instance.as_ref().map(|i| i.as_str()),
+                attempt: c.attempt_no,
+                epoch: c.epoch,
+            })
+            .collect(),
     };
     // unwrap: a struct of strings, numbers and JSON values always serialises.
     serde_json::to_value(&manifest).unwrap()
+}
+
+/// A v2 manifest as v1 readers expect it: the v2 fields (parent, shard, fanOut,
+/// recovery) dropped, and `poisoned`, which v1 does not know, shown as `failed` (its
+/// reason still says poisoned). A v1 document is returned as it is.
+pub fn to_v1(v2: &Value) -> Value {
+    let mut doc = v2.clone();
+    if doc["schema"] != MANIFEST_SCHEMA {
+        return doc;
+    }
+    if let Some(map) = doc.as_object_mut() {
+        for field in ["parent", "shard", "fanOut", "recovery"] {
+            map.remove(field);
+        }
+        map.insert("schema".into(), MANIFEST_V1_SCHEMA.into());
+        if map.get("state").and_then(Value::as_str) == Some("poisoned") {
+            map.insert("state".into(), "failed".into());
+        }
+    }
+    doc
 }
 
 /// `.runs/<task-id>/metrics.json`: per-run figures, among them `privacyEvents`.
@@ -305,7 +424,18 @@ async fn write_loop(
         while let Ok(more) = rx.try_recv() {
             stale.insert(more);
         }
-        for task in stale {
+        // A shard's change shows in its fanned-out task's manifest too.
+        let mut parents = BTreeSet::new();
+        for task in &stale {
+            match write_one(&store, &artifacts, &scope, task).await {
+                Ok(Some(parent)) if !stale.contains(&parent) => {
+                    parents.insert(parent);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(task = %task, error = %e, "manifest not written"),
+            }
+        }
+        for task in parents {
             if let Err(e) = write_one(&store, &artifacts, &scope, &task).await {
                 tracing::warn!(task = %task, error = %e, "manifest not written");
             }
@@ -313,14 +443,15 @@ async fn write_loop(
     }
 }
 
+/// Writes one task's manifest and metrics; returns its parent, if it is a shard.
 async fn write_one(
     store: &Store,
     artifacts: &Path,
     scope: &Scope,
     task: &TaskId,
-) -> Result<(), ManifestError> {
+) -> Result<Option<TaskId>, ManifestError> {
     let Some(row) = store.get_task(task).await? else {
-        return Ok(());
+        return Ok(None);
     };
     let attempts = store.attempts_of(task).await?;
     let guard = GuardEvidence {
@@ -328,6 +459,25 @@ async fn write_one(
         approvals_file: format!(".runs/{scope}/approvals/latest.json"),
         runs: store.guard_runs_of(task).await?,
         decisions: store.decisions_of(task, 1000 * row.attempts.max(1)).await?,
+    };
+    let mode = crate::control_plane::RunRequest::from_stored(&row.request)
+        .ok()
+        .and_then(|r| r.fan_mode())
+        .filter(|_| row.parent.is_none());
+    let fan_out = match mode {
+        Some(mode) => {
+            let mut shards = Vec::new();
+            for shard in store.shards_of(task).await? {
+                let attempts = store.attempts_of(&shard.id).await?;
+                shards.push((shard, attempts));
+            }
+            Some((mode.as_str(), shards))
+        }
+        None => None,
+    };
+    let fleet = FleetEvidence {
+        checkpoints: store.checkpoints_of(task).await?,
+        fan_out,
     };
     let write = |path: PathBuf, doc: Value| {
         // unwrap: a serde_json::Value always serialises.
@@ -338,10 +488,11 @@ async fn write_one(
     };
     write(
         manifest_path(artifacts, &row.id, &row.run_id),
-        render(&row, &attempts, &guard),
+        render(&row, &attempts, &guard, &fleet),
     )?;
     write(
         metrics_path(artifacts, &row.id),
         render_metrics(&row, &guard),
-    )
+    )?;
+    Ok(row.parent)
 }

@@ -35,12 +35,31 @@ pub fn unsatisfiable_reason(caps: &CapSet) -> String {
     )
 }
 
-/// A lane: the capabilities its tasks require, and their fair-share group ("" for none).
-type LaneKey = (CapSet, String);
+/// A lane: tasks that wait together, in order. Tasks share one when they require the
+/// same capabilities, belong to the same fair-share group ("" for none) and the same
+/// fanned-out task (its shards must run on distinct instances), and have the same priority.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Lane {
+    pub caps: CapSet,
+    pub group: String,
+    pub family: Option<TaskId>,
+    pub priority: i32,
+}
+
+impl Lane {
+    /// A lane of plain tasks: no family, priority 0.
+    pub fn of(caps: CapSet, group: &str) -> Self {
+        Self {
+            caps,
+            group: group.to_owned(),
+            ..Self::default()
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct Queue {
-    lanes: BTreeMap<LaneKey, VecDeque<(u64, TaskId)>>,
+    lanes: BTreeMap<Lane, VecDeque<(u64, TaskId)>>,
     next_seq: u64,
     len: usize,
 }
@@ -55,11 +74,10 @@ impl Queue {
     }
 
     /// Appends a task; returns its place in line, to requeue it there later.
-    pub fn push(&mut self, task: TaskId, caps: CapSet, group: &str) -> u64 {
-        self.next_seq += 1;
-        let seq = self.next_seq;
+    pub fn push(&mut self, task: TaskId, lane: &Lane) -> u64 {
+        let seq = self.reserve();
         self.lanes
-            .entry((caps, group.to_owned()))
+            .entry(lane.clone())
             .or_default()
             .push_back((seq, task));
         self.len += 1;
@@ -74,8 +92,8 @@ impl Queue {
     }
 
     /// Puts a task back at its original place in line (a lost attempt keeps its turn).
-    pub fn requeue(&mut self, task: TaskId, caps: CapSet, group: &str, seq: u64) {
-        let lane = self.lanes.entry((caps, group.to_owned())).or_default();
+    pub fn requeue(&mut self, task: TaskId, lane: &Lane, seq: u64) {
+        let lane = self.lanes.entry(lane.clone()).or_default();
         let at = lane.partition_point(|(s, _)| *s < seq);
         lane.insert(at, (seq, task));
         self.len += 1;
@@ -87,20 +105,27 @@ impl Queue {
     }
 
     /// [`pop_for`](Self::pop_for), among the lanes `allowed` lets run now, preferring
-    /// the group with the lowest `usage` (a share's fill, scaled to an integer).
+    /// the group with the lowest `usage` (a share's fill, scaled to an integer), then
+    /// the highest priority, then the oldest.
     pub fn pop_for_where(
         &mut self,
         offered: &BTreeSet<Capability>,
-        allowed: impl Fn(&CapSet) -> bool,
+        allowed: impl Fn(&Lane) -> bool,
         usage: impl Fn(&str) -> u64,
     ) -> Option<(TaskId, u64)> {
         let key = self
             .lanes
             .iter()
-            .filter(|((caps, _), lane)| {
-                !lane.is_empty() && caps.iter().all(|c| offered.contains(c)) && allowed(caps)
+            .filter(|(lane, tasks)| {
+                !tasks.is_empty() && lane.caps.iter().all(|c| offered.contains(c)) && allowed(lane)
             })
-            .min_by_key(|((_, group), lane)| (usage(group), lane.front().map(|(s, _)| *s)))
+            .min_by_key(|(lane, tasks)| {
+                (
+                    usage(&lane.group),
+                    std::cmp::Reverse(lane.priority),
+                    tasks.front().map(|(s, _)| *s),
+                )
+            })
             .map(|(key, _)| key.clone())?;
         let lane = self.lanes.get_mut(&key)?;
         let (seq, task) = lane.pop_front()?;
@@ -112,17 +137,16 @@ impl Queue {
     }
 
     /// Removes a queued task (cancel); false if it was not queued.
-    pub fn remove(&mut self, task: &TaskId, caps: &CapSet, group: &str) -> bool {
-        let key = (caps.clone(), group.to_owned());
-        let Some(lane) = self.lanes.get_mut(&key) else {
+    pub fn remove(&mut self, task: &TaskId, lane: &Lane) -> bool {
+        let Some(tasks) = self.lanes.get_mut(lane) else {
             return false;
         };
-        let Some(at) = lane.iter().position(|(_, t)| t == task) else {
+        let Some(at) = tasks.iter().position(|(_, t)| t == task) else {
             return false;
         };
-        lane.remove(at);
-        if lane.is_empty() {
-            self.lanes.remove(&key);
+        tasks.remove(at);
+        if tasks.is_empty() {
+            self.lanes.remove(lane);
         }
         self.len -= 1;
         true
@@ -133,7 +157,7 @@ impl Queue {
         &'a self,
         offers: &'a [BTreeSet<Capability>],
     ) -> impl Iterator<Item = &'a CapSet> + 'a {
-        let mut sets: Vec<&'a CapSet> = self.lanes.keys().map(|(caps, _)| caps).collect();
+        let mut sets: Vec<&'a CapSet> = self.lanes.keys().map(|l| &l.caps).collect();
         sets.dedup();
         sets.into_iter()
             .filter(move |caps| !offers.iter().any(|o| caps.iter().all(|c| o.contains(c))))
@@ -141,12 +165,12 @@ impl Queue {
 
     /// True if a task of `group` is queued.
     pub fn has_group(&self, group: &str) -> bool {
-        self.lanes.keys().any(|(_, g)| g == group)
+        self.lanes.keys().any(|l| l.group == group)
     }
 
     /// The groups with queued tasks (one entry per lane).
     pub fn groups(&self) -> impl Iterator<Item = &str> + '_ {
-        self.lanes.keys().map(|(_, g)| g.as_str())
+        self.lanes.keys().map(|l| l.group.as_str())
     }
 
     /// The queued tasks of one capability set.
@@ -154,7 +178,7 @@ impl Queue {
         let caps = caps.clone();
         self.lanes
             .iter()
-            .filter(move |((c, _), _)| *c == caps)
+            .filter(move |(l, _)| l.caps == caps)
             .flat_map(|(_, l)| l.iter().map(|(_, t)| t))
     }
 }
@@ -175,13 +199,17 @@ mod tests {
         TaskId::parse(s).unwrap()
     }
 
+    fn lane(list: &str, group: &str) -> Lane {
+        Lane::of(caps(list), group)
+    }
+
     #[test]
     fn an_instance_takes_the_oldest_task_it_can_run() {
         let mut q = Queue::default();
-        q.push(t("gpu-1"), caps("gpu"), "");
-        q.push(t("plain-1"), caps(""), "");
-        q.push(t("both-1"), caps("gpu,sandbox"), "");
-        q.push(t("plain-2"), caps(""), "");
+        q.push(t("gpu-1"), &lane("gpu", ""));
+        q.push(t("plain-1"), &lane("", ""));
+        q.push(t("both-1"), &lane("gpu,sandbox", ""));
+        q.push(t("plain-2"), &lane("", ""));
         let cpu = offer("sandbox");
         assert_eq!(q.pop_for(&cpu).map(|x| x.0), Some(t("plain-1")));
         assert_eq!(q.pop_for(&cpu).map(|x| x.0), Some(t("plain-2")));
@@ -195,23 +223,23 @@ mod tests {
     #[test]
     fn a_requeued_task_keeps_its_turn_and_cancel_removes() {
         let mut q = Queue::default();
-        let s1 = q.push(t("a"), caps(""), "");
-        q.push(t("b"), caps(""), "");
+        let s1 = q.push(t("a"), &lane("", ""));
+        q.push(t("b"), &lane("", ""));
         let any = offer("");
         assert_eq!(q.pop_for(&any), Some((t("a"), s1)));
-        q.requeue(t("a"), caps(""), "", s1);
+        q.requeue(t("a"), &lane("", ""), s1);
         assert_eq!(q.pop_for(&any).map(|x| x.0), Some(t("a")));
-        assert!(q.remove(&t("b"), &caps(""), ""));
-        assert!(!q.remove(&t("b"), &caps(""), ""));
+        assert!(q.remove(&t("b"), &lane("", "")));
+        assert!(!q.remove(&t("b"), &lane("", "")));
         assert_eq!(q.len(), 0);
     }
 
     #[test]
     fn the_group_furthest_below_its_share_goes_first_then_the_oldest() {
         let mut q = Queue::default();
-        q.push(t("a-1"), caps(""), "alpha");
-        q.push(t("a-2"), caps(""), "alpha");
-        q.push(t("b-1"), caps(""), "beta");
+        q.push(t("a-1"), &lane("", "alpha"));
+        q.push(t("a-2"), &lane("", "alpha"));
+        q.push(t("b-1"), &lane("", "beta"));
         let any = offer("");
         // beta uses less of its share: its head goes first though it is younger.
         let usage = |g: &str| if g == "alpha" { 500 } else { 100 };
@@ -219,17 +247,41 @@ mod tests {
         assert_eq!(first, Some(t("b-1")));
         let next = q.pop_for_where(&any, |_| true, usage).map(|x| x.0);
         assert_eq!(next, Some(t("a-1")));
-        assert!(q.remove(&t("a-2"), &caps(""), "alpha"));
+        assert!(q.remove(&t("a-2"), &lane("", "alpha")));
         assert!(q.is_empty());
     }
 
     #[test]
     fn unsatisfiable_sets_are_those_no_offer_covers() {
         let mut q = Queue::default();
-        q.push(t("a"), caps("gpu"), "");
-        q.push(t("b"), caps("os:linux"), "");
+        q.push(t("a"), &lane("gpu", ""));
+        q.push(t("b"), &lane("os:linux", ""));
         let offers = vec![offer("os:linux,local")];
         let bad: Vec<_> = q.unsatisfiable(&offers).cloned().collect();
         assert_eq!(bad, vec![caps("gpu")]);
+    }
+
+    #[test]
+    fn higher_priority_goes_first_and_a_family_is_held_back_as_one() {
+        let mut q = Queue::default();
+        q.push(t("old"), &lane("", ""));
+        let urgent = Lane {
+            priority: 5,
+            ..lane("", "")
+        };
+        q.push(t("urgent"), &urgent);
+        let shards = Lane {
+            family: Some(t("fan")),
+            ..lane("", "")
+        };
+        q.push(t("fan.s0"), &shards);
+        let any = offer("");
+        assert_eq!(q.pop_for(&any).map(|x| x.0), Some(t("urgent")));
+        // The family's lane is not allowed here (a sibling runs on this instance).
+        let not_fan = |l: &Lane| l.family.is_none();
+        let next = q.pop_for_where(&any, not_fan, |_| 0).map(|x| x.0);
+        assert_eq!(next, Some(t("old")));
+        assert_eq!(q.pop_for_where(&any, not_fan, |_| 0), None);
+        assert_eq!(q.pop_for(&any).map(|x| x.0), Some(t("fan.s0")));
     }
 }

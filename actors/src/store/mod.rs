@@ -47,6 +47,9 @@ pub struct TaskRow {
     pub created_ms: i64,
     pub updated_ms: i64,
     pub finished_ms: Option<i64>,
+    /// A shard's fanned-out task, and the shard's index in it.
+    pub parent: Option<TaskId>,
+    pub shard: Option<u32>,
 }
 
 /// How an attempt ended, as stored.
@@ -114,13 +117,72 @@ pub struct TaskUpdate {
     pub reason: Option<String>,
 }
 
+/// What recovery did to a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointAction {
+    /// A lost attempt's task queued again, to run elsewhere.
+    Requeue,
+    /// The next attempt after a requeue or retry started, on `toInstance`.
+    Reschedule,
+    /// An attempt's instance was told to kill it; its output and outcome are discarded.
+    Fence,
+    /// After a restart of the server, an agent offered back a running attempt.
+    Reattach,
+    /// A timeout or non-zero exit retried after a backoff (`recovery.retryOn`).
+    Retry,
+    /// The task took down every instance it ran on and stops.
+    Poison,
+}
+
+impl CheckpointAction {
+    pub const ALL: [CheckpointAction; 6] = [
+        CheckpointAction::Requeue,
+        CheckpointAction::Reschedule,
+        CheckpointAction::Fence,
+        CheckpointAction::Reattach,
+        CheckpointAction::Retry,
+        CheckpointAction::Poison,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckpointAction::Requeue => "requeue",
+            CheckpointAction::Reschedule => "reschedule",
+            CheckpointAction::Fence => "fence",
+            CheckpointAction::Reattach => "reattach",
+            CheckpointAction::Retry => "retry",
+            CheckpointAction::Poison => "poison",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| format!("unknown checkpoint action {s:?}"))
+    }
+}
+
+/// One recovery checkpoint of a task. Its epoch is the attempt key it concerns: keys
+/// only grow and are never reused, so a fence names exactly the attempt it ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub ts_ms: i64,
+    pub action: CheckpointAction,
+    pub reason: String,
+    pub from_instance: Option<InstanceId>,
+    pub to_instance: Option<InstanceId>,
+    pub attempt_no: u32,
+    pub epoch: AttemptKey,
+}
+
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
 }
 
 const TASK_COLUMNS: &str = "id, handle, run_id, request, state, attempts, max_attempts, instance, \
-     exit_code, signal, reason, created_ms, updated_ms, finished_ms";
+     exit_code, signal, reason, created_ms, updated_ms, finished_ms, parent, shard";
 
 impl Store {
     /// Opens (creating if missing) the database file and applies the migrations.
@@ -151,22 +213,35 @@ impl Store {
     /// Inserts a new queued task with its validation report and, in the same
     /// transaction, its idempotency key. A key already used fails with [`StoreError::Idempotent`] naming the
     /// task that has it, and nothing is stored.
+    /// The shards of a fanned-out task (`shards`, each naming `row` as its parent) go in
+    /// the same transaction: all or nothing.
     pub async fn insert_submission(
         &self,
         row: &TaskRow,
+        shards: &[TaskRow],
         validation: &str,
         idempotency_key: Option<&str>,
     ) -> Result<(), StoreError> {
-        let Some(key) = idempotency_key else {
+        if idempotency_key.is_none() && shards.is_empty() {
             // The common case: one statement, committed on its own.
             let mut conn = self.pool.acquire().await?;
             return insert_task_in(&mut conn, row, Some(validation)).await;
-        };
-        if let Some(first) = self.task_by_idempotency_key(key).await? {
+        }
+        if let Some(first) = match idempotency_key {
+            Some(key) => self.task_by_idempotency_key(key).await?,
+            None => None,
+        } {
             return Err(StoreError::Idempotent(first));
         }
         let mut tx = self.pool.begin().await?;
         insert_task_in(&mut tx, row, Some(validation)).await?;
+        for shard in shards {
+            insert_task_in(&mut tx, shard, Some(validation)).await?;
+        }
+        let Some(key) = idempotency_key else {
+            tx.commit().await?;
+            return Ok(());
+        };
         let inserted =
             sqlx::query("INSERT INTO idempotency_keys (idempotency_key, task_id) VALUES (?, ?)")
                 .bind(key)
@@ -224,7 +299,7 @@ async fn insert_task_in(
         let result = sqlx::query(
             "INSERT INTO tasks (id, handle, run_id, request, state, attempts, max_attempts, \
              instance, exit_code, signal, reason, created_ms, updated_ms, finished_ms, \
-             validation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             validation, parent, shard) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(row.id.as_str())
         .bind(row.handle.as_str())
@@ -241,6 +316,8 @@ async fn insert_task_in(
         .bind(row.updated_ms)
         .bind(row.finished_ms)
         .bind(validation)
+        .bind(row.parent.as_ref().map(|p| p.as_str().to_owned()))
+        .bind(row.shard.map(i64::from))
         .execute(&mut *conn)
         .await;
         match result {
@@ -260,6 +337,45 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| task_from_row(&r)).transpose()
+    }
+
+    /// The shards of a fanned-out task, by index.
+    pub async fn shards_of(&self, parent: &TaskId) -> Result<Vec<TaskRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE parent = ? ORDER BY shard"
+        ))
+        .bind(parent.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(task_from_row).collect()
+    }
+
+    /// The recovery checkpoints of a task, oldest first.
+    pub async fn checkpoints_of(&self, task: &TaskId) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT ts_ms, action, reason, from_instance, to_instance, attempt_no, epoch \
+             FROM checkpoints WHERE task_id = ? ORDER BY id",
+        )
+        .bind(task.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let instance = |v: Option<String>| {
+            v.map(|s| parse_col("checkpoints", s, InstanceId::parse))
+                .transpose()
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(Checkpoint {
+                    ts_ms: r.try_get(0)?,
+                    action: parse_col("checkpoints", r.try_get(1)?, CheckpointAction::parse)?,
+                    reason: r.try_get(2)?,
+                    from_instance: instance(r.try_get(3)?)?,
+                    to_instance: instance(r.try_get(4)?)?,
+                    attempt_no: r.try_get::<i64, _>(5)? as u32,
+                    epoch: r.try_get::<i64, _>(6)? as AttemptKey,
+                })
+            })
+            .collect()
     }
 
     /// Tasks, newest first, optionally only those in `state`.
@@ -648,6 +764,28 @@ async fn end_attempt_in(
     Ok(())
 }
 
+pub(crate) async fn insert_checkpoint_in(
+    conn: &mut sqlx::SqliteConnection,
+    task: &TaskId,
+    c: &Checkpoint,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO checkpoints (task_id, ts_ms, action, reason, from_instance, to_instance, \
+         attempt_no, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(task.as_str())
+    .bind(c.ts_ms)
+    .bind(c.action.as_str())
+    .bind(&c.reason)
+    .bind(c.from_instance.as_ref().map(|i| i.as_str().to_owned()))
+    .bind(c.to_instance.as_ref().map(|i| i.as_str().to_owned()))
+    .bind(i64::from(c.attempt_no))
+    .bind(c.epoch as i64)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 async fn update_task_in(
     conn: &mut sqlx::SqliteConnection,
     id: &TaskId,
@@ -701,6 +839,11 @@ fn task_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<TaskRow, StoreError> {
         created_ms: r.try_get(11)?,
         updated_ms: r.try_get(12)?,
         finished_ms: r.try_get(13)?,
+        parent: r
+            .try_get::<Option<String>, _>(14)?
+            .map(|s| parse_col("tasks", s, TaskId::parse))
+            .transpose()?,
+        shard: r.try_get::<Option<i64>, _>(15)?.map(|n| n as u32),
     })
 }
 

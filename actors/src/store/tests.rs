@@ -16,6 +16,8 @@ fn row(id: &str) -> TaskRow {
         created_ms: 1,
         updated_ms: 1,
         finished_ms: None,
+        parent: None,
+        shard: None,
     }
 }
 

@@ -11,8 +11,9 @@
 use tokio::sync::mpsc;
 
 use super::{
-    end_attempt_in, end_guard_run_in, insert_decisions_in, update_task_in, upsert_guard_run_in,
-    AttemptEnd, DecisionRow, GuardRunRow, Store, StoreError, TaskUpdate,
+    end_attempt_in, end_guard_run_in, insert_checkpoint_in, insert_decisions_in, update_task_in,
+    upsert_guard_run_in, AttemptEnd, Checkpoint, DecisionRow, GuardRunRow, Store, StoreError,
+    TaskUpdate,
 };
 use crate::domain::{InstanceId, TaskId};
 use crate::exec_handle::{Append, FrameLog};
@@ -48,6 +49,11 @@ pub enum Write {
     GuardDecisions {
         task: TaskId,
         rows: Vec<DecisionRow>,
+    },
+    /// What recovery did to a task.
+    Checkpoint {
+        task: TaskId,
+        checkpoint: Checkpoint,
     },
     /// The guard closed an attempt after this many decisions (stored or not).
     GuardRunEnd {
@@ -187,6 +193,9 @@ async fn commit(store: &Store, batch: &[Vec<Write>]) -> Result<(), StoreError> {
                     now_ms,
                 } => update_task_in(&mut tx, task, update, *now_ms).await?,
                 Write::GuardRun { task, run } => upsert_guard_run_in(&mut tx, task, run).await?,
+                Write::Checkpoint { task, checkpoint } => {
+                    insert_checkpoint_in(&mut tx, task, checkpoint).await?
+                }
                 Write::GuardDecisions { task, rows } => {
                     insert_decisions_in(&mut tx, task, rows).await?
                 }

@@ -176,9 +176,13 @@ pub async fn metrics(state: State) -> HttpResponse {
          flotilla_guard_scanned_bytes_total {}\n\
          # HELP flotilla_guard_blocked_attempts_total Attempts stopped because the guard blocked their output.\n\
          # TYPE flotilla_guard_blocked_attempts_total counter\n\
-         flotilla_guard_blocked_attempts_total {}",
+         flotilla_guard_blocked_attempts_total {}\n\
+         # HELP flotilla_guard_worker_restarts_total Guard workers that failed and were restarted in place.\n\
+         # TYPE flotilla_guard_worker_restarts_total counter\n\
+         flotilla_guard_worker_restarts_total {}",
         c.bytes.load(Ordering::Relaxed),
-        c.blocked_attempts.load(Ordering::Relaxed)
+        c.blocked_attempts.load(Ordering::Relaxed),
+        c.worker_restarts.load(Ordering::Relaxed)
     );
     let v = engine.control.counts();
     let _ = writeln!(

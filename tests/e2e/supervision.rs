@@ -58,6 +58,46 @@ fn a_dead_dispatcher_or_store_writer_ends_the_process_and_the_restart_runs_the_t
 }
 
 #[test]
+fn a_guard_worker_that_dies_is_restarted_in_place_and_only_its_attempt_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    // One worker: the task after the fault is guarded by the very worker that died.
+    std::fs::write(dir.path().join("flotilla.toml"), "[guard]\nworkers = 1\n").unwrap();
+    let fault = [("FLOTILLA_TEST_FAULT", "guard-worker")];
+    let app = App::start_with_env(dir, 1, "127.0.0.1:0", &fault);
+    let doomed = app.submit(json!({
+        "argv": ["sh", "-c", "echo flotilla-test-guard-panic; sleep 30"]
+    }));
+    let failed = app.wait_state(
+        doomed["id"].as_str().unwrap(),
+        "failed",
+        Duration::from_secs(20),
+    );
+    assert_eq!(
+        failed["reason"],
+        "the guard worker redacting this attempt failed; the attempt was stopped rather than let its output through unguarded",
+        "{failed}"
+    );
+    let after = app.submit(json!({ "argv": ["echo", "guarded again"] }));
+    let done = app.wait_state(
+        after["id"].as_str().unwrap(),
+        "succeeded",
+        Duration::from_secs(20),
+    );
+    let out = app.output(done["handle"].as_str().unwrap());
+    assert!(
+        out.iter()
+            .any(|(_, kind, data)| kind == "stdout" && data == "guarded again\n"),
+        "{out:?}"
+    );
+    assert!(
+        app.prometheus()
+            .contains("flotilla_guard_worker_restarts_total 1"),
+        "the restart is counted"
+    );
+    assert_eq!(readyz(&app).0, 200, "the server lives on");
+}
+
+#[test]
 fn a_local_agent_that_keeps_dying_is_marked_failed_and_stays_visible() {
     let app = App::start_with_config(
         1,

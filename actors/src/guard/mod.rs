@@ -207,6 +207,8 @@ pub struct Counters {
     pub decisions: Mutex<BTreeMap<CounterKey, u64>>,
     pub bytes: AtomicU64,
     pub blocked_attempts: AtomicU64,
+    /// Guard workers that panicked and were restarted in place.
+    pub worker_restarts: AtomicU64,
 }
 
 /// Asks the dispatcher to stop an attempt whose output was blocked.

@@ -19,6 +19,10 @@ use crate::protocol::{AttemptKey, StreamKind};
 use crate::store::writer::{StoreWriter, Write};
 use crate::store::DecisionRow;
 
+/// With `FLOTILLA_TEST_FAULT=guard-worker` (debug builds), a chunk holding this panics
+/// the worker that guards it.
+const FAULT_MARK: &[u8] = b"flotilla-test-guard-panic";
+
 pub(super) enum Job {
     Open(Box<OpenAttempt>),
     Chunk {
@@ -127,12 +131,37 @@ impl Worker {
                 Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
-            match job {
-                Ok(job) => self.handle(job),
-                Err(RecvTimeoutError::Timeout) => {}
+            let job = match job {
+                Ok(job) => Some(job),
+                Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if let Some(job) = job {
+                    self.handle(job);
+                }
+                self.flush_due(hold);
+            }));
+            if step.is_err() {
+                self.restart();
             }
-            self.flush_due(hold);
+        }
+    }
+
+    /// Restarts the worker in place after a panic. The redaction state of the attempts
+    /// it guarded is gone, and their output must not go on unguarded: each is stopped,
+    /// and its task fails saying why. Attempts opened later are guarded as usual.
+    fn restart(&mut self) {
+        self.counters
+            .worker_restarts
+            .fetch_add(1, Ordering::Relaxed);
+        let lost: Vec<AttemptKey> = self.live.drain().map(|(k, _)| k).collect();
+        tracing::error!(attempts = ?lost, "a guard worker panicked; restarted in place, stopping the attempts it guarded");
+        for attempt in lost {
+            (self.on_block)(
+                attempt,
+                "the guard worker redacting this attempt failed; the attempt was stopped rather than let its output through unguarded".into(),
+            );
         }
     }
 
@@ -177,6 +206,11 @@ impl Worker {
         self.counters
             .bytes
             .fetch_add(data.len() as u64, Ordering::Relaxed);
+        if crate::lifeline::fault_injected("guard-worker")
+            && data.windows(FAULT_MARK.len()).any(|w| w == FAULT_MARK)
+        {
+            panic!("injected fault: guard worker");
+        }
         let Some(live) = self.live.get_mut(&attempt) else {
             // Not opened (the guard lost track): store nothing unguarded; the agent's
             // window stalls and the attempt is eventually lost and retried.

@@ -300,11 +300,11 @@ fn watch_handle(client: &Client, task: &str, handle: &str, from: u64) -> anyhow:
             },
         ))
         .map_err(explain)?;
-    if status.state != TaskState::Succeeded {
-        let why = status.reason.as_deref().unwrap_or("");
-        eprintln!("flotilla: task {task} {}: {why}", status.state);
+    if status.end.state != TaskState::Succeeded {
+        let why = status.end.reason.as_deref().unwrap_or("");
+        eprintln!("flotilla: task {task} {}: {why}", status.end.state);
     }
-    Ok(match (status.state, status.exit_code) {
+    Ok(match (status.end.state, status.end.exit_code) {
         (TaskState::Succeeded, _) => 0,
         (_, Some(c)) if c != 0 => c,
         _ => 1,

@@ -9,7 +9,9 @@ use flotilla_actors::control_plane::{
     ControlPlane, ControlPlaneConfig, RunRequest, ValidationMode,
 };
 use flotilla_actors::dispatcher::messages::InstanceView;
-use flotilla_actors::domain::{Capability, HandleId, InstanceId, RunId, Scope, TaskId, TaskState};
+use flotilla_actors::domain::{
+    Capability, End, HandleId, InstanceId, RunId, Scope, TaskId, TaskState,
+};
 use flotilla_actors::exec_handle::StoredFrame;
 use flotilla_actors::fleet::DEFAULT_HEARTBEAT_MS as HEARTBEAT_MS;
 use flotilla_actors::guard::approvals::{
@@ -177,11 +179,13 @@ fn observer_frames_follow_their_schema() {
         "kind": "github-token", "digest": "0a1b2c3d", "start": 0, "end": 40});
     let status = |state, exit_code, signal, attempts, reason: Option<&str>| {
         serde_json::to_vec(&FinalStatus {
-            state,
-            exit_code,
-            signal,
+            end: End {
+                state,
+                exit_code,
+                signal,
+                reason: reason.map(str::to_owned),
+            },
             attempts,
-            reason: reason.map(str::to_owned),
         })
         .unwrap()
     };

@@ -44,7 +44,7 @@ async fn observe(base: String, handle: String, drop_after: Option<usize>) -> (St
                 }
                 StreamKind::Status => {
                     let status = frame.status.expect("status");
-                    assert_eq!(status.exit_code, Some(0));
+                    assert_eq!(status.end.exit_code, Some(0));
                     return (text, reconnects);
                 }
             }

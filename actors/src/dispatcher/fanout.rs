@@ -112,7 +112,7 @@ impl Dispatcher {
             f.row.state = TaskState::Running;
             writes.push(Write::UpdateTask {
                 task: parent.clone(),
-                update: TaskUpdate {
+                update: End {
                     state: TaskState::Running,
                     exit_code: None,
                     signal: None,
@@ -211,14 +211,7 @@ impl Dispatcher {
             },
         };
         tracing::info!(task = %parent, state = %state, "fanned-out task ended");
-        let ending = Ending {
-            state,
-            exit_code: None,
-            signal: None,
-            reason: Some(reason),
-            attempt: None,
-        };
-        self.finish(&mut f.row, ending, None);
+        self.finish(&mut f.row, End::because(state, reason), None, None);
     }
 }
 

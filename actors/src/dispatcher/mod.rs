@@ -31,7 +31,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
 
 use crate::control_plane::{FanMode, RetryOn, RunRequest};
-use crate::domain::{now_ms, rfc3339_ms, Capability, InstanceId, TaskId, TaskState};
+use crate::domain::{now_ms, rfc3339_ms, Capability, End, InstanceId, TaskId, TaskState};
 use crate::exec_handle::{Append, FrameLog};
 use crate::fleet::FleetSettings;
 use crate::guard::GuardSpec;
@@ -103,16 +103,6 @@ struct LiveAttempt {
     lease_ms: i64,
     /// Recovered at start and waiting for its agent to re-attach it.
     orphan: bool,
-}
-
-/// How a task ends, to record.
-struct Ending {
-    state: TaskState,
-    exit_code: Option<i32>,
-    signal: Option<i32>,
-    reason: Option<String>,
-    /// The attempt that ended with it, if any.
-    attempt: Option<(AttemptKey, AttemptEnd)>,
 }
 
 /// The settings the dispatcher schedules by.
@@ -397,14 +387,8 @@ impl Dispatcher {
         self.queue.remove(task, &lane);
         self.delayed.retain(|(_, t)| t != task);
         if let Some(mut live) = self.tasks.remove(task) {
-            let ending = Ending {
-                state: TaskState::Cancelled,
-                exit_code: None,
-                signal: None,
-                reason: Some(format!("{why} while queued")),
-                attempt: None,
-            };
-            self.finish(&mut live.row, ending, after);
+            let end = End::because(TaskState::Cancelled, format!("{why} while queued"));
+            self.finish(&mut live.row, end, None, after);
         }
     }
 

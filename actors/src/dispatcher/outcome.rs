@@ -54,87 +54,70 @@ impl Dispatcher {
         {
             tracing::info!(instance = %instance, "instance succeeded again; its cooldown ends");
         }
-        let (astate, mut state, code, signal, mut reason) = match outcome {
+        let mut end: AttemptEnd = match outcome {
             // A process that ended on its own before a cancel reached it keeps its outcome:
             // the agent reports `Cancelled` only when it did the killing.
-            Outcome::Exited { code: Some(0), .. } => (
-                AttemptState::Exited,
-                TaskState::Succeeded,
-                Some(0),
-                None,
-                None,
-            ),
-            Outcome::Exited { code, signal } => {
-                let why = match (code, signal) {
-                    (_, Some(s)) => format!("killed by signal {s}"),
-                    (Some(c), None) => format!("exited with status {c}"),
-                    (None, None) => "ended without a status".to_owned(),
-                };
-                (
-                    AttemptState::Exited,
-                    TaskState::Failed,
-                    code,
-                    signal,
-                    Some(why),
-                )
-            }
-            Outcome::TimedOut => (
+            Outcome::Exited { code, signal } => End {
+                state: AttemptState::Exited,
+                exit_code: code,
+                signal,
+                reason: match (code, signal) {
+                    (Some(0), _) => None,
+                    (_, Some(s)) => Some(format!("killed by signal {s}")),
+                    (Some(c), None) => Some(format!("exited with status {c}")),
+                    (None, None) => Some("ended without a status".to_owned()),
+                },
+            },
+            Outcome::TimedOut => End::because(
                 AttemptState::TimedOut,
-                TaskState::TimedOut,
-                None,
-                None,
-                Some("timeout expired; process group killed".to_owned()),
+                "timeout expired; process group killed",
             ),
-            Outcome::Cancelled => (
+            Outcome::Cancelled => End::because(
                 AttemptState::Cancelled,
-                TaskState::Cancelled,
-                None,
-                None,
-                Some(
-                    live.cancelled
-                        .clone()
-                        .unwrap_or_else(|| "cancelled".to_owned()),
-                ),
+                live.cancelled.as_deref().unwrap_or("cancelled"),
             ),
-            Outcome::SpawnFailed { message } => (
+            Outcome::SpawnFailed { message } => End::because(
                 AttemptState::SpawnFailed,
-                TaskState::Failed,
-                None,
-                None,
-                Some(format!("could not start: {message}")),
+                format!("could not start: {message}"),
             ),
+        };
+        let mut state = match end.state {
+            AttemptState::Exited if end.exit_code == Some(0) && end.signal.is_none() => {
+                TaskState::Succeeded
+            }
+            AttemptState::TimedOut => TaskState::TimedOut,
+            AttemptState::Cancelled => TaskState::Cancelled,
+            _ => TaskState::Failed,
         };
         if let Some(why) = live.failure.take() {
             state = TaskState::Failed;
-            reason = Some(why);
+            end.reason = Some(why);
         }
-        let end = AttemptEnd {
-            state: astate,
-            exit_code: code,
-            signal,
-            detail: reason.clone(),
-        };
         let retry_on = match state {
             TaskState::TimedOut => Some(RetryOn::Timeout),
-            TaskState::Failed if astate == AttemptState::Exited => Some(RetryOn::NonzeroExit),
+            TaskState::Failed if end.state == AttemptState::Exited => Some(RetryOn::NonzeroExit),
             _ => None,
         };
         let retried = retry_on.is_some_and(|on| live.request.retries(on))
             && live.cancelled.is_none()
             && live.row.attempts < live.row.max_attempts;
         if retried {
-            let why = reason.unwrap_or_default();
+            let why = end.reason.clone().unwrap_or_default();
             self.retry(live, instance, (attempt, end), why, Box::new(done));
             return;
         }
-        let ending = Ending {
+        let task_end = End {
             state,
-            exit_code: code,
-            signal,
-            reason,
-            attempt: Some((attempt, end)),
+            exit_code: end.exit_code,
+            signal: end.signal,
+            reason: end.reason.clone(),
         };
-        self.finish(&mut live.row, ending, Some(Box::new(done)));
+        self.finish(
+            &mut live.row,
+            task_end,
+            Some((attempt, end)),
+            Some(Box::new(done)),
+        );
     }
 
     /// Records a task's final state (with the end of its last attempt, in one
@@ -142,12 +125,13 @@ impl Dispatcher {
     pub(super) fn finish(
         &mut self,
         row: &mut TaskRow,
-        ending: Ending,
+        end: TaskUpdate,
+        attempt: Option<(AttemptKey, AttemptEnd)>,
         after: Option<Box<dyn FnOnce() + Send>>,
     ) {
         let now = now_ms();
         let mut writes = Vec::with_capacity(2);
-        if let Some((key, end)) = ending.attempt {
+        if let Some((key, end)) = attempt {
             writes.push(Write::EndAttempt {
                 key,
                 end,
@@ -156,26 +140,19 @@ impl Dispatcher {
         }
         writes.push(Write::UpdateTask {
             task: row.id.clone(),
-            update: TaskUpdate {
-                state: ending.state,
-                exit_code: ending.exit_code,
-                signal: ending.signal,
-                reason: ending.reason.clone(),
-            },
+            update: end.clone(),
             now_ms: now,
         });
-        tracing::info!(task = %row.id, state = %ending.state, exit_code = ?ending.exit_code, "task finished");
+        tracing::info!(task = %row.id, state = %end.state, exit_code = ?end.exit_code, "task finished");
+        row.state = end.state;
+        let (state, reason) = (end.state, end.reason.clone());
         let seal = status_frame(
             row,
             FinalStatus {
-                state: ending.state,
-                exit_code: ending.exit_code,
-                signal: ending.signal,
+                end,
                 attempts: row.attempts,
-                reason: ending.reason.clone(),
             },
         );
-        row.state = ending.state;
         self.writer.send(
             writes,
             Then {
@@ -185,7 +162,7 @@ impl Dispatcher {
             },
         );
         if let (Some(parent), Some(index)) = (row.parent.clone(), row.shard) {
-            self.shard_ended(&parent, index, ending.state, ending.reason);
+            self.shard_ended(&parent, index, state, reason);
         }
     }
 
@@ -259,12 +236,7 @@ pub(super) fn status_frame(row: &TaskRow, status: FinalStatus) -> Append {
 
 /// A queued task's state with the reason it waits.
 pub(super) fn queued(reason: String) -> TaskUpdate {
-    TaskUpdate {
-        state: TaskState::Queued,
-        exit_code: None,
-        signal: None,
-        reason: Some(reason),
-    }
+    End::because(TaskState::Queued, reason)
 }
 
 /// What sends a task whose attempt ended back to wait: the attempt's end, the checkpoint
@@ -304,21 +276,5 @@ pub(super) fn back_in_line(
 
 /// A lost attempt's end.
 pub(super) fn lost(detail: String) -> AttemptEnd {
-    AttemptEnd {
-        state: AttemptState::Lost,
-        exit_code: None,
-        signal: None,
-        detail: Some(detail),
-    }
-}
-
-/// A failure without an exit status.
-pub(super) fn failed(reason: String, attempt: Option<(AttemptKey, AttemptEnd)>) -> Ending {
-    Ending {
-        state: TaskState::Failed,
-        exit_code: None,
-        signal: None,
-        reason: Some(reason),
-        attempt,
-    }
+    End::because(AttemptState::Lost, detail)
 }

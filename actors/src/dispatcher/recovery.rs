@@ -1,7 +1,7 @@
 //! Recovery: rebuilding the queue from the store at start, attempts waiting for their
 //! agent to re-attach, leases that run out, and what a lost attempt does to its task.
 
-use super::outcome::{back_in_line, failed, lost};
+use super::outcome::{back_in_line, lost};
 use super::*;
 
 impl Dispatcher {
@@ -79,7 +79,12 @@ impl Dispatcher {
                 Err(e) => {
                     tracing::error!(task = %row.id, error = %e, "stored request unreadable; task failed");
                     let reason = format!("stored request unreadable: {e}");
-                    self.finish(&mut row, failed(reason, None), None);
+                    self.finish(
+                        &mut row,
+                        End::because(TaskState::Failed, reason),
+                        None,
+                        None,
+                    );
                     continue;
                 }
             };
@@ -88,7 +93,12 @@ impl Dispatcher {
                     "attempt {} lost when the orchestrator restarted; no attempts left",
                     row.attempts
                 );
-                self.finish(&mut row, failed(reason, None), None);
+                self.finish(
+                    &mut row,
+                    End::because(TaskState::Failed, reason),
+                    None,
+                    None,
+                );
                 continue;
             }
             if row.state == TaskState::Running {
@@ -122,11 +132,8 @@ impl Dispatcher {
             let seal = status_frame(
                 &row,
                 FinalStatus {
-                    state: row.state,
-                    exit_code: row.exit_code,
-                    signal: row.signal,
+                    end: row.end(),
                     attempts: row.attempts,
-                    reason: row.reason.clone(),
                 },
             );
             if let Err(e) = self.log.append(seal).await {
@@ -229,14 +236,11 @@ impl Dispatcher {
             .poison_after()
             .unwrap_or(self.fleet.poison_after) as usize;
         if let Some(why) = live.cancelled.clone() {
-            let ending = Ending {
-                state: TaskState::Cancelled,
-                exit_code: None,
-                signal: None,
-                reason: Some(format!("{why}; attempt {n} lost: {detail}")),
-                attempt: Some((attempt, end)),
-            };
-            self.finish(&mut live.row, ending, None);
+            let ended = End::because(
+                TaskState::Cancelled,
+                format!("{why}; attempt {n} lost: {detail}"),
+            );
+            self.finish(&mut live.row, ended, Some((attempt, end)), None);
         } else if live.lost_on.len() >= poison_after {
             let on: Vec<&str> = live.lost_on.iter().map(|i| i.as_str()).collect();
             let reason = format!(
@@ -255,14 +259,8 @@ impl Dispatcher {
             );
             self.writer.send(vec![mark], Then::default());
             tracing::error!(task = %live.row.id, instances = ?on, "task poisoned");
-            let ending = Ending {
-                state: TaskState::Poisoned,
-                exit_code: None,
-                signal: None,
-                reason: Some(reason),
-                attempt: Some((attempt, end)),
-            };
-            self.finish(&mut live.row, ending, None);
+            let ended = End::because(TaskState::Poisoned, reason);
+            self.finish(&mut live.row, ended, Some((attempt, end)), None);
         } else if n >= live.row.max_attempts || !live.request.retries(RetryOn::Lost) {
             let reason = if n >= live.row.max_attempts {
                 format!(
@@ -274,7 +272,8 @@ impl Dispatcher {
                     "attempt {n} lost ({detail}); recovery.retryOn does not retry lost attempts"
                 )
             };
-            self.finish(&mut live.row, failed(reason, Some((attempt, end))), None);
+            let ended = End::because(TaskState::Failed, reason);
+            self.finish(&mut live.row, ended, Some((attempt, end)), None);
         } else {
             let waiting = format!("attempt {n} lost ({detail}); requeued");
             let from = a.instance.clone();

@@ -89,8 +89,8 @@ async fn recovery_requeues_lost_work_and_seals_handles_a_crash_left_open() {
         .unwrap();
     let frames = log.read_after(&index, 0, 10, usize::MAX).unwrap();
     let status: FinalStatus = serde_json::from_slice(&frames[0].data).unwrap();
-    assert_eq!(status.state, TaskState::Succeeded);
-    assert_eq!(status.exit_code, Some(0));
+    assert_eq!(status.end.state, TaskState::Succeeded);
+    assert_eq!(status.end.exit_code, Some(0));
 
     let requeued = wait_until(|| async {
         let row = store.get_task(&running.id).await.unwrap().unwrap();

@@ -216,6 +216,30 @@ impl From<Capability> for String {
     }
 }
 
+/// How a task or an attempt stands or ended: its state, the exit code of its process or
+/// the signal that killed it, and why. The one type for a task's recorded state, an
+/// attempt's recorded end and (with the attempt count) a handle's sealed status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct End<S> {
+    pub state: S,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub reason: Option<String>,
+}
+
+impl<S> End<S> {
+    /// An end without a process status: `state`, because of `reason`.
+    pub fn because(state: S, reason: impl Into<String>) -> Self {
+        Self {
+            state,
+            exit_code: None,
+            signal: None,
+            reason: Some(reason.into()),
+        }
+    }
+}
+
 /// Where a task is in its life. `Queued` and `Running` are live; the rest are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

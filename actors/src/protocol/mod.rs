@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Capability, HandleId, InstanceId, TaskId, TaskState};
+use crate::domain::{Capability, End, HandleId, InstanceId, TaskId, TaskState};
 
 /// The protocol version an agent announces in `hello`; the server refuses others.
 /// Version 2 added re-attach (`held`, `resume`, `fenced`), `fence` and `retry`.
@@ -243,11 +243,9 @@ impl<'a> OutputChunk<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FinalStatus {
-    pub state: TaskState,
-    pub exit_code: Option<i32>,
-    pub signal: Option<i32>,
+    #[serde(flatten)]
+    pub end: End<TaskState>,
     pub attempts: u32,
-    pub reason: Option<String>,
 }
 
 /// One frame as an observer receives it.

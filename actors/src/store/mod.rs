@@ -11,7 +11,7 @@ use std::str::FromStr;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use crate::domain::{HandleId, InstanceId, RunId, TaskId, TaskState};
+use crate::domain::{End, HandleId, InstanceId, RunId, TaskId, TaskState};
 use crate::protocol::AttemptKey;
 
 /// Errors of the store.
@@ -50,6 +50,18 @@ pub struct TaskRow {
     /// A shard's fanned-out task, and the shard's index in it.
     pub parent: Option<TaskId>,
     pub shard: Option<u32>,
+}
+
+impl TaskRow {
+    /// Its recorded state, exit code, signal and reason.
+    pub fn end(&self) -> TaskUpdate {
+        End {
+            state: self.state,
+            exit_code: self.exit_code,
+            signal: self.signal,
+            reason: self.reason.clone(),
+        }
+    }
 }
 
 /// How an attempt ended, as stored.
@@ -100,22 +112,10 @@ pub struct OpenAttempt {
 }
 
 /// The end of an attempt, to record.
-#[derive(Debug, Clone)]
-pub struct AttemptEnd {
-    pub state: AttemptState,
-    pub exit_code: Option<i32>,
-    pub signal: Option<i32>,
-    pub detail: Option<String>,
-}
+pub type AttemptEnd = End<AttemptState>;
 
 /// A task's new state, to record.
-#[derive(Debug, Clone)]
-pub struct TaskUpdate {
-    pub state: TaskState,
-    pub exit_code: Option<i32>,
-    pub signal: Option<i32>,
-    pub reason: Option<String>,
-}
+pub type TaskUpdate = End<TaskState>;
 
 /// What recovery did to a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -757,7 +757,7 @@ async fn end_attempt_in(
     .bind(now_ms)
     .bind(end.exit_code)
     .bind(end.signal)
-    .bind(&end.detail)
+    .bind(&end.reason)
     .bind(key as i64)
     .execute(conn)
     .await?;

@@ -151,7 +151,10 @@ mod tests {
             vec![6, 7]
         );
         assert_eq!(rest[0].data, "6\n");
-        assert_eq!(rest[1].status.as_ref().map(|s| s.exit_code), Some(Some(0)));
+        assert_eq!(
+            rest[1].status.as_ref().map(|s| s.end.exit_code),
+            Some(Some(0))
+        );
         // A late observer of a finished handle gets the tail and the end.
         let mut late = Subscription::new(log.clone(), index, 7);
         assert!(late.next_batch().await.unwrap().is_none());

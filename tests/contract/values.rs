@@ -373,6 +373,10 @@ fn run_metrics_and_manifests_follow_their_schemas() {
             (v1["state"].as_str(), v1.get("recovery")),
             (Some("failed"), None)
         );
+        assert_eq!(
+            v1["attempts"][0]["state"], "lost",
+            "v1 knows fenced as lost"
+        );
         let parent = FleetEvidence {
             checkpoints: vec![],
             fan_out: Some(("first-wins", vec![(shard.clone(), attempts.to_vec())])),

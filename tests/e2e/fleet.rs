@@ -210,4 +210,22 @@ fn an_agent_that_returns_after_its_lease_ran_out_is_told_to_kill_the_attempt() {
         !stdout_of(&frames, 1).contains("done"),
         "nothing of the fenced attempt's end is taken"
     );
+    // The attempt is recorded as fenced, with a fence checkpoint naming its epoch.
+    let run = done["runId"].as_str().unwrap();
+    let manifest: serde_json::Value =
+        wait_for("the fence in the manifest", Duration::from_secs(10), || {
+            let m: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(app.manifest_path(&id, run)).ok()?).ok()?;
+            (m["attempts"][0]["state"] == "fenced").then_some(m)
+        });
+    let recovery = manifest["recovery"].as_array().unwrap();
+    let fence = recovery
+        .iter()
+        .find(|c| c["action"] == "fence")
+        .unwrap_or_else(|| panic!("no fence checkpoint: {manifest}"));
+    assert_eq!(
+        (fence["attempt"].as_u64(), fence["epoch"].as_u64()),
+        (Some(1), manifest["recovery"][0]["epoch"].as_u64())
+    );
+    assert_eq!(fence["fromInstance"], "remote-1", "{fence}");
 }

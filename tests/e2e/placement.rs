@@ -193,6 +193,11 @@ fn operators_cordon_drain_and_restart_instances() {
         Err(flotilla::client::ClientError::Api { status: 404, .. }) => {}
         other => panic!("expected 404, got {other:?}"),
     }
+
+    // A drain is kept in the store: it outlives a restart of the server.
+    let app = App::start_in(app.stop(), 2);
+    assert_eq!(state_of(&app, "local-2"), "drained");
+    assert_eq!(state_of(&app, "local-1"), "ready");
 }
 
 #[test]

@@ -34,6 +34,16 @@ impl Dispatcher {
             let Some(assignment) = assignment else {
                 tracing::warn!(instance = %m.instance, attempt, "held attempt fenced: it is not this instance's any more");
                 fenced.push(*attempt);
+                let fence = Write::FenceHeld {
+                    key: *attempt,
+                    instance: m.instance.clone(),
+                    reason: format!(
+                        "instance {} came back still running an attempt that was lost meanwhile; told to kill it",
+                        m.instance
+                    ),
+                    now_ms: now,
+                };
+                self.writer.send(vec![fence], Then::default());
                 continue;
             };
             if let Some(a) = self.attempts.get_mut(attempt) {
@@ -87,7 +97,7 @@ impl Dispatcher {
                 "instance {} came back after the restart without this attempt",
                 m.instance
             );
-            self.lose_counted(attempt, detail, false);
+            self.lose_as(attempt, detail, recovery::Loss::Restart);
         }
         self.forget_recovered_seqs();
         let _ = m.reply.send(Ok(Welcomed {
@@ -138,6 +148,7 @@ impl Dispatcher {
     pub(super) fn heartbeat(&mut self, instance: &InstanceId, running: &[AttemptKey]) {
         let now = now_ms();
         let mut strangers = Vec::new();
+        let mut leases = Vec::with_capacity(running.len());
         let Some(inst) = self.instances.get(instance) else {
             return;
         };
@@ -145,9 +156,14 @@ impl Dispatcher {
             match self.attempts.get_mut(key) {
                 Some(a) if inst.running.contains(key) => {
                     a.lease_until_ms = now + a.lease_ms;
+                    leases.push((*key, a.lease_until_ms));
                 }
                 _ => strangers.push(*key),
             }
+        }
+        if !leases.is_empty() {
+            self.writer
+                .send(vec![Write::RenewLeases { leases }], Then::default());
         }
         if !strangers.is_empty() {
             tracing::warn!(instance = %instance, attempts = ?strangers, "fencing attempts the server did not give this instance");
@@ -179,20 +195,31 @@ impl Dispatcher {
             return Err(ControlError::NotFound(instance));
         }
         tracing::info!(instance = %instance, action = ?action, "instance control");
-        match action {
+        let control = match action {
             InstanceAction::Cordon => {
-                self.cordoned.insert(instance, false);
+                self.cordoned.insert(instance.clone(), false);
+                Some("cordon")
             }
             InstanceAction::Drain => {
-                self.cordoned.insert(instance, true);
+                self.cordoned.insert(instance.clone(), true);
+                Some("drain")
             }
             InstanceAction::Uncordon => {
                 self.cordoned.remove(&instance);
+                None
             }
             InstanceAction::Restart => {
                 let _ = self.suspects.send(instance);
+                return Ok(());
             }
-        }
+        };
+        // Kept in the store: a cordon outlives a restart of the server.
+        let write = Write::Control {
+            instance,
+            control,
+            now_ms: now_ms(),
+        };
+        self.writer.send(vec![write], Then::default());
         Ok(())
     }
 

@@ -496,12 +496,14 @@ impl Dispatcher {
         // The attempt is on record before the agent hears of it: every execution that
         // happens is a recorded attempt, even if the server dies a moment later.
         let session = inst.session.clone();
+        let now = now_ms();
         writes.push(Write::StartAttempt {
             key,
             task: task.clone(),
             attempt_no,
             instance: instance.clone(),
-            now_ms: now_ms(),
+            now_ms: now,
+            lease_until_ms: now + lease,
         });
         if let Some(parent) = parent {
             self.shard_started(&parent, &mut writes);

@@ -19,6 +19,9 @@ impl Dispatcher {
             .map(|a| (a.task.clone(), a))
             .collect();
         self.next_key = self.store.max_attempt_key().await? + 1;
+        for (instance, control) in self.store.instance_controls().await? {
+            self.cordoned.insert(instance, control == "drain");
+        }
         self.seal_finished().await?;
         let live = self.store.live_tasks().await?;
         let count = live.len();
@@ -191,8 +194,8 @@ impl Dispatcher {
                 };
                 send_in_order(&self.writer, &inst.session, msg);
             }
-            // An attempt the restart orphaned is not its instance's doing: no poison.
-            self.lose_counted(key, detail, !orphan);
+            let loss = if orphan { Loss::Restart } else { Loss::Fenced };
+            self.lose_as(key, detail, loss);
         }
         self.forget_recovered_seqs();
     }
@@ -207,13 +210,12 @@ impl Dispatcher {
     /// One attempt is lost (`detail` says why): its task is requeued at its old place in
     /// line, or fails once it has used all its attempts, or ends cancelled if a cancel
     /// was asked for meanwhile, or stops as poisoned once it was lost on `poison-after`
-    /// instances in a row. `lose` is false for losses that are not the instance's doing
-    /// (the orchestrator restarted): they do not count towards poison.
+    /// instances in a row.
     pub(super) fn lose(&mut self, attempt: AttemptKey, detail: String) {
-        self.lose_counted(attempt, detail, true)
+        self.lose_as(attempt, detail, Loss::Instance)
     }
 
-    pub(super) fn lose_counted(&mut self, attempt: AttemptKey, detail: String, counts: bool) {
+    pub(super) fn lose_as(&mut self, attempt: AttemptKey, detail: String, loss: Loss) {
         let Some(a) = self.attempts.remove(&attempt) else {
             return;
         };
@@ -226,10 +228,13 @@ impl Dispatcher {
         self.release(&live.lane.caps, &live.lane.group);
         self.cool_down(&a.instance);
         live.attempt = None;
-        if counts && !live.lost_on.contains(&a.instance) {
+        if loss != Loss::Restart && !live.lost_on.contains(&a.instance) {
             live.lost_on.push(a.instance.clone());
         }
-        let end = lost(detail.clone());
+        let mut end = lost(detail.clone());
+        if loss == Loss::Fenced {
+            end.state = AttemptState::Fenced;
+        }
         let n = live.row.attempts;
         let poison_after = live
             .request
@@ -293,4 +298,16 @@ impl Dispatcher {
             self.tasks.insert(live.row.id.clone(), live);
         }
     }
+}
+
+/// How an attempt was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Loss {
+    /// Its instance disconnected (it died or dropped its connection).
+    Instance,
+    /// Its lease ran out while its instance was still connected: fenced there.
+    Fenced,
+    /// The orchestrator restarted and no agent took it back: not the instance's doing,
+    /// so it does not count towards poison.
+    Restart,
 }

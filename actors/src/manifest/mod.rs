@@ -283,8 +283,9 @@ pub fn render(
 }
 
 /// A v2 manifest as v1 readers expect it: the v2 fields (parent, shard, fanOut,
-/// recovery) dropped, and `poisoned`, which v1 does not know, shown as `failed` (its
-/// reason still says poisoned). A v1 document is returned as it is.
+/// recovery) dropped, and what v1 does not know shown as its nearest v1 word: the task
+/// state `poisoned` as `failed` (its reason still says poisoned), the attempt state
+/// `fenced` as `lost` (its detail says why). A v1 document is returned as it is.
 pub fn to_v1(v2: &Value) -> Value {
     let mut doc = v2.clone();
     if doc["schema"] != MANIFEST_SCHEMA {
@@ -297,6 +298,17 @@ pub fn to_v1(v2: &Value) -> Value {
         map.insert("schema".into(), MANIFEST_V1_SCHEMA.into());
         if map.get("state").and_then(Value::as_str) == Some("poisoned") {
             map.insert("state".into(), "failed".into());
+        }
+        // v1 knows a fenced attempt only as lost.
+        for attempt in map
+            .get_mut("attempts")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            if attempt["state"] == "fenced" {
+                attempt["state"] = "lost".into();
+            }
         }
     }
     doc

@@ -73,6 +73,9 @@ pub enum AttemptState {
     Cancelled,
     TimedOut,
     SpawnFailed,
+    /// Its lease ran out while its instance was still connected: the instance was told to
+    /// kill it, and whatever it still reports of it is discarded.
+    Fenced,
 }
 
 impl AttemptState {
@@ -84,6 +87,7 @@ impl AttemptState {
             AttemptState::Cancelled => "cancelled",
             AttemptState::TimedOut => "timed_out",
             AttemptState::SpawnFailed => "spawn_failed",
+            AttemptState::Fenced => "fenced",
         }
     }
 }
@@ -451,9 +455,42 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        start_attempt_in(&mut tx, key, task, attempt_no, instance, now_ms).await?;
+        let lease = now_ms + crate::fleet::DEFAULT_LEASE_TIMEOUT_MS as i64;
+        start_attempt_in(&mut tx, key, task, attempt_no, instance, (now_ms, lease)).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The operators' cordons (`cordon`) and drains (`drain`), by instance.
+    pub async fn instance_controls(&self) -> Result<Vec<(InstanceId, String)>, StoreError> {
+        let rows = sqlx::query("SELECT instance, control FROM instance_controls ORDER BY instance")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let id = parse_col("instance_controls", r.try_get(0)?, InstanceId::parse)?;
+                Ok((id, r.try_get(1)?))
+            })
+            .collect()
+    }
+
+    /// The task an attempt belongs to.
+    pub async fn task_of_attempt(&self, key: AttemptKey) -> Result<Option<TaskId>, StoreError> {
+        let row = sqlx::query("SELECT task_id FROM attempts WHERE id = ?")
+            .bind(key as i64)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| parse_col("attempts", r.try_get::<String, _>(0)?, TaskId::parse))
+            .transpose()
+    }
+
+    /// The lease of a running attempt, as stored (None when it has none).
+    pub async fn lease_of(&self, key: AttemptKey) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT lease_until_ms FROM attempts WHERE id = ?")
+            .bind(key as i64)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?.flatten())
     }
 
     /// The highest attempt key used so far (0 when none).
@@ -711,23 +748,25 @@ async fn end_guard_run_in(
     Ok(())
 }
 
+/// Records a started attempt holding a lease until `lease_until_ms`.
 async fn start_attempt_in(
     conn: &mut sqlx::SqliteConnection,
     key: AttemptKey,
     task: &TaskId,
     attempt_no: u32,
     instance: &InstanceId,
-    now_ms: i64,
+    (now_ms, lease_until_ms): (i64, i64),
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO attempts (id, task_id, attempt_no, instance, state, started_ms) \
-         VALUES (?, ?, ?, ?, 'running', ?)",
+        "INSERT INTO attempts (id, task_id, attempt_no, instance, state, started_ms, \
+         lease_until_ms) VALUES (?, ?, ?, ?, 'running', ?, ?)",
     )
     .bind(key as i64)
     .bind(task.as_str())
     .bind(attempt_no as i64)
     .bind(instance.as_str())
     .bind(now_ms)
+    .bind(lease_until_ms)
     .execute(&mut *conn)
     .await?;
     sqlx::query(
@@ -743,6 +782,77 @@ async fn start_attempt_in(
     Ok(())
 }
 
+/// Records a lost attempt that its agent still ran as fenced, and the fence as a
+/// checkpoint of its task (found by the key, in the same statement).
+pub(crate) async fn fence_held_in(
+    conn: &mut sqlx::SqliteConnection,
+    key: AttemptKey,
+    instance: &InstanceId,
+    reason: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE attempts SET state = 'fenced' WHERE id = ? AND state = 'lost'")
+        .bind(key as i64)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO checkpoints (task_id, ts_ms, action, reason, from_instance, to_instance, \
+         attempt_no, epoch) SELECT task_id, ?, 'fence', ?, ?, NULL, attempt_no, id \
+         FROM attempts WHERE id = ?",
+    )
+    .bind(now_ms)
+    .bind(reason)
+    .bind(instance.as_str())
+    .bind(key as i64)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Moves the lease of each running attempt on to its time.
+pub(crate) async fn renew_leases_in(
+    conn: &mut sqlx::SqliteConnection,
+    leases: &[(AttemptKey, i64)],
+) -> Result<(), StoreError> {
+    for (key, until_ms) in leases {
+        sqlx::query("UPDATE attempts SET lease_until_ms = ? WHERE id = ? AND state = 'running'")
+            .bind(*until_ms)
+            .bind(*key as i64)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Records an operator's `control` of an instance (`cordon`, `drain`), or its end (None).
+pub(crate) async fn set_control_in(
+    conn: &mut sqlx::SqliteConnection,
+    instance: &InstanceId,
+    control: Option<&str>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    match control {
+        Some(c) => {
+            sqlx::query(
+                "INSERT INTO instance_controls (instance, control, ts_ms) VALUES (?, ?, ?) \
+                 ON CONFLICT (instance) DO UPDATE SET control = excluded.control, ts_ms = excluded.ts_ms",
+            )
+            .bind(instance.as_str())
+            .bind(c)
+            .bind(now_ms)
+            .execute(conn)
+            .await?;
+        }
+        None => {
+            sqlx::query("DELETE FROM instance_controls WHERE instance = ?")
+                .bind(instance.as_str())
+                .execute(conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 async fn end_attempt_in(
     conn: &mut sqlx::SqliteConnection,
     key: AttemptKey,
@@ -750,7 +860,8 @@ async fn end_attempt_in(
     now_ms: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE attempts SET state = ?, ended_ms = ?, exit_code = ?, signal = ?, detail = ? \
+        "UPDATE attempts SET state = ?, ended_ms = ?, exit_code = ?, signal = ?, detail = ?, \
+         lease_until_ms = NULL \
          WHERE id = ?",
     )
     .bind(end.state.as_str())

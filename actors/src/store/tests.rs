@@ -133,6 +133,7 @@ async fn the_writer_seals_only_what_it_committed() {
             attempt_no: 1,
             instance: InstanceId::parse("local-1").unwrap(),
             now_ms: 2,
+            lease_until_ms: 3_002,
         }],
         Then {
             seal: Some(seal(&ghost)),
@@ -175,4 +176,53 @@ async fn the_writer_seals_only_what_it_committed() {
         store.get_task(&real.id).await.unwrap().unwrap().state,
         TaskState::Succeeded
     );
+}
+
+#[tokio::test]
+async fn leases_fences_and_cordons_are_kept_in_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("state.db")).await.unwrap();
+    let task = row("t-leased");
+    store.insert_task(&task).await.unwrap();
+    let inst = InstanceId::parse("local-1").unwrap();
+    let mut conn = store.pool.acquire().await.unwrap();
+    start_attempt_in(&mut conn, 4, &task.id, 1, &inst, (100, 3_100))
+        .await
+        .unwrap();
+    assert_eq!(store.lease_of(4).await.unwrap(), Some(3_100));
+    renew_leases_in(&mut conn, &[(4, 4_100)]).await.unwrap();
+    assert_eq!(store.lease_of(4).await.unwrap(), Some(4_100));
+    // A lost attempt holds no lease; when its agent comes back with it, it is fenced.
+    let lost = End::because(AttemptState::Lost, "instance local-1 disconnected");
+    end_attempt_in(&mut conn, 4, &lost, 4_200).await.unwrap();
+    assert_eq!(store.lease_of(4).await.unwrap(), None);
+    fence_held_in(&mut conn, 4, &inst, "came back", 5_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.attempts_of(&task.id).await.unwrap()[0].state,
+        "fenced"
+    );
+    let marks = store.checkpoints_of(&task.id).await.unwrap();
+    assert_eq!(
+        (marks[0].action, marks[0].epoch, marks[0].attempt_no),
+        (CheckpointAction::Fence, 4, 1)
+    );
+    assert_eq!(
+        store.task_of_attempt(4).await.unwrap(),
+        Some(task.id.clone())
+    );
+
+    set_control_in(&mut conn, &inst, Some("cordon"), 1)
+        .await
+        .unwrap();
+    set_control_in(&mut conn, &inst, Some("drain"), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.instance_controls().await.unwrap(),
+        [(inst.clone(), "drain".to_owned())]
+    );
+    set_control_in(&mut conn, &inst, None, 3).await.unwrap();
+    assert!(store.instance_controls().await.unwrap().is_empty());
 }

@@ -33,6 +33,23 @@ pub enum Write {
         attempt_no: u32,
         instance: InstanceId,
         now_ms: i64,
+        lease_until_ms: i64,
+    },
+    /// An agent offered back an attempt that was lost meanwhile, and was told to kill
+    /// it: the attempt is recorded as fenced, with a checkpoint on its task.
+    FenceHeld {
+        key: AttemptKey,
+        instance: InstanceId,
+        reason: String,
+        now_ms: i64,
+    },
+    /// A heartbeat renewed the leases of running attempts: each until when.
+    RenewLeases { leases: Vec<(AttemptKey, i64)> },
+    /// An operator cordoned or drained an instance (`Some`), or ended that (`None`).
+    Control {
+        instance: InstanceId,
+        control: Option<&'static str>,
+        now_ms: i64,
     },
     EndAttempt {
         key: AttemptKey,
@@ -143,6 +160,20 @@ async fn run(
                 }
             }
         }
+        // A fenced held attempt names no task: its manifest is found by its key.
+        let fenced: Vec<AttemptKey> = writes
+            .iter()
+            .flatten()
+            .filter_map(|w| match w {
+                Write::FenceHeld { key, .. } => Some(*key),
+                _ => None,
+            })
+            .collect();
+        for key in fenced {
+            if let Ok(Some(task)) = store.task_of_attempt(key).await {
+                manifests.touch(&task);
+            }
+        }
         writes.clear();
         for (then, ok) in thens.drain(..).zip(committed) {
             if !ok {
@@ -180,10 +211,24 @@ async fn commit(store: &Store, batch: &[Vec<Write>]) -> Result<(), StoreError> {
                     attempt_no,
                     instance,
                     now_ms,
+                    lease_until_ms,
                 } => {
-                    super::start_attempt_in(&mut tx, *key, task, *attempt_no, instance, *now_ms)
+                    let times = (*now_ms, *lease_until_ms);
+                    super::start_attempt_in(&mut tx, *key, task, *attempt_no, instance, times)
                         .await?
                 }
+                Write::RenewLeases { leases } => super::renew_leases_in(&mut tx, leases).await?,
+                Write::FenceHeld {
+                    key,
+                    instance,
+                    reason,
+                    now_ms,
+                } => super::fence_held_in(&mut tx, *key, instance, reason, *now_ms).await?,
+                Write::Control {
+                    instance,
+                    control,
+                    now_ms,
+                } => super::set_control_in(&mut tx, instance, *control, *now_ms).await?,
                 Write::EndAttempt { key, end, now_ms } => {
                     end_attempt_in(&mut tx, *key, end, *now_ms).await?
                 }

@@ -1,6 +1,6 @@
 //! Fleet scenarios: how fast a lost instance's work runs again (`mttr`), whether a
 //! crash of the server runs anything twice (`reexec`), and how busy saturated mixed
-//! load keeps the slots (`utilization`).
+//! load keeps the slots (`utilization`, beside the same load run without flotilla).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -154,19 +154,65 @@ pub fn utilization(exe: &PathBuf, n: u64) -> anyhow::Result<Value> {
             1 => vec!["b"],
             _ => vec![],
         };
-        let file = stamps.join(i.to_string());
-        let script = format!(
-            "s=$(date +%s%N); sleep 0.2; echo $s $(date +%s%N) > {}",
-            file.display()
-        );
+        let script = stamped_task(&stamps, i);
         server
             .client
             .submit(&json!({"argv": ["sh", "-c", script], "capabilities": caps}))?;
     }
     server.wait(Duration::from_secs(600), |_| Ok(server.finished()? == n))?;
+    let (busy, makespan) = busy_and_makespan(&stamps, n)?;
+    drop(agents);
+    drop(server);
+
+    // The same tasks run straight from 8 threads, each starting the next the moment the
+    // last one ends: what the process starts alone cost on this machine, in this run.
+    let floor_stamps = std::env::temp_dir().join(format!("flotilla-floor-{}", std::process::id()));
+    std::fs::create_dir_all(&floor_stamps)?;
+    let next = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return;
+                }
+                let _ = Command::new("sh")
+                    .args(["-c", &stamped_task(&floor_stamps, i)])
+                    .status();
+            });
+        }
+    });
+    let (floor_busy, floor_makespan) = busy_and_makespan(&floor_stamps, n)?;
+    let _ = std::fs::remove_dir_all(&floor_stamps);
+    let utilization = busy / (8.0 * makespan);
+    let floor = floor_busy / (8.0 * floor_makespan);
+    Ok(json!({
+        "scenario": "utilization",
+        "tasks": n,
+        "slots": 8,
+        "makespan_s": round(makespan),
+        "ideal_makespan_s": round(n as f64 * 0.2 / 8.0),
+        "utilization": round(utilization),
+        "direct_makespan_s": round(floor_makespan),
+        "direct_utilization": round(floor),
+        "ratio_to_direct": round(utilization / floor),
+    }))
+}
+
+/// A task of 200 ms that stamps when it began and ended into `dir/<i>`.
+fn stamped_task(dir: &Path, i: u64) -> String {
+    format!(
+        "s=$(date +%s%N); sleep 0.2; echo $s $(date +%s%N) > {}",
+        dir.join(i.to_string()).display()
+    )
+}
+
+/// The busy time of `n` stamped tasks, summed, and from the first start to the last
+/// end, in seconds.
+fn busy_and_makespan(dir: &Path, n: u64) -> anyhow::Result<(f64, f64)> {
     let (mut first, mut last, mut busy) = (u64::MAX, 0u64, 0u64);
     for i in 0..n {
-        let text = std::fs::read_to_string(stamps.join(i.to_string()))
+        let text = std::fs::read_to_string(dir.join(i.to_string()))
             .with_context(|| format!("task {i} left no stamps"))?;
         let mut parts = text.split_whitespace().map(str::parse::<u64>);
         let (Some(Ok(s)), Some(Ok(e))) = (parts.next(), parts.next()) else {
@@ -176,16 +222,7 @@ pub fn utilization(exe: &PathBuf, n: u64) -> anyhow::Result<Value> {
         last = last.max(e);
         busy += e - s;
     }
-    let available = 8 * (last - first);
-    drop(agents);
-    Ok(json!({
-        "scenario": "utilization",
-        "tasks": n,
-        "slots": 8,
-        "makespan_s": round((last - first) as f64 / 1e9),
-        "ideal_makespan_s": round(n as f64 * 0.2 / 8.0),
-        "utilization": round(busy as f64 / available as f64),
-    }))
+    Ok((busy as f64 / 1e9, (last - first) as f64 / 1e9))
 }
 
 /// A remote agent of the bench, killed when dropped.

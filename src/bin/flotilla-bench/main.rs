@@ -22,7 +22,9 @@
 //!   number to a file, while the server is `kill -9`ed 3 times at random points and
 //!   restarted: executions beyond one per task, and executions with no recorded attempt.
 //! * `utilization [N]`: 8 slots on 4 agents of two capabilities, N (default 400) tasks of
-//!   200 ms of mixed requirements submitted at once: busy over available slot-time.
+//!   200 ms of mixed requirements submitted at once: busy over available slot-time,
+//!   beside the same tasks started straight from 8 threads in the same run (the floor
+//!   that process starts alone leave on this machine) and the ratio of the two.
 //!
 //! Run with `cargo run --release --bin flotilla-bench -- SCENARIO`; the harness builds the
 //! `flotilla` binary beside itself first. Figures are for comparison within one run.

@@ -244,3 +244,65 @@ fn weighted_fair_shares_follow_the_weights_over_a_thousand_tasks() {
     // beta never starves: it starts within the first few.
     assert!(order[..8].contains(&"beta"), "{:?}", &order[..8]);
 }
+
+#[test]
+fn under_load_no_instance_exceeds_its_slots_or_runs_what_it_lacks() {
+    let app = App::start_with_config(2, "local-slots = 2\n");
+    let _gpu = app.remote_agent("gpu-1", "gpu");
+    app.wait_instances(3);
+    let stamps = app.dir.path().join("stamps");
+    std::fs::create_dir_all(&stamps).unwrap();
+    let tasks: Vec<(usize, String, bool)> = (0..60)
+        .map(|i| {
+            let gpu = i % 3 == 0;
+            let script = format!(
+                "echo $(date +%s%N) > {0}/{i}.s; sleep 0.05; echo $(date +%s%N) > {0}/{i}.e",
+                stamps.display()
+            );
+            let caps: Vec<&str> = if gpu { vec!["gpu"] } else { vec![] };
+            let reply = app.submit(json!({"argv": ["sh", "-c", script], "capabilities": caps}));
+            (i, reply["id"].as_str().unwrap().to_owned(), gpu)
+        })
+        .collect();
+    let mut runs: std::collections::BTreeMap<String, Vec<(u64, u64)>> = Default::default();
+    for (i, id, gpu) in &tasks {
+        let done = app.wait_state(id, "succeeded", Duration::from_secs(60));
+        let instance = done["instance"].as_str().unwrap().to_owned();
+        if *gpu {
+            assert_eq!(
+                instance, "gpu-1",
+                "a gpu task ran where there is none: {done}"
+            );
+        }
+        let stamp = |ext: &str| -> u64 {
+            let path = stamps.join(format!("{i}.{ext}"));
+            std::fs::read_to_string(path)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        runs.entry(instance)
+            .or_default()
+            .push((stamp("s"), stamp("e")));
+    }
+    for (instance, intervals) in &runs {
+        // The most runs at one moment: at each start, count those begun and not ended.
+        let most = intervals
+            .iter()
+            .map(|(s, _)| intervals.iter().filter(|(a, b)| a <= s && s < b).count())
+            .max()
+            .unwrap_or(0);
+        let slots = if instance == "gpu-1" { 1 } else { 2 };
+        assert!(
+            most <= slots,
+            "{instance} ran {most} at once with {slots} slots"
+        );
+    }
+    assert_eq!(
+        runs.len(),
+        3,
+        "all three instances took work: {:?}",
+        runs.keys()
+    );
+}

@@ -364,7 +364,12 @@ fn run_metrics_and_manifests_follow_their_schemas() {
                 .collect(),
             fan_out: None,
         };
-        let poisoned = render(&shard, &attempts, &guard, &fleet);
+        let fenced = [AttemptRow {
+            state: "fenced".into(),
+            detail: Some("lease expired: instance local-2 did not report it for 3000 ms".into()),
+            ..attempts[0].clone()
+        }];
+        let poisoned = render(&shard, &fenced, &guard, &fleet);
         assert_valid("manifest.v2", "render a poisoned shard", &poisoned);
         assert_eq!(poisoned["recovery"].as_array().map(Vec::len), Some(6));
         let v1 = to_v1(&poisoned);

@@ -49,6 +49,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         engine.clone(),
         Limits {
             max_body_bytes: config.max_body_bytes,
+            max_batch_bytes: config.max_batch_bytes,
+            max_batch_items: config.max_batch_items,
         },
     ));
     let server = HttpServer::new(move || {

@@ -91,6 +91,17 @@ impl Client {
         self.submit_raw(request.to_string().as_bytes())
     }
 
+    /// Any route with raw body bytes (to send anything, valid or not).
+    pub fn admin_raw(&self, method: &str, path: &str, body: &[u8]) -> Result<Value, ClientError> {
+        self.call(method, path, Some(body))
+    }
+
+    /// `POST /v1/tasks/batch` with `requests`: one result per request, in order.
+    pub fn submit_batch(&self, requests: &[Value]) -> Result<Value, ClientError> {
+        let body = serde_json::json!({ "tasks": requests });
+        self.call("POST", "/v1/tasks/batch", Some(body.to_string().as_bytes()))
+    }
+
     pub fn task(&self, id: &str) -> Result<Value, ClientError> {
         self.call("GET", &format!("/v1/tasks/{id}"), None)
     }

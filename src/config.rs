@@ -25,6 +25,10 @@ pub const DEFAULT_LOCAL_SLOTS: u32 = 1;
 pub const DEFAULT_LOCAL_CAPABILITIES: &str = "os:linux,local";
 /// Largest request body accepted.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+/// Largest batch body by default: a thousand ordinary requests with room to spare.
+pub const DEFAULT_MAX_BATCH_BYTES: usize = 16 << 20;
+/// Most tasks in one batch by default.
+pub const DEFAULT_MAX_BATCH_ITEMS: usize = 1_000;
 
 /// `flotilla.toml`: every key optional; unknown keys are an error.
 #[derive(Debug, Default, Deserialize)]
@@ -44,6 +48,10 @@ pub struct FileConfig {
     pub local_slots: Option<u32>,
     /// Largest request body, in bytes.
     pub max_body_bytes: Option<usize>,
+    /// Largest body of `POST /v1/tasks/batch`, in bytes.
+    pub max_batch_bytes: Option<usize>,
+    /// Most tasks in one batch.
+    pub max_batch_items: Option<usize>,
     /// Folder of the deployment's own evidence: `.runs/<scope>/…`, `out/<scope>/…`.
     pub scope: Option<String>,
     /// The privacy guard.
@@ -278,6 +286,8 @@ pub struct ServeConfig {
     pub local_capabilities: Vec<Capability>,
     pub local_slots: u32,
     pub max_body_bytes: usize,
+    pub max_batch_bytes: usize,
+    pub max_batch_items: usize,
     /// From `FLOTILLA_TOKEN`: replaces the stored admin token.
     pub admin_token: Option<String>,
     pub scope: Scope,
@@ -381,6 +391,8 @@ impl ServeConfig {
                 .or(file.local_slots)
                 .unwrap_or(DEFAULT_LOCAL_SLOTS),
             max_body_bytes: file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            max_batch_bytes: file.max_batch_bytes.unwrap_or(DEFAULT_MAX_BATCH_BYTES),
+            max_batch_items: file.max_batch_items.unwrap_or(DEFAULT_MAX_BATCH_ITEMS),
             admin_token: o.admin_token.filter(|t| !t.is_empty()),
             scope: match file.scope {
                 Some(s) => Scope::parse(&s).map_err(|e| ConfigError::Scope(s.clone(), e))?,
@@ -412,6 +424,13 @@ impl ServeConfig {
         range("local-instances", self.local_instances.into(), 0, 64)?;
         range("local-slots", self.local_slots.into(), 1, 1024)?;
         range("max-body-bytes", self.max_body_bytes as u64, 1024, 64 << 20)?;
+        range(
+            "max-batch-bytes",
+            self.max_batch_bytes as u64,
+            1024,
+            256 << 20,
+        )?;
+        range("max-batch-items", self.max_batch_items as u64, 1, 1_000)?;
         if self.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err(ConfigError::WeakToken);
         }

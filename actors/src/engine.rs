@@ -24,7 +24,7 @@ use crate::manifest::ManifestWriter;
 use crate::queue::{cap_set, unsatisfiable_reason};
 use crate::state_lock::{LockError, StateLock};
 use crate::store::writer::StoreWriter;
-use crate::store::{Store, StoreError, TaskRow};
+use crate::store::{NewTask, Store, StoreError, TaskRow};
 
 /// Where the engine keeps its state.
 #[derive(Debug, Clone)]
@@ -238,6 +238,49 @@ impl Engine {
     /// dispatcher never waits. A request whose idempotency key was used before returns
     /// the first task instead.
     pub async fn submit(&self, accepted: Accepted) -> Result<Submitted, SubmitError> {
+        let prepared = self.prepare(accepted)?;
+        let stored = self.store.insert_submission(&prepared.new_task()).await;
+        self.settle(prepared, stored).await
+    }
+
+    /// Submits several checked requests: those the scheduler can honour are committed in
+    /// one transaction before this returns. Each gets its own result, in order: one
+    /// refused by the scheduler, or by the store (an id in use), is refused alone; one
+    /// whose key was used before gets the first task back.
+    pub async fn submit_batch(
+        &self,
+        items: Vec<Accepted>,
+    ) -> Result<Vec<Result<Submitted, SubmitError>>, SubmitError> {
+        let prepared: Vec<Result<Prepared, SubmitError>> = items
+            .into_iter()
+            .map(|accepted| self.prepare(accepted))
+            .collect();
+        let batch: Vec<NewTask<'_>> = prepared
+            .iter()
+            .filter_map(|p| p.as_ref().ok().map(Prepared::new_task))
+            .collect();
+        let mut stored = self
+            .store
+            .insert_batch(&batch)
+            .await
+            .map_err(SubmitError::Store)?
+            .into_iter();
+        drop(batch);
+        let mut results = Vec::with_capacity(prepared.len());
+        for item in prepared {
+            results.push(match item {
+                Ok(p) => {
+                    let outcome = stored.next().unwrap_or(Ok(()));
+                    self.settle(p, outcome).await
+                }
+                Err(e) => Err(e),
+            });
+        }
+        Ok(results)
+    }
+
+    /// A checked request turned into the rows to store, or refused by the scheduler.
+    fn prepare(&self, accepted: Accepted) -> Result<Prepared, SubmitError> {
         let Accepted { request, report } = accepted;
         let refused = refusals(&request, &self.config.fleet, &self.config.scheduler);
         if !refused.is_empty() {
@@ -266,15 +309,25 @@ impl Engine {
             shard: None,
         };
         let shards = shard_tasks(&row, &request);
-        let shard_rows: Vec<TaskRow> = shards.iter().map(|(r, _)| r.clone()).collect();
-        // unwrap: a report is plain data and always serialises.
-        let validation = serde_json::to_string(&report).unwrap();
-        let key = request.idempotency_key.as_deref();
-        match self
-            .store
-            .insert_submission(&row, &shard_rows, &validation, key)
-            .await
-        {
+        let shard_rows = shards.iter().map(|(r, _)| r.clone()).collect();
+        Ok(Prepared {
+            // unwrap: a report is plain data and always serialises.
+            validation: serde_json::to_string(&report).unwrap(),
+            row,
+            request,
+            shards,
+            shard_rows,
+        })
+    }
+
+    /// After the store's answer: a stored task is queued; a used key gives the first task
+    /// back; an id in use is refused.
+    async fn settle(
+        &self,
+        p: Prepared,
+        stored: Result<(), StoreError>,
+    ) -> Result<Submitted, SubmitError> {
+        match stored {
             Ok(()) => {}
             Err(StoreError::Idempotent(first)) => {
                 let row = self
@@ -297,6 +350,13 @@ impl Engine {
             Err(StoreError::Duplicate(id)) => return Err(SubmitError::Duplicate(id)),
             Err(e) => return Err(SubmitError::Store(e)),
         }
+        let Prepared {
+            row,
+            request,
+            shards,
+            shard_rows,
+            ..
+        } = p;
         self.log.create_handle(&row.handle);
         for (shard, _) in &shards {
             self.log.create_handle(&shard.handle);
@@ -372,6 +432,26 @@ impl Engine {
             conn,
             msg,
         });
+    }
+}
+
+/// A checked request ready to store: its row, its shards and its validation report.
+struct Prepared {
+    row: TaskRow,
+    request: RunRequest,
+    shards: Vec<(TaskRow, RunRequest)>,
+    shard_rows: Vec<TaskRow>,
+    validation: String,
+}
+
+impl Prepared {
+    fn new_task(&self) -> NewTask<'_> {
+        NewTask {
+            row: &self.row,
+            shards: &self.shard_rows,
+            validation: &self.validation,
+            idempotency_key: self.request.idempotency_key.as_deref(),
+        }
     }
 }
 

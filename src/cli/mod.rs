@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 
 use crate::client::{self, Client};
 
+mod batch;
 pub mod canary;
 pub mod guard;
 
@@ -135,11 +136,16 @@ pub struct SubmitArgs {
     /// Task id (generated when absent).
     #[arg(long)]
     pub id: Option<String>,
-    /// Follow the output after submitting; exit with the task's exit status.
+    /// Follow the output after submitting; exit with the task's exit status. With
+    /// --from, follow every task to its end and sum up.
     #[arg(long)]
     pub watch: bool,
+    /// Submit the RunRequests in FILE (`-` for stdin), one JSON document per line, in
+    /// batches; prints one task id per line.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["caps", "env", "labels", "cwd", "timeout", "max_attempts", "id"])]
+    pub from: Option<String>,
     /// The command and its arguments, after `--`.
-    #[arg(last = true, required = true)]
+    #[arg(last = true, required_unless_present = "from")]
     pub argv: Vec<String>,
 }
 
@@ -219,6 +225,12 @@ fn key_values(items: &[String], what: &str) -> anyhow::Result<Map<String, Value>
 }
 
 pub fn submit(args: SubmitArgs) -> anyhow::Result<i32> {
+    if let Some(from) = &args.from {
+        if !args.argv.is_empty() {
+            bail!("give a command after -- or --from FILE, not both");
+        }
+        return batch::submit_from(&args.client.client()?, from, args.watch);
+    }
     let client = args.client.client()?;
     let mut req = json!({ "argv": args.argv });
     let obj = req.as_object_mut().context("request is an object")?;
@@ -378,22 +390,27 @@ pub fn cancel(args: CancelArgs) -> anyhow::Result<i32> {
 /// Turns a client error into a message naming each field at fault.
 fn explain(e: client::ClientError) -> anyhow::Error {
     if let client::ClientError::Api { problem, .. } = &e {
-        let fields: Vec<String> = problem["errors"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|f| {
-                format!(
-                    "  {} ({}): {}",
-                    f["pointer"].as_str().unwrap_or(""),
-                    f["rule"].as_str().unwrap_or(""),
-                    f["message"].as_str().unwrap_or("")
-                )
-            })
-            .collect();
+        let fields = fields_at_fault(problem);
         if !fields.is_empty() {
-            return anyhow::anyhow!("{e}\n{}", fields.join("\n"));
+            return anyhow::anyhow!("{e}\n  {}", fields.join("\n  "));
         }
     }
     anyhow::anyhow!(e)
+}
+
+/// Each field a problem document names: `pointer (rule): message`.
+fn fields_at_fault(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            format!(
+                "{} ({}): {}",
+                f["pointer"].as_str().unwrap_or(""),
+                f["rule"].as_str().unwrap_or(""),
+                f["message"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
 }

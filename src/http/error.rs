@@ -97,6 +97,23 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
+        let mut resp = HttpResponse::build(status);
+        resp.content_type("application/problem+json");
+        if matches!(self, ApiError::Unauthorized) {
+            resp.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if let ApiError::MethodNotAllowed(allow) = self {
+            resp.insert_header(("Allow", allow.as_str()));
+        }
+        resp.json(self.problem())
+    }
+}
+
+impl ApiError {
+    /// The problem document (RFC 9457) this error is answered with; also one refused
+    /// item of a batch.
+    pub fn problem(&self) -> serde_json::Value {
+        let status = self.status_code();
         let errors = match self {
             ApiError::BadRequest { errors, .. } => errors.as_slice(),
             _ => &[],
@@ -108,14 +125,7 @@ impl ResponseError for ApiError {
             detail: self.to_string(),
             errors,
         };
-        let mut resp = HttpResponse::build(status);
-        resp.content_type("application/problem+json");
-        if matches!(self, ApiError::Unauthorized) {
-            resp.insert_header(("WWW-Authenticate", "Bearer"));
-        }
-        if let ApiError::MethodNotAllowed(allow) = self {
-            resp.insert_header(("Allow", allow.as_str()));
-        }
-        resp.json(problem)
+        // unwrap: a struct of strings and numbers always serialises.
+        serde_json::to_value(problem).unwrap()
     }
 }

@@ -21,6 +21,9 @@ pub use error::ApiError;
 #[derive(Clone)]
 pub struct Limits {
     pub max_body_bytes: usize,
+    /// `POST /v1/tasks/batch`: largest body and most tasks.
+    pub max_batch_bytes: usize,
+    pub max_batch_items: usize,
 }
 
 /// Who may call a route.
@@ -136,6 +139,18 @@ pub const ROUTES: &[Route] = &[
         serve: || web::post().to(tasks::submit),
     },
     Route {
+        method: "post",
+        path: "/v1/tasks/batch",
+        operation: "submitTaskBatch",
+        summary: "Submit many RunRequests in one body, each checked and answered on its own; the accepted ones commit together",
+        auth: Auth::Token,
+        query: &[],
+        body: Body::Schemas(&["flotilla.task-batch/1.0.0"]),
+        responses: responses!(200 => Resp::Schema("flotilla.task-batch-result/1.0.0");
+            AUTH_ERRORS[0], AUTH_ERRORS[1], BODY_ERRORS[0], BODY_ERRORS[1], BODY_ERRORS[2]),
+        serve: || web::post().to(tasks::submit_batch),
+    },
+    Route {
         method: "get",
         path: "/v1/tasks",
         operation: "listTasks",
@@ -144,7 +159,7 @@ pub const ROUTES: &[Route] = &[
         query: &[
             (
                 "state",
-                r#"{"enum": ["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]}"#,
+                r#"{"enum": ["queued", "running", "succeeded", "failed", "cancelled", "timed_out", "poisoned"]}"#,
                 false,
             ),
             (
@@ -187,7 +202,7 @@ pub const ROUTES: &[Route] = &[
         auth: Auth::Token,
         query: &[],
         body: Body::None,
-        responses: responses!(200 => Resp::Object, 400 => Resp::Problem, 404 => Resp::Problem, 409 => Resp::Problem; AUTH_ERRORS[0], AUTH_ERRORS[1]),
+        responses: responses!(200 => Resp::Object, 202 => Resp::Object, 400 => Resp::Problem, 404 => Resp::Problem, 409 => Resp::Problem; AUTH_ERRORS[0], AUTH_ERRORS[1]),
         serve: || web::post().to(tasks::cancel),
     },
     Route {
@@ -462,20 +477,29 @@ fn query<T: serde::de::DeserializeOwned>(req: &actix_web::HttpRequest) -> Result
         })
 }
 
-/// No route: 405 with `Allow` if the path exists under other methods, else 404.
+/// No route: 405 with `Allow` if the path exists under other methods, else 404. A path
+/// that names a route literally (`/v1/tasks/batch`) is that route's, not a template's
+/// (`/v1/tasks/{id}`).
 async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
     let segments: Vec<&str> = req.path().split('/').collect();
-    let allowed: Vec<String> = ROUTES
+    // Each matching route with the number of its template segments.
+    let matching: Vec<(&Route, usize)> = ROUTES
         .iter()
-        .filter(|r| {
+        .filter_map(|r| {
             let pattern: Vec<&str> = r.path.split('/').collect();
-            pattern.len() == segments.len()
+            let fits = pattern.len() == segments.len()
                 && pattern
                     .iter()
                     .zip(&segments)
-                    .all(|(p, s)| p.starts_with('{') || p == s)
+                    .all(|(p, s)| p.starts_with('{') || p == s);
+            fits.then(|| (r, pattern.iter().filter(|p| p.starts_with('{')).count()))
         })
-        .map(|r| r.method.to_ascii_uppercase())
+        .collect();
+    let fewest = matching.iter().map(|(_, n)| *n).min().unwrap_or(0);
+    let allowed: Vec<String> = matching
+        .iter()
+        .filter(|(_, n)| *n == fewest)
+        .map(|(r, _)| r.method.to_ascii_uppercase())
         .collect();
     if allowed.is_empty() {
         return Err(ApiError::NotFound("no such route".into()));

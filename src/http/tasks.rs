@@ -1,12 +1,14 @@
 //! Task routes: submit, list, get, cancel; plus instances and agent tokens.
 
 use actix_web::http::StatusCode;
+use actix_web::ResponseError;
 use actix_web::{web, HttpRequest, HttpResponse};
 use flotilla_actors::control_plane::Rejection;
 use flotilla_actors::dispatcher::messages::{
     CancelError, CancelOutcome, ControlError, InstanceAction, SubmitError,
 };
 use flotilla_actors::domain::{rfc3339_ms, InstanceId, TaskId, TaskState};
+use flotilla_actors::engine::{Engine, Submitted};
 use flotilla_actors::store::TaskRow;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -133,29 +135,25 @@ fn parse_task_id(raw: &str) -> Result<TaskId, ApiError> {
     })
 }
 
-pub async fn submit(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: State,
-) -> Result<HttpResponse, ApiError> {
-    let (engine, limits) = &**state;
-    auth::admin(&req, &engine.tokens)?;
-    let body = read_body(payload, limits.max_body_bytes).await?;
-    let accepted = engine.control.parse_run_request(&body).map_err(|r| {
-        let (status, code) = match r {
-            Rejection::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed-json"),
-            Rejection::Version(_) => (StatusCode::BAD_REQUEST, "unknown-schema"),
-            Rejection::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "schema-violation"),
-        };
-        let errors = r.errors().to_vec();
-        ApiError::BadRequest {
-            status,
-            code,
-            detail: r.to_string(),
-            errors,
-        }
-    })?;
-    let submitted = engine.submit(accepted).await.map_err(|e| match e {
+/// A refusal of the control plane, as the client sees it.
+fn rejected(r: Rejection) -> ApiError {
+    let (status, code) = match r {
+        Rejection::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed-json"),
+        Rejection::Version(_) => (StatusCode::BAD_REQUEST, "unknown-schema"),
+        Rejection::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "schema-violation"),
+    };
+    let errors = r.errors().to_vec();
+    ApiError::BadRequest {
+        status,
+        code,
+        detail: r.to_string(),
+        errors,
+    }
+}
+
+/// A submission the engine refused, as the client sees it.
+fn refused(e: SubmitError) -> ApiError {
+    match e {
         SubmitError::Duplicate(id) => {
             ApiError::Conflict(format!("a task with id {id} already exists"))
         }
@@ -166,21 +164,20 @@ pub async fn submit(
             errors,
         },
         e => ApiError::internal("storing a task", e),
-    })?;
-    let row = submitted.row;
-    let token = engine.tokens.mint_observer(&row.handle);
-    // A repeated idempotency key gets the first task back: 200, not 201.
-    let mut reply = match submitted.existing {
-        true => HttpResponse::Ok(),
-        false => HttpResponse::Created(),
-    };
+    }
+}
+
+/// The body that accepts a task (`flotilla.task-accepted`): its ids, its observer
+/// token, and a fanned-out task's shards with theirs.
+fn accepted_body(engine: &Engine, submitted: &Submitted) -> Value {
+    let row = &submitted.row;
     let mut body = serde_json::json!({
         "id": row.id,
         "handle": row.handle,
         "runId": row.run_id,
         "state": row.state,
         "reason": row.reason,
-        "observerToken": token,
+        "observerToken": engine.tokens.mint_observer(&row.handle),
         "stream": format!("/v1/handles/{}/stream", row.handle),
     });
     if !submitted.shards.is_empty() {
@@ -199,9 +196,157 @@ pub async fn submit(
             .collect();
         body["shards"] = shards.into();
     }
+    body
+}
+
+pub async fn submit(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    let (engine, limits) = &**state;
+    auth::admin(&req, &engine.tokens)?;
+    let body = read_body(payload, limits.max_body_bytes).await?;
+    let accepted = engine.control.parse_run_request(&body).map_err(rejected)?;
+    let submitted = engine.submit(accepted).await.map_err(refused)?;
+    // A repeated idempotency key gets the first task back: 200, not 201.
+    let mut reply = match submitted.existing {
+        true => HttpResponse::Ok(),
+        false => HttpResponse::Created(),
+    };
     Ok(reply
-        .insert_header(("Location", format!("/v1/tasks/{}", row.id)))
-        .json(body))
+        .insert_header(("Location", format!("/v1/tasks/{}", submitted.row.id)))
+        .json(accepted_body(engine, &submitted)))
+}
+
+/// `POST /v1/tasks/batch`: `{"tasks": [RunRequest, …]}`. Each item is checked on its
+/// own and answered in order, as a single submission would be: accepted (201, or 200
+/// for a used idempotency key) with its task, or refused with its problem. The accepted
+/// ones are committed in one transaction before the reply.
+pub async fn submit_batch(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    let (engine, limits) = &**state;
+    auth::admin(&req, &engine.tokens)?;
+    let body = read_body(payload, limits.max_batch_bytes).await?;
+    let doc: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+            "",
+            "json",
+            format!(
+                "invalid JSON at line {} column {}: {e}",
+                e.line(),
+                e.column()
+            ),
+        )
+    })?;
+    let shape = |pointer: &str, rule: &str, message: String| {
+        ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "schema-violation",
+            pointer,
+            rule,
+            message,
+        )
+    };
+    let Some(fields) = doc.as_object() else {
+        return Err(shape(
+            "",
+            "type",
+            "the body must be an object: {\"tasks\": [RunRequest, …]}".into(),
+        ));
+    };
+    if let Some(other) = fields.keys().find(|k| *k != "tasks") {
+        return Err(shape(
+            &format!("/{other}"),
+            "additionalProperties",
+            format!("unknown field {other:?}; the body holds only tasks"),
+        ));
+    }
+    let Some(items) = fields.get("tasks").and_then(Value::as_array) else {
+        return Err(shape(
+            "/tasks",
+            "required",
+            "tasks must be an array of RunRequests".into(),
+        ));
+    };
+    if items.is_empty() {
+        return Err(shape(
+            "/tasks",
+            "minItems",
+            "a batch holds at least one task".into(),
+        ));
+    }
+    // Each item must at least be an object to be a request; otherwise the batch does
+    // not follow its own schema and is refused whole.
+    if let Some(at) = items.iter().position(|i| !i.is_object()) {
+        return Err(shape(
+            &format!("/tasks/{at}"),
+            "type",
+            format!("task {at} is not an object; each item is one RunRequest"),
+        ));
+    }
+    if items.len() > limits.max_batch_items {
+        return Err(ApiError::field(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch-too-large",
+            "/tasks",
+            "maxItems",
+            format!(
+                "a batch holds at most {} tasks, got {}",
+                limits.max_batch_items,
+                items.len()
+            ),
+        ));
+    }
+    // Each item checked on its own; the accepted ones go to the engine together.
+    let mut checked: Vec<Result<(), ApiError>> = Vec::with_capacity(items.len());
+    let mut accepted = Vec::with_capacity(items.len());
+    for item in items {
+        match engine.control.check_run_request(item.clone()) {
+            Ok(a) => {
+                accepted.push(a);
+                checked.push(Ok(()));
+            }
+            Err(r) => checked.push(Err(rejected(r))),
+        }
+    }
+    let mut submitted = engine
+        .submit_batch(accepted)
+        .await
+        .map_err(|e| ApiError::internal("storing a batch", e))?
+        .into_iter();
+    let mut results = Vec::with_capacity(items.len());
+    let mut taken = 0;
+    for (index, item) in checked.into_iter().enumerate() {
+        let outcome = item.and_then(|()| {
+            submitted
+                .next()
+                .unwrap_or(Err(SubmitError::Stopped))
+                .map_err(refused)
+        });
+        results.push(match outcome {
+            Ok(s) => {
+                taken += 1;
+                let status = if s.existing { 200 } else { 201 };
+                serde_json::json!({"index": index, "status": status, "task": accepted_body(engine, &s)})
+            }
+            Err(e) => serde_json::json!({
+                "index": index,
+                "status": e.status_code().as_u16(),
+                "problem": e.problem(),
+            }),
+        });
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "accepted": taken,
+        "refused": results.len() - taken,
+        "results": results,
+    })))
 }
 
 pub async fn get(

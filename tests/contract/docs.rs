@@ -16,6 +16,11 @@ const DOC_EXAMPLES: &[(&str, &str, &str)] = &[
     ),
     (
         "docs/tasks-and-streaming.md",
+        "### `POST /v1/tasks/batch`",
+        "task-batch-result.v1",
+    ),
+    (
+        "docs/tasks-and-streaming.md",
         "### `GET /v1/tasks/{id}` and `GET /v1/tasks`",
         "task-view.v1",
     ),

@@ -126,6 +126,8 @@ async fn http_bodies_follow_their_schemas() {
         engine.clone(),
         Limits {
             max_body_bytes: 262_144,
+            max_batch_bytes: 1 << 20,
+            max_batch_items: 100,
         },
     ));
     let app =
@@ -143,6 +145,41 @@ async fn http_bodies_follow_their_schemas() {
     expect(&second, 201, "task-accepted.v1", "POST /v1/tasks (v2)");
     let again = send(&app, post("/v1/tasks", &v2).to_request()).await;
     expect(&again, 200, "task-accepted.v1", "POST /v1/tasks (same key)");
+
+    // A batch: each item answered as a single submission would be, in its own shape.
+    let batch = json!({"tasks": [
+        {"id": "contract-batch-1", "argv": ["sleep", "60"]},
+        {"argv": []},
+        v2,
+        {"id": "contract-1", "argv": ["true"]},
+    ]});
+    let reply = send(&app, post("/v1/tasks/batch", &batch).to_request()).await;
+    expect(&reply, 200, "task-batch-result.v1", "POST /v1/tasks/batch");
+    let results = reply.body["results"].as_array().unwrap();
+    let statuses: Vec<u64> = results
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [201, 422, 200, 409], "{:#}", reply.body);
+    for r in results {
+        match r.get("task") {
+            Some(task) => assert_valid("task-accepted.v1", "a batch's task", task),
+            None => assert_valid("problem.v1", "a batch's problem", &r["problem"]),
+        }
+    }
+    let empty = send(
+        &app,
+        post("/v1/tasks/batch", &json!({"tasks": []})).to_request(),
+    )
+    .await;
+    expect(&empty, 422, "problem.v1", "POST /v1/tasks/batch (empty)");
+    let over: Vec<Value> = (0..101).map(|_| json!({"argv": ["true"]})).collect();
+    let over = send(
+        &app,
+        post("/v1/tasks/batch", &json!({"tasks": over})).to_request(),
+    )
+    .await;
+    expect(&over, 413, "problem.v1", "POST /v1/tasks/batch (too many)");
 
     // Read back.
     let view = send(&app, get("/v1/tasks/contract-1").to_request()).await;

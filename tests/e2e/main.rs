@@ -2,6 +2,7 @@
 //! free port with a fresh state dir, and talks to it over real sockets.
 
 mod bad_input;
+mod batch;
 mod canary;
 mod chaos;
 mod cli;

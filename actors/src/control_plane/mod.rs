@@ -337,7 +337,7 @@ impl ControlPlane {
 
     /// Parses and checks a RunRequest body (v1 or v2, by its `schema` field).
     pub fn parse_run_request(&self, body: &[u8]) -> Result<Accepted, Rejection> {
-        let mut doc: Value = serde_json::from_slice(body).map_err(|e| {
+        let doc: Value = serde_json::from_slice(body).map_err(|e| {
             Rejection::Malformed(FieldError::new(
                 "",
                 "json",
@@ -348,6 +348,11 @@ impl ControlPlane {
                 ),
             ))
         })?;
+        self.check_run_request(doc)
+    }
+
+    /// Checks a RunRequest already parsed as JSON (one item of a batch).
+    pub fn check_run_request(&self, mut doc: Value) -> Result<Accepted, Rejection> {
         whole_numbers_as_integers(&mut doc);
         let entry = self.run_request_version(&doc)?;
         let (id, version) = (entry.id.clone(), entry.version.clone());

@@ -24,6 +24,14 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../../schemas/run-request.v2.json"),
     ),
     (
+        "task-batch.v1.json",
+        include_str!("../../../schemas/task-batch.v1.json"),
+    ),
+    (
+        "task-batch-result.v1.json",
+        include_str!("../../../schemas/task-batch-result.v1.json"),
+    ),
+    (
         "manifest.v1.json",
         include_str!("../../../schemas/manifest.v1.json"),
     ),

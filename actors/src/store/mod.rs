@@ -214,74 +214,52 @@ impl Store {
         insert_task_in(&mut conn, row, None).await
     }
 
-    /// Inserts a new queued task with its validation report and, in the same
-    /// transaction, its idempotency key. A key already used fails with [`StoreError::Idempotent`] naming the
-    /// task that has it, and nothing is stored.
-    /// The shards of a fanned-out task (`shards`, each naming `row` as its parent) go in
-    /// the same transaction: all or nothing.
-    pub async fn insert_submission(
-        &self,
-        row: &TaskRow,
-        shards: &[TaskRow],
-        validation: &str,
-        idempotency_key: Option<&str>,
-    ) -> Result<(), StoreError> {
-        if idempotency_key.is_none() && shards.is_empty() {
+    /// Stores a submission: the task with its validation report and, in the same
+    /// transaction, its shards and its idempotency key: all or nothing. A key already
+    /// used fails with [`StoreError::Idempotent`] naming the task that has it; an id in
+    /// use with [`StoreError::Duplicate`].
+    pub async fn insert_submission(&self, task: &NewTask<'_>) -> Result<(), StoreError> {
+        if task.idempotency_key.is_none() && task.shards.is_empty() {
             // The common case: one statement, committed on its own.
             let mut conn = self.pool.acquire().await?;
-            return insert_task_in(&mut conn, row, Some(validation)).await;
+            return insert_task_in(&mut conn, task.row, Some(task.validation)).await;
         }
-        if let Some(first) = match idempotency_key {
-            Some(key) => self.task_by_idempotency_key(key).await?,
-            None => None,
-        } {
-            return Err(StoreError::Idempotent(first));
-        }
+        let mut results = self.insert_batch(std::slice::from_ref(task)).await?;
+        results.pop().unwrap_or(Ok(()))
+    }
+
+    /// Stores several submissions in one transaction, each with its own result: an id
+    /// in use or a key already used refuses that submission only (its savepoint is
+    /// rolled back), and the others commit together. A key used twice in one batch
+    /// gives the second the first's task.
+    pub async fn insert_batch(
+        &self,
+        tasks: &[NewTask<'_>],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        use sqlx::Connection;
         let mut tx = self.pool.begin().await?;
-        insert_task_in(&mut tx, row, Some(validation)).await?;
-        for shard in shards {
-            insert_task_in(&mut tx, shard, Some(validation)).await?;
-        }
-        let Some(key) = idempotency_key else {
-            tx.commit().await?;
-            return Ok(());
-        };
-        let inserted =
-            sqlx::query("INSERT INTO idempotency_keys (idempotency_key, task_id) VALUES (?, ?)")
-                .bind(key)
-                .bind(row.id.as_str())
-                .execute(&mut *tx)
-                .await;
-        match inserted {
-            Ok(_) => {}
-            // Another submission with the key committed first: it wins.
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                drop(tx);
-                let first = self.task_by_idempotency_key(key).await?;
-                return Err(first.map_or(
-                    StoreError::Duplicate(row.id.clone()),
-                    StoreError::Idempotent,
-                ));
+        let mut results = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            let mut item = tx.begin().await?;
+            match insert_new_in(&mut item, task).await {
+                Ok(()) => {
+                    item.commit().await?;
+                    results.push(Ok(()));
+                }
+                Err(e @ (StoreError::Duplicate(_) | StoreError::Idempotent(_))) => {
+                    item.rollback().await?;
+                    results.push(Err(e));
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e.into()),
         }
         tx.commit().await?;
-        Ok(())
+        Ok(results)
     }
 
     pub async fn task_by_idempotency_key(&self, key: &str) -> Result<Option<TaskId>, StoreError> {
-        let row = sqlx::query("SELECT task_id FROM idempotency_keys WHERE idempotency_key = ?")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| {
-            parse_col(
-                "idempotency_keys",
-                r.try_get::<String, _>(0)?,
-                TaskId::parse,
-            )
-        })
-        .transpose()
+        let mut conn = self.pool.acquire().await?;
+        key_holder_in(&mut conn, key).await
     }
 
     /// The validation report stored with a task, as JSON text.
@@ -291,6 +269,71 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.and_then(|r| r.try_get(0).transpose()).transpose()?)
+    }
+}
+
+/// A submission to store.
+pub struct NewTask<'a> {
+    pub row: &'a TaskRow,
+    /// A fanned-out task's shards, each naming `row` as its parent.
+    pub shards: &'a [TaskRow],
+    /// The control plane's report on the request, as JSON.
+    pub validation: &'a str,
+    pub idempotency_key: Option<&'a str>,
+}
+
+/// The task that holds an idempotency key, if one does.
+async fn key_holder_in(
+    conn: &mut sqlx::SqliteConnection,
+    key: &str,
+) -> Result<Option<TaskId>, StoreError> {
+    let row = sqlx::query("SELECT task_id FROM idempotency_keys WHERE idempotency_key = ?")
+        .bind(key)
+        .fetch_optional(conn)
+        .await?;
+    row.map(|r| {
+        parse_col(
+            "idempotency_keys",
+            r.try_get::<String, _>(0)?,
+            TaskId::parse,
+        )
+    })
+    .transpose()
+}
+
+/// Inserts one submission: its key checked first, then the task, its shards and its key.
+async fn insert_new_in(
+    conn: &mut sqlx::SqliteConnection,
+    task: &NewTask<'_>,
+) -> Result<(), StoreError> {
+    if let Some(key) = task.idempotency_key {
+        if let Some(first) = key_holder_in(&mut *conn, key).await? {
+            return Err(StoreError::Idempotent(first));
+        }
+    }
+    insert_task_in(conn, task.row, Some(task.validation)).await?;
+    for shard in task.shards {
+        insert_task_in(conn, shard, Some(task.validation)).await?;
+    }
+    let Some(key) = task.idempotency_key else {
+        return Ok(());
+    };
+    let inserted =
+        sqlx::query("INSERT INTO idempotency_keys (idempotency_key, task_id) VALUES (?, ?)")
+            .bind(key)
+            .bind(task.row.id.as_str())
+            .execute(&mut *conn)
+            .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        // Another submission with the key committed first: it wins.
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Err(key_holder_in(&mut *conn, key).await?.map_or(
+                StoreError::Duplicate(task.row.id.clone()),
+                StoreError::Idempotent,
+            ))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

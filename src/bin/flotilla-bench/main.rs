@@ -1,7 +1,9 @@
 //! `flotilla-bench SCENARIO`: benchmarks of the real binary, one JSON object per line.
 //!
 //! * `exec [N]`: N (default 2,000) tasks of `/bin/true` on 2 local slots, beside
-//!   `xargs -P 2 -n 1 /bin/true` over the same count in the same run.
+//!   `xargs -P 2 -n 1 /bin/true` over the same count in the same run: submitted in
+//!   batches of 1,000 (`ratio`), then one POST per task from 4 threads (`ratio_single`),
+//!   then 200 round trips one after another, submission to final status (`rtt_*`).
 //! * `stream [MB]`: one task writing MB (default 200) megabytes to stdout, one observer;
 //!   end-to-end throughput from submit to the status frame, once per guard mode (off,
 //!   shadow, enforce) on the same server.
@@ -177,10 +179,12 @@ impl Server {
 
     fn finished(&self) -> anyhow::Result<u64> {
         let s: Value = self.client.summary()?;
-        Ok(["succeeded", "failed", "cancelled", "timed_out"]
-            .iter()
-            .map(|k| s[k].as_u64().unwrap_or(0))
-            .sum())
+        Ok(
+            ["succeeded", "failed", "cancelled", "timed_out", "poisoned"]
+                .iter()
+                .map(|k| s[k].as_u64().unwrap_or(0))
+                .sum(),
+        )
     }
 }
 
@@ -245,28 +249,59 @@ fn xargs_secs(n: u64) -> anyhow::Result<f64> {
 fn exec(exe: &PathBuf, n: u64) -> anyhow::Result<Value> {
     let xargs_before = xargs_secs(n)?;
     let server = Server::start(exe, 2, "")?;
+    let task = json!({"argv": ["/bin/true"]});
     let warmup = 20;
     for _ in 0..warmup {
-        server.client.submit(&json!({"argv": ["/bin/true"]}))?;
+        server.client.submit(&task)?;
     }
-    server.wait(
-        Duration::from_secs(60),
-        |_| Ok(server.finished()? == warmup),
-    )?;
+    let mut done = warmup;
+    server.wait(Duration::from_secs(60), |_| Ok(server.finished()? == done))?;
 
+    // Batch submission (the default): one POST per 1,000 tasks.
     let start = Instant::now();
-    let submitters = 4;
-    submit_from(
-        &server.client,
-        submitters,
-        n,
-        &json!({"argv": ["/bin/true"]}),
-    )?;
+    let batch: Vec<Value> = (0..n.min(1000)).map(|_| task.clone()).collect();
+    let mut left = n;
+    while left > 0 {
+        let take = left.min(1000) as usize;
+        let reply = server.client.submit_batch(&batch[..take])?;
+        if reply["accepted"].as_u64() != Some(take as u64) {
+            bail!("a batch was not accepted whole: {reply}");
+        }
+        left -= take as u64;
+    }
     let submitted = start.elapsed().as_secs_f64();
-    server.wait(Duration::from_secs(600), |_| {
-        Ok(server.finished()? == warmup + n)
-    })?;
+    done += n;
+    server.wait(Duration::from_secs(600), |_| Ok(server.finished()? == done))?;
     let flotilla = start.elapsed().as_secs_f64();
+
+    // One POST per task, from 4 client threads.
+    let start = Instant::now();
+    submit_from(&server.client, 4, n, &task)?;
+    let single_submitted = start.elapsed().as_secs_f64();
+    done += n;
+    server.wait(Duration::from_secs(600), |_| Ok(server.finished()? == done))?;
+    let single = start.elapsed().as_secs_f64();
+
+    // Round trips: one task at a time, from its submission to its final status.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut rtt = Vec::with_capacity(200);
+    for _ in 0..200 {
+        let start = Instant::now();
+        let reply = server.client.submit(&task)?;
+        let handle = reply["handle"].as_str().context("no handle")?;
+        rt.block_on(flotilla::client::follow(
+            server.client.base(),
+            server.client.token(),
+            handle,
+            0,
+            Duration::from_secs(30),
+            |_| {},
+        ))?;
+        rtt.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    rtt.sort_by(|a, b| a.total_cmp(b));
     let failed = server.client.summary()?["failed"].as_u64().unwrap_or(0);
     drop(server);
     let xargs_after = xargs_secs(n)?;
@@ -279,9 +314,14 @@ fn exec(exe: &PathBuf, n: u64) -> anyhow::Result<Value> {
         "submit_s": round(submitted),
         "flotilla_s": round(flotilla),
         "flotilla_per_s": round(n as f64 / flotilla),
+        "single_submit_s": round(single_submitted),
+        "flotilla_single_per_s": round(n as f64 / single),
         "xargs_s": round(xargs),
         "xargs_per_s": round(n as f64 / xargs),
         "ratio": round(xargs / flotilla),
+        "ratio_single": round(xargs / single),
+        "rtt_p50_ms": round(rtt[rtt.len() / 2]),
+        "rtt_p99_ms": round(rtt[rtt.len() * 99 / 100]),
     }))
 }
 

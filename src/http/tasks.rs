@@ -3,7 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::ResponseError;
 use actix_web::{web, HttpRequest, HttpResponse};
-use flotilla_actors::control_plane::Rejection;
+use flotilla_actors::control_plane::{json_body, Rejection};
 use flotilla_actors::dispatcher::messages::{
     CancelError, CancelOutcome, ControlError, InstanceAction, SubmitError,
 };
@@ -231,18 +231,11 @@ pub async fn submit_batch(
     let (engine, limits) = &**state;
     auth::admin(&req, &engine.tokens)?;
     let body = read_body(payload, limits.max_batch_bytes).await?;
-    let doc: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::field(
-            StatusCode::BAD_REQUEST,
-            "malformed-json",
-            "",
-            "json",
-            format!(
-                "invalid JSON at line {} column {}: {e}",
-                e.line(),
-                e.column()
-            ),
-        )
+    let doc = json_body(&body).map_err(|e| ApiError::BadRequest {
+        status: StatusCode::BAD_REQUEST,
+        code: "malformed-json",
+        detail: e.message.clone(),
+        errors: vec![e],
     })?;
     let shape = |pointer: &str, rule: &str, message: String| {
         ApiError::field(

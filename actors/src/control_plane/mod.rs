@@ -250,6 +250,21 @@ fn escape_segment(s: &str) -> String {
 }
 
 /// `3.0` is an integer to JSON Schema but not to serde: make it `3` before parsing.
+/// A body parsed as JSON, or what is wrong with it and where.
+pub fn json_body(body: &[u8]) -> Result<Value, FieldError> {
+    serde_json::from_slice(body).map_err(|e| {
+        FieldError::new(
+            "",
+            "json",
+            format!(
+                "invalid JSON at line {} column {}: {e}",
+                e.line(),
+                e.column()
+            ),
+        )
+    })
+}
+
 pub fn whole_numbers_as_integers(v: &mut Value) {
     match v {
         Value::Number(n) if n.is_f64() => {
@@ -337,17 +352,7 @@ impl ControlPlane {
 
     /// Parses and checks a RunRequest body (v1 or v2, by its `schema` field).
     pub fn parse_run_request(&self, body: &[u8]) -> Result<Accepted, Rejection> {
-        let doc: Value = serde_json::from_slice(body).map_err(|e| {
-            Rejection::Malformed(FieldError::new(
-                "",
-                "json",
-                format!(
-                    "invalid JSON at line {} column {}: {e}",
-                    e.line(),
-                    e.column()
-                ),
-            ))
-        })?;
+        let doc = json_body(body).map_err(Rejection::Malformed)?;
         self.check_run_request(doc)
     }
 

@@ -299,8 +299,22 @@ fn kill_group(pgid: u32, signal: i32) {
 
 /// Runs one attempt to its end and reports it (unless abandoned): now if connected, else
 /// when a server takes it back.
-pub async fn run(a: Assignment, ctl: Arc<AttemptCtl>) {
+pub async fn run(a: Assignment, ctl: Arc<AttemptCtl>, slots: Arc<tokio::sync::Semaphore>) {
     let report = |outcome| ctl.finish(outcome);
+    // Wait for a free slot; a cancel or fence meanwhile ends the attempt before it starts.
+    let mut stop = ctl.stop.subscribe();
+    let _slot = tokio::select! {
+        permit = slots.acquire_owned() => match permit {
+            Ok(p) => p,
+            Err(_) => return, // the gate is closed only when the agent exits
+        },
+        _ = until(&mut stop, |s| s != RUN) => {
+            if *ctl.stop.borrow() != ABANDON {
+                report(Outcome::Cancelled);
+            }
+            return;
+        }
+    };
     let Some((program, args)) = a.argv.split_first() else {
         report(Outcome::SpawnFailed {
             message: "empty argv".into(),
@@ -362,7 +376,6 @@ pub async fn run(a: Assignment, ctl: Arc<AttemptCtl>) {
     if let Some(p) = child.stderr.take() {
         pumps.push(tokio::spawn(pump(p, StreamKind::Stderr, sender.clone())));
     }
-    let mut stop = ctl.stop.subscribe();
     let timeout = a.timeout_ms.map(Duration::from_millis);
     let timer = async {
         match timeout {

@@ -87,6 +87,9 @@ pub fn ws_url(server: &str, path: &str) -> anyhow::Result<String> {
 /// What the agent keeps across connections: its attempts, and when it last had a server.
 struct Held {
     attempts: HashMap<AttemptKey, Arc<AttemptCtl>>,
+    /// One permit per slot: an assignment beyond the free slots (the server sends the
+    /// next ones ahead when tasks are short) waits here and starts the moment one frees.
+    slots: Arc<tokio::sync::Semaphore>,
     /// How long attempts may run without a server (from the last welcome).
     grace: Duration,
 }
@@ -107,6 +110,7 @@ impl Held {
 pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let mut held = Held {
         attempts: HashMap::new(),
+        slots: Arc::new(tokio::sync::Semaphore::new(config.slots.max(1) as usize)),
         grace: Duration::from_millis(DEFAULT_REATTACH_GRACE_MS),
     };
     let mut backoff = Duration::from_millis(100);
@@ -267,7 +271,7 @@ async fn session(
                     let key = a.attempt;
                     let ctl = Arc::new(AttemptCtl::new(key, out_tx.clone()));
                     held.attempts.insert(key, ctl.clone());
-                    tokio::spawn(attempt::run(a, ctl));
+                    tokio::spawn(attempt::run(a, ctl, held.slots.clone()));
                 }
                 Ok(Some(ServerMsg::Cancel { attempt })) => {
                     if let Some(ctl) = held.attempts.get(&attempt) {

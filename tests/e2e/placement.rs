@@ -306,3 +306,29 @@ fn under_load_no_instance_exceeds_its_slots_or_runs_what_it_lacks() {
         runs.keys()
     );
 }
+
+#[test]
+fn short_tasks_are_sent_ahead_and_one_cancelled_while_it_waits_never_runs() {
+    let app = App::start(1);
+    // Short tasks teach the server that this instance's tasks are short.
+    for _ in 0..5 {
+        let t = app.submit(json!({"argv": ["true"]}));
+        app.wait_state(t["id"].as_str().unwrap(), "succeeded", Duration::from_secs(20));
+    }
+    let blocker = app.submit(json!({"argv": ["sleep", "3"]}));
+    let blocker = blocker["id"].as_str().unwrap().to_owned();
+    app.wait_state(&blocker, "running", Duration::from_secs(20));
+    // The next task goes ahead to the busy agent: recorded as running, it waits there
+    // for the slot.
+    let marker = app.dir.path().join("ran");
+    let waiting = app.submit(json!({"argv": ["touch", marker.display().to_string()]}));
+    let waiting = waiting["id"].as_str().unwrap().to_owned();
+    let ahead = app.wait_state(&waiting, "running", Duration::from_secs(5));
+    assert_eq!(ahead["instance"], "local-1", "{ahead}");
+    app.client.cancel(&waiting).unwrap();
+    let cancelled = app.wait_state(&waiting, "cancelled", Duration::from_secs(2));
+    assert_eq!(app.task(&blocker)["state"], "running", "cancelled before the slot freed");
+    assert!(!marker.exists(), "a task cancelled while it waited never ran: {cancelled}");
+    app.wait_state(&blocker, "succeeded", Duration::from_secs(20));
+    assert!(!marker.exists());
+}

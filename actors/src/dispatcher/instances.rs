@@ -89,6 +89,7 @@ impl Dispatcher {
                 pid: m.pid,
                 connected_ms: now,
                 last_heard_ms: now,
+                recent_run_ms: None,
             },
         );
         for attempt in missing {

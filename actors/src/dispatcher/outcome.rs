@@ -44,6 +44,13 @@ impl Dispatcher {
         };
         if let Some(inst) = self.instances.get_mut(instance) {
             inst.running.remove(&attempt);
+            if let Some(spawned) = a.spawned_ms {
+                let ran = (now_ms() - spawned) as f64;
+                inst.recent_run_ms = Some(match inst.recent_run_ms {
+                    Some(avg) => 0.8 * avg + 0.2 * ran,
+                    None => ran,
+                });
+            }
         }
         let Some(mut live) = self.tasks.remove(&a.task) else {
             return;

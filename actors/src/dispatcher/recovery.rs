@@ -56,6 +56,8 @@ impl Dispatcher {
                         lease_until_ms: deadline,
                         lease_ms: lease_ms(&request, &self.fleet),
                         orphan: true,
+                        spawned_ms: Some(now),
+                        ahead: false,
                     },
                 );
                 self.orphans += 1;
@@ -228,7 +230,9 @@ impl Dispatcher {
         self.release(&live.lane.caps, &live.lane.group);
         self.cool_down(&a.instance);
         live.attempt = None;
-        if loss != Loss::Restart && !live.lost_on.contains(&a.instance) {
+        // An attempt sent ahead that still waited on its agent for a slot took nothing down.
+        let ran = !a.ahead || a.spawned_ms.is_some();
+        if ran && loss != Loss::Restart && !live.lost_on.contains(&a.instance) {
             live.lost_on.push(a.instance.clone());
         }
         let mut end = lost(detail.clone());

@@ -313,7 +313,11 @@ fn short_tasks_are_sent_ahead_and_one_cancelled_while_it_waits_never_runs() {
     // Short tasks teach the server that this instance's tasks are short.
     for _ in 0..5 {
         let t = app.submit(json!({"argv": ["true"]}));
-        app.wait_state(t["id"].as_str().unwrap(), "succeeded", Duration::from_secs(20));
+        app.wait_state(
+            t["id"].as_str().unwrap(),
+            "succeeded",
+            Duration::from_secs(20),
+        );
     }
     let blocker = app.submit(json!({"argv": ["sleep", "3"]}));
     let blocker = blocker["id"].as_str().unwrap().to_owned();
@@ -327,8 +331,15 @@ fn short_tasks_are_sent_ahead_and_one_cancelled_while_it_waits_never_runs() {
     assert_eq!(ahead["instance"], "local-1", "{ahead}");
     app.client.cancel(&waiting).unwrap();
     let cancelled = app.wait_state(&waiting, "cancelled", Duration::from_secs(2));
-    assert_eq!(app.task(&blocker)["state"], "running", "cancelled before the slot freed");
-    assert!(!marker.exists(), "a task cancelled while it waited never ran: {cancelled}");
+    assert_eq!(
+        app.task(&blocker)["state"],
+        "running",
+        "cancelled before the slot freed"
+    );
+    assert!(
+        !marker.exists(),
+        "a task cancelled while it waited never ran: {cancelled}"
+    );
     app.wait_state(&blocker, "succeeded", Duration::from_secs(20));
     assert!(!marker.exists());
 }

@@ -469,6 +469,7 @@ impl Dispatcher {
         };
         let key = self.next_key;
         self.next_key += 1;
+        let now = now_ms();
         let attempt_no = live.row.attempts + 1;
         let (caps, group) = (live.lane.caps.clone(), live.lane.group.clone());
         let parent = live.row.parent.clone();
@@ -495,7 +496,7 @@ impl Dispatcher {
             LiveAttempt {
                 task: task.clone(),
                 instance: instance.clone(),
-                lease_until_ms: now_ms() + lease,
+                lease_until_ms: now + lease,
                 lease_ms: lease,
                 orphan: false,
                 spawned_ms: None,
@@ -517,7 +518,6 @@ impl Dispatcher {
         // The attempt is on record before the agent hears of it: every execution that
         // happens is a recorded attempt, even if the server dies a moment later.
         let session = inst.session.clone();
-        let now = now_ms();
         writes.push(Write::StartAttempt {
             key,
             task: task.clone(),

@@ -34,6 +34,7 @@ fn main() {
         Command::Instances(a) => cli::instances(a),
         Command::Canary(a) => cli::canary::run(a),
         Command::Guard(g) => cli::guard::run(g),
+        Command::Reap => Ok(flotilla::agent::reaper::serve(std::io::stdin().lock())),
     };
     match result {
         Ok(code) => std::process::exit(code),

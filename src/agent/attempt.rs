@@ -15,6 +15,8 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
+use super::reaper::Reaper;
+
 /// Most unacknowledged chunks per attempt before the agent stops reading the pipes.
 pub const WINDOW: u64 = 256;
 /// Largest chunk of output.
@@ -299,7 +301,12 @@ fn kill_group(pgid: u32, signal: i32) {
 
 /// Runs one attempt to its end and reports it (unless abandoned): now if connected, else
 /// when a server takes it back.
-pub async fn run(a: Assignment, ctl: Arc<AttemptCtl>, slots: Arc<tokio::sync::Semaphore>) {
+pub async fn run(
+    a: Assignment,
+    ctl: Arc<AttemptCtl>,
+    slots: Arc<tokio::sync::Semaphore>,
+    reaper: Arc<Mutex<Reaper>>,
+) {
     let report = |outcome| ctl.finish(outcome);
     // Wait for a free slot; a cancel or fence meanwhile ends the attempt before it starts.
     let mut stop = ctl.stop.subscribe();
@@ -335,13 +342,9 @@ pub async fn run(a: Assignment, ctl: Arc<AttemptCtl>, slots: Arc<tokio::sync::Se
     if let Some(cwd) = &a.cwd {
         cmd.current_dir(cwd);
     }
-    // SAFETY: prctl is async-signal-safe; the child dies if this agent dies.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
+    // No `pre_exec`: without one the standard library starts the child with
+    // `posix_spawn` (a vfork-style start), and the reaper stands in for a parent-death
+    // signal. A task env that sets PATH for a bare program name still takes the fork path.
     let spawn_at = std::time::Instant::now();
     let mut child = match cmd.spawn() {
         Ok(c) => c,
@@ -353,6 +356,9 @@ pub async fn run(a: Assignment, ctl: Arc<AttemptCtl>, slots: Arc<tokio::sync::Se
         }
     };
     let pid = child.id().unwrap_or(0);
+    let reap =
+        |f: fn(&mut Reaper, u32)| f(&mut reaper.lock().unwrap_or_else(|e| e.into_inner()), pid);
+    reap(Reaper::watch);
     ctl.pgid.store(pid, std::sync::atomic::Ordering::Relaxed);
     tracing::debug!(
         attempt = a.attempt,
@@ -399,6 +405,7 @@ pub async fn run(a: Assignment, ctl: Arc<AttemptCtl>, slots: Arc<tokio::sync::Se
     };
     // The leader is gone; nothing of its group may outlive it and hold the pipes open.
     kill_group(pid, libc::SIGKILL);
+    reap(Reaper::forget);
     for mut p in pumps {
         if tokio::time::timeout(DRAIN_LIMIT, &mut p).await.is_err() {
             // Nothing may follow the exit report: drop what this pipe still holds.

@@ -13,6 +13,7 @@
 //! duplicate), and a local agent then exits.
 
 mod attempt;
+pub mod reaper;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -92,6 +93,8 @@ struct Held {
     slots: Arc<tokio::sync::Semaphore>,
     /// How long attempts may run without a server (from the last welcome).
     grace: Duration,
+    /// Kills the attempts' process groups if this agent dies.
+    reaper: Arc<std::sync::Mutex<reaper::Reaper>>,
 }
 
 impl Held {
@@ -112,6 +115,9 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         attempts: HashMap::new(),
         slots: Arc::new(tokio::sync::Semaphore::new(config.slots.max(1) as usize)),
         grace: Duration::from_millis(DEFAULT_REATTACH_GRACE_MS),
+        reaper: Arc::new(std::sync::Mutex::new(
+            reaper::Reaper::start().context("starting the reaper process")?,
+        )),
     };
     let mut backoff = Duration::from_millis(100);
     let mut alone_since: Option<Instant> = None;
@@ -271,7 +277,7 @@ async fn session(
                     let key = a.attempt;
                     let ctl = Arc::new(AttemptCtl::new(key, out_tx.clone()));
                     held.attempts.insert(key, ctl.clone());
-                    tokio::spawn(attempt::run(a, ctl, held.slots.clone()));
+                    tokio::spawn(attempt::run(a, ctl, held.slots.clone(), held.reaper.clone()));
                 }
                 Ok(Some(ServerMsg::Cancel { attempt })) => {
                     if let Some(ctl) = held.attempts.get(&attempt) {

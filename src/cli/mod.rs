@@ -48,6 +48,9 @@ pub enum Command {
     /// The privacy guard: scan files, evaluate on a corpus, switch modes, approvals.
     #[command(subcommand)]
     Guard(guard::GuardCommand),
+    /// Internal: the process beside each agent that kills its task groups if it dies.
+    #[command(name = "reap", hide = true)]
+    Reap,
 }
 
 #[derive(Args)]

@@ -14,6 +14,7 @@ mod lifecycle;
 mod placement;
 mod privacy;
 mod recovery;
+mod spawn;
 mod streaming;
 mod supervision;
 mod support;

@@ -28,6 +28,12 @@
 //!   beside the same tasks started straight from 8 threads in the same run (the floor
 //!   that process starts alone leave on this machine) and the ratio of the two.
 //!
+//! * `spawn [N]`: the agent's ways to start a task, N (default 2,000) `/bin/true` each,
+//!   one after another from a single-threaded runtime as in the agent, in alternating
+//!   rounds: `fork` (a `pre_exec` hook for `PR_SET_PDEATHSIG`, which forces fork + exec)
+//!   and `posix_spawn` (no hook; the agent's path, with the reaper in place of the
+//!   signal). Median and p90 of the `spawn` call and of spawn to exit, in microseconds.
+//!
 //! Run with `cargo run --release --bin flotilla-bench -- SCENARIO`; the harness builds the
 //! `flotilla` binary beside itself first. Figures are for comparison within one run.
 
@@ -54,7 +60,7 @@ fn main() -> anyhow::Result<()> {
             .unwrap_or(Ok(default))
     };
     let exe = match scenario {
-        "guard" => PathBuf::new(),
+        "guard" | "spawn" => PathBuf::new(),
         _ => flotilla_exe()?,
     };
     let result = match scenario {
@@ -65,9 +71,10 @@ fn main() -> anyhow::Result<()> {
         "mttr" => fleet::mttr(&exe, param(5)?)?,
         "reexec" => fleet::reexec(&exe, param(500)?, 3)?,
         "utilization" => fleet::utilization(&exe, param(400)?)?,
+        "spawn" => spawn(param(2000)?)?,
         other => bail!(
             "unknown scenario {other:?}; use exec [N], stream [MB], guard [MB], validate [N], \
-             mttr [ROUNDS], reexec [N] or utilization [N]"
+             mttr [ROUNDS], reexec [N], utilization [N] or spawn [N]"
         ),
     };
     println!("{result}");
@@ -322,6 +329,62 @@ fn exec(exe: &PathBuf, n: u64) -> anyhow::Result<Value> {
         "ratio_single": round(xargs / single),
         "rtt_p50_ms": round(rtt[rtt.len() / 2]),
         "rtt_p99_ms": round(rtt[rtt.len() * 99 / 100]),
+    }))
+}
+
+fn spawn(n: u64) -> anyhow::Result<Value> {
+    use std::os::unix::process::CommandExt as _;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let one = |fork: bool| -> anyhow::Result<(f64, f64)> {
+        let mut cmd = tokio::process::Command::new("/bin/true");
+        cmd.env_remove("FLOTILLA_AGENT_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        if fork {
+            // SAFETY: prctl is async-signal-safe.
+            unsafe {
+                cmd.as_std_mut().pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+        }
+        let _in_runtime = rt.enter();
+        let start = Instant::now();
+        let mut child = cmd.spawn()?;
+        let spawned = start.elapsed().as_secs_f64() * 1e6;
+        rt.block_on(child.wait())?;
+        Ok((spawned, start.elapsed().as_secs_f64() * 1e6))
+    };
+    let mut times = [(Vec::new(), Vec::new()), (Vec::new(), Vec::new())];
+    for round in 0..10 {
+        for (i, fork) in [(0, true), (1, false)] {
+            let fork = if round % 2 == 0 { fork } else { !fork };
+            let i = if round % 2 == 0 { i } else { 1 - i };
+            for _ in 0..n / 10 {
+                let (s, e) = one(fork)?;
+                times[i].0.push(s);
+                times[i].1.push(e);
+            }
+        }
+    }
+    for v in times.iter_mut().flat_map(|(s, e)| [s, e]) {
+        v.sort_by(|a, b| a.total_cmp(b));
+    }
+    let at = |v: &[f64], q: usize| v[v.len() * q / 100];
+    let stats = |v: &[f64]| json!({"p50_us": round(at(v, 50)), "p90_us": round(at(v, 90))});
+    let [(fs, fe), (ps, pe)] = &times;
+    Ok(json!({
+        "scenario": "spawn",
+        "each": n,
+        "fork": {"spawn": stats(fs), "to_exit": stats(fe)},
+        "posix_spawn": {"spawn": stats(ps), "to_exit": stats(pe)},
+        "to_exit_fork_over_posix_spawn": round(at(fe, 50) / at(pe, 50).max(1e-9)),
     }))
 }
 

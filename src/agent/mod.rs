@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use flotilla_actors::domain::{Capability, InstanceId};
 use flotilla_actors::fleet::DEFAULT_REATTACH_GRACE_MS;
-use flotilla_actors::protocol::{AgentMsg, AttemptKey, HeldAttempt, ServerMsg, PROTOCOL_VERSION};
+use flotilla_actors::protocol::{
+    AgentMsg, AttemptKey, HeldAttempt, ServerMsg, FEATURE_BATCH, FEATURE_SLOTS, PROTOCOL_VERSION,
+};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -31,6 +33,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 pub use attempt::WINDOW;
 
+/// Most messages in one batch (the schema allows more).
+const MAX_BATCH: usize = 1024;
 /// Longest wait for a server to accept a connection or answer hello.
 const CONNECT_LIMIT: Duration = Duration::from_secs(5);
 use attempt::{AttemptCtl, Outgoing};
@@ -209,21 +213,29 @@ async fn session(
                 acked: ctl.acked_seq(),
             })
             .collect(),
+        features: vec![FEATURE_BATCH.into(), FEATURE_SLOTS.into()],
     };
     sink.send(Message::text(serde_json::to_string(&hello)?))
         .await?;
     let welcome = tokio::time::timeout(CONNECT_LIMIT, next_control(&mut stream))
         .await
         .context("waiting for welcome: no answer")??;
-    let (heartbeat, resume, fenced) = match welcome {
+    let (heartbeat, resume, fenced, batching) = match welcome {
         Some(ServerMsg::Welcome {
             heartbeat_ms,
             grace_ms,
             resume,
             fenced,
+            features,
         }) => {
             held.grace = Duration::from_millis(grace_ms.max(1));
-            (Duration::from_millis(heartbeat_ms.max(100)), resume, fenced)
+            let batching = features.iter().any(|f| f == FEATURE_BATCH);
+            (
+                Duration::from_millis(heartbeat_ms.max(100)),
+                resume,
+                fenced,
+                batching,
+            )
         }
         Some(ServerMsg::Refused { reason, retry }) => return Ok(Ended::Refused(reason, retry)),
         Some(other) => bail!("expected welcome, got {other:?}"),
@@ -232,19 +244,35 @@ async fn session(
     *alone_since = None;
     tracing::info!(instance = %config.id, resumed = resume.len(), fenced = fenced.len(), "registered with the server");
 
-    // One writer owns the socket; everything else sends through `out`.
+    // One writer owns the socket; everything else sends through `out`. What is queued
+    // when it wakes goes out in one flush, consecutive control messages as one batch if
+    // the server takes batches; nothing waits for company.
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
     let writer = tokio::spawn(async move {
+        let mut pending = Vec::new();
         while let Some(first) = out_rx.recv().await {
-            if sink.feed(first.into_message()).await.is_err() {
-                return;
-            }
-            while let Ok(more) = out_rx.try_recv() {
-                if sink.feed(more.into_message()).await.is_err() {
+            let mut next = Some(first);
+            while let Some(item) = next.take().or_else(|| out_rx.try_recv().ok()) {
+                let sent = match item {
+                    Outgoing::Control(m) if batching => {
+                        pending.push(m);
+                        if pending.len() < MAX_BATCH {
+                            Ok(())
+                        } else {
+                            feed_controls(&mut sink, &mut pending).await
+                        }
+                    }
+                    other => match feed_controls(&mut sink, &mut pending).await {
+                        Ok(()) => sink.feed(other.into_message()).await,
+                        Err(e) => Err(e),
+                    },
+                };
+                if sent.is_err() {
                     return;
                 }
             }
-            if sink.flush().await.is_err() {
+            if feed_controls(&mut sink, &mut pending).await.is_err() || sink.flush().await.is_err()
+            {
                 return;
             }
         }
@@ -273,40 +301,16 @@ async fn session(
     let ended = loop {
         tokio::select! {
             msg = next_control(&mut stream) => match msg {
-                Ok(Some(ServerMsg::Assign(a))) => {
-                    let key = a.attempt;
-                    let ctl = Arc::new(AttemptCtl::new(key, out_tx.clone()));
-                    held.attempts.insert(key, ctl.clone());
-                    tokio::spawn(attempt::run(a, ctl, held.slots.clone(), held.reaper.clone()));
-                }
-                Ok(Some(ServerMsg::Cancel { attempt })) => {
-                    if let Some(ctl) = held.attempts.get(&attempt) {
-                        ctl.cancel();
+                Ok(Some(ServerMsg::Batch { messages })) => {
+                    if let Some(ended) = messages.into_iter().find_map(|m| on_server_msg(m, held, &out_tx)) {
+                        break ended;
                     }
                 }
-                Ok(Some(ServerMsg::Ack { attempt, seq })) => {
-                    if let Some(ctl) = held.attempts.get(&attempt) {
-                        ctl.acked(seq);
+                Ok(Some(msg)) => {
+                    if let Some(ended) = on_server_msg(msg, held, &out_tx) {
+                        break ended;
                     }
                 }
-                Ok(Some(ServerMsg::Done { attempt })) => {
-                    held.attempts.remove(&attempt);
-                }
-                Ok(Some(ServerMsg::Fence { attempts, reason })) => {
-                    for attempt in attempts {
-                        if let Some(ctl) = held.attempts.remove(&attempt) {
-                            tracing::warn!(attempt, reason = %reason, "attempt fenced by the server; killing it");
-                            ctl.abandon();
-                        }
-                    }
-                }
-                Ok(Some(ServerMsg::Refused { reason, .. })) => {
-                    // After a welcome, a refusal ends this connection only (e.g. the
-                    // server saw silence); the agent reconnects.
-                    tracing::warn!(reason = %reason, "server closed the connection");
-                    break Ended::Dropped;
-                }
-                Ok(Some(ServerMsg::Welcome { .. })) => {}
                 Ok(None) | Err(_) => break Ended::Dropped,
             },
             _ = tick.tick() => {
@@ -323,6 +327,70 @@ async fn session(
     drop(out_tx);
     writer.abort();
     Ok(ended)
+}
+
+/// Acts on one server message (not a batch); `Some` if it ends the connection.
+fn on_server_msg(
+    msg: ServerMsg,
+    held: &mut Held,
+    out_tx: &mpsc::UnboundedSender<Outgoing>,
+) -> Option<Ended> {
+    match msg {
+        ServerMsg::Assign(a) => {
+            let key = a.attempt;
+            let ctl = Arc::new(AttemptCtl::new(key, out_tx.clone()));
+            held.attempts.insert(key, ctl.clone());
+            let (slots, reaper) = (held.slots.clone(), held.reaper.clone());
+            tokio::spawn(attempt::run(a, ctl, slots, reaper));
+        }
+        ServerMsg::Cancel { attempt } => {
+            if let Some(ctl) = held.attempts.get(&attempt) {
+                ctl.cancel();
+            }
+        }
+        ServerMsg::Ack { attempt, seq } => {
+            if let Some(ctl) = held.attempts.get(&attempt) {
+                ctl.acked(seq);
+            }
+        }
+        ServerMsg::Done { attempt } => {
+            held.attempts.remove(&attempt);
+        }
+        ServerMsg::Fence { attempts, reason } => {
+            for attempt in attempts {
+                if let Some(ctl) = held.attempts.remove(&attempt) {
+                    tracing::warn!(attempt, reason = %reason, "attempt fenced by the server; killing it");
+                    ctl.abandon();
+                }
+            }
+        }
+        ServerMsg::Refused { reason, .. } => {
+            // After a welcome, a refusal ends this connection only (e.g. the server saw
+            // silence); the agent reconnects.
+            tracing::warn!(reason = %reason, "server closed the connection");
+            return Some(Ended::Dropped);
+        }
+        ServerMsg::Welcome { .. } => {}
+        ServerMsg::Batch { .. } => {
+            tracing::warn!("ignoring a batch inside a batch");
+        }
+    }
+    None
+}
+
+/// Sends what the writer gathered: nothing, one message, or a batch of them.
+async fn feed_controls<S>(sink: &mut S, pending: &mut Vec<AgentMsg>) -> Result<(), S::Error>
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    let msg = match pending.len() {
+        0 => return Ok(()),
+        1 => pending.remove(0),
+        _ => AgentMsg::Batch {
+            messages: std::mem::take(pending),
+        },
+    };
+    sink.feed(Outgoing::Control(msg).into_message()).await
 }
 
 /// The next control message, skipping pings; `None` when the socket closed.

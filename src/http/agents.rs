@@ -7,8 +7,8 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message};
-use flotilla_actors::instance::InstanceSession;
-use flotilla_actors::protocol::ServerMsg;
+use flotilla_actors::instance::{InstanceSession, Outbox};
+use flotilla_actors::protocol::{AttemptKey, ServerMsg};
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
@@ -66,24 +66,15 @@ pub async fn connect(
                         break None;
                     }
                 }
-                Some(msg) = outbox.control.recv() => {
-                    inst.on_outgoing(&msg);
-                    if send(&mut session, &msg).await.is_err() {
+                Some(first) = outbox.control.recv() => {
+                    let msgs = gather(&mut inst, &mut outbox, Some(first), None);
+                    if send_all(&mut session, msgs, inst.batching()).await.is_err() {
                         break None;
                     }
                 }
                 Some(first) = outbox.acks.recv() => {
-                    // Acks are cumulative: send only the highest per attempt.
-                    let mut highest = HashMap::from([first]);
-                    while let Ok((a, s)) = outbox.acks.try_recv() {
-                        let e = highest.entry(a).or_insert(s);
-                        *e = (*e).max(s);
-                    }
-                    let mut failed = false;
-                    for (attempt, seq) in highest {
-                        failed |= send(&mut session, &ServerMsg::Ack { attempt, seq }).await.is_err();
-                    }
-                    if failed {
+                    let msgs = gather(&mut inst, &mut outbox, None, Some(first));
+                    if send_all(&mut session, msgs, inst.batching()).await.is_err() {
                         break None;
                     }
                 }
@@ -112,6 +103,55 @@ pub async fn connect(
         let _ = session.close(close).await;
     });
     Ok(resp)
+}
+
+/// Most messages in one batch.
+const MAX_BATCH: usize = 1024;
+
+/// Everything queued for the agent now, beside what woke the loop: acks first (only the
+/// highest per attempt: they are cumulative), then control messages in their order,
+/// each seen by the session before it goes out.
+fn gather(
+    inst: &mut InstanceSession,
+    outbox: &mut Outbox,
+    control: Option<ServerMsg>,
+    ack: Option<(AttemptKey, u64)>,
+) -> Vec<ServerMsg> {
+    let mut highest: HashMap<AttemptKey, u64> = ack.into_iter().collect();
+    while let Ok((a, s)) = outbox.acks.try_recv() {
+        let e = highest.entry(a).or_insert(s);
+        *e = (*e).max(s);
+    }
+    let mut msgs: Vec<ServerMsg> = highest
+        .into_iter()
+        .map(|(attempt, seq)| ServerMsg::Ack { attempt, seq })
+        .collect();
+    let queued = std::iter::from_fn(|| outbox.control.try_recv().ok());
+    for msg in control.into_iter().chain(queued) {
+        inst.on_outgoing(&msg);
+        msgs.push(msg);
+    }
+    msgs
+}
+
+/// Sends `msgs` as batches to an agent that takes them, else one by one.
+async fn send_all(
+    session: &mut actix_ws::Session,
+    mut msgs: Vec<ServerMsg>,
+    batching: bool,
+) -> Result<(), ()> {
+    if !batching || msgs.len() == 1 {
+        for msg in &msgs {
+            send(session, msg).await?;
+        }
+        return Ok(());
+    }
+    while !msgs.is_empty() {
+        let rest = msgs.split_off(msgs.len().min(MAX_BATCH));
+        send(session, &ServerMsg::Batch { messages: msgs }).await?;
+        msgs = rest;
+    }
+    Ok(())
 }
 
 async fn send(session: &mut actix_ws::Session, msg: &ServerMsg) -> Result<(), ()> {

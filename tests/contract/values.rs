@@ -21,7 +21,7 @@ use flotilla_actors::guard::{GuardSpec, GuardView, Level};
 use flotilla_actors::manifest::{render, render_metrics, to_v1, FleetEvidence, GuardEvidence};
 use flotilla_actors::protocol::{
     AgentMsg, Assignment, FinalStatus, HeldAttempt, Outcome, Resume, ServerMsg, StreamKind,
-    PROTOCOL_VERSION,
+    FEATURE_BATCH, FEATURE_SLOTS, PROTOCOL_VERSION,
 };
 use flotilla_actors::store::{
     AttemptRow, Checkpoint, CheckpointAction, DecisionRow, GuardRunRow, TaskRow,
@@ -48,6 +48,7 @@ fn agent_protocol_messages_follow_their_schemas() {
             slots: 4,
             pid: std::process::id(),
             held: vec![],
+            features: vec![FEATURE_BATCH.into(), FEATURE_SLOTS.into()],
         },
         AgentMsg::Hello {
             protocol: PROTOCOL_VERSION,
@@ -64,6 +65,20 @@ fn agent_protocol_messages_follow_their_schemas() {
                     attempt: 8,
                     acked: 256,
                 },
+            ],
+            features: vec![],
+        },
+        AgentMsg::Batch {
+            messages: vec![
+                AgentMsg::Exited {
+                    attempt: 7,
+                    outcome: Outcome::TimedOut,
+                },
+                AgentMsg::Started {
+                    attempt: 9,
+                    pid: 4243,
+                },
+                AgentMsg::Heartbeat { running: vec![9] },
             ],
         },
         AgentMsg::Heartbeat { running: vec![] },
@@ -128,6 +143,7 @@ fn agent_protocol_messages_follow_their_schemas() {
             grace_ms: 30_000,
             resume: vec![],
             fenced: vec![],
+            features: vec![FEATURE_BATCH.into()],
         },
         ServerMsg::Welcome {
             heartbeat_ms: HEARTBEAT_MS,
@@ -137,6 +153,22 @@ fn agent_protocol_messages_follow_their_schemas() {
                 after: 12,
             }],
             fenced: vec![8],
+            features: vec![],
+        },
+        ServerMsg::Batch {
+            messages: vec![
+                ServerMsg::Ack {
+                    attempt: 41,
+                    seq: 3,
+                },
+                ServerMsg::Done { attempt: 41 },
+                ServerMsg::Assign(assignment(None, Some(5_000))),
+                ServerMsg::Cancel { attempt: 40 },
+                ServerMsg::Fence {
+                    attempts: vec![39],
+                    reason: "lease expired".into(),
+                },
+            ],
         },
         ServerMsg::Done { attempt: 42 },
         ServerMsg::Fence {

@@ -13,6 +13,7 @@ mod guard;
 mod lifecycle;
 mod placement;
 mod privacy;
+mod protocol;
 mod recovery;
 mod spawn;
 mod streaming;

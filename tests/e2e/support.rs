@@ -210,12 +210,7 @@ impl App {
     /// Mints an agent token and starts a remote `flotilla agent` with this id; the
     /// caller stops it (or it is killed when the returned guard drops).
     pub fn remote_agent(&self, id: &str, capabilities: &str) -> ChildGuard {
-        let token: Value = ureq::post(&format!("{}/v1/tokens/agent", self.base))
-            .set("authorization", &format!("Bearer {TOKEN}"))
-            .call()
-            .expect("mint an agent token")
-            .into_json()
-            .expect("token body");
+        let token = self.agent_token();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -224,13 +219,36 @@ impl App {
         let child = Command::new(flotilla_exe())
             .args(["agent", "--server", &self.base, "--id", id])
             .args(["--capabilities", capabilities])
-            .env("FLOTILLA_AGENT_TOKEN", token["token"].as_str().unwrap())
+            .env("FLOTILLA_AGENT_TOKEN", token)
             .env_remove("FLOTILLA_TOKEN")
             .stdin(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start an agent");
         ChildGuard(child)
+    }
+
+    /// Waits until `n` tasks in all have succeeded.
+    pub fn wait_until_finished(&self, n: u64) {
+        wait_for(
+            &format!("{n} tasks succeeded"),
+            Duration::from_secs(30),
+            || {
+                let summary = self.client.summary().ok()?;
+                (summary["succeeded"].as_u64()? >= n).then_some(())
+            },
+        );
+    }
+
+    /// Mints an agent token, as an operator does for a remote machine.
+    pub fn agent_token(&self) -> String {
+        let token: Value = ureq::post(&format!("{}/v1/tokens/agent", self.base))
+            .set("authorization", &format!("Bearer {TOKEN}"))
+            .call()
+            .expect("mint an agent token")
+            .into_json()
+            .expect("token body");
+        token["token"].as_str().expect("a token").to_owned()
     }
 
     /// The pid an instance said in its hello, if it is connected.

@@ -90,6 +90,7 @@ impl Dispatcher {
                 connected_ms: now,
                 last_heard_ms: now,
                 recent_run_ms: None,
+                holds_ahead: m.holds_ahead,
             },
         );
         for attempt in missing {

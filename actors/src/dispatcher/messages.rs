@@ -57,6 +57,9 @@ pub struct Connect {
     pub pid: u32,
     /// Attempts the agent offers back from an earlier connection.
     pub held: Vec<HeldAttempt>,
+    /// The agent holds assignments beyond its free slots until one frees (it named
+    /// the `slots` feature): short tasks may be sent to it ahead.
+    pub holds_ahead: bool,
     /// Where the dispatcher sends assignments and cancels for this connection.
     pub session: mpsc::UnboundedSender<ServerMsg>,
     pub reply: oneshot::Sender<Result<Welcomed, ConnectError>>,

@@ -94,6 +94,9 @@ struct Instance {
     last_heard_ms: i64,
     /// How long its recent attempts ran, from spawn to exit (a moving average).
     recent_run_ms: Option<f64>,
+    /// Its agent holds an assignment beyond its free slots until one frees (an agent
+    /// that does not would run it at once, over its slots).
+    holds_ahead: bool,
 }
 
 struct LiveAttempt {
@@ -649,12 +652,12 @@ impl Dispatcher {
 const SHORT_TASK_MS: f64 = 50.0;
 
 /// How many attempts an instance may hold, counting those sent ahead: twice its slots
-/// while its recent tasks ran short, else its slots. A task sent ahead waits on the agent
+/// while its recent tasks ran short (if its agent can hold them), else its slots. A task sent ahead waits on the agent
 /// at most about one short task per slot, and the round trip to the server leaves the
 /// slot's cycle.
 fn ahead_slots(i: &Instance) -> u32 {
     match i.recent_run_ms {
-        Some(ms) if ms < SHORT_TASK_MS => i.slots * 2,
+        Some(ms) if ms < SHORT_TASK_MS && i.holds_ahead => i.slots * 2,
         _ => i.slots,
     }
 }

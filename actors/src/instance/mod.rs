@@ -17,10 +17,13 @@ use crate::dispatcher::messages::{Connect, ConnectError, FromInstance, Welcomed}
 use crate::domain::{HandleId, InstanceId};
 use crate::engine::Engine;
 use crate::exec_handle::AckTo;
-use crate::protocol::{AgentMsg, AttemptKey, OutputChunk, Resume, ServerMsg, PROTOCOL_VERSION};
+use crate::protocol::{
+    AgentMsg, AttemptKey, OutputChunk, Resume, ServerMsg, FEATURE_BATCH, FEATURE_SLOTS,
+    PROTOCOL_VERSION,
+};
 
 /// The schema every agent message is checked against.
-pub const AGENT_MESSAGE_SCHEMA: &str = "flotilla.agent-message/2.0.0";
+pub const AGENT_MESSAGE_SCHEMA: &str = "flotilla.agent-message/2.1.0";
 
 /// Why a connection must be closed.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +71,8 @@ pub struct InstanceSession {
     attempts: HashMap<AttemptKey, (HandleId, u64)>,
     /// Attempts fenced on this connection: what still arrives of them is dropped.
     fenced: HashSet<AttemptKey>,
+    /// The agent named [`FEATURE_BATCH`] in its hello.
+    batching: bool,
     control_tx: mpsc::UnboundedSender<ServerMsg>,
     ack_tx: mpsc::UnboundedSender<(AttemptKey, u64)>,
 }
@@ -82,6 +87,7 @@ impl InstanceSession {
                 registered: None,
                 attempts: HashMap::new(),
                 fenced: HashSet::new(),
+                batching: false,
                 control_tx,
                 ack_tx,
             },
@@ -106,6 +112,33 @@ impl InstanceSession {
             })?;
         let msg: AgentMsg =
             serde_json::from_value(doc).map_err(|e| SessionError::Malformed(e.to_string()))?;
+        let AgentMsg::Batch { messages } = msg else {
+            return self.on_msg(msg).await;
+        };
+        if self.registered.is_none() {
+            return Err(SessionError::NoHello);
+        }
+        for msg in messages {
+            match msg {
+                AgentMsg::Hello { .. } => return Err(SessionError::DoubleHello),
+                AgentMsg::Batch { .. } => {
+                    return Err(SessionError::Malformed("a batch inside a batch".into()))
+                }
+                single => {
+                    self.on_msg(single).await?;
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// True if the agent takes several messages in one [`ServerMsg::Batch`].
+    pub fn batching(&self) -> bool {
+        self.batching
+    }
+
+    /// One message that is not a batch.
+    async fn on_msg(&mut self, msg: AgentMsg) -> Result<Option<ServerMsg>, SessionError> {
         match (msg, &self.registered) {
             (
                 AgentMsg::Hello {
@@ -115,6 +148,7 @@ impl InstanceSession {
                     slots,
                     pid,
                     held,
+                    features,
                 },
                 None,
             ) => {
@@ -138,12 +172,14 @@ impl InstanceSession {
                         slots,
                         pid,
                         held,
+                        holds_ahead: features.iter().any(|f| f == FEATURE_SLOTS),
                         session,
                         reply,
                     })
                     .await
                     .map_err(|_| SessionError::Stopped)??;
                 self.registered = Some((instance, conn));
+                self.batching = features.iter().any(|f| f == FEATURE_BATCH);
                 let mut resume = Vec::with_capacity(resumed.len());
                 for (assignment, after) in resumed {
                     self.engine.guard.open(&assignment);
@@ -160,6 +196,7 @@ impl InstanceSession {
                     grace_ms: fleet.reattach_grace_ms,
                     resume,
                     fenced,
+                    features: vec![FEATURE_BATCH.to_owned()],
                 }))
             }
             (AgentMsg::Hello { .. }, Some(_)) => Err(SessionError::DoubleHello),
@@ -187,6 +224,9 @@ impl InstanceSession {
                     FromInstance::Exited { attempt, outcome },
                 );
                 Ok(None)
+            }
+            (AgentMsg::Batch { .. }, Some(_)) => {
+                Err(SessionError::Malformed("a batch inside a batch".into()))
             }
         }
     }

@@ -14,6 +14,14 @@ use crate::domain::{Capability, End, HandleId, InstanceId, TaskId, TaskState};
 /// Version 2 added re-attach (`held`, `resume`, `fenced`), `fence` and `retry`.
 pub const PROTOCOL_VERSION: u32 = 2;
 
+/// Features a peer may name in `hello` (the agent) or `welcome` (the server); each side
+/// uses one only when the other named it too, so agents and servers of either age meet.
+/// `batch`: several control messages in one [`AgentMsg::Batch`] / [`ServerMsg::Batch`].
+pub const FEATURE_BATCH: &str = "batch";
+/// `slots` (agents only): an assignment beyond the free slots waits on the agent until
+/// one frees, so the server may send short tasks ahead.
+pub const FEATURE_SLOTS: &str = "slots";
+
 /// Server-wide key of one attempt (a row of the attempts table), used on the agent wire.
 pub type AttemptKey = u64;
 
@@ -32,6 +40,9 @@ pub enum AgentMsg {
         /// earlier connection: after a server restart it offers them back.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         held: Vec<HeldAttempt>,
+        /// What the agent supports ([`FEATURE_BATCH`], [`FEATURE_SLOTS`]).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        features: Vec<String>,
     },
     /// Sent every heartbeat interval; lists the attempts the agent is running.
     Heartbeat { running: Vec<AttemptKey> },
@@ -42,6 +53,9 @@ pub enum AgentMsg {
         attempt: AttemptKey,
         outcome: Outcome,
     },
+    /// Several of the messages above (never `hello` or another batch), in order; sent
+    /// only to a server that named [`FEATURE_BATCH`].
+    Batch { messages: Vec<AgentMsg> },
 }
 
 /// Server → agent control messages.
@@ -60,6 +74,9 @@ pub enum ServerMsg {
         /// Held attempts the server will not take back: kill them, report nothing.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         fenced: Vec<AttemptKey>,
+        /// What the server supports ([`FEATURE_BATCH`]).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        features: Vec<String>,
     },
     /// Run this.
     Assign(Assignment),
@@ -83,6 +100,9 @@ pub enum ServerMsg {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         retry: bool,
     },
+    /// Several assign, cancel, ack, done and fence messages, in order; sent only to an
+    /// agent that named [`FEATURE_BATCH`].
+    Batch { messages: Vec<ServerMsg> },
 }
 
 /// An attempt an agent offers back in `hello`.

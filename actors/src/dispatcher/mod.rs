@@ -651,14 +651,31 @@ impl Dispatcher {
 /// Tasks that ran shorter than this, recently on an instance, are sent to it ahead.
 const SHORT_TASK_MS: f64 = 50.0;
 
-/// How many attempts an instance may hold, counting those sent ahead: twice its slots
-/// while its recent tasks ran short (if its agent can hold them), else its slots. A task sent ahead waits on the agent
-/// at most about one short task per slot, and the round trip to the server leaves the
-/// slot's cycle.
+/// Work sent ahead per slot covers about this long a stretch of the recent task length:
+/// long enough to hide the server's round trip and a commit under load.
+const AHEAD_COVER_MS: f64 = 8.0;
+/// Most attempts sent ahead per slot.
+const MAX_AHEAD: u32 = 4;
+
+/// How many attempts an instance may hold, counting those sent ahead: while its recent
+/// tasks ran short (and its agent can hold them), its slots and enough more per slot to
+/// cover about [`AHEAD_COVER_MS`] of them (one to [`MAX_AHEAD`]); else its slots. A task
+/// sent ahead waits on the agent about [`AHEAD_COVER_MS`] at most, and the round trip to
+/// the server and its commit leave the slot's cycle.
 fn ahead_slots(i: &Instance) -> u32 {
-    match i.recent_run_ms {
-        Some(ms) if ms < SHORT_TASK_MS && i.holds_ahead => i.slots * 2,
-        _ => i.slots,
+    ahead_capacity(i.slots, i.recent_run_ms, i.holds_ahead)
+}
+
+/// [`ahead_slots`] from its inputs: the slots, how long recent tasks ran, and whether
+/// the agent can hold work beyond its slots.
+fn ahead_capacity(slots: u32, recent_run_ms: Option<f64>, holds_ahead: bool) -> u32 {
+    match recent_run_ms {
+        Some(ms) if ms < SHORT_TASK_MS && holds_ahead => {
+            // Enough to cover about AHEAD_COVER_MS of work per slot, one at least.
+            let extra = (AHEAD_COVER_MS / ms.max(1.0)).clamp(1.0, MAX_AHEAD as f64) as u32;
+            slots * (1 + extra)
+        }
+        _ => slots,
     }
 }
 

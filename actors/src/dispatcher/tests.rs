@@ -124,3 +124,15 @@ async fn wait_until<T, F: std::future::Future<Output = Option<T>>>(check: impl F
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[test]
+fn short_tasks_are_sent_ahead_only_to_agents_that_hold_them_and_only_so_far() {
+    // Unknown length, long tasks, or an agent that would run them over its slots: none.
+    assert_eq!(ahead_capacity(2, None, true), 2);
+    assert_eq!(ahead_capacity(2, Some(SHORT_TASK_MS), true), 2);
+    assert_eq!(ahead_capacity(2, Some(1.0), false), 2);
+    // Short tasks: enough per slot to cover AHEAD_COVER_MS, at least one, at most MAX_AHEAD.
+    assert_eq!(ahead_capacity(2, Some(40.0), true), 4);
+    assert_eq!(ahead_capacity(2, Some(AHEAD_COVER_MS / 2.0), true), 6);
+    assert_eq!(ahead_capacity(2, Some(0.2), true), 2 * (1 + MAX_AHEAD));
+}

@@ -202,6 +202,9 @@ impl Store {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // A file on this machine cannot drop like a network connection: a ping
+            // before each use is one more trip to the connection's thread, for nothing.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         sqlx::migrate!("../migrations").run(&pool).await?;

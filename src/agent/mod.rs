@@ -33,10 +33,10 @@ use tokio_tungstenite::tungstenite::Message;
 
 pub use attempt::WINDOW;
 
-/// Most messages in one batch (the schema allows more).
-const MAX_BATCH: usize = 1024;
 /// Longest wait for a server to accept a connection or answer hello.
 const CONNECT_LIMIT: Duration = Duration::from_secs(5);
+/// Most messages in one batch (the schema allows more).
+const MAX_BATCH: usize = 1024;
 use attempt::{AttemptCtl, Outgoing};
 
 /// Where the server is.
@@ -119,9 +119,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         attempts: HashMap::new(),
         slots: Arc::new(tokio::sync::Semaphore::new(config.slots.max(1) as usize)),
         grace: Duration::from_millis(DEFAULT_REATTACH_GRACE_MS),
-        reaper: Arc::new(std::sync::Mutex::new(
-            reaper::Reaper::start().context("starting the reaper process")?,
-        )),
+        reaper: Arc::new(std::sync::Mutex::new(reaper::Reaper::start())),
     };
     let mut backoff = Duration::from_millis(100);
     let mut alone_since: Option<Instant> = None;

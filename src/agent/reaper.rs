@@ -30,14 +30,17 @@ pub struct Reaper {
 }
 
 impl Reaper {
-    /// Starts the reaper process (this executable, `reap`).
-    pub fn start() -> std::io::Result<Self> {
+    /// Starts the reaper process (this executable, `reap`). If it cannot start, the
+    /// agent still runs, says so, and tries again at each spawn.
+    pub fn start() -> Self {
         let mut reaper = Self {
             child: None,
             live: BTreeSet::new(),
         };
-        reaper.respawn()?;
-        Ok(reaper)
+        if let Err(e) = reaper.respawn() {
+            tracing::error!(error = %e, "cannot start the reaper process: task groups will outlive a killed agent");
+        }
+        reaper
     }
 
     fn respawn(&mut self) -> std::io::Result<()> {
@@ -46,7 +49,8 @@ impl Reaper {
             let _ = old.kill();
             let _ = old.wait();
         }
-        let mut child = Command::new(std::env::current_exe()?)
+        // The running executable itself, even if its file was replaced or deleted since.
+        let mut child = Command::new("/proc/self/exe")
             .arg(SUBCOMMAND)
             .env_clear()
             .stdin(Stdio::piped())

@@ -243,6 +243,16 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let mut results = Vec::with_capacity(tasks.len());
         for task in tasks {
+            if task.idempotency_key.is_none() && task.shards.is_empty() {
+                // One statement: SQLite undoes a failed one on its own, without a
+                // savepoint (two fewer trips to the connection per item).
+                match insert_new_in(&mut tx, task).await {
+                    Ok(()) => results.push(Ok(())),
+                    Err(e @ StoreError::Duplicate(_)) => results.push(Err(e)),
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
             let mut item = tx.begin().await?;
             match insert_new_in(&mut item, task).await {
                 Ok(()) => {

@@ -34,6 +34,13 @@ fn every_kind_of_bad_request_is_refused_precisely_and_nothing_is_stored() {
     check_refused(c.submit_raw(b""), 400, "", "json");
     check_refused(c.submit(&json!({})), 422, "", "required");
     check_refused(c.submit(&json!({"argv": "ls"})), 422, "/argv", "type");
+    // The program is checked like every argument: a NUL in it would only fail at spawn.
+    check_refused(
+        c.submit(&json!({"argv": ["ec\u{0}ho"]})),
+        422,
+        "/argv/0",
+        "pattern",
+    );
     check_refused(
         c.submit(&json!({"argv": ["ls", 1]})),
         422,

@@ -7,4 +7,5 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod http;
+pub mod hygiene;
 pub mod process;

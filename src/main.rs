@@ -20,12 +20,15 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(a) => {
+            // Before any thread starts: a task reading this process finds no credential.
+            let admin_token = take_credentials();
             init_tracing("info,actix_server=warn");
-            serve(a).map(|_| 0)
+            serve(a, admin_token).map(|_| 0)
         }
         Command::Agent(a) => {
+            let admin_token = take_credentials();
             init_tracing("info");
-            agent(a).map(|_| 0)
+            agent(a, admin_token).map(|_| 0)
         }
         Command::Submit(a) => cli::submit(a),
         Command::Watch(a) => cli::watch(a),
@@ -45,7 +48,16 @@ fn main() {
     }
 }
 
-fn serve(a: cli::ServeArgs) -> anyhow::Result<()> {
+/// Wipes the tokens from this process's environment (clap has read what it needs) and
+/// marks it non-dumpable; returns `FLOTILLA_TOKEN`, the admin token, if it was set.
+fn take_credentials() -> Option<String> {
+    let admin = flotilla::hygiene::take_env("FLOTILLA_TOKEN");
+    flotilla::hygiene::take_env("FLOTILLA_AGENT_TOKEN");
+    flotilla::hygiene::non_dumpable();
+    admin
+}
+
+fn serve(a: cli::ServeArgs, admin_token: Option<String>) -> anyhow::Result<()> {
     let config = ServeConfig::resolve(Overrides {
         config: a.config,
         bind: a.bind,
@@ -54,7 +66,7 @@ fn serve(a: cli::ServeArgs) -> anyhow::Result<()> {
         local_instances: a.local_instances,
         local_capabilities: a.local_capabilities,
         local_slots: a.local_slots,
-        admin_token: std::env::var("FLOTILLA_TOKEN").ok(),
+        admin_token,
     })?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -62,10 +74,10 @@ fn serve(a: cli::ServeArgs) -> anyhow::Result<()> {
         .block_on(flotilla::app::serve(config))
 }
 
-fn agent(a: cli::AgentArgs) -> anyhow::Result<()> {
+fn agent(a: cli::AgentArgs, admin_token: Option<String>) -> anyhow::Result<()> {
     let token = a
         .token
-        .or_else(|| std::env::var("FLOTILLA_TOKEN").ok())
+        .or(admin_token)
         .context("no token: pass --token or set FLOTILLA_AGENT_TOKEN")?;
     let id = match a.id {
         Some(id) => InstanceId::parse(&id).with_context(|| format!("instance id {id:?}"))?,

@@ -106,13 +106,33 @@ fn a_timeout_kills_the_whole_group() {
     });
 }
 
+/// `NAME=value` lines of an environment block (NUL-separated) whose name holds TOKEN
+/// and whose value is not empty.
+fn tokens_in(block: &str) -> Vec<String> {
+    block
+        .split(['\0', '\n'])
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, v)| k.contains("TOKEN") && !v.trim_matches('\0').is_empty())
+        .map(|(k, _)| k.to_owned())
+        .collect()
+}
+
 #[test]
-fn no_credential_reaches_a_tasks_environment() {
+fn no_credential_reaches_a_tasks_environment_or_its_agents_or_the_servers() {
     let app = App::start(1);
     let _remote = app.remote_agent("remote-box", "remote");
+    // The server was given the admin token in its environment, the agents theirs.
+    let server = std::fs::read(format!("/proc/{}/environ", app.server_pid())).unwrap();
+    let server = String::from_utf8_lossy(&server);
+    assert!(
+        !server.contains(crate::support::TOKEN),
+        "the server's environ holds the admin token"
+    );
+    assert_eq!(tokens_in(&server), Vec::<String>::new());
     for caps in [json!([]), json!(["remote"])] {
+        // What a curious task tries: its own environment, then its agent's.
         let reply = app.submit(json!({
-            "argv": ["env"],
+            "argv": ["sh", "-c", "env; echo ---; cat /proc/$PPID/environ"],
             "capabilities": caps,
             "env": {"VISIBLE": "yes"},
         }));
@@ -125,6 +145,13 @@ fn no_credential_reaches_a_tasks_environment() {
             .map(|(_, _, data)| data)
             .collect();
         assert!(out.lines().any(|l| l == "VISIBLE=yes"), "{out}");
+        let (own, agents) = out.split_once("---").unwrap();
+        assert!(
+            agents.contains("PATH="),
+            "the agent's environ was read: {agents:?}"
+        );
+        assert_eq!(tokens_in(agents), Vec::<String>::new(), "on {caps}");
+        let out = own;
         let names: Vec<&str> = out
             .lines()
             .filter_map(|l| l.split_once('='))

@@ -157,6 +157,11 @@ impl App {
         }
     }
 
+    /// The server's process id.
+    pub fn server_pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
+    }
+
     /// SIGKILLs the server and returns its directory. Local agents outlive it: they
     /// wait for the next server on that directory for the re-attach grace.
     pub fn crash(mut self) -> tempfile::TempDir {

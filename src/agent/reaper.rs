@@ -11,8 +11,8 @@
 //!
 //! The reaper runs in a process group of its own, so a signal aimed at the agent's group
 //! (a Ctrl-C at a terminal, a supervisor's group kill) does not take it down first. If it
-//! dies anyway, the next write fails and the agent starts another, telling it every group
-//! still live. One window remains: an agent killed between a spawn returning and the
+//! dies anyway, or stops reading until the pipe is full, the next write fails (the pipe
+//! does not block) and the agent starts another, telling it every group still live. One window remains: an agent killed between a spawn returning and the
 //! one `write(2)` that follows leaves that one group behind.
 
 use std::collections::BTreeSet;
@@ -62,6 +62,17 @@ impl Reaper {
             .stdin
             .take()
             .ok_or_else(|| std::io::Error::other("the reaper has no stdin"))?;
+        // A reaper that stops reading (SIGSTOPped, say) must not block the agent once the
+        // pipe is full: the write fails instead, and the reaper is replaced.
+        // SAFETY: fcntl on a descriptor this function owns.
+        // One page of pipe is room for hundreds of lines, which a live reaper reads at once.
+        // SAFETY: fcntl on a descriptor this function owns.
+        unsafe {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&stdin);
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+            libc::fcntl(fd, libc::F_SETPIPE_SZ, 4096);
+        }
         let mut told = String::new();
         for pgid in &self.live {
             told.push_str(&format!("+{pgid}\n"));

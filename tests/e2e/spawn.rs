@@ -94,6 +94,41 @@ fn an_agent_killed_with_sigkill_takes_its_tasks_whole_group_along_even_after_los
 }
 
 #[test]
+fn a_reaper_that_stops_reading_is_replaced_and_never_holds_up_the_agent() {
+    let app = App::start(1);
+    let instance = app.instances()[0]["id"].as_str().unwrap().to_owned();
+    let agent = app.instance_pid(&instance).unwrap();
+    let stuck = wait_for("the agent's reaper", Duration::from_secs(10), || {
+        reaper_of(agent)
+    });
+    signal(stuck, libc::SIGSTOP);
+    // Each task is two lines to the reaper; its pipe holds one page.
+    let tasks: Vec<serde_json::Value> = (0..400).map(|_| json!({"argv": ["true"]})).collect();
+    assert_eq!(app.client.submit_batch(&tasks).unwrap()["accepted"], 400);
+    app.wait_until_finished(400);
+    wait_for(
+        "the stopped reaper replaced",
+        Duration::from_secs(10),
+        || (!running(stuck)).then_some(()),
+    );
+    let fresh = wait_for("a new reaper", Duration::from_secs(10), || reaper_of(agent));
+    assert_ne!(fresh, stuck);
+    // The new one was told the live groups and does its work.
+    let (argv, leader, grandchild) = family(app.dir.path());
+    let reply = app.submit(json!({"argv": argv, "maxAttempts": 1}));
+    app.wait_state(
+        reply["id"].as_str().unwrap(),
+        "running",
+        Duration::from_secs(20),
+    );
+    let (leader, grandchild) = (read_pid(&leader), read_pid(&grandchild));
+    signal(agent, libc::SIGKILL);
+    wait_for("the task's group gone", Duration::from_secs(10), || {
+        (!running(leader) && !running(grandchild)).then_some(())
+    });
+}
+
+#[test]
 fn a_timeout_kills_the_whole_group() {
     let app = App::start(1);
     let (argv, leader, grandchild) = family(app.dir.path());

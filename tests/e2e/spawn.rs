@@ -56,15 +56,21 @@ fn reaper_of(agent: u32) -> Option<u32> {
     })
 }
 
+/// The pid of the server's one local agent, and of its reaper.
+fn agent_and_reaper(app: &App) -> (u32, u32) {
+    let instance = app.instances()[0]["id"].as_str().unwrap().to_owned();
+    let agent = app.instance_pid(&instance).unwrap();
+    let reaper = wait_for("the agent's reaper", Duration::from_secs(10), || {
+        reaper_of(agent)
+    });
+    (agent, reaper)
+}
+
 #[test]
 fn an_agent_killed_with_sigkill_takes_its_tasks_whole_group_along_even_after_losing_its_reaper() {
     let app = App::start(1);
-    let instance = app.instances()[0]["id"].as_str().unwrap().to_owned();
-    let agent = app.instance_pid(&instance).unwrap();
+    let (agent, first) = agent_and_reaper(&app);
     // The reaper can die on its own; the agent starts another at its next spawn.
-    let first = wait_for("the agent's reaper", Duration::from_secs(10), || {
-        reaper_of(agent)
-    });
     signal(first, libc::SIGKILL);
     wait_for("reaper gone", Duration::from_secs(10), || {
         (!running(first)).then_some(())
@@ -96,11 +102,7 @@ fn an_agent_killed_with_sigkill_takes_its_tasks_whole_group_along_even_after_los
 #[test]
 fn a_reaper_that_stops_reading_is_replaced_and_never_holds_up_the_agent() {
     let app = App::start(1);
-    let instance = app.instances()[0]["id"].as_str().unwrap().to_owned();
-    let agent = app.instance_pid(&instance).unwrap();
-    let stuck = wait_for("the agent's reaper", Duration::from_secs(10), || {
-        reaper_of(agent)
-    });
+    let (agent, stuck) = agent_and_reaper(&app);
     signal(stuck, libc::SIGSTOP);
     // Each task is two lines to the reaper; its pipe holds one page.
     let tasks: Vec<serde_json::Value> = (0..400).map(|_| json!({"argv": ["true"]})).collect();

@@ -115,19 +115,13 @@ impl InstanceSession {
         let AgentMsg::Batch { messages } = msg else {
             return self.on_msg(msg).await;
         };
+        // Registered first, so that a hello inside is refused as a second one (and a
+        // batch inside as malformed) by the one handler of single messages.
         if self.registered.is_none() {
             return Err(SessionError::NoHello);
         }
         for msg in messages {
-            match msg {
-                AgentMsg::Hello { .. } => return Err(SessionError::DoubleHello),
-                AgentMsg::Batch { .. } => {
-                    return Err(SessionError::Malformed("a batch inside a batch".into()))
-                }
-                single => {
-                    self.on_msg(single).await?;
-                }
-            }
+            self.on_msg(msg).await?;
         }
         Ok(None)
     }

@@ -136,3 +136,40 @@ fn short_tasks_are_sent_ahead_only_to_agents_that_hold_them_and_only_so_far() {
     assert_eq!(ahead_capacity(2, Some(AHEAD_COVER_MS / 2.0), true), 6);
     assert_eq!(ahead_capacity(2, Some(0.2), true), 2 * (1 + MAX_AHEAD));
 }
+
+#[tokio::test]
+async fn a_manifest_written_from_a_row_read_before_the_final_commit_is_rewritten_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).await.unwrap();
+    let artifacts = dir.path().join("artifacts");
+    // The task's final change committed at updated_ms; its manifest was written a moment
+    // later from the row as it was before (running), and the server died.
+    let mut done = row("t-raced", TaskState::Succeeded, 1);
+    done.updated_ms = crate::domain::now_ms() - 1_000;
+    store.insert_task(&done).await.unwrap();
+    let path = crate::manifest::manifest_path(&artifacts, &done.id, &done.run_id);
+    let behind = serde_json::json!({
+        "state": "running",
+        "updatedAt": crate::domain::rfc3339_ms(done.updated_ms - 5),
+    });
+    crate::files::write_atomic(&path, behind.to_string().as_bytes()).unwrap();
+
+    let manifests = ManifestWriter::start(store.clone(), artifacts, Default::default());
+    manifests.touch_if_stale(&done);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        if m["state"] == "succeeded" {
+            assert_eq!(
+                m["updatedAt"],
+                crate::domain::rfc3339_ms(done.updated_ms).as_str()
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "manifest still behind: {m}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -25,6 +25,9 @@ pub const RUN_METRICS_SCHEMA: &str = "flotilla.run-metrics/1.0.0";
 
 /// How long a change may wait to be written with the changes that follow it.
 const COALESCE: std::time::Duration = std::time::Duration::from_millis(200);
+/// A manifest written within this long after its task's last change may hold a row read
+/// before that change: [`ManifestWriter::touch_if_stale`] reads it to be sure.
+const UNSURE_AFTER_MS: i64 = 60_000;
 
 /// Errors writing a manifest.
 #[derive(Debug, thiserror::Error)]
@@ -406,9 +409,15 @@ impl ManifestWriter {
         let _ = self.tx.send(task.clone());
     }
 
-    /// Rewrites a finished task's manifest if it is missing or older than the task's
-    /// last change: a crash inside the 200 ms a write is gathered over must not leave a
+    /// Rewrites a finished task's manifest if it is missing or behind the task's last
+    /// change: a crash inside the 200 ms a write is gathered over must not leave a
     /// manifest behind its task for good.
+    ///
+    /// A file older than the change is stale. A file written soon after it may still be
+    /// stale: the writer may have read the row just before the change committed and
+    /// written the file just after. Such a file is read, and is fresh only if it records
+    /// the row's `updatedAt`. Files written long after the change are not read, so a
+    /// restart over many finished tasks costs about a `stat` each.
     pub fn touch_if_stale(&self, row: &TaskRow) {
         let path = manifest_path(&self.artifacts, &row.id, &row.run_id);
         let written_ms = std::fs::metadata(&path)
@@ -416,7 +425,23 @@ impl ManifestWriter {
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_millis() as i64);
-        if written_ms.is_none_or(|w| w < row.updated_ms) {
+        let stale = match written_ms {
+            None => true,
+            Some(w) if w < row.updated_ms => true,
+            Some(w) if w < row.updated_ms + UNSURE_AFTER_MS => {
+                let recorded = std::fs::read(&path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                    .and_then(|m| {
+                        m.get("updatedAt")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                    });
+                recorded.as_deref() != Some(rfc3339_ms(row.updated_ms).as_str())
+            }
+            Some(_) => false,
+        };
+        if stale {
             self.touch(&row.id);
         }
     }

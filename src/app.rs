@@ -14,6 +14,11 @@ use crate::http::{self, Limits};
 
 /// Runs `flotilla serve` until SIGINT/SIGTERM.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    if config.local_instances > 0 {
+        // Refused here, before anything starts, rather than by each agent in a restart loop.
+        crate::agent::user::for_agent(config.local_run_as.as_deref())
+            .context("local agents (--local-run-as)")?;
+    }
     let (engine, report, mut watchdog) = Engine::start(EngineConfig {
         state_dir: config.state_dir.clone(),
         artifacts_dir: config.artifacts_dir.clone(),
@@ -94,6 +99,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                     count: config.local_instances,
                     state_dir: config.state_dir.clone(),
                     agent_token: engine.tokens.mint_agent(),
+                    run_as: config.local_run_as.clone(),
                     capabilities: config.local_capabilities.clone(),
                     slots: config.local_slots,
                     fleet: config.fleet,

@@ -46,6 +46,9 @@ pub struct FileConfig {
     pub local_capabilities: Option<Vec<String>>,
     /// Slots per local agent.
     pub local_slots: Option<u32>,
+    /// The user local agents run tasks as; required when the server runs as root
+    /// (`"root"` runs them as root).
+    pub local_run_as: Option<String>,
     /// Largest request body, in bytes.
     pub max_body_bytes: Option<usize>,
     /// Largest body of `POST /v1/tasks/batch`, in bytes.
@@ -285,6 +288,8 @@ pub struct ServeConfig {
     pub local_instances: u32,
     pub local_capabilities: Vec<Capability>,
     pub local_slots: u32,
+    /// The user local agents run tasks as (`--run-as`), if given.
+    pub local_run_as: Option<String>,
     pub max_body_bytes: usize,
     pub max_batch_bytes: usize,
     pub max_batch_items: usize,
@@ -345,6 +350,7 @@ pub struct Overrides {
     pub local_instances: Option<u32>,
     pub local_capabilities: Option<String>,
     pub local_slots: Option<u32>,
+    pub local_run_as: Option<String>,
     pub admin_token: Option<String>,
 }
 
@@ -390,6 +396,7 @@ impl ServeConfig {
                 .local_slots
                 .or(file.local_slots)
                 .unwrap_or(DEFAULT_LOCAL_SLOTS),
+            local_run_as: o.local_run_as.or(file.local_run_as),
             max_body_bytes: file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             max_batch_bytes: file.max_batch_bytes.unwrap_or(DEFAULT_MAX_BATCH_BYTES),
             max_batch_items: file.max_batch_items.unwrap_or(DEFAULT_MAX_BATCH_ITEMS),

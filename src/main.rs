@@ -25,10 +25,12 @@ fn main() {
             init_tracing("info,actix_server=warn");
             serve(a, admin_token).map(|_| 0)
         }
-        Command::Agent(a) => {
+        Command::Agent(mut a) => {
             let admin_token = take_credentials();
+            // Also before any thread: the token is read and the pipe or file closed.
+            let read = read_token(&mut a);
             init_tracing("info");
-            agent(a, admin_token).map(|_| 0)
+            read.and_then(|_| agent(a, admin_token)).map(|_| 0)
         }
         Command::Submit(a) => cli::submit(a),
         Command::Watch(a) => cli::watch(a),
@@ -57,6 +59,36 @@ fn take_credentials() -> Option<String> {
     admin
 }
 
+/// Fills `a.token` from `--token-stdin` or `--token-file`.
+fn read_token(a: &mut cli::AgentArgs) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    use std::os::unix::fs::MetadataExt;
+    let text = if a.token_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the token from standard input")?;
+        line
+    } else if let Some(path) = &a.token_file {
+        let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
+        if meta.mode() & 0o077 != 0 {
+            anyhow::bail!(
+                "{}: the token file is readable by others (mode {:o}); chmod 600 it",
+                path.display(),
+                meta.mode() & 0o777
+            );
+        }
+        std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?
+    } else {
+        return Ok(());
+    };
+    let token = text.trim();
+    anyhow::ensure!(!token.is_empty(), "the token given is empty");
+    a.token = Some(token.to_owned());
+    Ok(())
+}
+
 fn serve(a: cli::ServeArgs, admin_token: Option<String>) -> anyhow::Result<()> {
     let config = ServeConfig::resolve(Overrides {
         config: a.config,
@@ -66,6 +98,7 @@ fn serve(a: cli::ServeArgs, admin_token: Option<String>) -> anyhow::Result<()> {
         local_instances: a.local_instances,
         local_capabilities: a.local_capabilities,
         local_slots: a.local_slots,
+        local_run_as: a.local_run_as,
         admin_token,
     })?;
     tokio::runtime::Builder::new_multi_thread()
@@ -94,6 +127,7 @@ fn agent(a: cli::AgentArgs, admin_token: Option<String>) -> anyhow::Result<()> {
         id,
         capabilities: Capability::parse_list(&a.capabilities)?,
         slots: a.slots,
+        run_as: flotilla::agent::user::for_agent(a.run_as.as_deref())?,
     };
     // One thread: the agent is I/O-bound, and a single thread saves a cross-thread
     // wake-up on every message between the socket and the attempts.

@@ -114,18 +114,26 @@ impl Engine {
     /// Opens the state, recovers what was live, and starts the actors. The [`Watchdog`]
     /// reports the first of them to die; whoever owns the process must act on it.
     pub async fn start(config: EngineConfig) -> Result<(Self, StartReport, Watchdog), EngineError> {
-        for dir in [&config.state_dir, &config.artifacts_dir] {
-            std::fs::create_dir_all(dir).map_err(|source| EngineError::Dir {
-                path: dir.clone(),
-                source,
-            })?;
+        let dir_err = |path: &std::path::Path| {
+            let path = path.to_path_buf();
+            move |source| EngineError::Dir { path, source }
+        };
+        std::fs::create_dir_all(&config.artifacts_dir).map_err(dir_err(&config.artifacts_dir))?;
+        // The state dir holds the tokens, the database and the frame log: 0700, and its
+        // files 0600, including those a server before this one left readable.
+        crate::files::private_dir(&config.state_dir).map_err(dir_err(&config.state_dir))?;
+        let db = config.state_dir.join("flotilla.db");
+        crate::files::private_file(&db).map_err(dir_err(&db))?;
+        for name in ["flotilla.db-wal", "flotilla.db-shm", "lock", "server.url"] {
+            let path = config.state_dir.join(name);
+            crate::files::tighten(&path).map_err(dir_err(&path))?;
         }
         // Before anything is read: a second server must not recover what the first runs.
         let lock = StateLock::acquire(&config.state_dir)?;
         let (tokens, admin_token_created) =
             Tokens::load_or_create(&config.state_dir, config.admin_token.clone())?;
         let watchdog = Watchdog::default();
-        let store = Store::open(&config.state_dir.join("flotilla.db")).await?;
+        let store = Store::open(&db).await?;
         let log = FrameLog::open_watched(
             &config.state_dir.join("frames"),
             watchdog.lifeline("frame-log writer"),

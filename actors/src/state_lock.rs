@@ -9,6 +9,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Why the lock could not be taken.
@@ -38,6 +39,7 @@ impl StateLock {
         };
         let mut file = OpenOptions::new()
             .create(true)
+            .mode(0o600)
             .truncate(false)
             .read(true)
             .write(true)

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::reaper::Reaper;
+use super::user::TaskUser;
 
 /// Most unacknowledged chunks per attempt before the agent stops reading the pipes.
 pub const WINDOW: u64 = 256;
@@ -299,14 +300,24 @@ fn kill_group(pgid: u32, signal: i32) {
     }
 }
 
+/// What every attempt of an agent shares.
+pub struct Runner {
+    /// One permit per slot.
+    pub slots: Arc<tokio::sync::Semaphore>,
+    /// Kills the attempts' process groups if the agent dies.
+    pub reaper: Arc<Mutex<Reaper>>,
+    /// The user tasks run as, when not the agent's own.
+    pub run_as: Option<Arc<TaskUser>>,
+}
+
 /// Runs one attempt to its end and reports it (unless abandoned): now if connected, else
 /// when a server takes it back.
-pub async fn run(
-    a: Assignment,
-    ctl: Arc<AttemptCtl>,
-    slots: Arc<tokio::sync::Semaphore>,
-    reaper: Arc<Mutex<Reaper>>,
-) {
+pub async fn run(a: Assignment, ctl: Arc<AttemptCtl>, runner: Runner) {
+    let Runner {
+        slots,
+        reaper,
+        run_as,
+    } = runner;
     let report = |outcome| ctl.finish(outcome);
     // Wait for a free slot; a cancel or fence meanwhile ends the attempt before it starts.
     let mut stop = ctl.stop.subscribe();
@@ -332,8 +343,17 @@ pub async fn run(
     cmd.args(args)
         // The agent's credentials are not the task's.
         .env_remove("FLOTILLA_AGENT_TOKEN")
-        .env_remove("FLOTILLA_TOKEN")
-        .envs(a.env.iter().map(|(k, v)| (k, v)))
+        .env_remove("FLOTILLA_TOKEN");
+    if let Some(user) = &run_as {
+        // As `runuser` would: the task's own identity and home, unless its env says else.
+        // Setting a uid takes the fork path (no posix_spawn), and drops supplementary groups.
+        cmd.uid(user.uid)
+            .gid(user.gid)
+            .env("HOME", &user.home)
+            .env("USER", &user.name)
+            .env("LOGNAME", &user.name);
+    }
+    cmd.envs(a.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -14,6 +14,7 @@
 
 mod attempt;
 pub mod reaper;
+pub mod user;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -72,6 +73,8 @@ pub struct AgentConfig {
     /// Exit once the server has been gone for the re-attach grace (local agents: the
     /// next server starts its own).
     pub exit_when_orphaned: bool,
+    /// The user tasks run as, when not the agent's own (see [`user::for_agent`]).
+    pub run_as: Option<user::TaskUser>,
 }
 
 /// The WebSocket URL of the agent route for a server base URL.
@@ -99,6 +102,7 @@ struct Held {
     grace: Duration,
     /// Kills the attempts' process groups if this agent dies.
     reaper: Arc<std::sync::Mutex<reaper::Reaper>>,
+    run_as: Option<Arc<user::TaskUser>>,
 }
 
 impl Held {
@@ -120,6 +124,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         slots: Arc::new(tokio::sync::Semaphore::new(config.slots.max(1) as usize)),
         grace: Duration::from_millis(DEFAULT_REATTACH_GRACE_MS),
         reaper: Arc::new(std::sync::Mutex::new(reaper::Reaper::start())),
+        run_as: config.run_as.clone().map(Arc::new),
     };
     let mut backoff = Duration::from_millis(100);
     let mut alone_since: Option<Instant> = None;
@@ -338,8 +343,12 @@ fn on_server_msg(
             let key = a.attempt;
             let ctl = Arc::new(AttemptCtl::new(key, out_tx.clone()));
             held.attempts.insert(key, ctl.clone());
-            let (slots, reaper) = (held.slots.clone(), held.reaper.clone());
-            tokio::spawn(attempt::run(a, ctl, slots, reaper));
+            let runner = attempt::Runner {
+                slots: held.slots.clone(),
+                reaper: held.reaper.clone(),
+                run_as: held.run_as.clone(),
+            };
+            tokio::spawn(attempt::run(a, ctl, runner));
         }
         ServerMsg::Cancel { attempt } => {
             if let Some(ctl) = held.attempts.get(&attempt) {

@@ -76,6 +76,10 @@ pub struct ServeArgs {
     /// Slots per local agent [default: 1].
     #[arg(long, env = "FLOTILLA_LOCAL_SLOTS")]
     pub local_slots: Option<u32>,
+    /// The user local agents run tasks as; required when the server runs as root
+    /// (`root` runs them as root).
+    #[arg(long, env = "FLOTILLA_LOCAL_RUN_AS")]
+    pub local_run_as: Option<String>,
 }
 
 #[derive(Args)]
@@ -83,9 +87,20 @@ pub struct AgentArgs {
     /// Server base URL.
     #[arg(long, env = "FLOTILLA_SERVER", default_value = "http://127.0.0.1:7070")]
     pub server: String,
-    /// Agent token (from POST /v1/tokens/agent), or the admin token.
+    /// Agent token (from POST /v1/tokens/agent), or the admin token. Visible to other
+    /// users in the process list: prefer --token-file or --token-stdin.
     #[arg(long, env = "FLOTILLA_AGENT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Read the token from this file (it must not be readable by group or others).
+    #[arg(long, conflicts_with_all = ["token", "token_stdin"])]
+    pub token_file: Option<PathBuf>,
+    /// Read the token from the first line of standard input (how local agents get it).
+    #[arg(long, conflicts_with = "token")]
+    pub token_stdin: bool,
+    /// Run tasks as this user (name or uid). An agent started as root refuses to start
+    /// without it; `--run-as root` runs tasks as root.
+    #[arg(long, env = "FLOTILLA_RUN_AS")]
+    pub run_as: Option<String>,
     /// Instance id [default: <hostname>-<pid>].
     #[arg(long)]
     pub id: Option<String>,

@@ -1,13 +1,13 @@
 //! Batch submission: `POST /v1/tasks/batch` and `flotilla submit --from`.
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use flotilla::client::ClientError;
 use serde_json::{json, Value};
 
-use crate::support::{flotilla_exe, App, TOKEN};
+use crate::support::{flotilla_cmd, App, TOKEN};
 
 /// Each result's status, in order.
 fn statuses(reply: &Value) -> Vec<u64> {
@@ -151,7 +151,7 @@ fn the_cli_submits_a_thousand_lines_in_batches_and_follows_every_task() {
         .map(|i| json!({"argv": ["sh", "-c", format!("exit {}", u8::from(i == 500))]}).to_string())
         .collect();
     std::fs::write(&file, lines.join("\n")).unwrap();
-    let out = Command::new(flotilla_exe())
+    let out = flotilla_cmd()
         .args(["submit", "--watch", "--from"])
         .arg(&file)
         .env("FLOTILLA_SERVER", &app.base)
@@ -181,7 +181,7 @@ fn the_cli_submits_a_thousand_lines_in_batches_and_follows_every_task() {
 
     // A line that is not JSON stops everything before anything is submitted.
     std::fs::write(&file, "{\"argv\": [\"true\"]}\nnot json\n").unwrap();
-    let out = Command::new(flotilla_exe())
+    let out = flotilla_cmd()
         .args(["submit", "--from"])
         .arg(&file)
         .env("FLOTILLA_SERVER", &app.base)

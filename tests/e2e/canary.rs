@@ -1,16 +1,14 @@
 //! `flotilla canary` against its own server: a SIGKILL and a SIGSTOP round, a report
 //! that follows its schema, exit status 0.
 
-use std::process::Command;
-
 use serde_json::Value;
 
-use crate::support::{flotilla_exe, schema_errors};
+use crate::support::{flotilla_cmd, schema_errors};
 
 #[test]
 fn the_canary_kills_and_hangs_instances_and_reports_each_recovery() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(flotilla_exe())
+    let out = flotilla_cmd()
         .args(["canary", "--artifacts-dir"])
         .arg(dir.path())
         .env_remove("FLOTILLA_TOKEN")

@@ -3,14 +3,14 @@
 //! is a recorded attempt, and no attempt runs on an instance lacking its capabilities.
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{alive, flotilla_exe, wait_for, App, ChildGuard, TOKEN};
+use crate::support::{alive, flotilla_cmd, wait_for, App, ChildGuard, TOKEN};
 
 const TASKS: usize = 1000;
 
@@ -24,7 +24,7 @@ fn remote_agent(app: &App, id: &str) -> ChildGuard {
         .into_json()
         .unwrap();
     ChildGuard(
-        Command::new(flotilla_exe())
+        flotilla_cmd()
             .args(["agent", "--id", id, "--capabilities", "gpu,os:linux"])
             .arg("--server-file")
             .arg(app.state_dir().join("server.url"))
@@ -98,7 +98,7 @@ fn a_thousand_tasks_survive_agent_kills_hangs_and_two_server_crashes() {
                 std::thread::sleep(Duration::from_secs(2));
                 for (id, child) in remotes.lock().unwrap().iter_mut() {
                     if matches!(child.0.try_wait(), Ok(Some(_))) {
-                        child.0 = Command::new(flotilla_exe())
+                        child.0 = flotilla_cmd()
                             .args(["agent", "--id", id, "--capabilities", "gpu,os:linux"])
                             .arg("--server-file")
                             .arg(state_dir.join("server.url"))

@@ -1,12 +1,11 @@
 //! The CLI clients against a real server.
 
-use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{flotilla_exe, App, TOKEN};
+use crate::support::{flotilla_cmd, App, TOKEN};
 
 fn flotilla(app: &App, args: &[&str]) -> std::process::Output {
-    Command::new(flotilla_exe())
+    flotilla_cmd()
         .args(args)
         .env("FLOTILLA_SERVER", &app.base)
         .env("FLOTILLA_TOKEN", TOKEN)
@@ -73,7 +72,7 @@ fn watch_resumes_after_the_server_restarts_mid_stream() {
     let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let base = app.base.clone();
     let port = base.rsplit(':').next().unwrap().to_owned();
-    let watcher = Command::new(flotilla_exe())
+    let watcher = flotilla_cmd()
         .args(["watch", &id])
         .env("FLOTILLA_SERVER", &base)
         .env("FLOTILLA_TOKEN", TOKEN)

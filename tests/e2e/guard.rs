@@ -1,16 +1,16 @@
 //! `flotilla guard scan` and `flotilla guard eval` as a user runs them.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use serde_json::Value;
 
-use crate::support::flotilla_exe;
+use crate::support::flotilla_cmd;
 
 #[test]
 fn scan_reports_byte_offsets_of_each_finding_and_exits_1() {
     let input = "build ok\nexport GITHUB_TOKEN=ghp_R4nd0mT0k3nV4lu3Xq8Lp2Zs9Wc7Vb3Nk1Hy\nmail jane.doe@gmail.com\n";
-    let mut child = Command::new(flotilla_exe())
+    let mut child = flotilla_cmd()
         .args(["guard", "scan"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -66,7 +66,7 @@ fn eval_scores_a_corpus_and_writes_its_report() {
         r#"{"id": "d", "text": "password: ********", "label": "none", "kind": "none", "spans": []}"#,
     ];
     std::fs::write(&corpus, rows.join("\n")).unwrap();
-    let out = Command::new(flotilla_exe())
+    let out = flotilla_cmd()
         .args(["guard", "eval", "--scope", "e2e", "--corpus"])
         .arg(&corpus)
         .current_dir(dir.path())
@@ -88,7 +88,7 @@ fn eval_scores_a_corpus_and_writes_its_report() {
     assert_eq!(written["overall"], report["overall"]);
     // A corpus that is not JSON Lines is refused with the line named.
     std::fs::write(&corpus, "{\"id\": \"a\"}\nnot json\n").unwrap();
-    let out = Command::new(flotilla_exe())
+    let out = flotilla_cmd()
         .args(["guard", "eval", "--corpus"])
         .arg(&corpus)
         .current_dir(dir.path())

@@ -132,7 +132,7 @@ fn a_remote_agent_with_its_own_token_runs_the_task_that_waited_for_it() {
         .into_json()
         .unwrap();
     let token = token["token"].as_str().unwrap();
-    let mut agent = std::process::Command::new(crate::support::flotilla_exe())
+    let mut agent = crate::support::flotilla_cmd()
         .args([
             "agent",
             "--server",

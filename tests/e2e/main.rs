@@ -15,6 +15,7 @@ mod placement;
 mod privacy;
 mod protocol;
 mod recovery;
+mod secrets;
 mod spawn;
 mod streaming;
 mod supervision;

@@ -105,7 +105,7 @@ fn an_instance_that_lost_an_attempt_cools_down_before_it_gets_work_again() {
 
 /// `flotilla instances …` against the test's server; its stdout.
 fn cli(app: &App, args: &[&str]) -> String {
-    let out = std::process::Command::new(crate::support::flotilla_exe())
+    let out = crate::support::flotilla_cmd()
         .arg("instances")
         .args(args)
         .args(["--server", &app.base])

@@ -4,7 +4,7 @@
 //! revoked.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -12,7 +12,7 @@ use flotilla::client::{self, ClientError};
 use flotilla_actors::protocol::{ObserverFrame, StreamKind};
 use serde_json::{json, Value};
 
-use crate::support::{files_under, flotilla_exe, wait_for, App, TOKEN};
+use crate::support::{files_under, flotilla_cmd, wait_for, App, TOKEN};
 
 const CONFIG: &str = "[guard]\napprovers = [\"alice\", \"bob\"]\nafter-hours-owner = \"oncall\"\n";
 
@@ -445,7 +445,7 @@ fn a_server_configured_to_enforce_without_an_approval_refuses_to_start() {
         "[guard]\nmode = \"enforce\"\n",
     )
     .unwrap();
-    let out = Command::new(flotilla_exe())
+    let out = flotilla_cmd()
         .args([
             "serve",
             "--bind",

@@ -86,7 +86,7 @@ fn a_second_server_on_the_same_state_dir_names_the_holder_and_exits() {
     let id = reply["id"].as_str().unwrap().to_owned();
     app.wait_state(&id, "running", Duration::from_secs(20));
 
-    let second = std::process::Command::new(crate::support::flotilla_exe())
+    let second = crate::support::flotilla_cmd()
         .args(["serve", "--bind", "127.0.0.1:0", "--local-instances", "1"])
         .arg("--state-dir")
         .arg(app.state_dir())

@@ -53,7 +53,7 @@ impl App {
             .append(true)
             .open(dir.path().join("server.log"))
             .unwrap();
-        let mut child = Command::new(flotilla_exe())
+        let mut child = flotilla_cmd()
             .args(["serve", "--bind", bind, "--local-instances"])
             .arg(local.to_string())
             .arg("--state-dir")
@@ -221,7 +221,7 @@ impl App {
             .append(true)
             .open(self.dir.path().join(format!("agent-{id}.log")))
             .unwrap();
-        let child = Command::new(flotilla_exe())
+        let child = flotilla_cmd()
             .args(["agent", "--server", &self.base, "--id", id])
             .args(["--capabilities", capabilities])
             .env("FLOTILLA_AGENT_TOKEN", token)
@@ -354,6 +354,18 @@ impl Drop for App {
 
 pub fn flotilla_exe() -> &'static str {
     env!("CARGO_BIN_EXE_flotilla")
+}
+
+/// The `flotilla` binary, told to run tasks as the user running the tests. As root (CI
+/// containers), agents refuse to run tasks as root without that explicit choice.
+pub fn flotilla_cmd() -> Command {
+    use std::os::unix::fs::MetadataExt;
+    // unwrap: /proc/self always exists on Linux.
+    let uid = std::fs::metadata("/proc/self").unwrap().uid().to_string();
+    let mut cmd = Command::new(flotilla_exe());
+    cmd.env("FLOTILLA_RUN_AS", &uid)
+        .env("FLOTILLA_LOCAL_RUN_AS", &uid);
+    cmd
 }
 
 /// Polls `check` until it yields a value; panics naming `what` after `limit`.

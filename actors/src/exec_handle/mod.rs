@@ -133,9 +133,9 @@ impl FrameLog {
             path: path.clone(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(io_err)?;
+        crate::files::private_dir(dir).map_err(io_err)?;
+        crate::files::private_file(&path).map_err(io_err)?;
         let file = OpenOptions::new()
-            .create(true)
             .read(true)
             .append(true)
             .open(&path)

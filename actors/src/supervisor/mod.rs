@@ -33,6 +33,8 @@ pub struct LocalAgents {
     /// The state dir: `server.url` and `agents/<id>.pid` live there.
     pub state_dir: PathBuf,
     pub agent_token: String,
+    /// The user the agents run tasks as (`--run-as`), when set.
+    pub run_as: Option<String>,
     pub capabilities: Vec<Capability>,
     pub slots: u32,
     pub fleet: FleetSettings,
@@ -167,7 +169,7 @@ async fn supervise(
                 tracing::info!(instance = %id, pid, "local agent still running from before; adopted");
                 Agent::Adopted(pid)
             }
-            None => match spawn(&agents, &id, &server_file) {
+            None => match spawn(&agents, &id, &server_file).await {
                 Ok(child) => {
                     let pid = child.id().unwrap_or(0);
                     if let Err(e) = write_pid(&pid_file, pid) {
@@ -237,7 +239,7 @@ async fn supervise(
     }
 }
 
-fn spawn(
+async fn spawn(
     agents: &LocalAgents,
     id: &str,
     server_file: &Path,
@@ -254,14 +256,30 @@ fn spawn(
         .arg(caps.join(","))
         .arg("--slots")
         .arg(agents.slots.to_string())
-        .env("FLOTILLA_AGENT_TOKEN", &agents.agent_token)
+        // The token goes through a pipe, never the environment, where a task could read
+        // it in /proc/<agent pid>/environ.
+        .arg("--token-stdin")
+        .env_remove("FLOTILLA_AGENT_TOKEN")
         // The admin token is the server's alone; agents get their own scoped token.
         .env_remove("FLOTILLA_TOKEN")
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         // Its own process group: a signal to the server's group (Ctrl-C) does not reach
         // it, and no death signal ties it to the server, so it outlives a crash.
         .process_group(0);
-    cmd.spawn()
+    if let Some(user) = &agents.run_as {
+        cmd.arg("--run-as").arg(user);
+    }
+    let mut child = cmd.spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use tokio::io::AsyncWriteExt;
+        let line = format!("{}\n", agents.agent_token);
+        if let Err(e) = stdin.write_all(line.as_bytes()).await {
+            let _ = child.start_kill();
+            return Err(e);
+        }
+        // Dropped here: the agent reads to the end of the pipe.
+    }
+    Ok(child)
 }
 
 /// The pid in `pid_file`, if that process is alive and is this instance's agent of this

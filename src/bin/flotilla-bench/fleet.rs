@@ -245,6 +245,7 @@ impl Agent {
                 token["token"].as_str().context("no token")?,
             )
             .env_remove("FLOTILLA_TOKEN")
+            .env("FLOTILLA_RUN_AS", crate::own_uid())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stderr(Stdio::null())

@@ -82,6 +82,15 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// The `flotilla` binary of the same profile, built first when run through cargo.
+/// This process's uid: agents run tasks as the bench's own user (as root, agents
+/// refuse to without that explicit choice).
+fn own_uid() -> String {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid().to_string())
+        .unwrap_or_default()
+}
+
 fn flotilla_exe() -> anyhow::Result<PathBuf> {
     let me = std::env::current_exe()?;
     let dir = me.parent().context("executable without a folder")?;
@@ -145,6 +154,7 @@ impl Server {
                 "1",
             ])
             .current_dir(&dir)
+            .env("FLOTILLA_LOCAL_RUN_AS", own_uid())
             .env("FLOTILLA_TOKEN", TOKEN)
             .env(
                 "RUST_LOG",

@@ -1,0 +1,158 @@
+//! What a task, and a reader of the state dir, can find of the credentials and secrets
+//! flotilla holds: nothing.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{App, TOKEN};
+
+/// The reads a curious task tries, each printed as `READ <label>` and what it read, or
+/// `DENIED <label>`.
+const CURIOUS: &str = r#"
+probe() { label=$1; shift; if out=$("$@" 2>/dev/null); then printf 'READ %s\n%s\n' "$label" "$out"; else printf 'DENIED %s\n' "$label"; fi; }
+probe agent-environ cat /proc/$PPID/environ
+probe server-environ cat /proc/$SERVER_PID/environ
+probe agent-maps cat /proc/$PPID/maps
+probe agent-fds ls /proc/$PPID/fd
+probe agent-memory head -c 4096 /proc/$PPID/mem
+probe state-dir ls $STATE
+probe admin-token cat $STATE/admin.token
+probe signing-key cat $STATE/signing.key
+probe database cat $STATE/flotilla.db
+probe frame-log cat $STATE/frames/frames.log
+probe agent-cmdline cat /proc/$PPID/cmdline
+probe uid id -u
+probe env env
+"#;
+
+fn euid() -> u32 {
+    // unwrap: /proc/self always exists on Linux.
+    std::fs::metadata("/proc/self").unwrap().uid()
+}
+
+#[test]
+fn a_curious_task_run_as_another_user_reads_no_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    // The test's own folder is open to all, so what keeps the task out of the state dir
+    // is the state dir's own mode.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = euid() == 0;
+    let user = if root { "nobody" } else { "" };
+    let env: Vec<(&str, &str)> = if root {
+        vec![("FLOTILLA_LOCAL_RUN_AS", user)]
+    } else {
+        vec![]
+    };
+    let app = App::start_with_env(dir, 1, "127.0.0.1:0", &env);
+    let state = app.state_dir();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700, "state dir");
+    for f in ["flotilla.db", "signing.key", "frames/frames.log", "lock"] {
+        assert_eq!(mode(&state.join(f)), 0o600, "{f}");
+    }
+    let agent_token = app.agent_token();
+    let reply = app.submit(json!({
+        "argv": ["sh", "-c", CURIOUS],
+        "cwd": "/",
+        "env": {
+            "SERVER_PID": app.server_pid().to_string(),
+            "STATE": state.display().to_string(),
+        },
+    }));
+    let id = reply["id"].as_str().unwrap();
+    app.wait_state(id, "succeeded", Duration::from_secs(30));
+    let out: String = app
+        .output(reply["handle"].as_str().unwrap())
+        .into_iter()
+        .map(|(_, _, data)| data)
+        .collect();
+    let signing_key = std::fs::read_to_string(state.join("signing.key")).unwrap();
+    for secret in [TOKEN, agent_token.as_str(), signing_key.trim()] {
+        assert!(!out.contains(secret), "a credential was read:\n{out}");
+    }
+    assert!(!out.contains("FLOTILLA_AGENT_TOKEN="), "{out}");
+    // The agent is not dumpable: even as its own user, a task cannot read its memory map,
+    // its descriptors or its environment.
+    let mut denied = vec!["agent-environ", "agent-maps", "agent-fds", "agent-memory"];
+    if root {
+        // As another user, nothing of the server or the state dir either.
+        denied.extend([
+            "server-environ",
+            "state-dir",
+            "admin-token",
+            "signing-key",
+            "database",
+            "frame-log",
+        ]);
+        let uid = out
+            .split("READ uid\n")
+            .nth(1)
+            .and_then(|rest| rest.lines().next())
+            .unwrap_or_default();
+        let nobody = flotilla::agent::user::lookup(user).unwrap().uid.to_string();
+        assert_eq!(uid, nobody, "the task did not run as {user}:\n{out}");
+    }
+    for label in denied {
+        assert!(
+            out.lines().any(|l| l == format!("DENIED {label}")),
+            "{label} was read:\n{out}"
+        );
+    }
+    // The probes ran: what is the task's own is there to read.
+    assert!(out.lines().any(|l| l == "READ env"), "{out}");
+    assert!(out.lines().any(|l| l == "READ agent-cmdline"), "{out}");
+}
+
+#[test]
+fn as_root_tasks_run_as_root_only_by_explicit_choice() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(crate::support::flotilla_exe())
+            .args(args)
+            .env_remove("FLOTILLA_RUN_AS")
+            .env_remove("FLOTILLA_LOCAL_RUN_AS")
+            .env("FLOTILLA_TOKEN", TOKEN)
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let agent = run(&[
+        "agent",
+        "--server",
+        "http://127.0.0.1:9",
+        "--run-as",
+        "no-such-user-x",
+    ]);
+    let said = String::from_utf8_lossy(&agent.stderr);
+    assert!(!agent.status.success());
+    assert!(said.contains("no-such-user-x: no such user"), "{said}");
+    if euid() != 0 {
+        // Not root: nothing to refuse, and no other user to switch to.
+        let agent = run(&[
+            "agent",
+            "--server",
+            "http://127.0.0.1:9",
+            "--run-as",
+            "root",
+        ]);
+        let said = String::from_utf8_lossy(&agent.stderr);
+        assert!(said.contains("needs root"), "{said}");
+        return;
+    }
+    let state = dir.path().join("state").display().to_string();
+    for out in [
+        run(&["serve", "--bind", "127.0.0.1:0", "--state-dir", &state]),
+        run(&["agent", "--server", "http://127.0.0.1:9"]),
+    ] {
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{said}");
+        assert!(said.contains("pass --run-as USER"), "{said}");
+    }
+    assert!(
+        !dir.path().join("state").exists(),
+        "the server refused after creating its state"
+    );
+}

@@ -225,3 +225,72 @@ fn a_task_list_holds_task_views() {
         );
     }
 }
+
+/// Every array node under `v` that has `prefixItems`, with its JSON pointer.
+fn prefix_nodes<'a>(v: &'a Value, at: String, out: &mut Vec<(String, &'a Value)>) {
+    match v {
+        Value::Object(map) => {
+            if map.contains_key("prefixItems") {
+                out.push((at.clone(), v));
+            }
+            for (k, child) in map {
+                prefix_nodes(child, format!("{at}/{k}"), out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                prefix_nodes(child, format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// In 2020-12, `items` does not reach the positions `prefixItems` covers: a constraint
+/// written once in `items` leaves the first items unchecked (how a NUL got into
+/// `argv[0]`). So every position of every `prefixItems` must carry each constraint of
+/// its `items` itself, and an array with `prefixItems` must say what follows them.
+#[test]
+fn every_prefix_items_position_carries_the_constraints_of_items() {
+    let mut holes = Vec::new();
+    let mut positions = 0;
+    for (stem, s) in schemas() {
+        let mut nodes = Vec::new();
+        prefix_nodes(&s.doc, String::new(), &mut nodes);
+        for (at, node) in nodes {
+            let Some(prefix) = node["prefixItems"].as_array() else {
+                holes.push(format!("{stem}{at}: prefixItems is not an array"));
+                continue;
+            };
+            let items = match node.get("items") {
+                None => {
+                    holes.push(format!(
+                        "{stem}{at}: prefixItems without items (say `items: false` or a schema)"
+                    ));
+                    continue;
+                }
+                Some(Value::Bool(false)) => continue,
+                Some(Value::Object(items)) => items,
+                Some(other) => {
+                    holes.push(format!("{stem}{at}: items is {other}"));
+                    continue;
+                }
+            };
+            for (i, position) in prefix.iter().enumerate() {
+                positions += 1;
+                for (keyword, value) in items {
+                    if keyword == "description" {
+                        continue;
+                    }
+                    if position.get(keyword) != Some(value) {
+                        holes.push(format!(
+                            "{stem}{at}/prefixItems/{i}: lacks `{keyword}: {value}` of items"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(positions > 0, "no prefixItems position checked");
+    assert!(holes.is_empty(), "{}", holes.join("\n"));
+}

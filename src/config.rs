@@ -241,6 +241,9 @@ pub struct GuardFile {
     pub fail_on_block: Option<bool>,
     /// Guard worker threads (default: one per core).
     pub workers: Option<usize>,
+    /// Accept `restricted` tasks while their level is not enforced (default false:
+    /// refused with 409).
+    pub run_restricted_unenforced: Option<bool>,
 }
 
 impl GuardFile {
@@ -269,6 +272,7 @@ impl GuardFile {
         };
         s.fail_on_block = self.fail_on_block.unwrap_or(true);
         s.workers = self.workers.unwrap_or(0);
+        s.run_restricted_unenforced = self.run_restricted_unenforced.unwrap_or(false);
         if s.workers > 64 {
             return Err(ConfigError::Guard(format!(
                 "guard.workers must be between 0 and 64, got {}",

@@ -39,6 +39,10 @@ fn main() {
         Command::Instances(a) => cli::instances(a),
         Command::Canary(a) => cli::canary::run(a),
         Command::Guard(g) => cli::guard::run(g),
+        Command::Seal(c) => {
+            init_tracing("warn");
+            cli::seal::run(c)
+        }
         Command::Reap => Ok(flotilla::agent::reaper::serve(std::io::stdin().lock())),
     };
     match result {

@@ -22,6 +22,7 @@ use crate::guard::{Guard, GuardError, GuardSettings};
 use crate::lifeline::Watchdog;
 use crate::manifest::ManifestWriter;
 use crate::queue::{cap_set, unsatisfiable_reason};
+use crate::seal::{SealError, Sealer};
 use crate::state_lock::{LockError, StateLock};
 use crate::store::writer::StoreWriter;
 use crate::store::{NewTask, Store, StoreError, TaskRow};
@@ -75,6 +76,8 @@ pub enum EngineError {
     Guard(#[from] GuardError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error("seal key: {0}")]
+    Seal(#[from] SealError),
 }
 
 /// The dispatcher has stopped (the server is shutting down).
@@ -101,6 +104,8 @@ pub struct Engine {
     pub control: Arc<ControlPlane>,
     pub config: Arc<EngineConfig>,
     pub guard: Guard,
+    /// Seals secret env values before they are stored.
+    sealer: Arc<Sealer>,
     offers: Offers,
     /// Instances that went silent (the local supervisor kills and restarts its own).
     pub suspects: broadcast::Sender<InstanceId>,
@@ -134,6 +139,7 @@ impl Engine {
             Tokens::load_or_create(&config.state_dir, config.admin_token.clone())?;
         let watchdog = Watchdog::default();
         let store = Store::open(&db).await?;
+        let sealer = Arc::new(Sealer::load_or_create(&config.state_dir)?);
         let log = FrameLog::open_watched(
             &config.state_dir.join("frames"),
             watchdog.lifeline("frame-log writer"),
@@ -173,6 +179,7 @@ impl Engine {
             Rules {
                 fleet: config.fleet,
                 scheduler: config.scheduler.clone(),
+                sealer: sealer.clone(),
             },
             suspects.clone(),
         );
@@ -208,6 +215,7 @@ impl Engine {
             })?),
             config: Arc::new(config),
             guard,
+            sealer,
             offers,
             suspects,
             local: Default::default(),
@@ -289,7 +297,17 @@ impl Engine {
 
     /// A checked request turned into the rows to store, or refused by the scheduler.
     fn prepare(&self, accepted: Accepted) -> Result<Prepared, SubmitError> {
-        let Accepted { request, report } = accepted;
+        let Accepted {
+            mut request,
+            report,
+        } = accepted;
+        // From here on, secret values exist only sealed, until an assignment opens them.
+        request
+            .seal_secrets(&self.sealer)
+            .map_err(SubmitError::Seal)?;
+        if let Some(why) = self.guard.refusal(request.privacy()) {
+            return Err(SubmitError::Unenforced(why));
+        }
         let refused = refusals(&request, &self.config.fleet, &self.config.scheduler);
         if !refused.is_empty() {
             return Err(SubmitError::Unsupported(refused));

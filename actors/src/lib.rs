@@ -17,6 +17,7 @@ pub mod lifeline;
 pub mod manifest;
 pub mod protocol;
 pub mod queue;
+pub mod seal;
 pub mod state_lock;
 pub mod store;
 pub mod subscriber;

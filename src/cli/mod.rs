@@ -15,6 +15,7 @@ use crate::client::{self, Client};
 mod batch;
 pub mod canary;
 pub mod guard;
+pub mod seal;
 
 #[derive(Parser)]
 #[command(
@@ -48,6 +49,9 @@ pub enum Command {
     /// The privacy guard: scan files, evaluate on a corpus, switch modes, approvals.
     #[command(subcommand)]
     Guard(guard::GuardCommand),
+    /// The key that seals secret env values in the database.
+    #[command(subcommand)]
+    Seal(seal::SealCommand),
     /// Internal: the process beside each agent that kills its task groups if it dies.
     #[command(name = "reap", hide = true)]
     Reap,

@@ -157,6 +157,7 @@ fn refused(e: SubmitError) -> ApiError {
         SubmitError::Duplicate(id) => {
             ApiError::Conflict(format!("a task with id {id} already exists"))
         }
+        SubmitError::Unenforced(why) => ApiError::Conflict(why),
         SubmitError::Unsupported(errors) => ApiError::BadRequest {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code: "unsupported",

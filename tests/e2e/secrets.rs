@@ -156,3 +156,155 @@ fn as_root_tasks_run_as_root_only_by_explicit_choice() {
         "the server refused after creating its state"
     );
 }
+
+/// Every file under `dir` that holds one of `planted`, with the value found.
+fn holders(dir: &std::path::Path, planted: &[&str]) -> Vec<String> {
+    crate::support::files_under(dir)
+        .into_iter()
+        .filter_map(|p| {
+            let bytes = std::fs::read(&p).ok()?;
+            let hit = planted
+                .iter()
+                .find(|v| bytes.windows(v.len()).any(|w| w == v.as_bytes()))?;
+            Some(format!("{} holds {hit}", p.display()))
+        })
+        .collect()
+}
+
+#[test]
+fn secret_env_values_are_sealed_at_rest_and_open_for_the_task_across_a_restart_and_a_rotation() {
+    let named = format!("plant-named-{}", std::process::id());
+    let marked = format!("plant-marked-{}", std::process::id());
+    let plain = format!("plain-visible-{}", std::process::id());
+    // argv is stored as it is: the task compares its env with values it builds itself.
+    let check = "test \"$DEPLOY_TOKEN\" = \"plant-named-$N\" && test \"$CUSTOM\" = \"plant-marked-$N\" && echo opened";
+    let submit = |app: &App, caps: serde_json::Value| {
+        app.submit(json!({
+            "argv": ["sh", "-c", check],
+            "env": {
+                "DEPLOY_TOKEN": named,
+                "CUSTOM": marked,
+                "N": std::process::id().to_string(),
+                "NOTE": plain,
+            },
+            "secretEnv": ["CUSTOM"],
+            "capabilities": caps,
+        }))
+    };
+    let app = App::start(1);
+    let now = submit(&app, json!([]));
+    // One waits, queued, across a restart of the server.
+    let later = submit(&app, json!(["later"]));
+    let id = now["id"].as_str().unwrap();
+    app.wait_state(id, "succeeded", Duration::from_secs(30));
+    let shown = app.task(id);
+    assert!(
+        shown["request"]["env"]["CUSTOM"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("[REDACTED:task-secret:")),
+        "{shown}"
+    );
+    let dir = app.crash();
+    let app = App::start_in(dir, 1);
+    // The key is rotated while the task waits: refused while the server runs, then done.
+    let rotate = || {
+        crate::support::flotilla_cmd()
+            .args(["seal", "rotate", "--state-dir"])
+            .arg(app.state_dir())
+            .output()
+            .unwrap()
+    };
+    let refused = rotate();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && said.contains("must be stopped"),
+        "{said}"
+    );
+    let key_before = std::fs::read_to_string(app.state_dir().join("seal.key")).unwrap();
+    let dir = app.stop();
+    let rotated = crate::support::flotilla_cmd()
+        .args(["seal", "rotate", "--state-dir"])
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&rotated.stdout);
+    assert!(
+        rotated.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    assert!(
+        said.starts_with("sealed 4 values of 2 tasks with key "),
+        "{said}"
+    );
+    let key_after = std::fs::read_to_string(dir.path().join("state").join("seal.key")).unwrap();
+    assert_eq!(key_after.lines().count(), 1);
+    assert_ne!(key_after, key_before);
+    let app = App::start_in(dir, 1);
+    let _agent = app.remote_agent("later-box", "later");
+    let later_id = later["id"].as_str().unwrap();
+    app.wait_state(later_id, "succeeded", Duration::from_secs(30));
+    for reply in [&now, &later] {
+        let out: String = app
+            .output(reply["handle"].as_str().unwrap())
+            .into_iter()
+            .map(|(_, _, data)| data)
+            .collect();
+        assert_eq!(out, "opened\n", "the task did not get its secret values");
+    }
+    let dir = app.stop();
+    let found = holders(dir.path(), &[&named, &marked]);
+    assert!(
+        found.is_empty(),
+        "secret values at rest:\n{}",
+        found.join("\n")
+    );
+    // The grep sees what the database holds: a value that is not secret is found there.
+    let found = holders(&dir.path().join("state"), &[&plain]);
+    assert!(
+        found.iter().any(|f| f.contains("flotilla.db")),
+        "the grep found nothing: {found:?}"
+    );
+}
+
+#[test]
+fn a_task_whose_privacy_level_is_not_enforced_is_refused_naming_what_is_missing() {
+    let app = App::start(0);
+    let submit = |app: &App, level: &str| {
+        app.client.submit(&json!({
+            "schema": "flotilla.run-request/2.1.0",
+            "argv": ["true"],
+            "constraints": {"privacy": level},
+        }))
+    };
+    // The guard is in shadow (the default): output would be stored as it is.
+    for level in ["sensitive", "restricted"] {
+        let Err(flotilla::client::ClientError::Api { status, detail, .. }) = submit(&app, level)
+        else {
+            panic!("a {level} task was accepted with the guard in shadow")
+        };
+        assert_eq!(status, 409);
+        assert!(
+            detail.contains(&format!("privacy level {level} is not enforced"))
+                && detail.contains("shadow mode")
+                && detail.contains("guard-policy approval"),
+            "{detail}"
+        );
+    }
+    assert!(submit(&app, "standard").is_ok());
+    assert_eq!(
+        app.client.tasks(None).unwrap()["tasks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    drop(app);
+    // The operator's opt-out covers restricted, never sensitive.
+    let app = App::start_with_config(0, "[guard]\nrun-restricted-unenforced = true\n");
+    assert!(submit(&app, "restricted").is_ok());
+    let Err(flotilla::client::ClientError::Api { status, .. }) = submit(&app, "sensitive") else {
+        panic!("a sensitive task was accepted with the guard in shadow")
+    };
+    assert_eq!(status, 409);
+}

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Capability, TaskId};
+use crate::seal::{SealError, Sealer};
 
 /// `$id` of RunRequest v2.
 pub const RUN_REQUEST_V2_ID: &str = "flotilla.run-request/2.1.0";
@@ -341,6 +342,52 @@ impl RunRequest {
     /// Whether the value of `name` is a secret: named like one, or marked.
     pub fn is_secret_env(&self, name: &str) -> bool {
         flotilla_guard::env::is_secret_name(name) || self.secret_env.iter().any(|s| s == name)
+    }
+
+    /// Seals every secret env value of a request as submitted, so that it can be
+    /// stored (a value that merely looks sealed is sealed too: it is the user's text).
+    pub fn seal_secrets(&mut self, sealer: &Sealer) -> Result<(), SealError> {
+        self.each_secret(|name, value| sealer.seal(name, value))
+    }
+
+    /// Re-seals a stored request's secret values with the current key: those sealed with
+    /// an older one, and those stored in plain text before sealing existed.
+    pub fn reseal_secrets(&mut self, sealer: &Sealer) -> Result<(), SealError> {
+        self.each_secret(|name, value| {
+            if !crate::seal::is_sealed(value) {
+                sealer.seal(name, value)
+            } else if sealer.needs_reseal(value) {
+                sealer.seal(name, &sealer.open(name, value)?)
+            } else {
+                Ok(value.to_owned())
+            }
+        })
+    }
+
+    fn each_secret(
+        &mut self,
+        mut f: impl FnMut(&str, &str) -> Result<String, SealError>,
+    ) -> Result<(), SealError> {
+        let names: Vec<String> = self
+            .env
+            .keys()
+            .filter(|n| self.is_secret_env(n))
+            .cloned()
+            .collect();
+        for name in names {
+            if let Some(value) = self.env.get_mut(&name) {
+                *value = f(&name, value)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that every secret env value opens with `sealer`'s keys.
+    pub fn open_secrets(&self, sealer: &Sealer) -> Result<(), SealError> {
+        self.env
+            .iter()
+            .filter(|(n, _)| self.is_secret_env(n))
+            .try_for_each(|(n, v)| sealer.open(n, v).map(|_| ()))
     }
 }
 

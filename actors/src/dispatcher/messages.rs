@@ -18,6 +18,11 @@ pub enum SubmitError {
     Store(StoreError),
     #[error("the dispatcher has stopped")]
     Stopped,
+    #[error("sealing the secret env values: {0}")]
+    Seal(crate::seal::SealError),
+    /// The task's privacy level is not enforced, and its output would be stored in clear.
+    #[error("{0}")]
+    Unenforced(String),
     /// The request asks for what the scheduler cannot honour.
     #[error("the scheduler cannot honour: {}", .0.iter().map(|e| e.pointer.as_str()).collect::<Vec<_>>().join(", "))]
     Unsupported(Vec<FieldError>),

@@ -41,6 +41,7 @@ use crate::protocol::{
     Assignment, AttemptKey, FinalStatus, HeldAttempt, Outcome, ServerMsg, StreamKind,
 };
 use crate::queue::{cap_set, unsatisfiable_reason, CapSet, Lane, Queue};
+use crate::seal::Sealer;
 use crate::store::writer::{StoreWriter, Then, Write};
 use crate::store::{
     AttemptEnd, AttemptState, Checkpoint, CheckpointAction, Store, StoreError, TaskRow, TaskUpdate,
@@ -118,6 +119,8 @@ struct LiveAttempt {
 pub(crate) struct Rules {
     pub fleet: FleetSettings,
     pub scheduler: SchedulerSettings,
+    /// Opens the secret env values (stored sealed) that assignments carry.
+    pub sealer: Arc<Sealer>,
 }
 
 pub(crate) struct Dispatcher {
@@ -161,6 +164,8 @@ pub(crate) struct Dispatcher {
     delayed: BTreeSet<(i64, TaskId)>,
     /// Fanned-out tasks whose shards are not all final, by parent id.
     families: HashMap<TaskId, Family>,
+    /// Opens secret env values (stored sealed) to build assignments.
+    sealer: Arc<Sealer>,
 }
 
 impl Dispatcher {
@@ -174,6 +179,7 @@ impl Dispatcher {
         suspects: tokio::sync::broadcast::Sender<InstanceId>,
     ) -> Self {
         Self {
+            sealer: rules.sealer,
             fleet: rules.fleet,
             suspects,
             scheduler: rules.scheduler,
@@ -600,11 +606,7 @@ impl Dispatcher {
             handle: live.row.handle.clone(),
             attempt_no: live.row.attempts,
             argv: req.argv.clone(),
-            env: req
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            env: self.open_env(&live.row.id, req),
             cwd: req.cwd.clone(),
             timeout_ms: req.timeout_seconds.map(|s| s * 1000),
             guard: GuardSpec {
@@ -612,6 +614,26 @@ impl Dispatcher {
                 secret_env: req.secret_env.clone(),
             },
         })
+    }
+
+    /// A task's env with its secret values opened: the one place they are. A value that
+    /// does not open (checked at recovery, so only a damaged row) is left out and logged.
+    fn open_env(&self, task: &TaskId, req: &RunRequest) -> Vec<(String, String)> {
+        req.env
+            .iter()
+            .filter_map(|(name, value)| {
+                if !req.is_secret_env(name) {
+                    return Some((name.clone(), value.clone()));
+                }
+                match self.sealer.open(name, value) {
+                    Ok(plain) => Some((name.clone(), plain.into_owned())),
+                    Err(e) => {
+                        tracing::error!(task = %task, variable = %name, error = %e, "secret env value left out of the assignment");
+                        None
+                    }
+                }
+            })
+            .collect()
     }
 
     /// Updates the visible reason of queued tasks whose capability set became

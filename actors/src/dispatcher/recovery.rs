@@ -79,11 +79,16 @@ impl Dispatcher {
         }
         for mut row in rest {
             self.log.create_handle(&row.handle);
-            let request = match RunRequest::from_stored(&row.request) {
+            let request = RunRequest::from_stored(&row.request)
+                .map_err(|e| format!("stored request unreadable: {e}"))
+                .and_then(|r| match r.open_secrets(&self.sealer) {
+                    Ok(()) => Ok(r),
+                    Err(e) => Err(format!("its secret env values do not open: {e}")),
+                });
+            let request = match request {
                 Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(task = %row.id, error = %e, "stored request unreadable; task failed");
-                    let reason = format!("stored request unreadable: {e}");
+                Err(reason) => {
+                    tracing::error!(task = %row.id, reason = %reason, "task failed at recovery");
                     self.finish(
                         &mut row,
                         End::because(TaskState::Failed, reason),

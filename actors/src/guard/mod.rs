@@ -91,6 +91,9 @@ pub struct GuardSettings {
     pub fail_on_block: bool,
     /// Worker threads (0: one per core).
     pub workers: usize,
+    /// Run `restricted` tasks while their level is not enforced (the operator's opt-out;
+    /// `sensitive` ones are refused whatever this says).
+    pub run_restricted_unenforced: bool,
 }
 
 impl Default for GuardSettings {
@@ -102,6 +105,7 @@ impl Default for GuardSettings {
             approvers: Approvers::default(),
             fail_on_block: true,
             workers: 0,
+            run_restricted_unenforced: false,
         }
     }
 }
@@ -115,6 +119,39 @@ impl GuardSettings {
             _ => Mode::Enforce,
         };
         wanted.min(cap)
+    }
+
+    /// Why a task of `level` may not be accepted now, if it may not: a `sensitive` (or,
+    /// unless the operator opted out, `restricted`) task whose level is not enforced
+    /// would have its output stored unredacted.
+    pub fn refusal(&self, level: Level) -> Option<String> {
+        let mode = self.effective(level);
+        let must = match level {
+            Level::Sensitive => true,
+            Level::Restricted => !self.run_restricted_unenforced,
+            Level::Standard => false,
+        };
+        if !must || mode == Mode::Enforce {
+            return None;
+        }
+        let why = if self.levels.get(&level).copied().unwrap_or(self.mode) == Mode::Enforce {
+            format!("the rollout phase is {}", self.phase.as_str())
+        } else {
+            format!("the guard runs it in {} mode", mode.as_str())
+        };
+        Some(format!(
+            "privacy level {} is not enforced here ({why}), so the task's output would be stored \
+             unredacted; missing: enforcement for {} tasks, which needs an approved guard-policy \
+             approval (`flotilla guard approval request --kind policy`) and the guard switched to \
+             enforce (`PUT /admin/guard/modes`) in phase full{}",
+            level.as_str(),
+            level.as_str(),
+            if level == Level::Restricted {
+                ", or the operator's opt-out `guard.run-restricted-unenforced`"
+            } else {
+                ""
+            }
+        ))
     }
 
     /// Whether any level is enforced.
@@ -287,6 +324,11 @@ impl Guard {
             }),
         };
         Ok(guard)
+    }
+
+    /// Why a task of `level` may not be accepted now ([`GuardSettings::refusal`]).
+    pub fn refusal(&self, level: Level) -> Option<String> {
+        self.settings().refusal(level)
     }
 
     fn settings(&self) -> std::sync::RwLockReadGuard<'_, GuardSettings> {
@@ -583,7 +625,11 @@ pub fn shown_request(stored: &str) -> serde_json::Value {
     if let (Some(env), Some(req)) = (doc.get_mut("env").and_then(|e| e.as_object_mut()), &parsed) {
         for (name, value) in env.iter_mut() {
             if let (true, Some(text)) = (req.is_secret_env(name), value.as_str()) {
-                *value = marker("task-secret", &digest8(text)).into();
+                // A sealed value carries the digest of its plain value.
+                let digest = crate::seal::sealed_digest(text)
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| digest8(text));
+                *value = marker("task-secret", &digest).into();
             }
         }
     }

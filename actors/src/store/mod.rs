@@ -490,6 +490,49 @@ impl Store {
             .await
     }
 
+    /// Every task's id and stored request (for `flotilla seal rotate`).
+    pub async fn requests(&self) -> Result<Vec<(TaskId, String)>, StoreError> {
+        let rows = sqlx::query("SELECT id, request FROM tasks ORDER BY created_ms, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                let id = TaskId::parse(&id).map_err(|e| StoreError::Corrupt {
+                    table: "tasks",
+                    detail: format!("id {id:?}: {e}"),
+                })?;
+                Ok((id, r.try_get("request")?))
+            })
+            .collect()
+    }
+
+    /// Replaces the stored requests of `tasks` in one transaction, overwriting the old
+    /// text on disk (`secure_delete`) and checkpointing the WAL so that no copy of it
+    /// stays there either.
+    pub async fn replace_requests(&self, tasks: &[(TaskId, String)]) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("PRAGMA secure_delete = ON")
+            .execute(&mut *conn)
+            .await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        for (id, request) in tasks {
+            sqlx::query("UPDATE tasks SET request = ? WHERE id = ?")
+                .bind(request)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("PRAGMA secure_delete = OFF")
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
     /// Tasks matching a fixed condition (never built from input).
     async fn tasks_where(&self, condition: &'static str) -> Result<Vec<TaskRow>, StoreError> {
         let rows = sqlx::query(&format!(

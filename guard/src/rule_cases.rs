@@ -134,6 +134,13 @@ fn cases() -> Vec<Case> {
         ("heroku-key-v2", "HRKU-AA", BASE62, 58),
         ("sonar-token", "sqp_", HEX, 40),
         ("sourcegraph-token", "sgp_", HEX, 40),
+        ("groq-key", "gsk_", BASE62, 52),
+        ("replicate-token", "r8_", BASE62, 37),
+        ("perplexity-key", "pplx-", BASE62, 48),
+        ("xai-key", "xai-", BASE62, 80),
+        ("openrouter-key", "sk-or-v1-", HEX, 64),
+        ("supabase-token", "sbp_", HEX, 40),
+        ("google-oauth-secret", "GOCSPX-", BASE62, 28),
     ] {
         c.extend(prefixed(rule, prefix, alphabet, len));
     }
@@ -237,6 +244,51 @@ fn cases() -> Vec<Case> {
     let body = synth("anthropic", BASE64_URL, 93);
     c.push(bare("anthropic-key", format!("sk-ant-api03-{body}AA")));
     c.push(miss("anthropic-key", format!("sk-ant-api03-{body}BB")));
+
+    // Azure storage connection strings: the 88-character account key.
+    let key = format!("{}==", synth("azure-storage-key", BASE64, 86));
+    c.push(hit(
+        "azure-storage-key",
+        format!("DefaultEndpointsProtocol=https;AccountName=app;AccountKey={key};EndpointSuffix=core.windows.net"),
+        key.clone(),
+    ));
+    c.push(miss(
+        "azure-storage-key",
+        format!("AccountKey={};", &key[2..]),
+    ));
+    // Telegram bot tokens: the bot's id, a colon, then AA and 33 characters.
+    let bot = format!(
+        "6839271045:AA{}",
+        synth("telegram-bot-token", BASE64_URL, 33)
+    );
+    c.push(hit(
+        "telegram-bot-token",
+        format!("TELEGRAM={bot}"),
+        bot.clone(),
+    ));
+    c.push(miss(
+        "telegram-bot-token",
+        format!("TELEGRAM={}", &bot[..bot.len() - 1]),
+    ));
+    // LangSmith keys: two hex runs after the kind.
+    let ls = format!(
+        "lsv2_pt_{}_{}",
+        synth("langsmith-key", HEX, 32),
+        synth("langsmith-key-2", HEX, 10)
+    );
+    c.push(bare("langsmith-key", ls.clone()));
+    c.push(miss("langsmith-key", ls.replace("lsv2_pt_", "lsv2_xx_")));
+    // Cloudflare Origin CA keys.
+    let ca = format!(
+        "v1.0-{}-{}",
+        synth("cloudflare-origin-ca-key", HEX, 24),
+        synth("cloudflare-origin-ca-key-2", HEX, 146)
+    );
+    c.push(bare("cloudflare-origin-ca-key", ca.clone()));
+    c.push(miss(
+        "cloudflare-origin-ca-key",
+        ca[..ca.len() - 1].to_owned(),
+    ));
 
     // A JWT: base64url JSON header and payload, then a signature.
     let b64 = |json: &str| {

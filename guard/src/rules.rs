@@ -46,6 +46,7 @@ const KEYWORD_INSIDE: &[&str] = &[
     "digitalocean-token",
     "hashicorp-tf-token",
     "facebook-access-token",
+    "telegram-bot-token",
 ];
 
 /// Vendor tokens recognised by a fixed prefix: (id, kind, prefilter keywords, regex).
@@ -495,6 +496,73 @@ const PREFIXED: &[(&str, &str, &[&str], &str)] = &[
         &["facebook"],
         r"(?-u:\b)(\d{15,16}[|%][0-9A-Za-z\-_]{27,40})",
     ),
+    // AI and cloud providers coding agents use, by their published prefixes.
+    (
+        "groq-key",
+        "api-key",
+        &["gsk_"],
+        r"(?-u:\b)(gsk_[A-Za-z0-9]{52})(?-u:\b)",
+    ),
+    (
+        "replicate-token",
+        "api-key",
+        &["r8_"],
+        r"(?-u:\b)(r8_[A-Za-z0-9]{37})(?-u:\b)",
+    ),
+    (
+        "perplexity-key",
+        "api-key",
+        &["pplx-"],
+        r"(?-u:\b)(pplx-[A-Za-z0-9]{48})(?-u:\b)",
+    ),
+    (
+        "xai-key",
+        "api-key",
+        &["xai-"],
+        r"(?-u:\b)(xai-[A-Za-z0-9]{80})(?-u:\b)",
+    ),
+    (
+        "openrouter-key",
+        "api-key",
+        &["sk-or-v1-"],
+        r"(?-u:\b)(sk-or-v1-[a-f0-9]{64})(?-u:\b)",
+    ),
+    (
+        "supabase-token",
+        "api-key",
+        &["sbp_"],
+        r"(?-u:\b)(sbp_[a-f0-9]{40})(?-u:\b)",
+    ),
+    (
+        "google-oauth-secret",
+        "api-key",
+        &["gocspx-"],
+        r"(?-u:\b)(GOCSPX-[A-Za-z0-9_\-]{28})(?:[^A-Za-z0-9_\-]|$)",
+    ),
+    (
+        "azure-storage-key",
+        "api-key",
+        &["accountkey="],
+        r"AccountKey=([A-Za-z0-9+/]{86}==)",
+    ),
+    (
+        "telegram-bot-token",
+        "api-key",
+        &[":aa"],
+        r"(?-u:\b)(\d{8,10}:AA[A-Za-z0-9_\-]{33})(?:[^A-Za-z0-9_\-]|$)",
+    ),
+    (
+        "langsmith-key",
+        "api-key",
+        &["lsv2_"],
+        r"(?-u:\b)(lsv2_(?:pt|sk)_[a-f0-9]{32}_[a-f0-9]{10})(?-u:\b)",
+    ),
+    (
+        "cloudflare-origin-ca-key",
+        "api-key",
+        &["v1.0-"],
+        r"(?-u:\b)(v1\.0-[a-f0-9]{24}-[a-f0-9]{146})(?-u:\b)",
+    ),
     (
         "private-key-block",
         "private-key",
@@ -623,6 +691,18 @@ const NAMED: &[&str] = &[
     "twilio",
     "vercel",
     "zapier",
+    // AI providers whose keys carry no prefix of their own.
+    "mistral",
+    "cohere",
+    "together",
+    "deepseek",
+    "pinecone",
+    "elevenlabs",
+    "deepgram",
+    "assemblyai",
+    "fireworks",
+    "voyage",
+    "gemini",
 ];
 
 pub(crate) fn all() -> Vec<Rule> {

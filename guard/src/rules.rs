@@ -3,7 +3,9 @@
 
 use regex::Regex;
 
-use crate::validate::{card, email, generic, iban, not_placeholder, ssn, url_password};
+use crate::validate::{
+    card, checksummed, email, generic, iban, not_placeholder, ssn, url_password,
+};
 use crate::{Reach, Rule};
 
 type Check = Option<fn(&str, &str) -> bool>;
@@ -711,6 +713,12 @@ pub(crate) fn all() -> Vec<Rule> {
         .map(|(id, kind, kws, re)| {
             let check: Check = match *id {
                 "age-secret-key" => None,
+                "github-pat"
+                | "github-oauth"
+                | "github-user-to-server"
+                | "github-server-to-server"
+                | "github-refresh"
+                | "npm-token" => Some(checksummed),
                 "slack-token" | "slack-config-token" => Some(slack_token),
                 id if BASE62_BODIES.contains(&id) => Some(random_base62),
                 _ => Some(not_placeholder),

@@ -366,6 +366,50 @@ pub fn not_placeholder(value: &str, _text: &str) -> bool {
         .any(|w| lower.contains(w))
 }
 
+/// Whether a GitHub-style token (`ghp_`, `gho_`, `ghu_`, `ghs_`, `ghr_`, `npm_`: a prefix,
+/// 30 random base62 characters, then the CRC32 of those 30 in 6 base62 digits, as GitHub
+/// and npm publish the format) carries a valid checksum.
+pub fn base62_checksum_ok(token: &str) -> bool {
+    const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let Some((_, body)) = token.split_once('_') else {
+        return false;
+    };
+    if body.len() != 36 || !body.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return false;
+    }
+    let (random, check) = body.split_at(30);
+    let mut crc = crc32(random.as_bytes());
+    let mut want = [b'0'; 6];
+    for slot in want.iter_mut().rev() {
+        *slot = DIGITS[(crc % 62) as usize];
+        crc /= 62;
+    }
+    crc == 0 && check.as_bytes() == want
+}
+
+/// CRC-32 (IEEE, reflected), bit by bit: tokens are short.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for b in bytes {
+        crc ^= u32::from(*b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A token whose format has a checksum: a valid one is a token whatever the stop-list
+/// says (a random body may hold `example` or `12345678`); one without is judged like any
+/// other prefixed value, because a token whose checksum is off must not leak either.
+pub fn checksummed(value: &str, text: &str) -> bool {
+    base62_checksum_ok(value) || not_placeholder(value, text)
+}
+
 /// A password in a URL, not a template or variable.
 pub fn url_password(value: &str, _text: &str) -> bool {
     !(value.is_empty() || placeholder(value) && value.len() < 20 || value.starts_with('$'))
@@ -374,6 +418,37 @@ pub fn url_password(value: &str, _text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn github_and_npm_checksums_are_verified() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926, "the CRC-32 check value");
+        // A body with `example` in it: only its valid checksum makes it a token.
+        let random = "aexample0123456789ABCDEFGHIJKL";
+        let mut crc = crc32(random.as_bytes());
+        let digits = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        let mut check = [b'0'; 6];
+        for slot in check.iter_mut().rev() {
+            *slot = digits[(crc % 62) as usize];
+            crc /= 62;
+        }
+        let token = format!("ghp_{random}{}", std::str::from_utf8(&check).unwrap());
+        assert!(base62_checksum_ok(&token));
+        assert!(checksummed(&token, ""));
+        let npm = token.replacen("ghp_", "npm_", 1);
+        assert!(base62_checksum_ok(&npm));
+        let off = format!("{}0", &token[..token.len() - 1]);
+        let off = if off == token {
+            format!("{}1", &token[..token.len() - 1])
+        } else {
+            off
+        };
+        assert!(!base62_checksum_ok(&off));
+        assert!(
+            !checksummed(&off, ""),
+            "no checksum, and a placeholder word"
+        );
+        assert!(!base62_checksum_ok("ghp_short"));
+    }
 
     #[test]
     fn checksums_accept_real_numbers_and_refuse_near_misses() {

@@ -11,6 +11,7 @@
 pub mod env;
 mod gate;
 mod keywords;
+mod passwords;
 pub mod policy;
 mod rules;
 pub mod stream;
@@ -184,13 +185,19 @@ impl Engine {
                             continue;
                         }
                     }
+                    // A quoted value (the password rules take one whole, quotes and
+                    // all): the finding is what is between the quotes.
+                    let b = m.as_str().as_bytes();
+                    let quoted =
+                        b.len() > 2 && matches!(b[0], b'"' | b'\'') && b[b.len() - 1] == b[0];
+                    let q = usize::from(quoted);
                     found.push((
                         i,
                         Finding {
                             rule: rule.id,
                             kind: rule.kind,
-                            start: ws + m.start(),
-                            end: ws + m.end(),
+                            start: ws + m.start() + q,
+                            end: ws + m.end() - q,
                         },
                     ));
                 }

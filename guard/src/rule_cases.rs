@@ -141,6 +141,7 @@ fn cases() -> Vec<Case> {
         ("openrouter-key", "sk-or-v1-", HEX, 64),
         ("supabase-token", "sbp_", HEX, 40),
         ("google-oauth-secret", "GOCSPX-", BASE62, 28),
+        ("firecrawl-key", "fc-", HEX, 32),
     ] {
         c.extend(prefixed(rule, prefix, alphabet, len));
     }
@@ -244,6 +245,68 @@ fn cases() -> Vec<Case> {
     let body = synth("anthropic", BASE64_URL, 93);
     c.push(bare("anthropic-key", format!("sk-ant-api03-{body}AA")));
     c.push(miss("anthropic-key", format!("sk-ant-api03-{body}BB")));
+
+    let hook = format!(
+        "https://discord.com/api/webhooks/1754380165011329456/{}",
+        synth("discord-webhook", BASE64_URL, 68)
+    );
+    c.push(bare("discord-webhook", hook.clone()));
+    c.push(miss(
+        "discord-webhook",
+        "https://discord.com/api/webhooks/1754380165011329456/short",
+    ));
+    let teams = format!(
+        "https://acme.webhook.office.com/webhookb2/{}@{}/IncomingWebhook/{}/{}",
+        "f0f2ba03-73ab-44c8-8de3-0e8be4511f0a",
+        "6145002a-3bb8-4876-9ca1-d1b7aeb874bb",
+        synth("teams", HEX, 32),
+        "9835bb27-64e0-43a1-b2c3-d4e5f6a7b8c9"
+    );
+    c.push(bare("teams-webhook", teams.clone()));
+    c.push(miss("teams-webhook", teams[..teams.len() - 2].to_owned()));
+    let refresh = format!("1//0{}", synth("google-refresh", BASE64_URL, 60));
+    c.push(hit(
+        "google-refresh-token",
+        format!("refresh_token: {refresh}"),
+        refresh.clone(),
+    ));
+    c.push(miss(
+        "google-refresh-token",
+        "see https://example.org/1//0abc",
+    ));
+    let fcm = format!(
+        "AAAA{}:APA91b{}",
+        synth("fcm-1", BASE64_URL, 7),
+        synth("fcm-2", BASE64_URL, 134)
+    );
+    c.push(bare("firebase-server-key", fcm.clone()));
+    c.push(miss(
+        "firebase-server-key",
+        format!("AAAA{}:APA91bshort", synth("fcm-1", BASE64_URL, 7)),
+    ));
+    let bt = format!(
+        "access_token$production${}${}",
+        synth("bt-1", LOWER_DIGITS, 16),
+        synth("bt-2", HEX, 32)
+    );
+    c.push(bare("braintree-token", bt.clone()));
+    c.push(miss("braintree-token", bt[..bt.len() - 1].to_owned()));
+    let mapbox = format!(
+        "sk.eyJ{}.{}",
+        synth("mapbox-1", BASE64_URL, 60),
+        synth("mapbox-2", BASE64_URL, 22)
+    );
+    c.push(bare("mapbox-secret-token", mapbox.clone()));
+    c.push(miss(
+        "mapbox-secret-token",
+        mapbox.replacen("sk.", "pk.", 1),
+    ));
+    let ali = format!("LTAI{}", synth("alibaba", BASE62, 20));
+    c.push(bare("alibaba-access-key", ali.clone()));
+    c.push(miss(
+        "alibaba-access-key",
+        format!("LTAI{}", synth("alibaba", BASE62, 8)),
+    ));
 
     // Azure storage connection strings: the 88-character account key.
     let key = format!("{}==", synth("azure-storage-key", BASE64, 86));
@@ -524,10 +587,68 @@ fn cases() -> Vec<Case> {
         synth("putty-mac", HEX, 64)
     );
     c.push(bare("putty-private-key", ppk.clone()));
+    // Cut off before its MAC, it is still a key file; the header alone is not.
+    let cut = ppk[..ppk.find("Private-MAC").unwrap_or(ppk.len())].to_owned();
+    c.push(bare("putty-private-key", cut));
     c.push(miss(
         "putty-private-key",
-        &ppk[..ppk.find("Private-MAC").unwrap_or(ppk.len())],
+        "PuTTY-User-Key-File-3: ssh-ed25519",
     ));
+
+    let ssh2 = format!(
+        "---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----\nComment: \"synthetic\"\n{}\n---- END SSH2 ENCRYPTED PRIVATE KEY ----",
+        synth("ssh2", BASE64, 70)
+    );
+    c.push(bare("ssh2-private-key", ssh2));
+    c.push(miss(
+        "ssh2-private-key",
+        "---- BEGIN SSH2 PUBLIC KEY ----\nComment: x\nAAAAB3NzaC1yc2E",
+    ));
+
+    let hexline = |seed: &str| {
+        let h = synth(seed, HEX, 30);
+        (0..15)
+            .map(|i| &h[i * 2..i * 2 + 2])
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    let pkey = format!(
+        "Private-Key: (256 bit)\npriv:\n    {}:\n    {}:\n    c5:a0\n",
+        hexline("pkey-1"),
+        hexline("pkey-2")
+    );
+    c.push(bare("private-key-text", pkey));
+    c.push(miss(
+        "private-key-text",
+        "Public-Key: (256 bit)\npub:\n    04:e0:e0:c3:bf\n",
+    ));
+
+    // Key files in base64, as `kubectl get secret -o yaml` shows them.
+    use base64::Engine as _;
+    let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        synth("pem-b64", BASE64, 64)
+    );
+    let encoded = b64(&pem);
+    c.push(hit(
+        "private-key-base64",
+        format!("  tls.key: {encoded}"),
+        encoded.clone(),
+    ));
+    let public = b64(&pem.replace("PRIVATE", "PUBLIC"));
+    c.push(miss("private-key-base64", format!("  tls.crt: {public}")));
+
+    let p12 = format!(
+        "MIIK7AIBAzCCCqIGCSqGSIb3DQEHAaCC{}",
+        synth("p12", BASE64, 80)
+    );
+    c.push(hit(
+        "pkcs12-keystore",
+        format!("keystore.p12: {p12}"),
+        p12.clone(),
+    ));
+    c.push(miss("pkcs12-keystore", "keystore.p12: MIIK7AIBAzCC"));
 
     // Credentials in URLs, command lines and headers.
     c.push(hit(
@@ -577,12 +698,91 @@ fn cases() -> Vec<Case> {
         "attribute-password",
         "<add key=\"SmtpPassword\" value=\"changeme\" />",
     ));
+    // A password's name whose last word is not password: the generic rule's case.
     c.push(hit(
         "generic-password",
-        "DB_PASSWORD=Mv9!tQ2#wLx7",
+        "password_for_db=Mv9!tQ2#wLx7",
         "Mv9!tQ2#wLx7",
     ));
-    c.push(miss("generic-password", "DB_PASSWORD=changeme"));
+    c.push(miss("generic-password", "password_for_db=changeme"));
+    // A name ending in password: any value a person chose, PINs and passphrases too.
+    for (text, value) in [
+        ("DB_PASSWORD=Mv9!tQ2#wLx7", "Mv9!tQ2#wLx7"),
+        ("SMTP_PASS=8841", "8841"),
+        (
+            "passphrase: \"ferry-bakery-zipper-orange\"",
+            "ferry-bakery-zipper-orange",
+        ),
+        (
+            "define( 'DB_PASSWORD', 'Say\"Monkey\"56' );",
+            "Say\"Monkey\"56",
+        ),
+        (
+            "  <password>coyote-jelly-chimney</password>",
+            "coyote-jelly-chimney",
+        ),
+        ("$ printenv VNC_PASSWORD\nBright2016?", "Bright2016?"),
+    ] {
+        c.push(hit("password-assignment", text, value));
+    }
+    for text in [
+        "DB_PASSWORD=${DB_PASSWORD}",
+        "password_hash: $2b$12$KIXQ4m1Y8Fq3Zl3h6o2Cxe",
+        "PASSWORD_RESET_TTL=3600",
+        "PWD=/app",
+        "require_password: true",
+        "password: DB_PASSWORD",
+        "username,password,email",
+    ] {
+        c.push(miss("password-assignment", text));
+    }
+    // A tool's password flag.
+    for (text, value) in [
+        (
+            "mysql -h db -u etl -p'.Fh/yYu8g4l2WO' payments",
+            ".Fh/yYu8g4l2WO",
+        ),
+        (
+            "docker login -u deploy -p NEC5IcJlXneiW2 harbor.corp.local",
+            "NEC5IcJlXneiW2",
+        ),
+        (
+            "sqlcmd -S sql -U sa -P vapor-circle-clock -Q \"SELECT 1\"",
+            "vapor-circle-clock",
+        ),
+        (
+            "keytool -list -keystore t.jks -storepass zIspZdmi6dbh",
+            "zIspZdmi6dbh",
+        ),
+        ("gpg --batch --passphrase 'Pil0t*9' -d a.gpg", "Pil0t*9"),
+        (
+            "smbclient //nas/public -U 'jdoe%zUI@cWnk3k0' -c ls",
+            "zUI@cWnk3k0",
+        ),
+        (
+            "htpasswd -bc /etc/nginx/.htpasswd admin v0y4gewiz4rd64!",
+            "v0y4gewiz4rd64!",
+        ),
+        (
+            "pg-01.prod.internal:5432:*:ops:rIW4O1W6Csce9U",
+            "rIW4O1W6Csce9U",
+        ),
+        (
+            "machine ftp.host.com login analytics password 704st4206",
+            "704st4206",
+        ),
+    ] {
+        c.push(hit("cli-password", text, value));
+    }
+    for text in [
+        "mysql -u root -p payments",
+        "echo $TOKEN | docker login -u deploy --password-stdin",
+        "docker login -u deploy -p $REGISTRY_PASSWORD",
+        "sqlcmd -S sql -U sa -P %SA_PWD% -i init.sql",
+        "root:x:0:0:root:/root:/bin/bash",
+    ] {
+        c.push(miss("cli-password", text));
+    }
     let v = synth("generic", BASE62, 32);
     c.push(hit("generic-secret", format!("api_token: {v}"), v.clone()));
     // A UUID is an id far more often than a secret.
@@ -634,6 +834,30 @@ fn cases() -> Vec<Case> {
         "(415) 555-0132",
     ));
     c.push(miss("phone-national", "call 415-555-01324"));
+    c.push(hit(
+        "phone-international",
+        "called back on (+234) 816 255 9793 after",
+        "(+234) 816 255 9793",
+    ));
+    for (text, value) in [
+        ("Contact number: 8 (962) 788-20-34", "8 (962) 788-20-34"),
+        ("TEL;TYPE=HOME:06 43 98 65 65", "06 43 98 65 65"),
+        ("\"mobile\": \"(0851) 7401-919\"", "(0851) 7401-919"),
+        (
+            "verification code to 998 785 4167 (provider=sns)",
+            "998 785 4167",
+        ),
+    ] {
+        c.push(hit("phone-labelled", text, value));
+    }
+    for text in [
+        "phone_count: 12",
+        "contact updated 2026-11-30 10:14",
+        "cell 1.2.3",
+        "call stack depth 40961",
+    ] {
+        c.push(miss("phone-labelled", text));
+    }
     c
 }
 

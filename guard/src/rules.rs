@@ -18,7 +18,14 @@ fn rule(
     check: Check,
 ) -> Rule {
     let reach = match (id, keywords.is_empty()) {
-        ("private-key-block" | "putty-private-key" | "gcp-service-account", _) => Reach::Whole,
+        (
+            "private-key-block"
+            | "putty-private-key"
+            | "gcp-service-account"
+            | "private-key-text"
+            | "ssh2-private-key",
+            _,
+        ) => Reach::Whole,
         ("iban", true) => Reach::IbanStarts,
         (_, true) => Reach::DigitRuns,
         _ => Reach::Lines,
@@ -49,6 +56,7 @@ const KEYWORD_INSIDE: &[&str] = &[
     "hashicorp-tf-token",
     "facebook-access-token",
     "telegram-bot-token",
+    "firebase-server-key",
 ];
 
 /// Vendor tokens recognised by a fixed prefix: (id, kind, prefilter keywords, regex).
@@ -498,6 +506,54 @@ const PREFIXED: &[(&str, &str, &[&str], &str)] = &[
         &["facebook"],
         r"(?-u:\b)(\d{15,16}[|%][0-9A-Za-z\-_]{27,40})",
     ),
+    (
+        "discord-webhook",
+        "api-key",
+        &["/api/webhooks/"],
+        r"(https://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/\d{17,20}/[A-Za-z0-9_\-]{60,80})",
+    ),
+    (
+        "teams-webhook",
+        "api-key",
+        &["webhook.office.com"],
+        r"(https://[A-Za-z0-9\-]+\.webhook\.office\.com/webhookb2/[A-Za-z0-9\-]{36}@[A-Za-z0-9\-]{36}/IncomingWebhook/[A-Za-z0-9]{32}/[A-Za-z0-9\-]{36})",
+    ),
+    (
+        "google-refresh-token",
+        "api-key",
+        &["1//0"],
+        r"(?-u:\b)(1//0[A-Za-z0-9_\-]{40,300})",
+    ),
+    (
+        "firebase-server-key",
+        "api-key",
+        &[":apa91b"],
+        r"(?-u:\b)(AAAA[A-Za-z0-9_\-]{7}:APA91b[A-Za-z0-9_\-]{100,200})",
+    ),
+    (
+        "braintree-token",
+        "api-key",
+        &["access_token$"],
+        r"(access_token\$(?:production|sandbox)\$[a-z0-9]{16}\$[a-f0-9]{32})",
+    ),
+    (
+        "mapbox-secret-token",
+        "api-key",
+        &["sk.eyj"],
+        r"(?-u:\b)(sk\.eyJ[A-Za-z0-9_\-]{20,200}\.[A-Za-z0-9_\-]{20,60})",
+    ),
+    (
+        "alibaba-access-key",
+        "api-key",
+        &["ltai"],
+        r"(?-u:\b)(LTAI[A-Za-z0-9]{12,20})(?-u:\b)",
+    ),
+    (
+        "firecrawl-key",
+        "api-key",
+        &["fc-"],
+        r"(?-u:\b)(fc-[a-f0-9]{32})(?-u:\b)",
+    ),
     // AI and cloud providers coding agents use, by their published prefixes.
     (
         "groq-key",
@@ -551,7 +607,7 @@ const PREFIXED: &[(&str, &str, &[&str], &str)] = &[
         "telegram-bot-token",
         "api-key",
         &[":aa"],
-        r"(?-u:\b)(\d{8,10}:AA[A-Za-z0-9_\-]{33})(?:[^A-Za-z0-9_\-]|$)",
+        r"(?:(?-u:\b)|bot)(\d{8,10}:AA[A-Za-z0-9_\-]{33})(?:[^A-Za-z0-9_\-]|$)",
     ),
     (
         "langsmith-key",
@@ -575,7 +631,43 @@ const PREFIXED: &[(&str, &str, &[&str], &str)] = &[
         "putty-private-key",
         "private-key",
         &["putty-user-key-file"],
-        r"(PuTTY-User-Key-File-\d: [\s\S]{20,}?Private-MAC: [a-f0-9]+)",
+        r"(PuTTY-User-Key-File-\d: [\s\S]{20,}?(?:Private-MAC: [a-f0-9]+|\z))",
+    ),
+    (
+        "ssh2-private-key",
+        "private-key",
+        &["begin ssh2"],
+        r"(---- BEGIN SSH2 (?:ENCRYPTED )?PRIVATE KEY ----[\s\S]{20,}?(?:---- END SSH2 (?:ENCRYPTED )?PRIVATE KEY ----|\z))",
+    ),
+    // `openssl pkey -text`: the key's numbers in hex, after `Private-Key: (256 bit)`.
+    (
+        "private-key-text",
+        "private-key",
+        &["private-key:"],
+        r"((?:(?:ED25519|ED448|X25519|X448) )?Private-Key:[^\n]{0,40}(?:\n|\\n)(?:[ \t]*[A-Za-z]+:[ \t]*(?:\n|\\n)|[ \t]+(?:[0-9a-f]{2}:)+[0-9a-f]{0,2}[ \t]*(?:\n|\\n|\z))+)",
+    ),
+    // A private key file in base64 (a Kubernetes secret's data, `base64 -w0 key.pem`):
+    // the encodings of how key files start; the check decodes it to be sure.
+    (
+        "private-key-base64",
+        "private-key",
+        &[
+            "ls0tls1crudjti",
+            "uhvuvfktvxnlci1lzxktrmlsz",
+            "uhjpdmf0zs1lzxk6",
+            "ruqyntuxosbqcml2yxrllutlet",
+            "iybjcmvhdgvkoi",
+            "iybwdwjsawmga2v5oibhz2",
+            "qudflvnfq1jfvc1lrvkt",
+        ],
+        r"(?-u:\b)((?:LS0tLS1CRUdJTi|UHVUVFktVXNlci1LZXktRmlsZS|UHJpdmF0ZS1LZXk6|RUQyNTUxOSBQcml2YXRlLUtleT|IyBjcmVhdGVkOi|IyBwdWJsaWMga2V5OiBhZ2|QUdFLVNFQ1JFVC1LRVkt)[A-Za-z0-9+/]{20,}={0,2})",
+    ),
+    // A PKCS#12 keystore (it holds private keys) in base64: version 3, then PKCS#7 data.
+    (
+        "pkcs12-keystore",
+        "private-key",
+        &["ibazcc"],
+        r"(MII[A-Za-z0-9+/]{3}IBAzCC[A-Za-z0-9+/]{2,8}GCSqGSIb3DQEHA[A-Za-z0-9+/=]{40,})",
     ),
 ];
 
@@ -713,6 +805,7 @@ pub(crate) fn all() -> Vec<Rule> {
         .map(|(id, kind, kws, re)| {
             let check: Check = match *id {
                 "age-secret-key" => None,
+                "private-key-base64" => Some(encoded_private_key),
                 "github-pat"
                 | "github-oauth"
                 | "github-user-to-server"
@@ -774,6 +867,9 @@ pub(crate) fn all() -> Vec<Rule> {
         word_start: false,
     });
 
+    // Passwords after a tool's password flag, or assigned to a password's name.
+    rules.extend(crate::passwords::rules());
+
     // `<add key="Password" value="..."/>` and similar key/value attribute pairs.
     rules.push(rule(
         "attribute-password",
@@ -806,7 +902,8 @@ pub(crate) fn all() -> Vec<Rule> {
         "email",
         "email",
         &["@"],
-        r"(?-u:\b)([A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+(?:[A-Za-z]{2,24}|xn--[a-z0-9\-]{2,59}))(?-u:\b)",
+        // `scheme://user@host` names a user of a host, not an address (refuted).
+        r"(?:(?P<refute>://)|(?-u:\b))([A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+(?:[A-Za-z]{2,24}|xn--[a-z0-9\-]{2,59}))(?-u:\b)",
         Some(email),
     ));
     rules.push(rule(
@@ -834,7 +931,7 @@ pub(crate) fn all() -> Vec<Rule> {
         "phone-international",
         "phone",
         &["+"],
-        r"(?:^|[^\w+])(\+[1-9]\d{0,2}[ \-.]?(?:\(\d{1,4}\)[ \-.]?)?\d{1,4}(?:[ \-.]?\d{1,5}){1,4})(?-u:\b)",
+        r"(?:^|[^\w+(])(\(?\+[1-9]\d{0,2}\)?[ \-.]?(?:\(\d{1,4}\)[ \-.]?)?\d{1,4}(?:[ \-.]?\d{1,5}){1,4})(?-u:\b)",
         Some(phone),
     ));
     rules.push(rule(
@@ -853,6 +950,14 @@ pub(crate) fn all() -> Vec<Rule> {
         // A national number's trunk prefix is one 0: `00` starts an international number.
         r"(?:^|[^\w\-.:/])(\(\d{3}\)\s?\d{3}[\-. ]\d{4}|\d{3}[\-.]\d{3}[\-.]\d{4}|0[1-9]\d?[\- ]\d{3,4}[\- ]\d{4}|0[1-9]\d[\- ]\d{4}[\- ]\d{4})(?:$|[^\w\-.:/])",
         Some(phone),
+    ));
+    // Last, so that a specific format wins: a number after a word that says it is one to call: any national format.
+    rules.push(rule(
+        "phone-labelled",
+        "phone",
+        &["tel", "phone", "mobile", "cell", "fax", "whatsapp", "contact", "call", "sms", "code to"],
+        r#"(?i)(?:tel(?:ephone)?|phone(?:[ _]?number)?|mobile|cell(?:phone)?|fax|whatsapp(?: me)?(?: on)?|contact(?: number)?|call(?:ed)?(?: me| back)?(?: on| at)?|sms|code to)(?:|[_A-Za-z]{0,12})(?:;[A-Za-z=,]{1,30})?["']?[ 	]*[:=]?[ 	]*["']?[ 	]*(\+?\(?\+?\d[\d ().\-/]{6,20}\d)"#,
+        Some(phone_labelled),
     ));
     rules
 }
@@ -910,6 +1015,9 @@ fn vendor_value(value: &str, name: &str) -> bool {
 /// A password may be short; it still must not be a placeholder.
 fn generic_or_short(value: &str, text: &str) -> bool {
     let v = value.trim_matches(|c| c == '"' || c == '\'');
+    if crate::passwords::reference(v) {
+        return false;
+    }
     if v.len() >= 10 {
         return generic(v, text);
     }
@@ -942,7 +1050,52 @@ fn generic_not_uuid(value: &str, name: &str) -> bool {
     let uuid = value.len() == 36
         && value.split('-').map(str::len).eq([8, 4, 4, 4, 12])
         && value.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit());
-    !uuid && generic(value, name)
+    !uuid && !encoded_json(value) && generic(value, name)
+}
+
+/// Base64 whose text is a private key: a PEM or OpenSSH block, a PuTTY file, `openssl
+/// pkey -text` output or an age identity (a public key or certificate is not).
+fn encoded_private_key(value: &str, _text: &str) -> bool {
+    use base64::Engine as _;
+    let body = value.trim_end_matches('=');
+    let cut = &body[..(body.len().min(4096) / 4) * 4];
+    let Ok(bytes) = base64::engine::general_purpose::STANDARD_NO_PAD.decode(cut) else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    [
+        "PRIVATE KEY",
+        "PuTTY-User-Key-File",
+        "Private-Key:",
+        "AGE-SECRET-KEY-1",
+    ]
+    .iter()
+    .any(|m| text.contains(m))
+}
+
+/// Base64 of a small JSON object (`eyJvZmZzZXQiOjI5MTMsImxpbWl0IjoyNX0`, a page cursor):
+/// data anyone can read, not a credential. A JWT has three parts and its own rule.
+fn encoded_json(value: &str) -> bool {
+    use base64::Engine as _;
+    if !value.starts_with("eyJ") || value.contains('.') || value.len() > 400 {
+        return false;
+    }
+    let trimmed = value.trim_end_matches('=');
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(trimmed)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(trimmed));
+    decoded
+        .ok()
+        .and_then(|d| String::from_utf8(d).ok())
+        .is_some_and(|t| {
+            let t = t.trim();
+            let lower = t.to_ascii_lowercase();
+            t.starts_with('{')
+                && t.ends_with('}')
+                && !["secret", "token", "password", "key"]
+                    .iter()
+                    .any(|w| lower.contains(w))
+        })
 }
 
 /// Whether an assigned name says its value is not a secret: it ends in a word naming
@@ -1001,7 +1154,7 @@ fn names_secret_word(name: &str) -> bool {
 
 /// The words of an identifier in lower case, split at `_ . -` and at camel-case humps:
 /// `dev.credentialId` -> `dev`, `credential`, `id`.
-fn identifier_words(name: &str) -> Vec<String> {
+pub(crate) fn identifier_words(name: &str) -> Vec<String> {
     let mut words: Vec<String> = Vec::new();
     let mut word = String::new();
     let mut prev_lower = false;
@@ -1029,4 +1182,17 @@ fn identifier_words(name: &str) -> Vec<String> {
 fn phone(value: &str, _text: &str) -> bool {
     let digits = value.bytes().filter(u8::is_ascii_digit).count();
     (8..=15).contains(&digits) && !value.contains("..")
+}
+
+/// A labelled number: a phone's length, and not a date, a time or a version.
+fn phone_labelled(value: &str, text: &str) -> bool {
+    let dashes = value.matches('-').count();
+    let date = value.len() >= 10
+        && value.as_bytes()[4] == b'-'
+        && value[..4].bytes().all(|b| b.is_ascii_digit());
+    phone(value, text)
+        && !date
+        && !value.contains(':')
+        && dashes <= 3
+        && value.matches('.').count() != 2
 }

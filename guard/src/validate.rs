@@ -70,7 +70,23 @@ pub fn card(value: &str, _text: &str) -> bool {
         15 if p(4) == 2014 || p(4) == 2149 || p(4) == 1800 || p(4) == 2131 => true,
         _ => false,
     };
-    issuer && luhn_valid(&digits)
+    issuer && luhn_valid(&digits) && card_grouping(value)
+}
+
+/// Card numbers are written whole or in their printed groups (4-4-4-4, Amex 4-6-5,
+/// Diners 4-6-4, 19 digits 4-4-4-4-3); `4038816 194308` is two columns of numbers.
+fn card_grouping(value: &str) -> bool {
+    let groups: Vec<usize> = value
+        .split([' ', '-'])
+        .filter(|g| !g.is_empty())
+        .map(str::len)
+        .collect();
+    match groups.as_slice() {
+        [_] => true,
+        [4, 6, 4] | [4, 6, 5] => true,
+        [rest @ .., last] => rest.iter().all(|g| *g == 4) && (1..=4).contains(last),
+        [] => false,
+    }
 }
 
 fn all_same(s: &str) -> bool {
@@ -217,6 +233,26 @@ pub fn ssn(value: &str, _text: &str) -> bool {
         && serial != "0000"
         && !all_same(&digits)
         && digits != "123456789"
+        && !zip_plus_four(value, _text)
+}
+
+/// `CA 94105-1234`, `ZIP+4: 94105-1234`: five digits, a dash and four are a ZIP+4 code
+/// after a state's code or a zip label.
+fn zip_plus_four(value: &str, text: &str) -> bool {
+    let b = value.as_bytes();
+    if !(b.len() == 10 && b[5] == b'-') {
+        return false;
+    }
+    let Some(at) = text.find(value) else {
+        return false;
+    };
+    let before = &text[..at];
+    let state = before.len() >= 3 && {
+        let t = &before.as_bytes()[before.len() - 3..];
+        t[0].is_ascii_uppercase() && t[1].is_ascii_uppercase() && t[2] == b' '
+    };
+    let tail = before[before.len().saturating_sub(12)..].to_ascii_lowercase();
+    state || tail.contains("zip")
 }
 
 /// Reserved and example domains are placeholders, not personal data.

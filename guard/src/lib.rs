@@ -231,9 +231,14 @@ fn line_window(bytes: &[u8], start: usize, end: usize) -> (usize, usize) {
 
 /// Whether a value runs straight into a run of mask characters (`xoxp-1234-####`): what
 /// was found is the visible part of a masked value. One `#` or `*` may be part of a
-/// password; three in a row are a mask.
+/// password; three in a row (or an ellipsis) are a mask.
 fn masked_after(rest: &[u8]) -> bool {
-    rest.len() >= 3 && matches!(rest[0], b'*' | b'#') && rest[1] == rest[0] && rest[2] == rest[0]
+    let run = rest.len() >= 3
+        && matches!(rest[0], b'*' | b'#' | b'.')
+        && rest[1] == rest[0]
+        && rest[2] == rest[0];
+    // `sk.eyJ1IjoibWFw…gd-A`: the middle left out with an ellipsis.
+    run || rest.starts_with("…".as_bytes())
 }
 
 /// Appends a window, merging it with the last one when they touch (hits come in order).

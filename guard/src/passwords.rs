@@ -11,7 +11,7 @@ use crate::validate::placeholder;
 use crate::{Reach, Rule};
 
 /// A value: quoted (the quotes are not part of the finding) or a run without blanks.
-const V: &str = r#"(?P<value>'[^'\n]{1,200}'|"[^"\n]{1,200}"|[^\s'"<]{1,200})"#;
+const V: &str = r#"(?P<value>'[^'\n]{1,200}'|"[^"\n]{1,200}"|[^\s'"<](?:[^\s<]{0,198}[^\s'"<])?)"#;
 
 /// Password flags of tools, by the tool: (prefilter keywords, regex with `{V}`).
 const FLAGS: &[(&[&str], &str)] = &[
@@ -65,7 +65,7 @@ const FLAGS: &[(&[&str], &str)] = &[
     ),
     (
         &["htpasswd"],
-        r"(?m)htpasswd\s+-\w*b\w*\s+(?:\S+\s+)?\S+\s+{V}[ \t]*(?:$|[;&|])",
+        r"(?m)htpasswd[ \t]+-\w*b\w*[ \t]+(?:\S+[ \t]+)?\S+[ \t]+{V}[ \t]*(?:$|[;&|])",
     ),
     (&["mc alias"], r"mc\s+alias\s+set\s+\S+\s+\S+\s+\S+\s+{V}"),
     (&["rclone"], r"rclone\b[^\n|;&]*?\spass\s+{V}"),
@@ -102,7 +102,10 @@ const NAME_ENDINGS: &[&str] = &[
     "pwd",
     "pw",
     "psk",
+    "auth",
 ];
+/// Endings that also count at the end of a word (`PGPASSWORD`, `mysqlpasswd`).
+const WORD_ENDINGS: &[&str] = &["password", "passwd", "passphrase"];
 
 pub(crate) fn rules() -> Vec<Rule> {
     let mut rules: Vec<Rule> = FLAGS
@@ -115,8 +118,22 @@ pub(crate) fn rules() -> Vec<Rule> {
         "password-assignment",
         &["pass", "pwd", "psk", "pw"],
         &format!(
-            r#"(?i)(?P<name>[A-Za-z0-9_.\-]{{0,60}}?(?:passw(?:or)?d|passphrase|pass|pwd|psk|pw))["'\x60\]]?(?:\s+string)?[ \t]*(?:=>?|:=|:|\?=|>|\(\s*)[ \t]*{V}"#
+            r#"(?i)(?P<name>[A-Za-z0-9_.\-]{{0,60}}?(?:passw(?:or)?d|passphrase|pass|pwd|psk|pw))["'\x60\]]?(?:\s+string)?[ \t]*(?:=>?|:=|:|\?=)[ \t]*{V}"#
         ),
+        assigned,
+    ));
+    // `<password>value</password>`.
+    rules.push(rule(
+        "password-assignment",
+        &["pass", "pwd"],
+        r"(?i)<(?P<name>[A-Za-z0-9_.\-]{0,60}?(?:passw(?:or)?d|passphrase|pass|pwd))>[ \t]*(?P<value>[^<\n]{1,200})</",
+        assigned,
+    ));
+    // `setPassword("value")`: a quoted argument.
+    rules.push(rule(
+        "password-assignment",
+        &["pass", "pwd"],
+        r#"(?i)(?P<name>[A-Za-z0-9_]{0,60}?(?:passw(?:or)?d|passphrase|pass|pwd))\([ \t]*(?P<value>'[^'\n]{1,200}'|"[^"\n]{1,200}")"#,
         assigned,
     ));
     // `define('DB_PASSWORD', 'value')`: a quoted name, a comma, a quoted value.
@@ -134,6 +151,23 @@ pub(crate) fn rules() -> Vec<Rule> {
         assigned,
     ));
     rules
+}
+
+/// Secrets assigned to a name that says so, after the generic rules (which keep what
+/// they find): `SECRET_KEY = '…'`, `hmac_key = "…"`, `APP_KEY=base64:…`, a random value
+/// of any characters.
+pub(crate) fn secret_rules() -> Vec<Rule> {
+    vec![Rule {
+        kind: "generic-secret",
+        ..rule(
+            "secret-assignment",
+            &["secret", "key", "token", "salt"],
+            &format!(
+                r#"(?i)(?P<name>[A-Za-z0-9_.\-]{{0,60}}?(?:secret|key|token|salt))["'\x60\]]?[ \t]*(?:=>?|:=|:|\?=)[ \t]*{V}"#
+            ),
+            secret_assigned,
+        )
+    }]
 }
 
 fn rule(
@@ -155,13 +189,110 @@ fn rule(
 }
 
 /// A value after a password flag: anything but a reference, placeholder or mask.
-fn cli_value(value: &str, _text: &str) -> bool {
-    chosen(unquote(value))
+pub(crate) fn cli_value(value: &str, _text: &str) -> bool {
+    chosen(value)
 }
 
 /// A value assigned to a name whose last word says password.
 fn assigned(value: &str, name: &str) -> bool {
-    password_name(name) && chosen(unquote(value))
+    password_name(name) && chosen(value)
+}
+
+/// A random value assigned to a name whose last word says secret, key, token or salt,
+/// unless the name's first word says what kind of non-secret key it is (`cache_key`).
+fn secret_assigned(raw: &str, name: &str) -> bool {
+    const NOT_SECRET: &[&str] = &[
+        "cache",
+        "sort",
+        "partition",
+        "primary",
+        "foreign",
+        "public",
+        "object",
+        "s3",
+        "lookup",
+        "routing",
+        "idempotency",
+        "dedup",
+        "row",
+        "map",
+        "hash",
+        "group",
+        "shard",
+        "next",
+        "page",
+        "continuation",
+        "pagination",
+        "cursor",
+        "csrf",
+        "ssh",
+        "gpg",
+        "pgp",
+        "host",
+        "fingerprint",
+        "registry",
+        "license",
+        "storage",
+        "bucket",
+        "table",
+        "dict",
+        "item",
+    ];
+    let words = identifier_words(name);
+    let Some(last) = words.last() else {
+        return false;
+    };
+    let says = [
+        "secret",
+        "key",
+        "token",
+        "salt",
+        "apitoken",
+        "authtoken",
+        "accesstoken",
+        "apisecret",
+        "clientsecret",
+        "secretkey",
+        "apikey",
+        "signingkey",
+    ]
+    .contains(&last.as_str());
+    if !says
+        || words.iter().any(|w| NOT_SECRET.contains(&w.as_str()))
+        || crate::rules::names_no_secret(name)
+    {
+        return false;
+    }
+    let v = unquote(raw).trim();
+    if !chosen(raw)
+        || v.chars().count() < 16
+        || v.contains("://")
+        || v.contains(char::is_whitespace)
+    {
+        return false;
+    }
+    let classes = [
+        v.bytes().any(|b| b.is_ascii_lowercase()),
+        v.bytes().any(|b| b.is_ascii_uppercase()),
+        v.bytes().any(|b| b.is_ascii_digit()),
+        v.bytes().any(|b| !b.is_ascii_alphanumeric()),
+    ]
+    .iter()
+    .filter(|c| **c)
+    .count();
+    // Words joined by separators read as an identifier, not a key.
+    let identifier = v.split(['_', '.', '-', '/', ':']).all(|w| {
+        w.len() <= 12
+            && w.bytes().all(|b| b.is_ascii_alphanumeric())
+            && w.bytes().filter(u8::is_ascii_digit).count() <= 2
+    }) || (v.len() < 32 && v.bytes().all(|b| b.is_ascii_alphabetic()));
+    let uuid = v.len() == 36 && v.split('-').map(str::len).eq([8, 4, 4, 4, 12]);
+    classes >= 2
+        && !identifier
+        && !uuid
+        && crate::validate::entropy(v) >= 3.2
+        && crate::validate::not_placeholder(v, "")
+        && !crate::rules::public_or_data(v)
 }
 
 fn unquote(v: &str) -> &str {
@@ -181,7 +312,9 @@ fn password_name(name: &str) -> bool {
     match words.as_slice() {
         [] => false,
         [only] if only == "pwd" || only == "oldpwd" => false,
-        [.., last] => NAME_ENDINGS.contains(&last.as_str()),
+        [.., last] => {
+            NAME_ENDINGS.contains(&last.as_str()) || WORD_ENDINGS.iter().any(|e| last.ends_with(e))
+        }
     }
 }
 
@@ -192,11 +325,73 @@ fn password_name(name: &str) -> bool {
 pub(crate) fn reference(v: &str) -> bool {
     let lower = v.trim().to_ascii_lowercase();
     let prefixed = [
-        "$", "%", "{", "<", "!", "[", "(", "@", "*", "#", "//", "./", "~/", "/run/", "/etc/",
-        "/var/", "/tmp/", "file:", "env:", "vault:", "secret:", "arn:", "ref+", "op://",
+        "$", "{", "<", "[", "//", "./", "~/", "@/", "@./", "@~/", "/run/", "/etc/", "/var/",
+        "/tmp/", "file:", "env:", "vault:", "secret:", "arn:", "ref+", "op://", "***", "###",
     ]
     .iter()
     .any(|p| lower.starts_with(p));
+    // `%DB_PASS%` (not `%E6%9D…`, which is URL encoding), and YAML tags (`!vault |`).
+    let batch_var = lower.len() > 2
+        && lower.starts_with('%')
+        && lower.ends_with('%')
+        && lower[1..lower.len() - 1]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let tag = lower.starts_with('!')
+        && lower[1..].split_whitespace().next().is_some_and(|t| {
+            t.is_empty() || t.bytes().all(|b| b.is_ascii_alphabetic() || b == b'!')
+        })
+        && (lower.len() < 12 || lower.contains(' '));
+    // `(hidden)`, `(sensitive value)`: a word in parentheses stands for a value.
+    let parenthesised = lower.starts_with('(')
+        && lower[1..]
+            .trim_end_matches(')')
+            .bytes()
+            .all(|b| b.is_ascii_alphabetic() || b == b' ');
+    // A reference in HCL or code: `var.db_password`, `local.creds.pw`, and calls or
+    // lookups: `File.read(…)`, `os.environ["KEY"]`.
+    const ROOTS: &[&str] = &[
+        "var",
+        "local",
+        "locals",
+        "module",
+        "data",
+        "each",
+        "self",
+        "path",
+        "terraform",
+        "count",
+        "env",
+        "process",
+        "os",
+        "config",
+        "settings",
+        "values",
+        "secrets",
+        "vars",
+        "inputs",
+        "needs",
+        "steps",
+        "matrix",
+        "github",
+        "params",
+        "props",
+        "this",
+        "args",
+    ];
+    let code_path = lower.split_once('.').is_some_and(|(root, rest)| {
+        ROOTS.contains(&root)
+            && !rest.is_empty()
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+    });
+    let call = lower.find(['(', '[']).is_some_and(|at| {
+        at > 0
+            && lower[..at]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+    });
     // A template's path to a value: `.Values.auth.password`.
     let template_path = lower.starts_with('.')
         && lower.len() > 1
@@ -222,14 +417,25 @@ pub(crate) fn reference(v: &str) -> bool {
         "sensitive",
     ]
     .contains(&bare);
-    prefixed || template_path || word || lower.starts_with("xxxx") || lower.starts_with("****")
+    prefixed
+        || batch_var
+        || tag
+        || code_path
+        || call
+        || parenthesised
+        || template_path
+        || word
+        || lower.starts_with("xxxx")
 }
 
 /// Whether a value is one a person chose ([`reference`] says what it is not), and not
 /// the name of another variable (`DB_PASSWORD`) or a sentence.
-fn chosen(v: &str) -> bool {
-    let v = v.trim();
-    if v.chars().count() < 4 || placeholder(v) || reference(v) {
+fn chosen(raw: &str) -> bool {
+    let quoted = unquote(raw).len() != raw.len();
+    let v = unquote(raw).trim();
+    // `sk-proj-hP8t…Mi7u`: the middle left out, what is shown is not the secret.
+    let elided = v.contains('…') || v.contains("...");
+    if v.chars().count() < 4 || placeholder(v) || reference(v) || elided {
         return false;
     }
     // Another variable's name: `password: DB_PASSWORD`.
@@ -237,8 +443,8 @@ fn chosen(v: &str) -> bool {
         && v.bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
         && v.contains('_');
-    // A sentence, not a value: `password is required`.
-    let prose = v.split_whitespace().count() > 1 && !v.starts_with(['"', '\'']);
+    // A sentence, not a value: `password is required` (a quoted one may be a passphrase).
+    let prose = !quoted && v.split_whitespace().count() > 1;
     !upper_ident && !prose && !v.chars().all(|c| c == v.chars().next().unwrap_or(' '))
 }
 
@@ -257,6 +463,8 @@ mod tests {
             "GPG_PASSPHRASE",
             "ClearTextPassword",
             "setPassword",
+            "PGPASSWORD",
+            "REDIS_AUTH",
         ] {
             assert!(password_name(yes), "{yes}");
         }
@@ -283,6 +491,12 @@ mod tests {
             "Say\"Monkey\"56",
             "Ουρανός-paddle50",
             "S3cret!",
+            "'paper morning marsh season'",
+            "violin.green.hazel.buffalo.frost",
+            "!nd!g0r4v3n502.",
+            "*6oJkTzhHTpAfMj",
+            "%E6%9D%B1Marsh72%23",
+            "@WDo_VX#3G4J",
         ] {
             assert!(chosen(yes), "{yes}");
         }
@@ -290,15 +504,26 @@ mod tests {
             "${DB_PASSWORD}",
             "%ADMIN_PWD%",
             "{{ .Values.password }}",
+            ".Values.auth.password",
             "<your-password>",
             "!vault",
+            "!vault |",
             "********",
             "$2b$12$abcdefghijk",
             "true",
+            "YES)",
             "null",
             "stdin",
             "DB_PASSWORD",
             "/run/secrets/db",
+            "@/run/pw.txt",
+            "(hidden)",
+            "(sensitive value)",
+            "[secure]",
+            "var.db_password",
+            "File.read(ENV.fetch('K'))",
+            "os.environ[\"KEY\"]",
+            "sk-proj-hP8t…Mi7u",
             "abc",
             "is required here",
         ] {

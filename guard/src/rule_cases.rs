@@ -578,6 +578,21 @@ fn cases() -> Vec<Case> {
         "private-key-block",
         "-----BEGIN OPENSSH PRIVATE KEY-----\nshort\n-----END OPENSSH PRIVATE KEY-----",
     ));
+    // Inside a JSON string, its newlines escaped.
+    let escaped = format!(
+        "-----BEGIN PRIVATE KEY-----\\n{}\\n-----END PRIVATE KEY-----",
+        synth("escaped-pem", BASE64, 64)
+    );
+    c.push(hit(
+        "private-key-block",
+        format!("{{\"private_key\": \"{escaped}\\n\"}}"),
+        escaped,
+    ));
+    // Quoted in prose, a BEGIN line is no key.
+    c.push(miss(
+        "private-key-block",
+        "Paste the whole key, from -----BEGIN OPENSSH PRIVATE KEY----- to -----END OPENSSH PRIVATE KEY----- included, into the field named deploy_key",
+    ));
 
     let ppk = format!(
         "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nComment: synthetic\n\
@@ -733,8 +748,39 @@ fn cases() -> Vec<Case> {
         "require_password: true",
         "password: DB_PASSWORD",
         "username,password,email",
+        "curl -u <user:password> https://test.com/endpoint",
+        "feat: Terraform fields for password (#1237)",
+        "administrator_login_password = var.db_password",
     ] {
         c.push(miss("password-assignment", text));
+    }
+    // A random value of any characters, assigned to a name that says secret.
+    for (text, value) in [
+        (
+            "SECRET_KEY = '(@4%odk5isu(a0o320n)r&#_m5qjz0wo%wo'",
+            "(@4%odk5isu(a0o320n)r&#_m5qjz0wo%wo",
+        ),
+        (
+            "APP_KEY=base64:yzts8dWmH0Js5tDF0aUCjX4InXxhUgxsG653BBK/VTk=",
+            "base64:yzts8dWmH0Js5tDF0aUCjX4InXxhUgxsG653BBK/VTk=",
+        ),
+        (
+            "HMAC_SECRET=qQGNU/bUBNaQPnVzlhL09KVCrKSSTTdTBKNqXbkS/E4=",
+            "qQGNU/bUBNaQPnVzlhL09KVCrKSSTTdTBKNqXbkS/E4=",
+        ),
+    ] {
+        c.push(hit("secret-assignment", text, value));
+    }
+    for text in [
+        "cache_key: cabin.21b7daa947104808.bd640f3fc42e079d",
+        "notes = \"Maven - io.jsonwebtoken:jjwt-jackson-0.11.2\"",
+        "SECRET_KEY = '${DJANGO_SECRET_KEY}'",
+        "fakeSecretKey = 'k3yv4lu3mx9q2zp7Xq!9'",
+        "api_key: 3f2b8c1e-9a7d-4e5f-b6c4-1d2e3f4a5b6c",
+        "<entry key=\"jetbrains.mps.v8_elimination\" value=\"executed\" />",
+        "\"token1\": \"xoxp-1234567890\"",
+    ] {
+        c.push(miss("secret-assignment", text));
     }
     // A tool's password flag.
     for (text, value) in [

@@ -378,7 +378,8 @@ const PREFIXED: &[(&str, &str, &[&str], &str)] = &[
         "age-secret-key",
         "private-key",
         &["age-secret-key-1"],
-        r"(?-u:\b)(AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58})(?-u:\b)",
+        // After a word boundary, or after an escaped newline (`\nAGE-SECRET-KEY-1…` in JSON).
+        r"(?:(?-u:\b)|\\n)(AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58})(?-u:\b)",
     ),
     (
         "shippo-token",
@@ -625,7 +626,7 @@ const PREFIXED: &[(&str, &str, &[&str], &str)] = &[
         "private-key-block",
         "private-key",
         &["private key"],
-        r"(-----BEGIN[ A-Z0-9_\-]{0,100}PRIVATE KEY(?: BLOCK)?-----[\s\S]{64,}?(?:-----END[ A-Z0-9_\-]{0,100}PRIVATE KEY(?: BLOCK)?-----|\z))",
+        r"(-----BEGIN[ A-Z0-9_\-]{0,100}PRIVATE KEY(?: BLOCK)?-----(?:\r?\n|\\(?:r\\)?n|[ \t]+(?:[A-Za-z0-9+/=]{16}|Proc-Type|Version))[\s\S]{48,}?(?:-----END[ A-Z0-9_\-]{0,100}PRIVATE KEY(?: BLOCK)?-----|\z))",
     ),
     (
         "putty-private-key",
@@ -805,7 +806,9 @@ pub(crate) fn all() -> Vec<Rule> {
         .map(|(id, kind, kws, re)| {
             let check: Check = match *id {
                 "age-secret-key" => None,
+                "jwt" => Some(jwt_value),
                 "private-key-base64" => Some(encoded_private_key),
+                "private-key-block" => Some(pem_body),
                 "github-pat"
                 | "github-oauth"
                 | "github-user-to-server"
@@ -827,7 +830,7 @@ pub(crate) fn all() -> Vec<Rule> {
         "url-credentials",
         "db-url",
         &["://"],
-        r#"(?-u:\b)[A-Za-z][A-Za-z0-9+.\-]{1,20}://[^\s:/@'"`]{1,128}:([^\s@/'"`]{3,256})@[A-Za-z0-9.\-\[\]:]+"#,
+        r#"(?-u:\b)[A-Za-z][A-Za-z0-9+.\-]{1,20}://[^\s:/@'"`]{0,128}:([^\s@/'"`]{3,256})@[A-Za-z0-9.\-\[\]:]+"#,
         Some(url_password),
     ));
     // `curl -u user:password` and Basic/Bearer authorization headers.
@@ -876,7 +879,7 @@ pub(crate) fn all() -> Vec<Rule> {
         "generic-password",
         &["pass"],
         r#"(?i)key\s*=\s*"[^"]{0,40}pass(?:word|wd)?[^"]{0,20}"\s+value\s*=\s*"([^"]{4,128})""#,
-        Some(generic_or_short),
+        Some(crate::passwords::cli_value),
     ));
 
     // Generic `password=`, `secret:`, `token:` assignments, gated by entropy and the
@@ -896,6 +899,8 @@ pub(crate) fn all() -> Vec<Rule> {
         r#"(?i)(?P<name>[\w.\-]{0,30}?(?:secret|token|api[_.\-]?key|apikey|(?-u:\b)key|auth|credentials?|access[_.\-]?(?:id|key))[\w.\-]{0,30}?)["'\x60]?(?:\s+string)?\s*(?:[:.]{0,3}=>?|:|=>|\|\|:|\?=|>\s*|\s+["'\x60])\s*["'\x60]?(?P<value>[A-Za-z0-9_\-+/=.~]{10,300})(?P<refute>["']\s+value\s*=)?"#,
         Some(generic_not_uuid),
     ));
+
+    rules.extend(crate::passwords::secret_rules());
 
     // Personal data.
     rules.push(rule(
@@ -1003,7 +1008,7 @@ fn header_value(value: &str, _text: &str) -> bool {
 /// A value assigned to a vendor's name: random-looking, or a long numeric id/secret.
 /// `name` is what follows the vendor's name (`_api_key`, `_vault_name`).
 fn vendor_value(value: &str, name: &str) -> bool {
-    if names_no_secret(name) {
+    if names_no_secret(name) || public_value(value) {
         return false;
     }
     generic(value, name)
@@ -1050,7 +1055,86 @@ fn generic_not_uuid(value: &str, name: &str) -> bool {
     let uuid = value.len() == 36
         && value.split('-').map(str::len).eq([8, 4, 4, 4, 12])
         && value.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit());
-    !uuid && !encoded_json(value) && generic(value, name)
+    !uuid && !encoded_json(value) && !public_value(value) && generic(value, name)
+}
+
+/// A value that is public by design or plain data in base64 ([`public_value`],
+/// [`encoded_json`]).
+pub(crate) fn public_or_data(value: &str) -> bool {
+    public_value(value) || encoded_json(value)
+}
+
+/// Values that are public by design: publishable and public tokens (`pk_live_`, Mapbox
+/// `pk.`), age recipients, SSH public keys, and base64 of a public key, a certificate or
+/// an encrypted file.
+fn public_value(value: &str) -> bool {
+    use base64::Engine as _;
+    let prefixed = [
+        "pk_live_",
+        "pk_test_",
+        "pk.eyJ",
+        "ssh-rsa",
+        "ssh-ed25519",
+        "ecdsa-sha2-",
+    ]
+    .iter()
+    .any(|p| value.starts_with(p))
+        || (value.starts_with("age1") && value.len() == 62);
+    if prefixed {
+        return true;
+    }
+    let body = value.trim_end_matches('=');
+    let cut = &body[..(body.len().min(200) / 4) * 4];
+    let decoded = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(cut)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cut));
+    let Ok(bytes) = decoded else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    [
+        "-----BEGIN PUBLIC KEY",
+        "-----BEGIN RSA PUBLIC KEY",
+        "-----BEGIN CERTIFICATE",
+        "-----BEGIN AGE ENCRYPTED FILE",
+        "-----BEGIN PGP PUBLIC KEY",
+        "-----BEGIN PGP MESSAGE",
+        "ssh-",
+        "ecdsa-sha2-",
+        "age1",
+    ]
+    .iter()
+    .any(|m| text.starts_with(m))
+}
+
+/// A JWT, unless its claims make it a public client key (Supabase's `anon` role).
+fn jwt_value(value: &str, text: &str) -> bool {
+    use base64::Engine as _;
+    let public = value.split('.').nth(1).is_some_and(|claims| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(claims.trim_end_matches('='))
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .is_some_and(|c| c.replace(' ', "").contains("\"role\":\"anon\""))
+    });
+    !public && not_placeholder(value, text)
+}
+
+/// A PEM block with a body: a line of base64 (keys wrap at 64 characters), not the
+/// `MIIEpAIBAAKCAQEA...` of documentation.
+fn pem_body(value: &str, _text: &str) -> bool {
+    let mut run = 0;
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'+' || b == b'/' {
+            run += 1;
+            if run >= 40 {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    false
 }
 
 /// Base64 whose text is a private key: a PEM or OpenSSH block, a PuTTY file, `openssl
@@ -1101,7 +1185,7 @@ fn encoded_json(value: &str) -> bool {
 /// Whether an assigned name says its value is not a secret: it ends in a word naming
 /// metadata (`KeyFile`, `secret_length`, `key_vault_name`) or starts with `public`
 /// (`publicToken`). Not `id`: vendors' access and client ids are credentials.
-fn names_no_secret(name: &str) -> bool {
+pub(crate) fn names_no_secret(name: &str) -> bool {
     const METADATA: &[&str] = &[
         "name", "names", "file", "filename", "path", "dir", "url", "uri", "length", "len", "size",
         "type", "kind", "count", "pair", "event", "format", "prefix", "version", "index", "field",

@@ -327,7 +327,12 @@ pub fn placeholder(v: &str) -> bool {
     whole.contains(&bare)
         || inside.iter().any(|w| lower.contains(w))
         || v.starts_with('$')
-        || v.starts_with('%')
+        // `%VAR%`, but not a URL-encoded first character (`%E6%9D…`).
+        || (v.starts_with('%')
+            && !v
+                .as_bytes()
+                .get(1..3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)))
         || v.ends_with("..")
         || all_same(v)
 }
@@ -336,7 +341,7 @@ pub fn placeholder(v: &str) -> bool {
 /// a plain identifier.
 pub fn generic(value: &str, _text: &str) -> bool {
     let v = value.trim_matches(|c| c == '"' || c == '\'' || c == '`');
-    if v.len() < 8 || placeholder(v) {
+    if v.len() < 8 || placeholder(v) || assignment(v) {
         return false;
     }
     if v.contains('/') && !v.contains('+') && v.matches('/').count() > 1 {
@@ -363,6 +368,18 @@ pub fn generic(value: &str, _text: &str) -> bool {
         return false;
     }
     entropy(v) >= 3.0
+}
+
+/// `NODE_ENV=production`: the next variable of an environment dump, reached when the
+/// one before had no value. Base64 padding (`QUJD==`) is not one.
+fn assignment(v: &str) -> bool {
+    v.split_once('=').is_some_and(|(name, rest)| {
+        name.len() >= 2
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            && !rest.trim_start_matches('=').is_empty()
+    })
 }
 
 /// A name with a version at its end, `name-1.2` or `name-v1.2.3`.

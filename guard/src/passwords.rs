@@ -93,6 +93,9 @@ const FLAGS: &[(&[&str], &str)] = &[
     ),
 ];
 
+/// `- name: NAME` and, on the next line, `value: …`.
+const ENV_ENTRY: &str = r#"(?m)-[ \t]*name:[ \t]*["']?(?P<name>[A-Za-z_][A-Za-z0-9_]*)["']?[ \t]*\r?\n[ \t]*value:[ \t]*{V}"#;
+
 /// Names whose last word says the value is a password.
 const NAME_ENDINGS: &[&str] = &[
     "password",
@@ -136,6 +139,13 @@ pub(crate) fn rules() -> Vec<Rule> {
         r#"(?i)(?P<name>[A-Za-z0-9_]{0,60}?(?:passw(?:or)?d|passphrase|pass|pwd))\([ \t]*(?P<value>'[^'\n]{1,200}'|"[^"\n]{1,200}")"#,
         assigned,
     ));
+    // Kubernetes and compose env entries: `- name: DB_PASSWORD`, then `value: …`.
+    rules.push(rule(
+        "env-entry",
+        &["name:"],
+        &ENV_ENTRY.replace("{V}", V),
+        assigned,
+    ));
     // `define('DB_PASSWORD', 'value')`: a quoted name, a comma, a quoted value.
     rules.push(rule(
         "password-assignment",
@@ -157,17 +167,28 @@ pub(crate) fn rules() -> Vec<Rule> {
 /// they find): `SECRET_KEY = '…'`, `hmac_key = "…"`, `APP_KEY=base64:…`, a random value
 /// of any characters.
 pub(crate) fn secret_rules() -> Vec<Rule> {
-    vec![Rule {
-        kind: "generic-secret",
-        ..rule(
-            "secret-assignment",
-            &["secret", "key", "token", "salt"],
-            &format!(
-                r#"(?i)(?P<name>[A-Za-z0-9_.\-]{{0,60}}?(?:secret|key|token|salt))["'\x60\]]?[ \t]*(?:=>?|:=|:|\?=)[ \t]*{V}"#
-            ),
-            secret_assigned,
-        )
-    }]
+    vec![
+        Rule {
+            kind: "generic-secret",
+            ..rule(
+                "secret-assignment",
+                &["secret", "key", "token", "salt"],
+                &format!(
+                    r#"(?i)(?P<name>[A-Za-z0-9_.\-]{{0,60}}?(?:secret|key|token|salt))["'\x60\]]?[ \t]*(?:=>?|:=|:|\?=)[ \t]*{V}"#
+                ),
+                secret_assigned,
+            )
+        },
+        Rule {
+            kind: "generic-secret",
+            ..rule(
+                "env-entry",
+                &["name:"],
+                &ENV_ENTRY.replace("{V}", V),
+                secret_assigned,
+            )
+        },
+    ]
 }
 
 fn rule(
@@ -232,7 +253,6 @@ fn secret_assigned(raw: &str, name: &str) -> bool {
         "fingerprint",
         "registry",
         "license",
-        "storage",
         "bucket",
         "table",
         "dict",

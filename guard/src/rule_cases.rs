@@ -142,6 +142,20 @@ fn cases() -> Vec<Case> {
         ("supabase-token", "sbp_", HEX, 40),
         ("google-oauth-secret", "GOCSPX-", BASE62, 28),
         ("firecrawl-key", "fc-", HEX, 32),
+        ("buildkite-token", "bkua_", HEX, 40),
+        ("honeycomb-key", "hcaik_", LOWER_DIGITS, 40),
+        ("resend-key", "re_", BASE62, 30),
+        ("tavily-key", "tvly-dev-", BASE62, 32),
+        ("notion-legacy-token", "secret_", BASE62, 43),
+        ("cerebras-key", "csk-", LOWER_DIGITS, 48),
+        ("render-key", "rnd_", BASE62, 32),
+        ("linear-oauth-token", "lin_oauth_", HEX, 64),
+        ("elevenlabs-key", "sk_", HEX, 48),
+        ("crates-io-token", "cio", BASE62, 32),
+        ("pinecone-key", "pcsk_", BASE62, 60),
+        ("supabase-secret-key", "sb_secret_", BASE62, 24),
+        ("twitter-bearer-token", "AAAAAAAAAAAAAAAAAAAAA", BASE62, 30),
+        ("google-oauth-access-token", "ya29.", BASE64_URL, 30),
     ] {
         c.extend(prefixed(rule, prefix, alphabet, len));
     }
@@ -301,6 +315,9 @@ fn cases() -> Vec<Case> {
         "mapbox-secret-token",
         mapbox.replacen("sk.", "pk.", 1),
     ));
+    let plaid = "access-production-57bab7e8-ef35-4dd6-bcee-d652a47e9791";
+    c.push(bare("plaid-access-token", plaid));
+    c.push(miss("plaid-access-token", &plaid[..plaid.len() - 1]));
     let ali = format!("LTAI{}", synth("alibaba", BASE62, 20));
     c.push(bare("alibaba-access-key", ali.clone()));
     c.push(miss(
@@ -782,6 +799,25 @@ fn cases() -> Vec<Case> {
     ] {
         c.push(miss("secret-assignment", text));
     }
+    // Kubernetes env entries: the name on one line, the value on the next.
+    c.push(hit(
+        "env-entry",
+        "env:\n  - name: DB_PASSWORD\n    value: ferry-bakery-zipper",
+        "ferry-bakery-zipper",
+    ));
+    c.push(hit(
+        "env-entry",
+        "env:\n  - name: CF_API_KEY\n    value: 0a887e8ee0b6b32cd147323531dcd246a5897",
+        "0a887e8ee0b6b32cd147323531dcd246a5897",
+    ));
+    c.push(miss(
+        "env-entry",
+        "env:\n  - name: LOG_LEVEL\n    value: info-verbose-2024",
+    ));
+    c.push(miss(
+        "env-entry",
+        "env:\n  - name: DB_PASSWORD\n    value: \"$(DB_PASSWORD)\"",
+    ));
     // A tool's password flag.
     for (text, value) in [
         (

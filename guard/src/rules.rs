@@ -46,7 +46,12 @@ fn rule(
 /// `.ico-` of a hashed file name), so the random base62 body must carry the evidence: one
 /// without capitals, small letters and digits all three (a hex digest, a camel-case
 /// identifier such as `s.AcceptanceTimeoutSeconds`) is not a token.
-const BASE62_BODIES: &[&str] = &["vault-token-legacy", "infracost-token"];
+const BASE62_BODIES: &[&str] = &[
+    "vault-token-legacy",
+    "infracost-token",
+    "resend-key",
+    "crates-io-token",
+];
 
 /// Prefixed rules whose keyword is not where the token starts (`-us` in a Mailchimp key,
 /// a vendor's name before a Facebook token): their keyword hits need no word boundary.
@@ -209,7 +214,8 @@ const PREFIXED: &[(&str, &str, &[&str], &str)] = &[
         "pypi-token",
         "api-key",
         &["pypi-"],
-        r"(?-u:\b)(pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_\-]{50,})",
+        // pypi.org and test.pypi.org macaroons.
+        r"(?-u:\b)(pypi-Ag(?:EIcHlwaS5vcmc|ENdGVzdC5weXBpLm9yZw)[A-Za-z0-9_\-]{50,})",
     ),
     (
         "dockerhub-pat",
@@ -250,8 +256,8 @@ const PREFIXED: &[(&str, &str, &[&str], &str)] = &[
     (
         "vault-token",
         "api-key",
-        &["hvs.", "hvb."],
-        r"(?-u:\b)(hv[sb]\.[A-Za-z0-9_\-]{90,300})",
+        &["hvs.", "hvb.", "hvr."],
+        r"(?-u:\b)(hv[sb]\.[A-Za-z0-9_\-]{90,300}|hvr\.[A-Za-z0-9_\-]{24})",
     ),
     (
         "vault-token-legacy",
@@ -555,6 +561,100 @@ const PREFIXED: &[(&str, &str, &[&str], &str)] = &[
         &["fc-"],
         r"(?-u:\b)(fc-[a-f0-9]{32})(?-u:\b)",
     ),
+    (
+        "pinecone-key",
+        "api-key",
+        &["pcsk_"],
+        r"(?-u:\b)(pcsk_[A-Za-z0-9_]{60,90})(?-u:\b)",
+    ),
+    (
+        "supabase-secret-key",
+        "api-key",
+        &["sb_secret_"],
+        r"(?-u:\b)(sb_secret_[A-Za-z0-9_\-]{24,64})(?:[^A-Za-z0-9_\-]|$)",
+    ),
+    (
+        "buildkite-token",
+        "api-key",
+        &["bkua_"],
+        r"(?-u:\b)(bkua_[a-f0-9]{40})(?-u:\b)",
+    ),
+    (
+        "honeycomb-key",
+        "api-key",
+        &["hcaik_", "hcxik_"],
+        r"(?-u:\b)(hc[ax]ik_[A-Za-z0-9]{40,80})(?-u:\b)",
+    ),
+    (
+        "resend-key",
+        "api-key",
+        &["re_"],
+        r"(?-u:\b)(re_[A-Za-z0-9_]{30,40})(?-u:\b)",
+    ),
+    (
+        "tavily-key",
+        "api-key",
+        &["tvly-"],
+        r"(?-u:\b)(tvly-(?:dev-|prod-)?[A-Za-z0-9]{32})(?-u:\b)",
+    ),
+    (
+        "notion-legacy-token",
+        "api-key",
+        &["secret_"],
+        r"(?-u:\b)(secret_[A-Za-z0-9]{43})(?-u:\b)",
+    ),
+    (
+        "cerebras-key",
+        "api-key",
+        &["csk-"],
+        r"(?-u:\b)(csk-[a-z0-9]{48})(?-u:\b)",
+    ),
+    (
+        "render-key",
+        "api-key",
+        &["rnd_"],
+        r"(?-u:\b)(rnd_[A-Za-z0-9]{32})(?-u:\b)",
+    ),
+    (
+        "linear-oauth-token",
+        "api-key",
+        &["lin_oauth_"],
+        r"(?-u:\b)(lin_oauth_[a-f0-9]{64})(?-u:\b)",
+    ),
+    (
+        "elevenlabs-key",
+        "api-key",
+        &["sk_"],
+        r"(?-u:\b)(sk_[a-f0-9]{48})(?-u:\b)",
+    ),
+    (
+        "plaid-access-token",
+        "api-key",
+        &[
+            "access-production-",
+            "access-development-",
+            "access-sandbox-",
+        ],
+        r"(?-u:\b)(access-(?:production|development|sandbox)-[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12})(?-u:\b)",
+    ),
+    (
+        "twitter-bearer-token",
+        "api-key",
+        &["aaaaaaaaaaaaaaaaaaaaa"],
+        r"(?-u:\b)(A{21}[A-Za-z0-9%]{30,150})(?-u:\b)",
+    ),
+    (
+        "google-oauth-access-token",
+        "api-key",
+        &["ya29."],
+        r"(?-u:\b)(ya29\.[A-Za-z0-9_\-]{30,300})",
+    ),
+    (
+        "crates-io-token",
+        "api-key",
+        &["cio"],
+        r"(?-u:\b)(cio[A-Za-z0-9]{32})(?-u:\b)",
+    ),
     // AI and cloud providers coding agents use, by their published prefixes.
     (
         "groq-key",
@@ -845,7 +945,7 @@ pub(crate) fn all() -> Vec<Rule> {
         "authorization-header",
         "generic-secret",
         &["authorization", "bearer", "basic", "apikey", "api-key", "auth-token"],
-        r#"(?i)(?:(?:authorization|x-api-key|api-?key|x-auth-token)["']?\s*:\s*(?:(?:bearer|basic|token)\s+)?|(?-u:\b)(?:bearer|basic)\s+)([A-Za-z0-9_\-.=+/~]{8,})"#,
+        r#"(?i)(?:(?:authorization|x-api-key|api-?key|x-auth-token)["']?\s*:\s*(?:(?:bearer|basic|token|bot|ssws)\s+)?|(?-u:\b)(?:bearer|basic)\s+)([A-Za-z0-9_\-.=+/~]{8,})"#,
         Some(header_value),
     ));
 

@@ -74,7 +74,7 @@ const FLAGS: &[(&[&str], &str)] = &[
         r"-(?:passout|passin|pass|password)\s+pass:(?P<value>[^\s'\x22]{1,200})",
     ),
     (
-        &["convertto-securestring"],
+        &["convertto-sec"],
         r"(?i)ConvertTo-SecureString\s+(?:-String\s+)?{V}\s+-AsPlainText",
     ),
     (

@@ -522,7 +522,7 @@ const PREFIXED: &[(&str, &str, &[&str], &str)] = &[
     (
         "teams-webhook",
         "api-key",
-        &["webhook.office.com"],
+        &["webhook.office"],
         r"(https://[A-Za-z0-9\-]+\.webhook\.office\.com/webhookb2/[A-Za-z0-9\-]{36}@[A-Za-z0-9\-]{36}/IncomingWebhook/[A-Za-z0-9]{32}/[A-Za-z0-9\-]{36})",
     ),
     (
@@ -640,7 +640,7 @@ const PREFIXED: &[(&str, &str, &[&str], &str)] = &[
     (
         "twitter-bearer-token",
         "api-key",
-        &["aaaaaaaaaaaaaaaaaaaaa"],
+        &["aaaaaaaaaaaa"],
         r"(?-u:\b)(A{21}[A-Za-z0-9%]{30,150})(?-u:\b)",
     ),
     (
@@ -753,13 +753,13 @@ const PREFIXED: &[(&str, &str, &[&str], &str)] = &[
         "private-key-base64",
         "private-key",
         &[
-            "ls0tls1crudjti",
-            "uhvuvfktvxnlci1lzxktrmlsz",
-            "uhjpdmf0zs1lzxk6",
-            "ruqyntuxosbqcml2yxrllutlet",
-            "iybjcmvhdgvkoi",
-            "iybwdwjsawmga2v5oibhz2",
-            "qudflvnfq1jfvc1lrvkt",
+            "ls0tls1crud",
+            "uhvuvfktvx",
+            "uhjpdmf0zs1",
+            "ruqyntuxos",
+            "iybjcmvhdg",
+            "iybwdwjsaw",
+            "qudflvnfq1",
         ],
         r"(?-u:\b)((?:LS0tLS1CRUdJTi|UHVUVFktVXNlci1LZXktRmlsZS|UHJpdmF0ZS1LZXk6|RUQyNTUxOSBQcml2YXRlLUtleT|IyBjcmVhdGVkOi|IyBwdWJsaWMga2V5OiBhZ2|QUdFLVNFQ1JFVC1LRVkt)[A-Za-z0-9+/]{20,}={0,2})",
     ),

@@ -57,8 +57,8 @@ pub(crate) struct Rule {
     /// Case-insensitive substrings; the rule runs only where one occurs. Empty = always.
     pub keywords: &'static [&'static str],
     /// The value is the group named `value`, else group 1, else the whole match. A match
-    /// where the group named `refute` took part is dropped (what follows the value shows
-    /// it is not one).
+    /// where the group named `refute` or `refute_before` took part is dropped (what
+    /// follows or precedes the value shows it is not one).
     pub regex: Regex,
     /// Extra check on the value and its context, e.g. a checksum. The context is the
     /// group named `name` (the name a value is assigned to) if the regex has one, else
@@ -175,7 +175,8 @@ impl Engine {
                     let Some(m) = value.or_else(|| caps.get(0)) else {
                         continue;
                     };
-                    let refuted = caps.name("refute").is_some();
+                    let refuted =
+                        caps.name("refute").is_some() || caps.name("refute_before").is_some();
                     if refuted || m.is_empty() || masked_after(&bytes[ws + m.end()..]) {
                         continue;
                     }

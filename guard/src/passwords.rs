@@ -275,6 +275,9 @@ fn secret_assigned(raw: &str, name: &str) -> bool {
         "secretkey",
         "apikey",
         "signingkey",
+        "creds",
+        "credential",
+        "credentials",
     ]
     .contains(&last.as_str());
     if !says

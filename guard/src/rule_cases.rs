@@ -873,6 +873,14 @@ fn cases() -> Vec<Case> {
         "client_secret: 3f2b8c1e-9a7d-4e5f-b6c4-1d2e3f4a5b6c",
     ));
     c.push(miss("generic-secret", format!("api_token_file: {v}")));
+    c.push(miss(
+        "generic-secret",
+        "arn:aws:secretsmanager:eu-central-1:483706575900:secret:prod/tomato-z7IRZC",
+    ));
+    c.push(miss(
+        "generic-secret",
+        "cache key: cabin.21b7daa947104808.bd640f3fc42e079d",
+    ));
 
     // Personal data; checksummed numbers were computed for this table.
     c.push(hit(
@@ -895,6 +903,12 @@ fn cases() -> Vec<Case> {
     c.push(miss("iban", "IBAN DE06 3705 0198 4730 2916 55."));
     c.push(hit("us-ssn", "SSN 412-67-3098", "412-67-3098"));
     c.push(miss("us-ssn", "SSN 912-67-3098"));
+    c.push(hit("us-ssn", "SSN 412.67.3098", "412.67.3098"));
+    c.push(hit(
+        "credit-card",
+        "UATP 122000000000003",
+        "122000000000003",
+    ));
     c.push(hit(
         "phone-international",
         "call +44 20 7946 0958",

@@ -68,6 +68,8 @@ pub fn card(value: &str, _text: &str) -> bool {
         16..=19 if p(2) == 62 || p(2) == 81 => true,
         12..=19 if [50, 56, 57, 58, 67].contains(&p(2)) || p(2) == 63 => true,
         15 if p(4) == 2014 || p(4) == 2149 || p(4) == 1800 || p(4) == 2131 => true,
+        // UATP (airline) cards: 15 digits starting with 1.
+        15 if digits.starts_with('1') => true,
         _ => false,
     };
     issuer && luhn_valid(&digits) && card_grouping(value)

@@ -27,7 +27,7 @@ fn main() {
         }
         Command::Agent(mut a) => {
             let admin_token = take_credentials();
-            // Also before any thread: the token is read and the pipe or file closed.
+            // Also before any thread: the token is read from the pipe or the file.
             let read = read_token(&mut a);
             init_tracing("info");
             read.and_then(|_| agent(a, admin_token)).map(|_| 0)

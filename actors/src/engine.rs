@@ -301,13 +301,13 @@ impl Engine {
             mut request,
             report,
         } = accepted;
+        if let Some(why) = self.guard.refusal(request.privacy()) {
+            return Err(SubmitError::Unenforced(why));
+        }
         // From here on, secret values exist only sealed, until an assignment opens them.
         request
             .seal_secrets(&self.sealer)
             .map_err(SubmitError::Seal)?;
-        if let Some(why) = self.guard.refusal(request.privacy()) {
-            return Err(SubmitError::Unenforced(why));
-        }
         let refused = refusals(&request, &self.config.fleet, &self.config.scheduler);
         if !refused.is_empty() {
             return Err(SubmitError::Unsupported(refused));

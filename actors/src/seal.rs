@@ -42,6 +42,8 @@ pub enum SealError {
     Damaged,
     #[error("the system's random source failed: {0}")]
     Random(String),
+    #[error("a value too long to seal")]
+    TooLong,
 }
 
 /// One key and its id.
@@ -141,8 +143,7 @@ impl Sealer {
                     aad: name.as_bytes(),
                 },
             )
-            // unwrap: encryption fails only for inputs beyond 256 GiB.
-            .unwrap();
+            .map_err(|_| SealError::TooLong)?;
         let mut blob = nonce.to_vec();
         blob.extend_from_slice(&sealed);
         Ok(format!(

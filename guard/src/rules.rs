@@ -1170,7 +1170,6 @@ pub(crate) fn public_or_data(value: &str) -> bool {
 /// `pk.`), age recipients, SSH public keys, and base64 of a public key, a certificate or
 /// an encrypted file.
 fn public_value(value: &str) -> bool {
-    use base64::Engine as _;
     let prefixed = [
         "pk_live_",
         "pk_test_",
@@ -1185,12 +1184,7 @@ fn public_value(value: &str) -> bool {
     if prefixed {
         return true;
     }
-    let body = value.trim_end_matches('=');
-    let cut = &body[..(body.len().min(200) / 4) * 4];
-    let decoded = base64::engine::general_purpose::STANDARD_NO_PAD
-        .decode(cut)
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cut));
-    let Ok(bytes) = decoded else {
+    let Some(bytes) = decode_base64(base64_head(value, 200)) else {
         return false;
     };
     let text = String::from_utf8_lossy(&bytes);
@@ -1209,13 +1203,27 @@ fn public_value(value: &str) -> bool {
     .any(|m| text.starts_with(m))
 }
 
+/// The first whole base64 quanta of `value`, at most `max` characters: enough to read
+/// what a long blob starts with.
+fn base64_head(value: &str, max: usize) -> &str {
+    let body = value.trim_end_matches('=');
+    &body[..(body.len().min(max) / 4) * 4]
+}
+
+/// `text` decoded as base64, standard or URL-safe, padded or not.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let text = text.trim_end_matches('=');
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(text)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text))
+        .ok()
+}
+
 /// A JWT, unless its claims make it a public client key (Supabase's `anon` role).
 fn jwt_value(value: &str, text: &str) -> bool {
-    use base64::Engine as _;
     let public = value.split('.').nth(1).is_some_and(|claims| {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(claims.trim_end_matches('='))
-            .ok()
+        decode_base64(claims)
             .and_then(|b| String::from_utf8(b).ok())
             .is_some_and(|c| c.replace(' ', "").contains("\"role\":\"anon\""))
     });
@@ -1242,10 +1250,7 @@ fn pem_body(value: &str, _text: &str) -> bool {
 /// Base64 whose text is a private key: a PEM or OpenSSH block, a PuTTY file, `openssl
 /// pkey -text` output or an age identity (a public key or certificate is not).
 fn encoded_private_key(value: &str, _text: &str) -> bool {
-    use base64::Engine as _;
-    let body = value.trim_end_matches('=');
-    let cut = &body[..(body.len().min(4096) / 4) * 4];
-    let Ok(bytes) = base64::engine::general_purpose::STANDARD_NO_PAD.decode(cut) else {
+    let Some(bytes) = decode_base64(base64_head(value, 4096)) else {
         return false;
     };
     let text = String::from_utf8_lossy(&bytes);
@@ -1262,16 +1267,10 @@ fn encoded_private_key(value: &str, _text: &str) -> bool {
 /// Base64 of a small JSON object (`eyJvZmZzZXQiOjI5MTMsImxpbWl0IjoyNX0`, a page cursor):
 /// data anyone can read, not a credential. A JWT has three parts and its own rule.
 fn encoded_json(value: &str) -> bool {
-    use base64::Engine as _;
     if !value.starts_with("eyJ") || value.contains('.') || value.len() > 400 {
         return false;
     }
-    let trimmed = value.trim_end_matches('=');
-    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(trimmed)
-        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(trimmed));
-    decoded
-        .ok()
+    decode_base64(value)
         .and_then(|d| String::from_utf8(d).ok())
         .is_some_and(|t| {
             let t = t.trim();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{App, TOKEN};
+use crate::support::{euid, App, TOKEN};
 
 /// The reads a curious task tries, each printed as `READ <label>` and what it read, or
 /// `DENIED <label>`.
@@ -26,11 +26,6 @@ probe agent-cmdline cat /proc/$PPID/cmdline
 probe uid id -u
 probe env env
 "#;
-
-fn euid() -> u32 {
-    // unwrap: /proc/self always exists on Linux.
-    std::fs::metadata("/proc/self").unwrap().uid()
-}
 
 #[test]
 fn a_curious_task_run_as_another_user_reads_no_credential() {
@@ -307,4 +302,29 @@ fn a_task_whose_privacy_level_is_not_enforced_is_refused_naming_what_is_missing(
         panic!("a sensitive task was accepted with the guard in shadow")
     };
     assert_eq!(status, 409);
+}
+
+#[test]
+fn a_queued_task_whose_secrets_no_longer_open_fails_at_recovery_with_the_reason() {
+    let app = App::start(0);
+    let reply = app.submit(json!({
+        "argv": ["true"],
+        "env": {"DEPLOY_TOKEN": "plant-lost-key-value"},
+    }));
+    let id = reply["id"].as_str().unwrap().to_owned();
+    let dir = app.crash();
+    // The key file is replaced, as a restore of the database without its key would do.
+    std::fs::write(
+        dir.path().join("state").join("seal.key"),
+        format!("{}\n", "ab".repeat(32)),
+    )
+    .unwrap();
+    let app = App::start_in(dir, 0);
+    let task = app.wait_state(&id, "failed", Duration::from_secs(20));
+    let reason = task["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("secret env values do not open")
+            && reason.contains("seal.key does not hold"),
+        "{task}"
+    );
 }

@@ -356,12 +356,17 @@ pub fn flotilla_exe() -> &'static str {
     env!("CARGO_BIN_EXE_flotilla")
 }
 
+/// The effective uid of the tests.
+pub fn euid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    // unwrap: /proc/self always exists on Linux.
+    std::fs::metadata("/proc/self").unwrap().uid()
+}
+
 /// The `flotilla` binary, told to run tasks as the user running the tests. As root (CI
 /// containers), agents refuse to run tasks as root without that explicit choice.
 pub fn flotilla_cmd() -> Command {
-    use std::os::unix::fs::MetadataExt;
-    // unwrap: /proc/self always exists on Linux.
-    let uid = std::fs::metadata("/proc/self").unwrap().uid().to_string();
+    let uid = euid().to_string();
     let mut cmd = Command::new(flotilla_exe());
     cmd.env("FLOTILLA_RUN_AS", &uid)
         .env("FLOTILLA_LOCAL_RUN_AS", &uid);

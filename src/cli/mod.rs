@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use flotilla_actors::domain::TaskState;
-use flotilla_actors::protocol::{FinalStatus, StreamKind};
+use flotilla_actors::protocol::{FinalStatus, GapReason, StreamKind};
 use serde_json::{json, Map, Value};
 
 use crate::client::{self, Client};
@@ -329,6 +329,19 @@ fn watch_handle(client: &Client, task: &str, handle: &str, from: u64) -> anyhow:
                             note["digest"].as_str().unwrap_or("?"),
                         )
                     }
+                    StreamKind::Gap => match &f.gap {
+                        Some(g) => writeln!(
+                            std::io::stderr(),
+                            "flotilla: output frames {}..{} of {task} not shown ({})",
+                            g.first,
+                            g.last,
+                            match g.reason {
+                                GapReason::Corrupt => "lost: the server's log was damaged",
+                                GapReason::Dropped => "skipped: this watcher fell behind",
+                            }
+                        ),
+                        None => Ok(()),
+                    },
                     StreamKind::Status => Ok(()),
                 };
             },

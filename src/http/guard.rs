@@ -203,6 +203,26 @@ pub async fn metrics(state: State) -> HttpResponse {
          flotilla_validation_rollbacks_total {}",
         v.rollbacks
     );
+    let log = engine.log.counters();
+    let _ = writeln!(
+        out,
+        "# HELP flotilla_log_lost_frames_total Output frames lost to damaged records of the frame log.\n\
+         # TYPE flotilla_log_lost_frames_total counter\n\
+         flotilla_log_lost_frames_total {}\n\
+         # HELP flotilla_log_corrupt_bytes_total Bytes of damaged records the frame log skipped at start.\n\
+         # TYPE flotilla_log_corrupt_bytes_total counter\n\
+         flotilla_log_corrupt_bytes_total {}\n\
+         # HELP flotilla_log_torn_bytes_total Bytes of a torn tail (an interrupted write) cut from the frame log at start.\n\
+         # TYPE flotilla_log_torn_bytes_total counter\n\
+         flotilla_log_torn_bytes_total {}\n\
+         # HELP flotilla_log_bytes Size of the frame log.\n\
+         # TYPE flotilla_log_bytes gauge\n\
+         flotilla_log_bytes {}",
+        log.lost_frames.load(Ordering::Relaxed),
+        log.corrupt_bytes.load(Ordering::Relaxed),
+        log.torn_bytes.load(Ordering::Relaxed),
+        log.size.load(Ordering::Relaxed),
+    );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out)

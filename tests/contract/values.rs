@@ -403,7 +403,10 @@ fn run_metrics_and_manifests_follow_their_schemas() {
         }];
         let poisoned = render(&shard, &fenced, &guard, &fleet);
         assert_valid("manifest.v2", "render a poisoned shard", &poisoned);
-        assert_eq!(poisoned["recovery"].as_array().map(Vec::len), Some(6));
+        assert_eq!(
+            poisoned["recovery"].as_array().map(Vec::len),
+            Some(CheckpointAction::ALL.len())
+        );
         let v1 = to_v1(&poisoned);
         assert_valid("manifest.v1", "a poisoned shard, adapted to v1", &v1);
         assert_eq!(

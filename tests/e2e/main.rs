@@ -10,6 +10,7 @@ mod control_plane;
 mod fanout;
 mod fleet;
 mod guard;
+mod integrity;
 mod lifecycle;
 mod placement;
 mod privacy;

@@ -22,6 +22,7 @@ impl Dispatcher {
         for (instance, control) in self.store.instance_controls().await? {
             self.cordoned.insert(instance, control == "drain");
         }
+        self.record_lost_output().await?;
         self.seal_finished().await?;
         let live = self.store.live_tasks().await?;
         let count = live.len();
@@ -125,6 +126,37 @@ impl Dispatcher {
         }
         self.settle_families();
         Ok(count)
+    }
+
+    /// Writes what damage to the frame log cost into the recovery record of each task
+    /// concerned (once: the same damage is found again at every start).
+    async fn record_lost_output(&mut self) -> Result<(), StoreError> {
+        for lost in self.log.damage() {
+            let Some(row) = self.store.task_by_handle(&lost.handle).await? else {
+                continue;
+            };
+            let reason = format!(
+                "output frames {}..{} lost: {} damaged bytes at position {} of the frame log failed their checksum",
+                lost.first, lost.last, lost.bytes, lost.pos
+            );
+            let known = self.store.checkpoints_of(&row.id).await?;
+            if known.iter().any(|c| c.reason == reason) {
+                continue;
+            }
+            let checkpoint = Checkpoint {
+                ts_ms: now_ms(),
+                action: CheckpointAction::OutputLost,
+                reason,
+                from_instance: None,
+                to_instance: None,
+                attempt_no: row.attempts,
+                epoch: 0,
+            };
+            self.store.insert_checkpoint(&row.id, &checkpoint).await?;
+            tracing::warn!(task = %row.id, reason = %checkpoint.reason, "output loss recorded in the task's recovery record");
+            self.manifests.touch(&row.id);
+        }
+        Ok(())
     }
 
     /// Appends the status frame of every finished task whose handle lacks one, and

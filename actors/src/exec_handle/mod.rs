@@ -10,6 +10,11 @@
 //! every later append fails and the server reports the log as broken. A restart of the
 //! server loses nothing durable: [`FrameLog::open`] rescans the segment, drops a torn tail
 //! and rebuilds every index.
+//!
+//! Damage: a record that fails its checksum costs only its own frame. The rescan skips to
+//! the next valid record, keeps the lost offset in the index as lost (so it is never
+//! reused), and reports it ([`FrameLog::damage`]); readers get one gap frame
+//! ([`StreamKind::Gap`]) for each run of lost offsets instead of the frames.
 
 mod record;
 
@@ -17,6 +22,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use dashmap::DashMap;
@@ -24,8 +30,12 @@ use tokio::sync::{mpsc, watch};
 
 use crate::domain::{now_ms, HandleId};
 use crate::lifeline::Lifeline;
-use crate::protocol::{AttemptKey, StreamKind};
+use crate::protocol::{AttemptKey, Gap, GapReason, StreamKind};
+use record::Found;
 pub use record::StoredFrame;
+
+/// The position of an offset whose record was lost to damage.
+const LOST: u64 = u64::MAX;
 
 /// Largest batch the writer commits at once.
 const MAX_BATCH_FRAMES: usize = 8192;
@@ -87,6 +97,30 @@ impl HandleIndex {
     }
 }
 
+/// Frames of one handle that damage to the log cost, as the rescan at open found them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lost {
+    pub handle: HandleId,
+    pub first: u64,
+    pub last: u64,
+    /// Where in the segment the damage is, and how many bytes it spans.
+    pub pos: u64,
+    pub bytes: u64,
+}
+
+/// What the log counts about itself, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct LogCounters {
+    /// Frames lost to damaged records (at open, or read back damaged later).
+    pub lost_frames: AtomicU64,
+    /// Bytes of damaged records skipped at open.
+    pub corrupt_bytes: AtomicU64,
+    /// Bytes of a torn tail cut at open.
+    pub torn_bytes: AtomicU64,
+    /// Bytes in the segment.
+    pub size: AtomicU64,
+}
+
 /// Where to send the acknowledgement of a chunk once it is durable.
 #[derive(Debug, Clone)]
 pub struct AckTo {
@@ -118,6 +152,9 @@ struct Shared {
     handles: DashMap<HandleId, Arc<HandleIndex>>,
     /// The last durable chunk seq of each attempt, as the rescan at open found it.
     recovered_acks: RwLock<HashMap<AttemptKey, u64>>,
+    /// What damage the rescan at open found.
+    damage: Vec<Lost>,
+    counters: LogCounters,
 }
 
 impl FrameLog {
@@ -142,33 +179,105 @@ impl FrameLog {
             .map_err(io_err)?;
         let handles = DashMap::new();
         let mut acked: HashMap<AttemptKey, u64> = HashMap::new();
-        let end = record::recover(&file, |frame, acks, pos| {
-            if let Some((attempt, seq)) = acks {
-                let last = acked.entry(attempt).or_default();
-                *last = (*last).max(seq);
+        // Where the damage that cost each lost offset lies (position, bytes).
+        let mut lost_at: HashMap<(HandleId, u64), (u64, u64)> = HashMap::new();
+        let mut last_damage: Option<(u64, u64)> = None;
+        let index_of = |handle: &HandleId| {
+            handles
+                .entry(handle.clone())
+                .or_insert_with(|| Arc::new(HandleIndex::new(handle.clone())))
+                .clone()
+        };
+        let scanned = record::recover(&file, |found| match found {
+            Found::Damage(d) => {
+                last_damage = Some((d.pos, d.len));
+                // The record's own claim, when its header still reads: the next offset
+                // of its handle is lost. Unverified: a valid record for the same offset
+                // later takes the slot back.
+                if let Some((handle, offset)) = d.claims {
+                    let index = index_of(&handle);
+                    let wm = index.watermark();
+                    if offset == wm.last + 1 && !wm.sealed {
+                        lose(&index, offset, (d.pos, d.len), &mut lost_at);
+                    }
+                }
             }
-            let index = handles
-                .entry(frame.handle.clone())
-                .or_insert_with(|| Arc::new(HandleIndex::new(frame.handle.clone())))
-                .clone();
-            let mut positions = index.positions.write().unwrap_or_else(|e| e.into_inner());
-            if frame.offset != positions.len() as u64 + 1 {
-                tracing::warn!(handle = %frame.handle, offset = frame.offset, "frame out of sequence in the log; skipped");
-                return;
+            Found::Frame { frame, acks, pos } => {
+                if let Some((attempt, seq)) = acks {
+                    let last = acked.entry(attempt).or_default();
+                    *last = (*last).max(seq);
+                }
+                let index = index_of(&frame.handle);
+                let wm = index.watermark();
+                if frame.offset <= wm.last {
+                    let mut positions = index.positions.write().unwrap_or_else(|e| e.into_inner());
+                    let slot = &mut positions[frame.offset as usize - 1];
+                    if *slot == LOST {
+                        *slot = pos;
+                        lost_at.remove(&(frame.handle.clone(), frame.offset));
+                        if frame.kind == StreamKind::Status && frame.offset == wm.last {
+                            index.watermark.send_modify(|w| w.sealed = true);
+                        }
+                    } else {
+                        tracing::warn!(handle = %frame.handle, offset = frame.offset, "frame out of sequence in the log; skipped");
+                    }
+                    return;
+                }
+                if wm.sealed {
+                    tracing::warn!(handle = %frame.handle, offset = frame.offset, "frame after the status frame in the log; skipped");
+                    return;
+                }
+                if frame.offset > wm.last + 1 {
+                    // The frames between lay in damage this scan passed.
+                    lose(
+                        &index,
+                        frame.offset - 1,
+                        last_damage.unwrap_or((pos, 0)),
+                        &mut lost_at,
+                    );
+                }
+                let mut positions = index.positions.write().unwrap_or_else(|e| e.into_inner());
+                positions.push(pos);
+                let last = positions.len() as u64;
+                let sealed = frame.kind == StreamKind::Status;
+                index.watermark.send_replace(Watermark { last, sealed });
             }
-            positions.push(pos);
-            let last = positions.len() as u64;
-            let sealed = frame.kind == StreamKind::Status;
-            index.watermark.send_replace(Watermark { last, sealed });
         })
         .map_err(io_err)?;
+        let damage = lost_runs(&handles, &lost_at);
+        for d in &damage {
+            tracing::error!(handle = %d.handle, first = d.first, last = d.last, position = d.pos, bytes = d.bytes, "frame log record damaged: these frames are lost, the rest is kept");
+        }
+        let end = scanned.end;
+        if scanned.torn > 0 {
+            tracing::warn!(
+                kept = end,
+                cut = scanned.torn,
+                "frame log had a torn tail; cut"
+            );
+        }
         file.set_len(end).map_err(io_err)?;
+        let counters = LogCounters::default();
+        let corrupt: u64 = {
+            let mut spans: Vec<(u64, u64)> = damage.iter().map(|d| (d.pos, d.bytes)).collect();
+            spans.dedup();
+            spans.iter().map(|s| s.1).sum()
+        };
+        counters.lost_frames.store(
+            damage.iter().map(|d| d.last + 1 - d.first).sum(),
+            Ordering::Relaxed,
+        );
+        counters.corrupt_bytes.store(corrupt, Ordering::Relaxed);
+        counters.torn_bytes.store(scanned.torn, Ordering::Relaxed);
+        counters.size.store(end, Ordering::Relaxed);
         let reader = File::open(&path).map_err(io_err)?;
         let shared = Arc::new(Shared {
             path: path.clone(),
             reader,
             handles,
             recovered_acks: RwLock::new(acked),
+            damage,
+            counters,
         });
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let writer = Writer {
@@ -217,6 +326,15 @@ impl FrameLog {
         *acks = HashMap::new();
     }
 
+    /// The frames damage cost, as the rescan at open found them, in file order.
+    pub fn damage(&self) -> &[Lost] {
+        &self.shared.damage
+    }
+
+    pub fn counters(&self) -> &LogCounters {
+        &self.shared.counters
+    }
+
     pub fn handle(&self, handle: &HandleId) -> Option<Arc<HandleIndex>> {
         self.shared.handles.get(handle).map(|h| h.clone())
     }
@@ -237,7 +355,9 @@ impl FrameLog {
     }
 
     /// Reads up to `max_frames` durable frames of `index` after offset `after`
-    /// (at most about `max_bytes` of data). Blocking: call from a blocking context.
+    /// (at most about `max_bytes` of data). A run of lost offsets, or a record that no
+    /// longer passes its checksum, reads as one gap frame. Blocking: call from a
+    /// blocking context.
     pub fn read_after(
         &self,
         index: &HandleIndex,
@@ -246,24 +366,126 @@ impl FrameLog {
         max_bytes: usize,
     ) -> Result<Vec<StoredFrame>, FrameLogError> {
         let last = index.watermark().last;
-        let mut out = Vec::new();
+        let mut out: Vec<StoredFrame> = Vec::new();
         let mut bytes = 0;
         let mut offset = after + 1;
         while offset <= last && out.len() < max_frames && bytes < max_bytes {
             let Some(pos) = index.position(offset) else {
                 break;
             };
-            let frame =
-                record::read_at(&self.shared.reader, pos).map_err(|source| FrameLogError::Io {
-                    path: self.shared.path.clone(),
-                    source,
-                })?;
-            bytes += frame.data.len();
-            out.push(frame);
+            let frame = match (pos != LOST).then(|| record::read_at(&self.shared.reader, pos)) {
+                Some(Ok(frame)) => Some(frame),
+                Some(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                    self.shared
+                        .counters
+                        .lost_frames
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(handle = %index.handle, offset, position = pos, error = %e, "frame log record damaged since it was written; read as a gap");
+                    None
+                }
+                Some(Err(source)) => {
+                    return Err(FrameLogError::Io {
+                        path: self.shared.path.clone(),
+                        source,
+                    })
+                }
+                None => None,
+            };
+            match frame {
+                Some(frame) => {
+                    bytes += frame.data.len();
+                    out.push(frame);
+                }
+                None => match out.last_mut() {
+                    Some(prev) if prev.kind == StreamKind::Gap && prev.offset + 1 == offset => {
+                        *prev = gap_frame(&index.handle, gap_first(prev), offset);
+                    }
+                    _ => out.push(gap_frame(&index.handle, offset, offset)),
+                },
+            }
             offset += 1;
         }
         Ok(out)
     }
+}
+
+/// Marks the offsets of `index` up to `last` lost to the damage at `at`.
+fn lose(
+    index: &HandleIndex,
+    last: u64,
+    at: (u64, u64),
+    lost_at: &mut HashMap<(HandleId, u64), (u64, u64)>,
+) {
+    let mut positions = index.positions.write().unwrap_or_else(|e| e.into_inner());
+    for offset in positions.len() as u64 + 1..=last {
+        lost_at.insert((index.handle.clone(), offset), at);
+    }
+    positions.resize(last as usize, LOST);
+    drop(positions);
+    index.watermark.send_modify(|w| w.last = last);
+}
+
+/// The runs of lost offsets of every handle, in file order of their damage.
+fn lost_runs(
+    handles: &DashMap<HandleId, Arc<HandleIndex>>,
+    lost_at: &HashMap<(HandleId, u64), (u64, u64)>,
+) -> Vec<Lost> {
+    let mut runs: Vec<Lost> = Vec::new();
+    for entry in handles.iter() {
+        let index = entry.value();
+        let positions = index.positions.read().unwrap_or_else(|e| e.into_inner());
+        let mut run: Option<Lost> = None;
+        for (i, pos) in positions.iter().enumerate() {
+            let offset = i as u64 + 1;
+            if *pos != LOST {
+                runs.extend(run.take());
+                continue;
+            }
+            match &mut run {
+                Some(r) => r.last = offset,
+                None => {
+                    let (pos, bytes) = lost_at
+                        .get(&(index.handle.clone(), offset))
+                        .copied()
+                        .unwrap_or_default();
+                    run = Some(Lost {
+                        handle: index.handle.clone(),
+                        first: offset,
+                        last: offset,
+                        pos,
+                        bytes,
+                    });
+                }
+            }
+        }
+        runs.extend(run);
+    }
+    runs.sort_by_key(|r| (r.pos, r.handle.as_str().to_owned()));
+    runs
+}
+
+/// The frame that stands for the lost offsets `first..=last`.
+fn gap_frame(handle: &HandleId, first: u64, last: u64) -> StoredFrame {
+    let gap = Gap {
+        first,
+        last,
+        reason: GapReason::Corrupt,
+    };
+    StoredFrame {
+        handle: handle.clone(),
+        offset: last,
+        attempt: 0,
+        ts_ms: now_ms(),
+        kind: StreamKind::Gap,
+        // unwrap: two numbers and a word always serialise.
+        data: serde_json::to_vec(&gap).unwrap(),
+    }
+}
+
+fn gap_first(frame: &StoredFrame) -> u64 {
+    serde_json::from_slice::<Gap>(&frame.data)
+        .map(|g| g.first)
+        .unwrap_or(frame.offset)
 }
 
 struct Writer {
@@ -333,6 +555,7 @@ impl Writer {
         }
         self.out.flush()?;
         self.out.get_ref().sync_data()?;
+        self.shared.counters.size.store(self.end, Ordering::Relaxed);
         for (index, pos, sealed) in written {
             let last = {
                 let mut positions = index.positions.write().unwrap_or_else(|e| e.into_inner());

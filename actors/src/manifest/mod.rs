@@ -18,7 +18,7 @@ use crate::domain::{now_ms, rfc3339_ms, RunId, Scope, TaskId};
 use crate::lifeline::Lifeline;
 use crate::store::{AttemptRow, Checkpoint, DecisionRow, GuardRunRow, Store, TaskRow};
 
-pub const MANIFEST_SCHEMA: &str = "flotilla.manifest/2.0.0";
+pub const MANIFEST_SCHEMA: &str = "flotilla.manifest/2.1.0";
 /// The v1 schema [`to_v1`] adapts to.
 pub const MANIFEST_V1_SCHEMA: &str = "flotilla.manifest/1.2.0";
 pub const RUN_METRICS_SCHEMA: &str = "flotilla.run-metrics/1.0.0";
@@ -291,7 +291,10 @@ pub fn render(
 /// `fenced` as `lost` (its detail says why). A v1 document is returned as it is.
 pub fn to_v1(v2: &Value) -> Value {
     let mut doc = v2.clone();
-    if doc["schema"] != MANIFEST_SCHEMA {
+    if !doc["schema"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("flotilla.manifest/2."))
+    {
         return doc;
     }
     if let Some(map) = doc.as_object_mut() {

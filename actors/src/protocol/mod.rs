@@ -167,6 +167,9 @@ pub enum StreamKind {
     /// The privacy guard blocked output: JSON `{action, stream, rule, kind, digest, …}`
     /// stands where the output would have been.
     Guard,
+    /// Frames this observer will not get ([`Gap`]); never stored, its offset is the last
+    /// frame it stands for.
+    Gap,
 }
 
 impl StreamKind {
@@ -176,6 +179,7 @@ impl StreamKind {
             StreamKind::Stderr => "stderr",
             StreamKind::Status => "status",
             StreamKind::Guard => "guard",
+            StreamKind::Gap => "gap",
         }
     }
 
@@ -185,6 +189,7 @@ impl StreamKind {
             StreamKind::Stderr => 2,
             StreamKind::Status => 3,
             StreamKind::Guard => 4,
+            StreamKind::Gap => 5,
         }
     }
 
@@ -194,6 +199,7 @@ impl StreamKind {
             2 => Some(StreamKind::Stderr),
             3 => Some(StreamKind::Status),
             4 => Some(StreamKind::Guard),
+            5 => Some(StreamKind::Gap),
             _ => None,
         }
     }
@@ -286,6 +292,28 @@ pub struct ObserverFrame {
     /// Present on the `status` frame only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<FinalStatus>,
+    /// Present on the `gap` frame only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap: Option<Gap>,
+}
+
+/// Frames `first..=last` of a handle that an observer does not get, and why. The gap
+/// frame carries offset `last`, so resuming from it goes on after them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Gap {
+    pub first: u64,
+    pub last: u64,
+    pub reason: GapReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GapReason {
+    /// The records on disk failed their checksum: these frames are lost for everyone.
+    Corrupt,
+    /// The observer fell behind under the `drop` policy and was moved ahead.
+    Dropped,
 }
 
 impl ObserverFrame {
@@ -356,6 +384,7 @@ mod tests {
             data,
             encoding: enc,
             status: None,
+            gap: None,
         };
         assert_eq!(frame.bytes(), vec![0xff, 0x00, b'a']);
     }

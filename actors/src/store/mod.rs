@@ -136,16 +136,19 @@ pub enum CheckpointAction {
     Retry,
     /// The task took down every instance it ran on and stops.
     Poison,
+    /// Frames of the task's output were lost to a damaged record of the frame log.
+    OutputLost,
 }
 
 impl CheckpointAction {
-    pub const ALL: [CheckpointAction; 6] = [
+    pub const ALL: [CheckpointAction; 7] = [
         CheckpointAction::Requeue,
         CheckpointAction::Reschedule,
         CheckpointAction::Fence,
         CheckpointAction::Reattach,
         CheckpointAction::Retry,
         CheckpointAction::Poison,
+        CheckpointAction::OutputLost,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -156,6 +159,7 @@ impl CheckpointAction {
             CheckpointAction::Reattach => "reattach",
             CheckpointAction::Retry => "retry",
             CheckpointAction::Poison => "poison",
+            CheckpointAction::OutputLost => "output-lost",
         }
     }
 
@@ -397,6 +401,23 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| task_from_row(&r)).transpose()
+    }
+
+    /// The task whose output stream is `handle`.
+    pub async fn task_by_handle(&self, handle: &HandleId) -> Result<Option<TaskRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE handle = ?"
+        ))
+        .bind(handle.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| task_from_row(&r)).transpose()
+    }
+
+    /// Records a checkpoint of `task` outside any other change.
+    pub async fn insert_checkpoint(&self, task: &TaskId, c: &Checkpoint) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        insert_checkpoint_in(&mut conn, task, c).await
     }
 
     /// The shards of a fanned-out task, by index.

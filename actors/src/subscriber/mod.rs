@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::domain::rfc3339_ms;
 use crate::exec_handle::{FrameLog, FrameLogError, HandleIndex, StoredFrame, Watermark};
-use crate::protocol::{FinalStatus, ObserverFrame, StreamKind};
+use crate::protocol::{FinalStatus, Gap, ObserverFrame, StreamKind};
 
 /// At most this many frames, or about this many bytes, per read from the log.
 const BATCH_FRAMES: usize = 1024;
@@ -76,7 +76,10 @@ pub fn to_observer(frame: &StoredFrame) -> ObserverFrame {
     let status = (frame.kind == StreamKind::Status)
         .then(|| serde_json::from_slice::<FinalStatus>(&frame.data).ok())
         .flatten();
-    let (data, encoding) = if status.is_some() {
+    let gap = (frame.kind == StreamKind::Gap)
+        .then(|| serde_json::from_slice::<Gap>(&frame.data).ok())
+        .flatten();
+    let (data, encoding) = if status.is_some() || gap.is_some() {
         (String::new(), None)
     } else {
         ObserverFrame::encode_data(&frame.data)
@@ -90,6 +93,7 @@ pub fn to_observer(frame: &StoredFrame) -> ObserverFrame {
         data,
         encoding,
         status,
+        gap,
     }
 }
 

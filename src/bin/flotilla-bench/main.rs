@@ -448,7 +448,7 @@ fn stream_once(server: &Server, mb: u64) -> anyhow::Result<Value> {
             match f.kind {
                 StreamKind::Stdout => received += f.data.len() as u64,
                 StreamKind::Status => break,
-                StreamKind::Stderr | StreamKind::Guard => {}
+                StreamKind::Stderr | StreamKind::Guard | StreamKind::Gap => {}
             }
         }
         anyhow::Ok((received, frames))

@@ -19,9 +19,9 @@ use super::reaper::Reaper;
 use super::user::TaskUser;
 
 /// Most unacknowledged chunks per attempt before the agent stops reading the pipes.
-pub const WINDOW: u64 = 256;
+pub const WINDOW: u64 = flotilla_actors::protocol::ACK_WINDOW;
 /// Largest chunk of output.
-const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = flotilla_actors::protocol::CHUNK_BYTES;
 /// A partial line is sent after this long without more output.
 const IDLE_FLUSH: Duration = Duration::from_millis(50);
 /// Between SIGTERM and SIGKILL when a task is cancelled or times out.

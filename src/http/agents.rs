@@ -124,7 +124,10 @@ fn gather(
     }
     let mut msgs: Vec<ServerMsg> = highest
         .into_iter()
-        .map(|(attempt, seq)| ServerMsg::Ack { attempt, seq })
+        .map(|(attempt, seq)| {
+            inst.on_acked(attempt, seq);
+            ServerMsg::Ack { attempt, seq }
+        })
         .collect();
     let queued = std::iter::from_fn(|| outbox.control.try_recv().ok());
     for msg in control.into_iter().chain(queued) {

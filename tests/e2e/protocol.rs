@@ -133,3 +133,116 @@ fn a_batching_agent_gets_and_sends_batches_and_an_older_agent_one_message_at_a_t
     let summary = app.client.summary().unwrap();
     assert_eq!(summary["succeeded"], 80, "{summary}");
 }
+
+/// The binary output chunk of the agent protocol.
+fn chunk(attempt: u64, seq: u64, data: &[u8]) -> Message {
+    let mut out = vec![1u8, 1];
+    out.extend_from_slice(&attempt.to_be_bytes());
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(data);
+    Message::binary(out)
+}
+
+/// Reads until the server closes the connection; the reason of its `refused` message.
+async fn refused_reason(ws: &mut Socket) -> String {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("the server closes the connection within 20 s");
+        match msg {
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == "refused" {
+                    return v["reason"].as_str().unwrap().to_owned();
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("the connection broke without a reason: {e}"),
+            None => panic!("the connection closed without a reason"),
+        }
+    }
+}
+
+fn vm_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// An agent that sends past its acknowledgement window is disconnected with the reason,
+/// and its attempt is lost and queued again, as for any agent that goes away.
+#[test]
+fn an_agent_past_its_acknowledgement_window_is_disconnected_and_its_attempt_requeued() {
+    let app = App::start(0);
+    let token = app.agent_token();
+    let task = app.submit(json!({"argv": ["true"], "maxAttempts": 2}));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let reason = rt.block_on(async {
+        let (mut ws, _) = connect(&app, &token, hello("hasty", &[])).await;
+        let (assigns, _, _) = assignments(&mut ws, 1).await;
+        let attempt = assigns[0]["attempt"].as_u64().unwrap();
+        let started = json!({"type": "started", "attempt": attempt, "pid": 1});
+        ws.send(Message::text(started.to_string())).await.unwrap();
+        ws.send(chunk(attempt, 1, b"one\n")).await.unwrap();
+        // Seq 300 while at most 256 may be unacknowledged.
+        ws.send(chunk(attempt, 300, b"too far\n")).await.unwrap();
+        refused_reason(&mut ws).await
+    });
+    assert!(
+        reason.contains("exceeded the acknowledgement window"),
+        "{reason}"
+    );
+    let id = task["id"].as_str().unwrap();
+    let queued = app.wait_state(id, "queued", Duration::from_secs(20));
+    assert_eq!(queued["attempts"], 1, "{queued}");
+}
+
+/// An agent that floods output without waiting for acknowledgements cannot make the
+/// server hold it: it is disconnected (or kept in step), and the server's memory stays
+/// within a few windows of its baseline.
+#[test]
+fn a_flooding_agent_does_not_grow_the_server_without_bound() {
+    let app = App::start(0);
+    let token = app.agent_token();
+    app.submit(json!({"argv": ["true"], "maxAttempts": 1}));
+    let pid = app.server_pid();
+    let baseline = vm_rss_kib(pid);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (sent, peak, reason) = rt.block_on(async {
+        let (mut ws, _) = connect(&app, &token, hello("flood", &[])).await;
+        let (assigns, _, _) = assignments(&mut ws, 1).await;
+        let attempt = assigns[0]["attempt"].as_u64().unwrap();
+        let started = json!({"type": "started", "attempt": attempt, "pid": 1});
+        ws.send(Message::text(started.to_string())).await.unwrap();
+        let line = vec![b'x'; (1 << 20) - 18];
+        let (mut sent, mut peak) = (0u64, 0u64);
+        // 1,024 chunks of 1 MiB (a GiB), never reading an acknowledgement.
+        for seq in 1..=1024 {
+            if ws.send(chunk(attempt, seq, &line)).await.is_err() {
+                break;
+            }
+            sent = seq;
+            if seq % 16 == 0 {
+                peak = peak.max(vm_rss_kib(pid));
+            }
+        }
+        let reason =
+            match tokio::time::timeout(Duration::from_secs(5), refused_reason(&mut ws)).await {
+                Ok(r) => r,
+                Err(_) => String::from("(still connected)"),
+            };
+        (sent, peak, reason)
+    });
+    let grown_mib = peak.saturating_sub(baseline) / 1024;
+    assert!(
+        grown_mib < 256,
+        "the server grew by {grown_mib} MiB while an agent flooded it ({sent} chunks sent; {reason})"
+    );
+    assert!(
+        sent < 1024 || reason.contains("acknowledgement window") || reason == "(still connected)",
+        "{reason}"
+    );
+}

@@ -9,7 +9,7 @@
 //! When the connection ends, the dispatcher is told the instance is gone and requeues
 //! what it was running; nothing else is lost.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use tokio::sync::mpsc;
 
@@ -18,8 +18,8 @@ use crate::domain::{HandleId, InstanceId};
 use crate::engine::Engine;
 use crate::exec_handle::AckTo;
 use crate::protocol::{
-    AgentMsg, AttemptKey, OutputChunk, Resume, ServerMsg, FEATURE_BATCH, FEATURE_SLOTS,
-    PROTOCOL_VERSION,
+    AgentMsg, AttemptKey, OutputChunk, Resume, ServerMsg, ACK_WINDOW, FEATURE_BATCH, FEATURE_SLOTS,
+    PROTOCOL_VERSION, UNACKED_BYTES,
 };
 
 /// The schema every agent message is checked against.
@@ -42,6 +42,12 @@ pub enum SessionError {
     Slots(u32),
     #[error("chunk for attempt {0}, which this connection was not assigned")]
     UnknownAttempt(AttemptKey),
+    #[error("attempt {attempt} exceeded the acknowledgement window: {chunks} chunks ({bytes} bytes) unacknowledged, at most {ACK_WINDOW} chunks and {UNACKED_BYTES} bytes")]
+    Window {
+        attempt: AttemptKey,
+        chunks: u64,
+        bytes: usize,
+    },
     #[error(transparent)]
     Refused(#[from] ConnectError),
     #[error("the server is shutting down")]
@@ -63,12 +69,37 @@ pub struct Outbox {
     pub acks: mpsc::UnboundedReceiver<(AttemptKey, u64)>,
 }
 
+/// One attempt this connection carries output for.
+struct Open {
+    handle: HandleId,
+    /// The last chunk seq already in the log when the attempt was (re-)attached: chunks
+    /// up to it are dropped (a re-attached agent may resend what a crash left
+    /// unacknowledged).
+    after: u64,
+    /// The highest seq acknowledged to the agent.
+    acked: u64,
+    /// Chunks received and not yet acknowledged: (seq, bytes).
+    unacked: VecDeque<(u64, usize)>,
+    unacked_bytes: usize,
+}
+
+impl Open {
+    fn new(handle: HandleId, after: u64) -> Self {
+        Self {
+            handle,
+            after,
+            acked: after,
+            unacked: VecDeque::new(),
+            unacked_bytes: 0,
+        }
+    }
+}
+
 pub struct InstanceSession {
     engine: Engine,
     registered: Option<(InstanceId, u64)>,
-    /// Each attempt's handle, and the last chunk seq already in the log (chunks up to
-    /// it are dropped: a re-attached agent may resend what a crash left unacknowledged).
-    attempts: HashMap<AttemptKey, (HandleId, u64)>,
+    /// The attempts this connection carries output for, by key.
+    attempts: HashMap<AttemptKey, Open>,
     /// Attempts fenced on this connection: what still arrives of them is dropped.
     fenced: HashSet<AttemptKey>,
     /// The agent named [`FEATURE_BATCH`] in its hello.
@@ -177,8 +208,10 @@ impl InstanceSession {
                 let mut resume = Vec::with_capacity(resumed.len());
                 for (assignment, after) in resumed {
                     self.engine.guard.open(&assignment);
-                    self.attempts
-                        .insert(assignment.attempt, (assignment.handle.clone(), after));
+                    self.attempts.insert(
+                        assignment.attempt,
+                        Open::new(assignment.handle.clone(), after),
+                    );
                     resume.push(Resume {
                         attempt: assignment.attempt,
                         after,
@@ -209,8 +242,8 @@ impl InstanceSession {
                 Ok(None)
             }
             (AgentMsg::Exited { attempt, outcome }, Some((id, conn))) => {
-                if let Some((handle, _)) = self.attempts.remove(&attempt) {
-                    self.engine.guard.close(&handle, attempt).await;
+                if let Some(open) = self.attempts.remove(&attempt) {
+                    self.engine.guard.close(&open.handle, attempt).await;
                 }
                 self.engine.instance_event(
                     id.clone(),
@@ -236,22 +269,53 @@ impl InstanceSession {
         if self.fenced.contains(&chunk.attempt) {
             return Ok(()); // no longer the task's: discarded
         }
-        let (handle, after) = self
+        let open = self
             .attempts
-            .get(&chunk.attempt)
+            .get_mut(&chunk.attempt)
             .ok_or(SessionError::UnknownAttempt(chunk.attempt))?;
-        if chunk.seq <= *after {
+        if chunk.seq <= open.after {
             return Ok(()); // on disk before the restart
         }
+        // The agent keeps at most a window of chunks unacknowledged; one that does not
+        // would make the server hold whatever it sends.
+        let bytes = open.unacked_bytes + chunk.data.len();
+        if chunk.seq > open.acked + ACK_WINDOW || bytes > UNACKED_BYTES {
+            return Err(SessionError::Window {
+                attempt: chunk.attempt,
+                chunks: chunk.seq - open.acked,
+                bytes,
+            });
+        }
+        open.unacked.push_back((chunk.seq, chunk.data.len()));
+        open.unacked_bytes = bytes;
         let ack = AckTo {
             tx: self.ack_tx.clone(),
             attempt: chunk.attempt,
             seq: chunk.seq,
         };
-        self.engine
-            .guard
-            .chunk(handle, chunk.attempt, chunk.kind, chunk.data.to_vec(), ack);
+        self.engine.guard.chunk(
+            &open.handle,
+            chunk.attempt,
+            chunk.kind,
+            chunk.data.to_vec(),
+            ack,
+        );
         Ok(())
+    }
+
+    /// Must see every acknowledgement before it goes out to the agent.
+    pub fn on_acked(&mut self, attempt: AttemptKey, seq: u64) {
+        let Some(open) = self.attempts.get_mut(&attempt) else {
+            return;
+        };
+        open.acked = open.acked.max(seq);
+        while let Some(&(s, bytes)) = open.unacked.front() {
+            if s > seq {
+                break;
+            }
+            open.unacked.pop_front();
+            open.unacked_bytes -= bytes;
+        }
     }
 
     /// Must see every message the dispatcher sends before it goes out.
@@ -259,12 +323,13 @@ impl InstanceSession {
         match msg {
             ServerMsg::Assign(a) => {
                 self.engine.guard.open(a);
-                self.attempts.insert(a.attempt, (a.handle.clone(), 0));
+                self.attempts
+                    .insert(a.attempt, Open::new(a.handle.clone(), 0));
             }
             ServerMsg::Fence { attempts, .. } => {
                 for attempt in attempts {
                     self.fenced.insert(*attempt);
-                    if let Some((handle, _)) = self.attempts.remove(attempt) {
+                    if let Some(Open { handle, .. }) = self.attempts.remove(attempt) {
                         let guard = self.engine.guard.clone();
                         let attempt = *attempt;
                         tokio::spawn(async move { guard.close(&handle, attempt).await });
@@ -279,8 +344,8 @@ impl InstanceSession {
     /// what the guard holds of its attempts is released, then the dispatcher requeues
     /// what this instance was running.
     pub async fn close(self, silent: bool) {
-        for (attempt, (handle, _)) in &self.attempts {
-            self.engine.guard.close(handle, *attempt).await;
+        for (attempt, open) in &self.attempts {
+            self.engine.guard.close(&open.handle, *attempt).await;
         }
         if let Some((id, conn)) = self.registered {
             self.engine

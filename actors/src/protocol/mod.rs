@@ -22,6 +22,14 @@ pub const FEATURE_BATCH: &str = "batch";
 /// one frees, so the server may send short tasks ahead.
 pub const FEATURE_SLOTS: &str = "slots";
 
+/// Most output chunks of one attempt an agent may have unacknowledged; the server closes
+/// the connection of an agent that sends past it.
+pub const ACK_WINDOW: u64 = 256;
+/// Largest output chunk an agent sends.
+pub const CHUNK_BYTES: usize = 64 * 1024;
+/// Most unacknowledged output bytes of one attempt: a full window of full chunks.
+pub const UNACKED_BYTES: usize = ACK_WINDOW as usize * CHUNK_BYTES;
+
 /// Server-wide key of one attempt (a row of the attempts table), used on the agent wire.
 pub type AttemptKey = u64;
 

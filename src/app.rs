@@ -28,6 +28,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         control_plane: config.control_plane.clone(),
         fleet: config.fleet,
         scheduler: config.scheduler.clone(),
+        streaming: config.streaming,
     })
     .await
     .context("starting the engine")?;
@@ -68,6 +69,16 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             })
     })
     .workers(2)
+    // Each connection keeps a duplicate of its socket, so that a stalled observer can be
+    // cut off (see `http::stream`); it is closed with the connection.
+    .on_connect(|conn, data| {
+        use std::os::fd::AsFd;
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            if let Ok(fd) = tcp.as_fd().try_clone_to_owned() {
+                data.insert(http::stream::ConnSocket(std::sync::Arc::new(fd)));
+            }
+        }
+    })
     // Control messages are small and latency-bound; never wait for Nagle.
     .tcp_nodelay(true)
     // Agent and observer sockets never finish on their own; both reconnect, so a
@@ -112,6 +123,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             ))
         })
         .transpose()?;
+    tokio::spawn(trim_after_observers(engine.observers.clone()));
     tokio::select! {
         run = server.run() => run.context("running the HTTP server")?,
         death = watchdog.death() => {
@@ -134,5 +146,25 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
     } else {
         addr
+    }
+}
+
+/// Gives the memory a burst of observers held back to the system once they left: the
+/// allocator keeps freed memory for reuse otherwise, and the server's resident size would
+/// stay at its peak.
+async fn trim_after_observers(observers: flotilla_actors::subscriber::registry::ObserverRegistry) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
+    let mut before = 0;
+    loop {
+        every.tick().await;
+        let now = observers.count();
+        if now < before {
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            // SAFETY: malloc_trim only returns free memory of the allocator's arenas.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
+        before = now;
     }
 }

@@ -181,7 +181,17 @@ pub async fn open_stream(
     handle: &str,
     from: u64,
 ) -> Result<ObserverSocket, ClientError> {
-    let url = ws_url(base, &format!("/v1/handles/{handle}/stream?from={from}"))
+    open_stream_query(base, token, handle, &format!("from={from}")).await
+}
+
+/// [`open_stream`] with a query of its own (`from=N&policy=drop`).
+pub async fn open_stream_query(
+    base: &str,
+    token: &str,
+    handle: &str,
+    query: &str,
+) -> Result<ObserverSocket, ClientError> {
+    let url = ws_url(base, &format!("/v1/handles/{handle}/stream?{query}"))
         .map_err(|e| ClientError::Transport(e.to_string()))?;
     let mut req = url
         .into_client_request()

@@ -11,6 +11,7 @@ use flotilla_actors::domain::{Capability, Scope};
 use flotilla_actors::fleet::FleetSettings;
 use flotilla_actors::guard::approvals::Approvers;
 use flotilla_actors::guard::{GuardSettings, Level, Mode, Phase};
+use flotilla_actors::subscriber::registry::StreamingSettings;
 use serde::Deserialize;
 
 /// Default listen address.
@@ -65,6 +66,37 @@ pub struct FileConfig {
     pub fleet: Option<FleetFile>,
     /// Placement: policy, per-capability limits, cooldown after lost attempts.
     pub scheduler: Option<SchedulerFile>,
+    /// Observers: caps, lag limit, write timeout, pings.
+    pub streaming: Option<StreamingFile>,
+}
+
+/// `[streaming]` in flotilla.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StreamingFile {
+    /// Observers connected at once over all handles (default 10000).
+    pub max_observers: Option<usize>,
+    /// Observers of one handle at once, unless its request sets fewer (default 1024).
+    pub max_observers_per_handle: Option<u32>,
+    /// Frames behind the live end at which an observer lags (default 4096).
+    pub lag_limit_frames: Option<u64>,
+    /// How long a frame may wait on an observer's socket (default 30000).
+    pub write_timeout_ms: Option<u64>,
+    /// Ping after this long without a frame; two unanswered close (default 15000).
+    pub ping_interval_ms: Option<u64>,
+}
+
+impl StreamingFile {
+    fn settings(self) -> StreamingSettings {
+        let d = StreamingSettings::default();
+        StreamingSettings {
+            max_observers: self.max_observers.unwrap_or(d.max_observers),
+            max_per_handle: self.max_observers_per_handle.unwrap_or(d.max_per_handle),
+            lag_limit: self.lag_limit_frames.unwrap_or(d.lag_limit),
+            write_timeout_ms: self.write_timeout_ms.unwrap_or(d.write_timeout_ms),
+            ping_interval_ms: self.ping_interval_ms.unwrap_or(d.ping_interval_ms),
+        }
+    }
 }
 
 /// `[scheduler]` in flotilla.toml.
@@ -304,6 +336,7 @@ pub struct ServeConfig {
     pub control_plane: ControlPlaneConfig,
     pub fleet: FleetSettings,
     pub scheduler: SchedulerSettings,
+    pub streaming: StreamingSettings,
 }
 
 /// Why the configuration is unusable.
@@ -413,6 +446,7 @@ impl ServeConfig {
             control_plane: file.control_plane.unwrap_or_default().config()?,
             fleet: file.fleet.unwrap_or_default().settings()?,
             scheduler: file.scheduler.unwrap_or_default().settings()?,
+            streaming: file.streaming.unwrap_or_default().settings(),
         };
         config.validate()?;
         Ok(config)
@@ -442,6 +476,32 @@ impl ServeConfig {
             256 << 20,
         )?;
         range("max-batch-items", self.max_batch_items as u64, 1, 1_000)?;
+        let st = &self.streaming;
+        range(
+            "streaming.max-observers",
+            st.max_observers as u64,
+            1,
+            1_000_000,
+        )?;
+        range(
+            "streaming.max-observers-per-handle",
+            st.max_per_handle.into(),
+            1,
+            1_000_000,
+        )?;
+        range("streaming.lag-limit-frames", st.lag_limit, 1, 1 << 40)?;
+        range(
+            "streaming.write-timeout-ms",
+            st.write_timeout_ms,
+            100,
+            3_600_000,
+        )?;
+        range(
+            "streaming.ping-interval-ms",
+            st.ping_interval_ms,
+            100,
+            3_600_000,
+        )?;
         if self.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err(ConfigError::WeakToken);
         }

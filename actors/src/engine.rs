@@ -26,6 +26,7 @@ use crate::seal::{SealError, Sealer};
 use crate::state_lock::{LockError, StateLock};
 use crate::store::writer::StoreWriter;
 use crate::store::{NewTask, Store, StoreError, TaskRow};
+use crate::subscriber::registry::{ObserverRegistry, StreamingSettings};
 
 /// Where the engine keeps its state.
 #[derive(Debug, Clone)]
@@ -45,6 +46,8 @@ pub struct EngineConfig {
     pub fleet: FleetSettings,
     /// Placement policy, per-capability limits, cooldown.
     pub scheduler: SchedulerSettings,
+    /// Observer caps, lag limit, write timeout and pings.
+    pub streaming: StreamingSettings,
 }
 
 /// A submission's result: a new task, or the task an idempotency key already named.
@@ -104,6 +107,8 @@ pub struct Engine {
     pub control: Arc<ControlPlane>,
     pub config: Arc<EngineConfig>,
     pub guard: Guard,
+    /// The observers connected now.
+    pub observers: ObserverRegistry,
     /// Seals secret env values before they are stored.
     sealer: Arc<Sealer>,
     offers: Offers,
@@ -189,6 +194,7 @@ impl Engine {
             let _lifeline = lifeline;
             dispatcher.run(rx).await
         });
+        let observers = ObserverRegistry::new(config.streaming, None);
         let engine = Self {
             tx,
             store,
@@ -215,6 +221,7 @@ impl Engine {
             })?),
             config: Arc::new(config),
             guard,
+            observers,
             sealer,
             offers,
             suspects,

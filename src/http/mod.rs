@@ -8,7 +8,7 @@ mod error;
 mod guard;
 pub mod openapi;
 pub mod respcheck;
-mod stream;
+pub mod stream;
 mod tasks;
 
 use actix_web::{web, HttpResponse};
@@ -133,7 +133,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Submit a RunRequest (v1, or v2 naming its schema)",
         auth: Auth::Token,
         query: &[],
-        body: Body::Schemas(&["flotilla.run-request/1.2.0", "flotilla.run-request/2.1.0"]),
+        body: Body::Schemas(&["flotilla.run-request/1.2.0", "flotilla.run-request/2.2.0"]),
         responses: responses!(201 => Resp::Schema("flotilla.task-accepted/1.1.0"), 200 => Resp::Schema("flotilla.task-accepted/1.1.0"), 409 => Resp::Problem;
             AUTH_ERRORS[0], AUTH_ERRORS[1], BODY_ERRORS[0], BODY_ERRORS[1], BODY_ERRORS[2]),
         serve: || web::post().to(tasks::submit),
@@ -246,11 +246,27 @@ pub const ROUTES: &[Route] = &[
         auth: Auth::Token,
         query: &[
             ("from", r#"{"type": "integer", "minimum": 0}"#, false),
+            (
+                "policy",
+                r#"{"enum": ["catch-up", "drop", "disconnect"]}"#,
+                false,
+            ),
             ("token", r#"{"type": "string"}"#, false),
         ],
         body: Body::None,
-        responses: responses!(101 => Resp::Upgrade, 400 => Resp::Problem, 404 => Resp::Problem; AUTH_ERRORS[0], AUTH_ERRORS[1]),
+        responses: responses!(101 => Resp::Upgrade, 400 => Resp::Problem, 404 => Resp::Problem, 429 => Resp::Problem; AUTH_ERRORS[0], AUTH_ERRORS[1]),
         serve: || web::get().to(stream::follow),
+    },
+    Route {
+        method: "get",
+        path: "/v1/handles/{handle}",
+        operation: "getHandle",
+        summary: "A handle, its task and the observers following it now",
+        auth: Auth::Token,
+        query: &[],
+        body: Body::None,
+        responses: responses!(200 => Resp::Schema("flotilla.handle-view/1.0.0"), 400 => Resp::Problem, 404 => Resp::Problem; AUTH_ERRORS[0], AUTH_ERRORS[1]),
+        serve: || web::get().to(stream::show),
     },
     Route {
         method: "get",

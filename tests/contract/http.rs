@@ -119,6 +119,7 @@ async fn http_bodies_follow_their_schemas() {
         control_plane: ControlPlaneConfig::default(),
         fleet: Default::default(),
         scheduler: Default::default(),
+        streaming: Default::default(),
     })
     .await
     .expect("the engine starts");

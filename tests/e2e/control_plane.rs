@@ -34,18 +34,18 @@ fn schemas_are_served_by_id_and_version_and_v2_requests_run_beside_v1() {
         .find(|s| s["id"] == "flotilla.run-request")
         .unwrap()
         .clone();
-    assert_eq!(rr["versions"], json!(["1.2.0", "2.1.0"]));
+    assert_eq!(rr["versions"], json!(["1.2.0", "2.2.0"]));
     let v1 = get(&app, "/v1/schemas/flotilla.run-request?version=1.2.0").unwrap();
     assert_eq!(v1["$id"], "flotilla.run-request/1.2.0");
     let latest = get(&app, "/v1/schemas/flotilla.run-request").unwrap();
-    assert_eq!(latest["$id"], "flotilla.run-request/2.1.0");
+    assert_eq!(latest["$id"], "flotilla.run-request/2.2.0");
     let Err(ClientError::Api { status, detail, .. }) =
         get(&app, "/v1/schemas/flotilla.run-request?version=9.0.0")
     else {
         panic!("an unknown version is refused")
     };
     assert_eq!(status, 404);
-    assert!(detail.contains("supported: 1.2.0, 2.1.0"), "{detail}");
+    assert!(detail.contains("supported: 1.2.0, 2.2.0"), "{detail}");
 
     // A body naming a version that does not exist: 400 with what is supported.
     let Err(ClientError::Api {
@@ -81,14 +81,14 @@ fn schemas_are_served_by_id_and_version_and_v2_requests_run_beside_v1() {
     );
     let m = manifest_of(&app, id);
     let v = &m["controlPlane"]["validation"];
-    // A body naming 2.0.0 is checked against the v2 file, which carries 2.1.0.
+    // A body naming 2.0.0 is checked against the v2 file, which carries 2.2.0.
     assert_eq!(
         (
             v["version"].as_str(),
             v["mode"].as_str(),
             v["outcome"].as_str()
         ),
-        (Some("2.1.0"), Some("enforce"), Some("accepted"))
+        (Some("2.2.0"), Some("enforce"), Some("accepted"))
     );
     assert_eq!(m["request"]["schedule"]["recovery"]["maxRetries"], 1);
     assert_eq!(m["privacy"]["level"], "restricted");
@@ -96,7 +96,7 @@ fn schemas_are_served_by_id_and_version_and_v2_requests_run_beside_v1() {
     // v1 still works and is upgraded to v2.
     let old = app.submit(json!({"argv": ["true"], "maxAttempts": 2}));
     let t = app.task(old["id"].as_str().unwrap());
-    assert_eq!(t["request"]["schema"], "flotilla.run-request/2.1.0");
+    assert_eq!(t["request"]["schema"], "flotilla.run-request/2.2.0");
     assert_eq!(t["request"]["schedule"]["recovery"]["maxRetries"], 1);
 }
 

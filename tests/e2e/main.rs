@@ -12,6 +12,7 @@ mod fleet;
 mod guard;
 mod integrity;
 mod lifecycle;
+mod observers;
 mod placement;
 mod privacy;
 mod protocol;

@@ -76,6 +76,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../../schemas/guard-view.v1.json"),
     ),
     (
+        "handle-view.v1.json",
+        include_str!("../../../schemas/handle-view.v1.json"),
+    ),
+    (
         "instances.v1.json",
         include_str!("../../../schemas/instances.v1.json"),
     ),
@@ -303,10 +307,10 @@ mod tests {
     fn lookups_by_version_and_their_errors() {
         let reg = Registry::new().unwrap();
         let id = "flotilla.run-request";
-        assert_eq!(reg.get(id, None).unwrap().version, "2.1.0");
+        assert_eq!(reg.get(id, None).unwrap().version, "2.2.0");
         // An older minor of a major is read by the file of that major.
-        assert_eq!(reg.get(id, Some("2.0.0")).unwrap().version, "2.1.0");
-        assert!(reg.get(id, Some("2.2.0")).is_err());
+        assert_eq!(reg.get(id, Some("2.0.0")).unwrap().version, "2.2.0");
+        assert!(reg.get(id, Some("2.3.0")).is_err());
         assert_eq!(reg.get(id, Some("1")).unwrap().version, "1.2.0");
         assert_eq!(
             reg.get(id, Some("1.2.0")).unwrap().file,
@@ -317,7 +321,7 @@ mod tests {
         };
         assert_eq!(
             err.to_string(),
-            "flotilla.run-request has no version \"3.0.0\"; supported: 1.2.0, 2.1.0"
+            "flotilla.run-request has no version \"3.0.0\"; supported: 1.2.0, 2.2.0"
         );
         assert!(matches!(
             reg.get("flotilla.nope", None),
@@ -325,6 +329,6 @@ mod tests {
         ));
         let list = reg.list();
         let rr = list.iter().find(|s| s.id == id).unwrap();
-        assert_eq!((rr.versions.len(), rr.latest.as_str()), (2, "2.1.0"));
+        assert_eq!((rr.versions.len(), rr.latest.as_str()), (2, "2.2.0"));
     }
 }

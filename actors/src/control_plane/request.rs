@@ -8,7 +8,7 @@
 //! | `argv`, `env`, `secretEnv`, `cwd`, `timeoutSeconds`, `capabilities`, `labels`, `id` | the same fields |
 //! | `maxAttempts: n` | `schedule.recovery.maxRetries: n - 1` |
 //! | `constraints.privacy` | `constraints.privacy` |
-//! | — | `schema: "flotilla.run-request/2.1.0"`; no schedule, streaming, metrics, requester or idempotency key |
+//! | — | `schema: "flotilla.run-request/2.2.0"`; no schedule, streaming, metrics, requester or idempotency key |
 //!
 //! The store keeps the upgraded (v2) form; rows written before v2 existed hold v1
 //! documents, which [`RunRequest::from_stored`] upgrades as it reads them.
@@ -21,7 +21,7 @@ use crate::domain::{Capability, TaskId};
 use crate::seal::{SealError, Sealer};
 
 /// `$id` of RunRequest v2.
-pub const RUN_REQUEST_V2_ID: &str = "flotilla.run-request/2.1.0";
+pub const RUN_REQUEST_V2_ID: &str = "flotilla.run-request/2.2.0";
 /// Default number of attempts when the request does not say.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 

@@ -99,7 +99,7 @@ fn a_v2_request_is_taken_by_its_schema_field() {
     let a = plane().parse_run_request(V2.as_bytes()).unwrap();
     assert_eq!(
         (a.report.schema.as_str(), a.report.version.as_str()),
-        (RUN_REQUEST_ID, "2.1.0")
+        (RUN_REQUEST_ID, "2.2.0")
     );
     assert_eq!(
         (a.report.mode.as_str(), a.report.outcome.as_str()),
@@ -123,7 +123,7 @@ fn a_v2_request_is_taken_by_its_schema_field() {
             "maximum",
         ),
         (
-            r#"{"schema": "flotilla.run-request/2.0.0", "argv": ["ls"], "streaming": {"observers": {"backpressure": "drop"}}}"#,
+            r#"{"schema": "flotilla.run-request/2.0.0", "argv": ["ls"], "streaming": {"observers": {"backpressure": "pause"}}}"#,
             "/streaming/observers/backpressure",
             "enum",
         ),
@@ -147,7 +147,7 @@ fn a_wrong_schema_id_or_version_is_named_with_what_is_supported() {
     let (pointer, msg) = refused(r#"{"schema": "flotilla.run-request/3.0.0", "argv": ["ls"]}"#);
     assert_eq!(pointer, "/schema");
     assert!(
-        msg.contains("no version \"3.0.0\"") && msg.contains("supported: 1.2.0, 2.1.0"),
+        msg.contains("no version \"3.0.0\"") && msg.contains("supported: 1.2.0, 2.2.0"),
         "{msg}"
     );
     let (_, msg) = refused(r#"{"schema": "flotilla.manifest/1.1.0", "argv": ["ls"]}"#);

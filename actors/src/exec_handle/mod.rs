@@ -398,9 +398,10 @@ impl FrameLog {
                 }
                 None => match out.last_mut() {
                     Some(prev) if prev.kind == StreamKind::Gap && prev.offset + 1 == offset => {
-                        *prev = gap_frame(&index.handle, gap_first(prev), offset);
+                        *prev =
+                            gap_frame(&index.handle, gap_first(prev), offset, GapReason::Corrupt);
                     }
-                    _ => out.push(gap_frame(&index.handle, offset, offset)),
+                    _ => out.push(gap_frame(&index.handle, offset, offset, GapReason::Corrupt)),
                 },
             }
             offset += 1;
@@ -464,12 +465,12 @@ fn lost_runs(
     runs
 }
 
-/// The frame that stands for the lost offsets `first..=last`.
-fn gap_frame(handle: &HandleId, first: u64, last: u64) -> StoredFrame {
+/// The frame that stands for the offsets `first..=last`, not delivered for `reason`.
+pub fn gap_frame(handle: &HandleId, first: u64, last: u64, reason: GapReason) -> StoredFrame {
     let gap = Gap {
         first,
         last,
-        reason: GapReason::Corrupt,
+        reason,
     };
     StoredFrame {
         handle: handle.clone(),

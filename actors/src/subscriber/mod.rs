@@ -6,6 +6,8 @@
 //! up the producer or another observer. A restart loses nothing: the observer reconnects
 //! with `from=<last offset it saw>`.
 
+pub mod registry;
+
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -14,9 +16,10 @@ use crate::domain::rfc3339_ms;
 use crate::exec_handle::{FrameLog, FrameLogError, HandleIndex, StoredFrame, Watermark};
 use crate::protocol::{FinalStatus, Gap, ObserverFrame, StreamKind};
 
-/// At most this many frames, or about this many bytes, per read from the log.
-const BATCH_FRAMES: usize = 1024;
-const BATCH_BYTES: usize = 1 << 20;
+/// At most this many frames, or about this many bytes, per read from the log: what an
+/// observer holds while its socket is slow.
+const BATCH_FRAMES: usize = 256;
+const BATCH_BYTES: usize = 64 << 10;
 
 pub struct Subscription {
     log: FrameLog,
@@ -37,6 +40,24 @@ impl Subscription {
             watermark,
             done: false,
         }
+    }
+
+    /// How many durable frames lie after the cursor.
+    pub fn lag(&self) -> u64 {
+        self.index.watermark().last.saturating_sub(self.cursor)
+    }
+
+    /// Moves the cursor to the durable end, short of the status frame so that it is
+    /// still delivered; the offsets skipped, if any.
+    pub fn skip_to_end(&mut self) -> Option<(u64, u64)> {
+        let wm = self.index.watermark();
+        let end = if wm.sealed { wm.last - 1 } else { wm.last };
+        if end <= self.cursor {
+            return None;
+        }
+        let skipped = (self.cursor + 1, end);
+        self.cursor = end;
+        Some(skipped)
     }
 
     /// The next frames after the cursor, waiting while there are none yet.

@@ -1,0 +1,294 @@
+//! Observers at the edges: caps per handle (429), the drop and disconnect policies for
+//! an observer that falls behind, and many stalled observers that must cost the server
+//! little and be closed by the write timeout.
+
+use std::time::Duration;
+
+use flotilla::client::{self, ClientError, ObserverSocket};
+use flotilla_actors::protocol::{GapReason, StreamKind};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::{wait_for, App};
+
+fn v2(argv: &[&str], observers: Value) -> Value {
+    json!({"schema": "flotilla.run-request/2.2.0", "argv": argv,
+           "streaming": {"observers": observers}})
+}
+
+fn handle_view(app: &App, handle: &str) -> Value {
+    ureq::get(&format!("{}/v1/handles/{handle}", app.base))
+        .set("Authorization", &format!("Bearer {}", app.client.token()))
+        .call()
+        .expect("GET /v1/handles/{h}")
+        .into_json()
+        .unwrap()
+}
+
+async fn observe(app: &App, handle: &str, query: &str) -> Result<ObserverSocket, ClientError> {
+    client::open_stream_query(&app.base, app.client.token(), handle, query).await
+}
+
+/// Reads frames to the end; the frames and the close reason, if the server gave one.
+async fn drain(ws: &mut ObserverSocket) -> (Vec<flotilla_actors::protocol::ObserverFrame>, String) {
+    let mut frames = Vec::new();
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("a message within 30 s");
+        match msg {
+            Some(Ok(Message::Text(t))) => frames.push(serde_json::from_str(t.as_str()).unwrap()),
+            Some(Ok(Message::Close(c))) => {
+                return (frames, c.map(|c| c.reason.to_string()).unwrap_or_default())
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return (frames, format!("(broken: {e})")),
+            None => return (frames, String::new()),
+        }
+    }
+}
+
+#[test]
+fn max_subscribers_caps_a_handle_with_429_and_the_handle_lists_its_observers() {
+    let app = App::start(1);
+    let task = app.submit(v2(&["sleep", "30"], json!({"maxSubscribers": 2})));
+    let handle = task["handle"].as_str().unwrap().to_owned();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let first = observe(&app, &handle, "from=0").await.unwrap();
+        let _second = observe(&app, &handle, "from=0&policy=drop").await.unwrap();
+        let Err(ClientError::Api {
+            status, problem, ..
+        }) = observe(&app, &handle, "from=0").await
+        else {
+            panic!("a third observer is admitted past maxSubscribers 2");
+        };
+        assert_eq!(status, 429, "{problem}");
+        assert_eq!(problem["errors"][0]["rule"], "maxSubscribers", "{problem}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("maxSubscribers"),
+            "{problem}"
+        );
+        let view = handle_view(&app, &handle);
+        assert_eq!(view["maxSubscribers"], 2, "{view}");
+        let observers = view["observers"].as_array().unwrap();
+        assert_eq!(observers.len(), 2, "{view}");
+        let policies: Vec<&str> = observers
+            .iter()
+            .map(|o| o["policy"].as_str().unwrap())
+            .collect();
+        assert!(policies.contains(&"drop") && policies.contains(&"catch-up"));
+        // Leaving frees the place.
+        drop(first);
+        wait_for(
+            "the first observer's place freed",
+            Duration::from_secs(10),
+            || {
+                (handle_view(&app, &handle)["observers"]
+                    .as_array()
+                    .unwrap()
+                    .len()
+                    == 1)
+                    .then_some(())
+            },
+        );
+        observe(&app, &handle, "from=0").await.unwrap();
+        // A policy the server does not know is a 400 naming it.
+        let Err(ClientError::Api {
+            status, problem, ..
+        }) = observe(&app, &handle, "from=0&policy=wait").await
+        else {
+            panic!("an unknown policy is accepted");
+        };
+        assert_eq!(status, 400);
+        assert_eq!(
+            problem["errors"][0]["pointer"], "/query/policy",
+            "{problem}"
+        );
+    });
+    app.client.cancel(task["id"].as_str().unwrap()).unwrap();
+}
+
+/// A task that waits for the observer to join, then writes 48 MB in lines of 1000 bytes:
+/// far more than the socket buffers between the server and an observer that stops
+/// reading.
+const FLOOD: &str = "sleep 1; head -c 48000000 /dev/zero | tr '\\0' x | fold -w 999";
+
+/// Joins live, stops reading for a while, then reads to the end.
+async fn fall_behind(
+    app: &App,
+    handle: &str,
+    policy: &str,
+) -> (Vec<flotilla_actors::protocol::ObserverFrame>, String) {
+    let mut ws = observe(app, handle, &format!("from=0&policy={policy}"))
+        .await
+        .unwrap();
+    // The first frame: the observer is live.
+    let first = tokio::time::timeout(Duration::from_secs(30), client::next_frame(&mut ws))
+        .await
+        .expect("a first frame")
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (mut frames, reason) = drain(&mut ws).await;
+    frames.insert(0, first);
+    (frames, reason)
+}
+
+#[test]
+fn an_observer_that_falls_behind_is_skipped_ahead_under_drop_and_closed_under_disconnect() {
+    let app = App::start_with_config(1, "[streaming]\nlag-limit-frames = 32\n");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+
+    let task = app.submit(json!({"argv": ["sh", "-c", FLOOD]}));
+    let handle = task["handle"].as_str().unwrap();
+    let (frames, _) = rt.block_on(fall_behind(&app, handle, "drop"));
+    let gaps: Vec<_> = frames.iter().filter_map(|f| f.gap).collect();
+    assert!(
+        !gaps.is_empty(),
+        "no gap frame for an observer that fell behind"
+    );
+    assert!(gaps.iter().all(|g| g.reason == GapReason::Dropped));
+    // What it got and what it was told it missed cover every offset, in order.
+    let mut next = 1;
+    for f in &frames {
+        match f.gap {
+            Some(g) => {
+                assert_eq!(g.first, next, "the gap starts where the frames stop");
+                assert_eq!(f.offset, g.last);
+            }
+            None => assert_eq!(f.offset, next, "frames are dense between gaps"),
+        }
+        next = f.offset + 1;
+    }
+    let last = frames.last().unwrap();
+    assert_eq!(
+        last.kind,
+        StreamKind::Status,
+        "the status frame is never skipped"
+    );
+    let skipped: u64 = gaps.iter().map(|g| g.last + 1 - g.first).sum();
+    assert!(skipped > 32, "only {skipped} frames skipped");
+
+    let task = app.submit(json!({"argv": ["sh", "-c", FLOOD]}));
+    let handle = task["handle"].as_str().unwrap();
+    let (frames, reason) = rt.block_on(fall_behind(&app, handle, "disconnect"));
+    assert!(
+        reason.contains("frames behind (policy disconnect"),
+        "closed with {reason:?} after {} frames",
+        frames.len()
+    );
+    assert!(frames.iter().all(|f| f.kind != StreamKind::Gap));
+    // The observer resumes where it was closed and gets the rest, losslessly.
+    let resume_from = frames.last().unwrap().offset;
+    assert!(
+        reason.contains(&format!("resume from offset {resume_from}")),
+        "{reason}"
+    );
+    let mut rest = Vec::new();
+    let status = rt
+        .block_on(client::follow(
+            &app.base,
+            app.client.token(),
+            handle,
+            resume_from,
+            Duration::from_secs(30),
+            |f| rest.push(f.offset),
+        ))
+        .unwrap();
+    assert_eq!(rest.first(), Some(&(resume_from + 1)));
+    assert_eq!(status.end.exit_code, Some(0));
+}
+
+fn vm_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// 300 observers that connect and never read cost the server a bounded amount each,
+/// do not slow an observer that reads, and are closed by the write timeout.
+#[test]
+fn three_hundred_stalled_observers_are_bounded_and_closed_by_the_write_timeout() {
+    // 300 observers replaying at once keep the server's two workers busy for seconds
+    // in a debug build: a longer lease keeps the agent's attempt from being taken for
+    // lost meanwhile.
+    let app = App::start_with_config(
+        1,
+        "[streaming]\nwrite-timeout-ms = 3000\nping-interval-ms = 60000\n\
+         [fleet]\nlease-timeout-ms = 30000\n",
+    );
+    let pid = app.server_pid();
+    let task = app.submit(json!({"argv": ["sh", "-c",
+        "sleep 2; head -c 32000000 /dev/zero | tr '\\0' y | fold -w 255"]}));
+    let handle = task["handle"].as_str().unwrap().to_owned();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let baseline = vm_rss_kib(pid);
+    let stalled: Vec<ObserverSocket> = rt.block_on(async {
+        let mut all = Vec::new();
+        for _ in 0..300 {
+            all.push(observe(&app, &handle, "from=0").await.unwrap());
+        }
+        all
+    });
+    assert_eq!(
+        handle_view(&app, &handle)["observers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        300
+    );
+    // One observer that reads gets everything while the others stall.
+    let mut bytes = 0usize;
+    let status = rt
+        .block_on(client::follow(
+            &app.base,
+            app.client.token(),
+            &handle,
+            0,
+            Duration::from_secs(60),
+            |f| bytes += f.data.len(),
+        ))
+        .unwrap();
+    assert_eq!(status.end.exit_code, Some(0));
+    let t = app.task(task["id"].as_str().unwrap());
+    assert_eq!(t["attempts"], 1, "{t}");
+    assert_eq!(bytes, 32_000_000 + 32_000_000 / 255);
+    let peak = vm_rss_kib(pid);
+    let per_observer = peak.saturating_sub(baseline) / 300;
+    eprintln!(
+        "stalled observers: {per_observer} KiB each (baseline {baseline} KiB, peak {peak} KiB)"
+    );
+    assert!(
+        per_observer <= 512,
+        "{per_observer} KiB per stalled observer"
+    );
+    // The write timeout closes them all; their places are freed.
+    wait_for(
+        "the stalled observers closed",
+        Duration::from_secs(30),
+        || {
+            handle_view(&app, &handle)["observers"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+                .then_some(())
+        },
+    );
+    drop(stalled);
+    // What they held goes back: the server's size returns near its baseline (what
+    // stays is mostly the task's own output having passed through the guard and the
+    // log writer: 17 of 55 MB in a debug build).
+    let back = wait_for("memory returned", Duration::from_secs(20), || {
+        let now = vm_rss_kib(pid);
+        (now < baseline + (peak - baseline) / 2).then_some(now)
+    });
+    eprintln!("after they left: {back} KiB");
+}

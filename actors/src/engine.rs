@@ -19,6 +19,7 @@ use crate::domain::{now_ms, HandleId, InstanceId, RunId, Scope, TaskId, TaskStat
 use crate::exec_handle::{FrameLog, FrameLogError};
 use crate::fleet::FleetSettings;
 use crate::guard::{Guard, GuardError, GuardSettings};
+use crate::health::StorageHealth;
 use crate::lifeline::Watchdog;
 use crate::manifest::ManifestWriter;
 use crate::queue::{cap_set, unsatisfiable_reason};
@@ -109,6 +110,8 @@ pub struct Engine {
     pub guard: Guard,
     /// The observers connected now.
     pub observers: ObserverRegistry,
+    /// Whether the state dir takes writes.
+    pub storage: StorageHealth,
     /// Seals secret env values before they are stored.
     sealer: Arc<Sealer>,
     offers: Offers,
@@ -145,9 +148,11 @@ impl Engine {
         let watchdog = Watchdog::default();
         let store = Store::open(&db).await?;
         let sealer = Arc::new(Sealer::load_or_create(&config.state_dir)?);
+        let storage = StorageHealth::default();
         let log = FrameLog::open_watched(
             &config.state_dir.join("frames"),
             watchdog.lifeline("frame-log writer"),
+            storage.clone(),
         )?;
         let manifests = ManifestWriter::start_watched(
             store.clone(),
@@ -162,6 +167,7 @@ impl Engine {
             log.clone(),
             manifests.clone(),
             watchdog.lifeline("store writer"),
+            storage.clone(),
         );
         let (tx, rx) = mpsc::unbounded_channel();
         let blocks = tx.clone();
@@ -222,6 +228,7 @@ impl Engine {
             config: Arc::new(config),
             guard,
             observers,
+            storage,
             sealer,
             offers,
             suspects,
@@ -242,7 +249,14 @@ impl Engine {
     /// operator should know limits it) or not ready, with the reasons.
     pub async fn readiness(&self) -> Readiness {
         match self.ask(Cmd::Readiness).await {
-            Ok(r) => r,
+            Ok(mut r) => {
+                let storage = self.storage.problems();
+                if !storage.is_empty() && r.status == ReadyState::Ready {
+                    r.status = ReadyState::Degraded;
+                }
+                r.reasons.splice(0..0, storage);
+                r
+            }
             Err(Stopped) => Readiness {
                 status: ReadyState::NotReady,
                 reasons: vec!["the dispatcher has stopped".to_owned()],
@@ -308,6 +322,9 @@ impl Engine {
             mut request,
             report,
         } = accepted;
+        if let Some(why) = self.storage.problems().into_iter().next() {
+            return Err(SubmitError::Unavailable(why));
+        }
         if let Some(why) = self.guard.refusal(request.privacy()) {
             return Err(SubmitError::Unenforced(why));
         }

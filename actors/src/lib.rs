@@ -12,6 +12,7 @@ pub mod exec_handle;
 pub mod files;
 pub mod fleet;
 pub mod guard;
+pub mod health;
 pub mod instance;
 pub mod lifeline;
 pub mod manifest;

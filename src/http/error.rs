@@ -26,6 +26,9 @@ pub enum ApiError {
     /// The route exists for these methods only.
     #[error("method not allowed; use {0}")]
     MethodNotAllowed(String),
+    /// The server cannot take this now; retry later.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error; see the server log")]
     Internal,
 }
@@ -77,6 +80,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not-found",
             ApiError::Conflict(_) => "conflict",
             ApiError::MethodNotAllowed(_) => "method-not-allowed",
+            ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal => "internal",
         }
     }
@@ -91,6 +95,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -104,6 +109,9 @@ impl ResponseError for ApiError {
         }
         if let ApiError::MethodNotAllowed(allow) = self {
             resp.insert_header(("Allow", allow.as_str()));
+        }
+        if matches!(self, ApiError::Unavailable(_)) {
+            resp.insert_header(("Retry-After", "5"));
         }
         resp.json(self.problem())
     }

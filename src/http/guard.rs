@@ -217,11 +217,15 @@ pub async fn metrics(state: State) -> HttpResponse {
          flotilla_log_torn_bytes_total {}\n\
          # HELP flotilla_log_bytes Size of the frame log.\n\
          # TYPE flotilla_log_bytes gauge\n\
-         flotilla_log_bytes {}",
+         flotilla_log_bytes {}\n\
+         # HELP flotilla_log_write_failures_total Batches the frame log failed to write or sync, and retried.\n\
+         # TYPE flotilla_log_write_failures_total counter\n\
+         flotilla_log_write_failures_total {}",
         log.lost_frames.load(Ordering::Relaxed),
         log.corrupt_bytes.load(Ordering::Relaxed),
         log.torn_bytes.load(Ordering::Relaxed),
         log.size.load(Ordering::Relaxed),
+        log.write_failures.load(Ordering::Relaxed),
     );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

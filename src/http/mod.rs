@@ -134,7 +134,7 @@ pub const ROUTES: &[Route] = &[
         auth: Auth::Token,
         query: &[],
         body: Body::Schemas(&["flotilla.run-request/1.2.0", "flotilla.run-request/2.2.0"]),
-        responses: responses!(201 => Resp::Schema("flotilla.task-accepted/1.1.0"), 200 => Resp::Schema("flotilla.task-accepted/1.1.0"), 409 => Resp::Problem;
+        responses: responses!(201 => Resp::Schema("flotilla.task-accepted/1.1.0"), 200 => Resp::Schema("flotilla.task-accepted/1.1.0"), 409 => Resp::Problem, 503 => Resp::Problem;
             AUTH_ERRORS[0], AUTH_ERRORS[1], BODY_ERRORS[0], BODY_ERRORS[1], BODY_ERRORS[2]),
         serve: || web::post().to(tasks::submit),
     },
@@ -146,7 +146,7 @@ pub const ROUTES: &[Route] = &[
         auth: Auth::Token,
         query: &[],
         body: Body::Schemas(&["flotilla.task-batch/1.0.0"]),
-        responses: responses!(200 => Resp::Schema("flotilla.task-batch-result/1.0.0");
+        responses: responses!(200 => Resp::Schema("flotilla.task-batch-result/1.0.0"), 503 => Resp::Problem;
             AUTH_ERRORS[0], AUTH_ERRORS[1], BODY_ERRORS[0], BODY_ERRORS[1], BODY_ERRORS[2]),
         serve: || web::post().to(tasks::submit_batch),
     },

@@ -158,6 +158,10 @@ fn refused(e: SubmitError) -> ApiError {
             ApiError::Conflict(format!("a task with id {id} already exists"))
         }
         SubmitError::Unenforced(why) => ApiError::Conflict(why),
+        SubmitError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
+        SubmitError::Store(s) if s.transient() => ApiError::Unavailable(format!(
+            "not accepting tasks while the state dir does not take writes: {s}"
+        )),
         SubmitError::Unsupported(errors) => ApiError::BadRequest {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code: "unsupported",

@@ -7,6 +7,7 @@ mod canary;
 mod chaos;
 mod cli;
 mod control_plane;
+mod diskfull;
 mod fanout;
 mod fleet;
 mod guard;

@@ -26,6 +26,10 @@ pub enum SubmitError {
     /// The request asks for what the scheduler cannot honour.
     #[error("the scheduler cannot honour: {}", .0.iter().map(|e| e.pointer.as_str()).collect::<Vec<_>>().join(", "))]
     Unsupported(Vec<FieldError>),
+    /// The state dir does not take writes now (disk full, I/O error): nothing new is
+    /// accepted until it does.
+    #[error("not accepting tasks while the state dir does not take writes: {0}")]
+    Unavailable(String),
 }
 
 /// Cancel a task: a queued one ends at once, a running one is killed by its agent.

@@ -52,6 +52,7 @@ async fn recovery_requeues_lost_work_and_seals_handles_a_crash_left_open() {
         log.clone(),
         manifests.clone(),
         crate::lifeline::Lifeline::unwatched("store writer"),
+        Default::default(),
     );
     let mut d = Dispatcher::new(
         store.clone(),

@@ -6,10 +6,13 @@
 //! (group commit) before it publishes the new watermark to observers and acknowledges the
 //! chunks to the agents that sent them. Nothing is acknowledged or shown before it is durable.
 //!
-//! Supervision: the writer thread is started by [`FrameLog::open`]; if it dies (disk error)
-//! every later append fails and the server reports the log as broken. A restart of the
-//! server loses nothing durable: [`FrameLog::open`] rescans the segment, drops a torn tail
-//! and rebuilds every index.
+//! Supervision: the writer thread is started by [`FrameLog::open`]. A batch that fails
+//! to write or sync (disk full, I/O error) is cut off the file again and retried with
+//! backoff, the failure reported in [`StorageHealth`]; meanwhile appends queue up to
+//! [`QUEUE_DEPTH`] and then wait, so agents get no acknowledgements and slow down. When
+//! the disk takes writes again, the same batch goes through and nothing is lost. A
+//! restart of the server loses nothing durable: [`FrameLog::open`] rescans the segment,
+//! drops a torn tail and rebuilds every index.
 //!
 //! Damage: a record that fails its checksum costs only its own frame. The rescan skips to
 //! the next valid record, keeps the lost offset in the index as lost (so it is never
@@ -20,15 +23,17 @@ mod record;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use dashmap::DashMap;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::domain::{now_ms, HandleId};
+use crate::health::StorageHealth;
 use crate::lifeline::Lifeline;
 use crate::protocol::{AttemptKey, Gap, GapReason, StreamKind};
 use record::Found;
@@ -119,6 +124,10 @@ pub struct LogCounters {
     pub torn_bytes: AtomicU64,
     /// Bytes in the segment.
     pub size: AtomicU64,
+    /// Batches that failed to write or sync and were retried.
+    pub write_failures: AtomicU64,
+    /// True while the writer retries a failed batch.
+    pub failing: std::sync::atomic::AtomicBool,
 }
 
 /// Where to send the acknowledgement of a chunk once it is durable.
@@ -139,11 +148,17 @@ pub struct Append {
     pub ack: Option<AckTo>,
 }
 
+/// What the writer takes: a frame, or a request to hear when all before it is durable.
+enum Item {
+    Frame(Append),
+    Barrier(oneshot::Sender<()>),
+}
+
 /// The shared, append-only frame log. Cheap to clone.
 #[derive(Clone)]
 pub struct FrameLog {
     shared: Arc<Shared>,
-    tx: mpsc::Sender<Append>,
+    tx: mpsc::Sender<Item>,
 }
 
 struct Shared {
@@ -155,16 +170,26 @@ struct Shared {
     /// What damage the rescan at open found.
     damage: Vec<Lost>,
     counters: LogCounters,
+    health: StorageHealth,
 }
 
 impl FrameLog {
     /// Opens (or creates) the segment under `dir`, rebuilds the indexes and starts the writer.
     pub fn open(dir: &Path) -> Result<Self, FrameLogError> {
-        Self::open_watched(dir, Lifeline::unwatched("frame-log writer"))
+        Self::open_watched(
+            dir,
+            Lifeline::unwatched("frame-log writer"),
+            StorageHealth::default(),
+        )
     }
 
-    /// [`open`](Self::open), with `lifeline` reporting the writer thread's end.
-    pub fn open_watched(dir: &Path, lifeline: Lifeline) -> Result<Self, FrameLogError> {
+    /// [`open`](Self::open), with `lifeline` reporting the writer thread's end and
+    /// `health` hearing of writes that fail.
+    pub fn open_watched(
+        dir: &Path,
+        lifeline: Lifeline,
+        health: StorageHealth,
+    ) -> Result<Self, FrameLogError> {
         let path = dir.join("frames.log");
         let io_err = |source| FrameLogError::Io {
             path: path.clone(),
@@ -278,11 +303,13 @@ impl FrameLog {
             recovered_acks: RwLock::new(acked),
             damage,
             counters,
+            health,
         });
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let writer = Writer {
             shared: shared.clone(),
-            out: BufWriter::with_capacity(1 << 20, file),
+            file,
+            buf: Vec::with_capacity(1 << 20),
             end,
             next: HashMap::new(),
         };
@@ -342,7 +369,7 @@ impl FrameLog {
     /// Queues a frame; it becomes visible (and is acknowledged) once durable.
     pub async fn append(&self, append: Append) -> Result<(), FrameLogError> {
         self.tx
-            .send(append)
+            .send(Item::Frame(append))
             .await
             .map_err(|_| FrameLogError::WriterStopped)
     }
@@ -350,8 +377,23 @@ impl FrameLog {
     /// [`append`](Self::append) from a thread outside the async runtime.
     pub fn append_blocking(&self, append: Append) -> Result<(), FrameLogError> {
         self.tx
-            .blocking_send(append)
+            .blocking_send(Item::Frame(append))
             .map_err(|_| FrameLogError::WriterStopped)
+    }
+
+    /// Returns once every frame queued before the call is durable.
+    pub async fn durable(&self) -> Result<(), FrameLogError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Item::Barrier(tx))
+            .await
+            .map_err(|_| FrameLogError::WriterStopped)?;
+        rx.await.map_err(|_| FrameLogError::WriterStopped)
+    }
+
+    /// Whether the writer is retrying a write the disk refused.
+    pub fn failing(&self) -> bool {
+        self.shared.counters.failing.load(Ordering::Relaxed)
     }
 
     /// Reads up to `max_frames` durable frames of `index` after offset `after`
@@ -491,41 +533,78 @@ fn gap_first(frame: &StoredFrame) -> u64 {
 
 struct Writer {
     shared: Arc<Shared>,
-    out: BufWriter<File>,
+    file: File,
+    /// The batch being written, encoded.
+    buf: Vec<u8>,
     end: u64,
     /// Next offset per handle, for handles this writer has appended to.
     next: HashMap<HandleId, (Arc<HandleIndex>, u64)>,
 }
 
+/// First wait after a failed batch, and the longest.
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
 impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<Append>) {
+    fn run(mut self, mut rx: mpsc::Receiver<Item>) {
         let mut batch = Vec::with_capacity(MAX_BATCH_FRAMES);
+        let mut barriers = Vec::new();
         while let Some(first) = rx.blocking_recv() {
-            let mut bytes = first.data.len();
-            batch.push(first);
-            while batch.len() < MAX_BATCH_FRAMES && bytes < MAX_BATCH_BYTES {
-                match rx.try_recv() {
-                    Ok(a) => {
+            let mut bytes = 0;
+            let mut item = Some(first);
+            while let Some(next) = item.take() {
+                match next {
+                    Item::Frame(a) => {
                         bytes += a.data.len();
                         batch.push(a);
                     }
-                    Err(_) => break,
+                    Item::Barrier(tx) => barriers.push(tx),
+                }
+                if batch.len() < MAX_BATCH_FRAMES && bytes < MAX_BATCH_BYTES {
+                    item = rx.try_recv().ok();
                 }
             }
-            if let Err(e) = self.commit(&mut batch) {
-                tracing::error!(error = %e, path = %self.shared.path.display(), "frame log write failed; writer stops");
-                return;
+            let mut wait = RETRY_FIRST;
+            while let Err(e) = self.commit(&mut batch) {
+                let counters = &self.shared.counters;
+                counters.write_failures.fetch_add(1, Ordering::Relaxed);
+                counters.failing.store(true, Ordering::Relaxed);
+                self.shared
+                    .health
+                    .failing("frame log", format!("{}: {e}", self.shared.path.display()));
+                if let Err(e) = self.rollback() {
+                    tracing::error!(error = %e, path = %self.shared.path.display(), "frame log could not be cut back after a failed write; writer stops");
+                    return;
+                }
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(RETRY_MAX);
+            }
+            if self.shared.counters.failing.swap(false, Ordering::Relaxed) {
+                self.shared.health.ok("frame log");
+            }
+            for tx in barriers.drain(..) {
+                let _ = tx.send(());
             }
         }
     }
 
-    /// Writes the batch, syncs it, then publishes watermarks and acknowledgements.
+    /// Cuts what a failed batch left in the file, so that the retry writes it whole.
+    fn rollback(&mut self) -> io::Result<()> {
+        self.file.set_len(self.end)
+    }
+
+    /// Writes the batch, syncs it, then publishes watermarks and acknowledgements. On
+    /// error nothing is published and the writer's state is as before the call.
     fn commit(&mut self, batch: &mut Vec<Append>) -> io::Result<()> {
         let ts = now_ms();
         let mut written: Vec<(Arc<HandleIndex>, u64, bool)> = Vec::with_capacity(batch.len());
         let mut acks: Vec<AckTo> = Vec::new();
+        // The next offset of each handle in this batch; merged into `next` on success.
+        let mut next: HashMap<HandleId, u64> = HashMap::new();
+        self.buf.clear();
+        let mut end = self.end;
         for a in batch.iter() {
-            let Some((index, next)) = self.slot(&a.handle) else {
+            let Some((index, stored)) = self.slot(&a.handle) else {
                 tracing::warn!(handle = %a.handle, "append to an unknown handle dropped");
                 continue;
             };
@@ -535,28 +614,36 @@ impl Writer {
                 tracing::warn!(handle = %a.handle, "append after the status frame dropped");
                 continue;
             }
-            let pos = self.end;
+            let offset = next.get(&a.handle).copied().unwrap_or(stored);
             let frame = StoredFrame {
                 handle: a.handle.clone(),
-                offset: next,
+                offset,
                 attempt: a.attempt,
                 ts_ms: ts,
                 kind: a.kind,
                 data: Vec::new(),
             };
             let marker = a.ack.as_ref().map(|k| (k.attempt, k.seq));
-            self.end += record::write(&mut self.out, &frame, marker, &a.data)?;
-            if let Some(entry) = self.next.get_mut(&a.handle) {
-                entry.1 = next + 1;
-            }
+            let pos = end;
+            end += record::write(&mut self.buf, &frame, marker, &a.data)?;
+            next.insert(a.handle.clone(), offset + 1);
             written.push((index, pos, a.kind == StreamKind::Status));
             if let Some(ack) = &a.ack {
                 acks.push(ack.clone());
             }
         }
-        self.out.flush()?;
-        self.out.get_ref().sync_data()?;
+        self.file.write_all(&self.buf)?;
+        self.file.sync_data()?;
+        self.end = end;
+        if self.buf.capacity() > MAX_BATCH_BYTES * 2 {
+            self.buf = Vec::with_capacity(1 << 20);
+        }
         self.shared.counters.size.store(self.end, Ordering::Relaxed);
+        for (handle, n) in next {
+            if let Some(entry) = self.next.get_mut(&handle) {
+                entry.1 = n;
+            }
+        }
         for (index, pos, sealed) in written {
             let last = {
                 let mut positions = index.positions.write().unwrap_or_else(|e| e.into_inner());

@@ -10,6 +10,7 @@
 //! what it was running; nothing else is lost.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
@@ -104,6 +105,8 @@ pub struct InstanceSession {
     fenced: HashSet<AttemptKey>,
     /// The agent named [`FEATURE_BATCH`] in its hello.
     batching: bool,
+    /// Attempts that ended on the agent whose end waits for their output to be on disk.
+    pending_exits: Arc<Mutex<HashSet<AttemptKey>>>,
     control_tx: mpsc::UnboundedSender<ServerMsg>,
     ack_tx: mpsc::UnboundedSender<(AttemptKey, u64)>,
 }
@@ -119,6 +122,7 @@ impl InstanceSession {
                 attempts: HashMap::new(),
                 fenced: HashSet::new(),
                 batching: false,
+                pending_exits: Arc::default(),
                 control_tx,
                 ack_tx,
             },
@@ -228,7 +232,10 @@ impl InstanceSession {
             }
             (AgentMsg::Hello { .. }, Some(_)) => Err(SessionError::DoubleHello),
             (_, None) => Err(SessionError::NoHello),
-            (AgentMsg::Heartbeat { running }, Some((id, conn))) => {
+            (AgentMsg::Heartbeat { mut running }, Some((id, conn))) => {
+                let pending = self.pending_exits.lock().unwrap_or_else(|e| e.into_inner());
+                running.extend(pending.iter().copied());
+                drop(pending);
                 self.engine
                     .instance_event(id.clone(), *conn, FromInstance::Heartbeat { running });
                 Ok(None)
@@ -245,11 +252,34 @@ impl InstanceSession {
                 if let Some(open) = self.attempts.remove(&attempt) {
                     self.engine.guard.close(&open.handle, attempt).await;
                 }
-                self.engine.instance_event(
+                let exited = FromInstance::Exited { attempt, outcome };
+                if !self.engine.log.failing() {
+                    self.engine.instance_event(id.clone(), *conn, exited);
+                    return Ok(None);
+                }
+                // While the disk refuses writes, an attempt is not recorded as ended
+                // before its output is on disk. Its end waits aside (the agent's other
+                // messages go on), and its lease is renewed meanwhile as if the agent
+                // still ran it.
+                self.pending_exits
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(attempt);
+                let (engine, pending, id, conn) = (
+                    self.engine.clone(),
+                    self.pending_exits.clone(),
                     id.clone(),
                     *conn,
-                    FromInstance::Exited { attempt, outcome },
                 );
+                tokio::spawn(async move {
+                    if engine.log.durable().await.is_ok() {
+                        engine.instance_event(id, conn, exited);
+                    }
+                    pending
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&attempt);
+                });
                 Ok(None)
             }
             (AgentMsg::Batch { .. }, Some(_)) => {

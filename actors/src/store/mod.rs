@@ -29,6 +29,23 @@ pub enum StoreError {
     Corrupt { table: &'static str, detail: String },
 }
 
+impl StoreError {
+    /// True when the same write may succeed later: the disk is full, an I/O error, the
+    /// database busy. Constraint violations and bad rows are not.
+    pub fn transient(&self) -> bool {
+        match self {
+            StoreError::Db(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut) => true,
+            StoreError::Db(sqlx::Error::Database(e)) => {
+                // SQLite's primary result code is the low byte of the extended one.
+                let code = e.code().and_then(|c| c.parse::<i32>().ok()).unwrap_or(0) & 0xff;
+                // BUSY, LOCKED, IOERR, FULL, CANTOPEN
+                matches!(code, 5 | 6 | 10 | 13 | 14)
+            }
+            _ => false,
+        }
+    }
+}
+
 /// A task as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskRow {

@@ -94,6 +94,7 @@ async fn the_writer_seals_only_what_it_committed() {
         log.clone(),
         manifests,
         crate::lifeline::Lifeline::unwatched("store writer"),
+        Default::default(),
     );
     let real = row("t-real");
     store.insert_task(&real).await.unwrap();

@@ -17,6 +17,7 @@ use super::{
 };
 use crate::domain::{InstanceId, TaskId};
 use crate::exec_handle::{Append, FrameLog};
+use crate::health::StorageHealth;
 use crate::lifeline::{fault_injected, Lifeline};
 use crate::manifest::ManifestWriter;
 use crate::protocol::AttemptKey;
@@ -96,18 +97,24 @@ pub struct StoreWriter {
     tx: mpsc::UnboundedSender<(Vec<Write>, Then)>,
 }
 
+/// First wait after a batch failed for a cause that may pass, and the longest.
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(50);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl StoreWriter {
-    /// Starts the writer task; `lifeline` reports its end.
+    /// Starts the writer task; `lifeline` reports its end and `health` hears of
+    /// batches that fail for a cause that may pass (they are retried until they commit).
     pub fn start(
         store: Store,
         log: FrameLog,
         manifests: ManifestWriter,
         lifeline: Lifeline,
+        health: StorageHealth,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             let _lifeline = lifeline;
-            run(store, log, manifests, rx).await
+            run(store, log, manifests, rx, health).await
         });
         Self { tx }
     }
@@ -125,6 +132,7 @@ async fn run(
     log: FrameLog,
     manifests: ManifestWriter,
     mut rx: mpsc::UnboundedReceiver<(Vec<Write>, Then)>,
+    health: StorageHealth,
 ) {
     let mut writes: Vec<Vec<Write>> = Vec::new();
     let mut thens: Vec<Then> = Vec::new();
@@ -145,7 +153,22 @@ async fn run(
         }
         let mut committed = vec![true; writes.len()];
         let began = std::time::Instant::now();
-        let result = commit(&store, &writes).await;
+        let mut result = commit(&store, &writes).await;
+        // A full disk or an I/O error may pass: the batch waits and is retried whole, and
+        // nothing after it (no status frame, no reply) happens before it commits.
+        let mut wait = RETRY_FIRST;
+        while let Err(e) = &result {
+            if !e.transient() {
+                break;
+            }
+            health.failing("store", e.to_string());
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(RETRY_MAX);
+            result = commit(&store, &writes).await;
+            if result.is_ok() {
+                health.ok("store");
+            }
+        }
         tracing::debug!(
             changes = writes.len(),
             us = began.elapsed().as_micros() as u64,
@@ -201,7 +224,28 @@ async fn commit(store: &Store, batch: &[Vec<Write>]) -> Result<(), StoreError> {
     if batch.iter().all(Vec::is_empty) {
         return Ok(()); // only follow-ups ordered behind earlier changes
     }
-    let mut tx = store.pool.begin().await?;
+    // The transaction is ended explicitly whatever happens: a COMMIT that fails (a full
+    // disk) leaves it open, and an open write transaction on a pooled connection would
+    // lock every later writer out.
+    let mut conn = store.pool.acquire().await?;
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    let result = match apply(&mut conn, batch).await {
+        Ok(()) => sqlx::query("COMMIT")
+            .execute(&mut *conn)
+            .await
+            .map(|_| ())
+            .map_err(StoreError::from),
+        Err(e) => Err(e),
+    };
+    if result.is_err() {
+        if let Err(e) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
+            tracing::debug!(error = %e, "rollback after a failed batch");
+        }
+    }
+    result
+}
+
+async fn apply(tx: &mut sqlx::SqliteConnection, batch: &[Vec<Write>]) -> Result<(), StoreError> {
     for writes in batch {
         for w in writes {
             match w {
@@ -214,44 +258,40 @@ async fn commit(store: &Store, batch: &[Vec<Write>]) -> Result<(), StoreError> {
                     lease_until_ms,
                 } => {
                     let times = (*now_ms, *lease_until_ms);
-                    super::start_attempt_in(&mut tx, *key, task, *attempt_no, instance, times)
-                        .await?
+                    super::start_attempt_in(tx, *key, task, *attempt_no, instance, times).await?
                 }
-                Write::RenewLeases { leases } => super::renew_leases_in(&mut tx, leases).await?,
+                Write::RenewLeases { leases } => super::renew_leases_in(tx, leases).await?,
                 Write::FenceHeld {
                     key,
                     instance,
                     reason,
                     now_ms,
-                } => super::fence_held_in(&mut tx, *key, instance, reason, *now_ms).await?,
+                } => super::fence_held_in(tx, *key, instance, reason, *now_ms).await?,
                 Write::Control {
                     instance,
                     control,
                     now_ms,
-                } => super::set_control_in(&mut tx, instance, *control, *now_ms).await?,
+                } => super::set_control_in(tx, instance, *control, *now_ms).await?,
                 Write::EndAttempt { key, end, now_ms } => {
-                    end_attempt_in(&mut tx, *key, end, *now_ms).await?
+                    end_attempt_in(tx, *key, end, *now_ms).await?
                 }
                 Write::UpdateTask {
                     task,
                     update,
                     now_ms,
-                } => update_task_in(&mut tx, task, update, *now_ms).await?,
-                Write::GuardRun { task, run } => upsert_guard_run_in(&mut tx, task, run).await?,
+                } => update_task_in(tx, task, update, *now_ms).await?,
+                Write::GuardRun { task, run } => upsert_guard_run_in(tx, task, run).await?,
                 Write::Checkpoint { task, checkpoint } => {
-                    insert_checkpoint_in(&mut tx, task, checkpoint).await?
+                    insert_checkpoint_in(tx, task, checkpoint).await?
                 }
-                Write::GuardDecisions { task, rows } => {
-                    insert_decisions_in(&mut tx, task, rows).await?
-                }
+                Write::GuardDecisions { task, rows } => insert_decisions_in(tx, task, rows).await?,
                 Write::GuardRunEnd {
                     task,
                     attempt_no,
                     decisions,
-                } => end_guard_run_in(&mut tx, task, *attempt_no, *decisions).await?,
+                } => end_guard_run_in(tx, task, *attempt_no, *decisions).await?,
             }
         }
     }
-    tx.commit().await?;
     Ok(())
 }

@@ -29,6 +29,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         fleet: config.fleet,
         scheduler: config.scheduler.clone(),
         streaming: config.streaming,
+        tokens: config.tokens,
     })
     .await
     .context("starting the engine")?;
@@ -109,7 +110,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                     exe: std::env::current_exe().context("locating the flotilla executable")?,
                     count: config.local_instances,
                     state_dir: config.state_dir.clone(),
-                    agent_token: engine.tokens.mint_agent(),
+                    tokens: engine.tokens.clone(),
                     run_as: config.local_run_as.clone(),
                     capabilities: config.local_capabilities.clone(),
                     slots: config.local_slots,

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use std::collections::BTreeMap;
 
+use flotilla_actors::auth::TokenSettings;
 use flotilla_actors::control_plane::{ControlPlaneConfig, RollbackPolicy, ValidationMode};
 use flotilla_actors::dispatcher::placement::{Policy, SchedulerSettings};
 use flotilla_actors::domain::{Capability, Scope};
@@ -68,6 +69,18 @@ pub struct FileConfig {
     pub scheduler: Option<SchedulerFile>,
     /// Observers: caps, lag limit, write timeout, pings.
     pub streaming: Option<StreamingFile>,
+    /// How long minted tokens are valid.
+    pub tokens: Option<TokensFile>,
+}
+
+/// `[tokens]` in flotilla.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TokensFile {
+    /// Observer tokens given with an accepted task; 0 for no expiry (default 604800).
+    pub observer_ttl_seconds: Option<u64>,
+    /// Agent tokens minted for remote agents; 0 for no expiry (default 2592000).
+    pub agent_ttl_seconds: Option<u64>,
 }
 
 /// `[streaming]` in flotilla.toml.
@@ -337,6 +350,7 @@ pub struct ServeConfig {
     pub fleet: FleetSettings,
     pub scheduler: SchedulerSettings,
     pub streaming: StreamingSettings,
+    pub tokens: TokenSettings,
 }
 
 /// Why the configuration is unusable.
@@ -447,6 +461,14 @@ impl ServeConfig {
             fleet: file.fleet.unwrap_or_default().settings()?,
             scheduler: file.scheduler.unwrap_or_default().settings()?,
             streaming: file.streaming.unwrap_or_default().settings(),
+            tokens: {
+                let t = file.tokens.unwrap_or_default();
+                let d = TokenSettings::default();
+                TokenSettings {
+                    observer_ttl_s: t.observer_ttl_seconds.unwrap_or(d.observer_ttl_s),
+                    agent_ttl_s: t.agent_ttl_seconds.unwrap_or(d.agent_ttl_s),
+                }
+            },
         };
         config.validate()?;
         Ok(config)
@@ -490,6 +512,19 @@ impl ServeConfig {
             1_000_000,
         )?;
         range("streaming.lag-limit-frames", st.lag_limit, 1, 1 << 40)?;
+        let ten_years = 315_360_000;
+        range(
+            "tokens.observer-ttl-seconds",
+            self.tokens.observer_ttl_s,
+            0,
+            ten_years,
+        )?;
+        range(
+            "tokens.agent-ttl-seconds",
+            self.tokens.agent_ttl_s,
+            0,
+            ten_years,
+        )?;
         range(
             "streaming.write-timeout-ms",
             st.write_timeout_ms,

@@ -39,6 +39,7 @@ fn main() {
         Command::Instances(a) => cli::instances(a),
         Command::Canary(a) => cli::canary::run(a),
         Command::Guard(g) => cli::guard::run(g),
+        Command::Tokens(c) => cli::tokens::run(c),
         Command::Seal(c) => {
             init_tracing("warn");
             cli::seal::run(c)

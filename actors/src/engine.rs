@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::auth::{TokenError, Tokens};
+use crate::auth::{expiry, TokenError, TokenSettings, Tokens};
 use crate::control_plane::{Accepted, ControlPlane, ControlPlaneConfig, RunRequest, SchemaError};
 use crate::dispatcher::honoured::refusals;
 use crate::dispatcher::messages::*;
@@ -49,6 +49,8 @@ pub struct EngineConfig {
     pub scheduler: SchedulerSettings,
     /// Observer caps, lag limit, write timeout and pings.
     pub streaming: StreamingSettings,
+    /// How long minted tokens are valid.
+    pub tokens: TokenSettings,
 }
 
 /// A submission's result: a new task, or the task an idempotency key already named.
@@ -147,6 +149,9 @@ impl Engine {
             Tokens::load_or_create(&config.state_dir, config.admin_token.clone())?;
         let watchdog = Watchdog::default();
         let store = Store::open(&db).await?;
+        for (id, at, reason) in store.revoked_tokens().await? {
+            tokens.revoke(&id, at, reason);
+        }
         let sealer = Arc::new(Sealer::load_or_create(&config.state_dir)?);
         let storage = StorageHealth::default();
         let log = FrameLog::open_watched(
@@ -474,6 +479,29 @@ impl Engine {
         make: impl FnOnce(oneshot::Sender<Result<Welcomed, ConnectError>>) -> Connect,
     ) -> Result<Result<Welcomed, ConnectError>, Stopped> {
         self.ask(|reply| Cmd::Connect(make(reply))).await
+    }
+
+    /// The observer token given with an accepted task: this handle only, valid for
+    /// `tokens.observer-ttl-seconds`.
+    pub fn observer_token(&self, handle: &HandleId) -> String {
+        let ttl = self.config.tokens.observer_ttl_s;
+        self.tokens.mint_observer(handle, expiry(ttl))
+    }
+
+    /// A token a remote agent connects with: as `instance` only (any if `None`), valid
+    /// for `ttl_s` seconds or `tokens.agent-ttl-seconds`.
+    pub fn agent_token(&self, instance: Option<&InstanceId>, ttl_s: Option<u64>) -> String {
+        let ttl = ttl_s.unwrap_or(self.config.tokens.agent_ttl_s);
+        self.tokens.mint_agent(instance, expiry(ttl))
+    }
+
+    /// Revokes the token with this id from now on, for `reason`; kept across restarts.
+    pub async fn revoke_token(&self, id: &str, reason: &str) -> Result<i64, StoreError> {
+        let now = now_ms();
+        self.store.revoke_token(id, now, reason).await?;
+        self.tokens.revoke(id, now, reason.to_owned());
+        tracing::warn!(token = id, reason, "token revoked");
+        Ok(now)
     }
 
     pub(crate) fn instance_event(&self, instance: InstanceId, conn: u64, msg: FromInstance) {

@@ -16,6 +16,7 @@ mod batch;
 pub mod canary;
 pub mod guard;
 pub mod seal;
+pub mod tokens;
 
 #[derive(Parser)]
 #[command(
@@ -52,6 +53,9 @@ pub enum Command {
     /// The key that seals secret env values in the database.
     #[command(subcommand)]
     Seal(seal::SealCommand),
+    /// Mint an agent token, or revoke one agent or observer token.
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
     /// Internal: the process beside each agent that kills its task groups if it dies.
     #[command(name = "reap", hide = true)]
     Reap,
@@ -423,7 +427,7 @@ pub fn cancel(args: CancelArgs) -> anyhow::Result<i32> {
 }
 
 /// Turns a client error into a message naming each field at fault.
-fn explain(e: client::ClientError) -> anyhow::Error {
+pub(crate) fn explain(e: client::ClientError) -> anyhow::Error {
     if let client::ClientError::Api { problem, .. } = &e {
         let fields = fields_at_fault(problem);
         if !fields.is_empty() {

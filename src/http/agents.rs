@@ -24,7 +24,7 @@ pub async fn connect(
     state: State,
 ) -> Result<HttpResponse, ApiError> {
     let (engine, _) = &**state;
-    auth::agent(&req, &engine.tokens)?;
+    let bound = auth::agent(&req, &engine.tokens)?;
     let (resp, mut session, incoming) = actix_ws::handle(&req, body).map_err(|e| {
         ApiError::field(
             StatusCode::BAD_REQUEST,
@@ -35,7 +35,7 @@ pub async fn connect(
         )
     })?;
     let mut incoming = incoming.max_frame_size(MAX_FRAME);
-    let (mut inst, mut outbox) = InstanceSession::new(engine.clone());
+    let (mut inst, mut outbox) = InstanceSession::new(engine.clone(), bound);
     let lease_timeout_ms = engine.config.fleet.lease_timeout_ms;
     actix_web::rt::spawn(async move {
         // A connection silent for a lease timeout is closed: its instance is suspect,

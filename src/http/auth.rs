@@ -2,8 +2,8 @@
 //! WebSocket routes, which browsers cannot give headers).
 
 use actix_web::HttpRequest;
-use flotilla_actors::auth::{Scope, Tokens};
-use flotilla_actors::domain::HandleId;
+use flotilla_actors::auth::{Denied, Scope, Tokens};
+use flotilla_actors::domain::{HandleId, InstanceId};
 
 use super::error::ApiError;
 
@@ -28,7 +28,12 @@ fn presented(req: &HttpRequest, allow_query: bool) -> Option<String> {
 
 fn scope(req: &HttpRequest, tokens: &Tokens, allow_query: bool) -> Result<Scope, ApiError> {
     let token = presented(req, allow_query).ok_or(ApiError::Unauthorized)?;
-    tokens.verify(&token).ok_or(ApiError::Unauthorized)
+    tokens.verify(&token).map_err(|denied| match denied {
+        Denied::Unknown => ApiError::Unauthorized,
+        // Expired and revoked tokens are told why, so that their holder knows to get
+        // a new one rather than retry.
+        other => ApiError::TokenRefused(other.to_string()),
+    })
 }
 
 /// Admin routes.
@@ -39,10 +44,11 @@ pub fn admin(req: &HttpRequest, tokens: &Tokens) -> Result<(), ApiError> {
     }
 }
 
-/// The agent connection route.
-pub fn agent(req: &HttpRequest, tokens: &Tokens) -> Result<(), ApiError> {
+/// The agent connection route: the instance the token is bound to, if any.
+pub fn agent(req: &HttpRequest, tokens: &Tokens) -> Result<Option<InstanceId>, ApiError> {
     match scope(req, tokens, true)? {
-        Scope::Admin | Scope::Agent => Ok(()),
+        Scope::Admin => Ok(None),
+        Scope::Agent(bound) => Ok(bound),
         _ => Err(ApiError::Forbidden("connect an agent")),
     }
 }

@@ -17,6 +17,9 @@ pub enum ApiError {
     },
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// A token of ours that no longer holds: expired or revoked.
+    #[error("{0}")]
+    TokenRefused(String),
     #[error("this token may not {0}")]
     Forbidden(&'static str),
     #[error("{0}")]
@@ -76,6 +79,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. } => code,
             ApiError::Unauthorized => "unauthorized",
+            ApiError::TokenRefused(_) => "token-refused",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not-found",
             ApiError::Conflict(_) => "conflict",
@@ -90,7 +94,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { status, .. } => *status,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::TokenRefused(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -104,7 +108,7 @@ impl ResponseError for ApiError {
         let status = self.status_code();
         let mut resp = HttpResponse::build(status);
         resp.content_type("application/problem+json");
-        if matches!(self, ApiError::Unauthorized) {
+        if matches!(self, ApiError::Unauthorized | ApiError::TokenRefused(_)) {
             resp.insert_header(("WWW-Authenticate", "Bearer"));
         }
         if let ApiError::MethodNotAllowed(allow) = self {

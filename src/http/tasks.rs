@@ -182,7 +182,7 @@ fn accepted_body(engine: &Engine, submitted: &Submitted) -> Value {
         "runId": row.run_id,
         "state": row.state,
         "reason": row.reason,
-        "observerToken": engine.tokens.mint_observer(&row.handle),
+        "observerToken": engine.observer_token(&row.handle),
         "stream": format!("/v1/handles/{}/stream", row.handle),
     });
     if !submitted.shards.is_empty() {
@@ -194,7 +194,7 @@ fn accepted_body(engine: &Engine, submitted: &Submitted) -> Value {
                     "index": s.shard.unwrap_or(0),
                     "id": s.id,
                     "handle": s.handle,
-                    "observerToken": engine.tokens.mint_observer(&s.handle),
+                    "observerToken": engine.observer_token(&s.handle),
                     "stream": format!("/v1/handles/{}/stream", s.handle),
                 })
             })
@@ -508,9 +508,93 @@ pub async fn control_instance(
     instances(req, state).await
 }
 
-/// Mints a token a remote agent connects with.
+/// Mints a token a remote agent connects with: `?instance=` binds it to that instance
+/// id, `?ttlSeconds=` sets how long it is valid (default `tokens.agent-ttl-seconds`).
 pub async fn agent_token(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
     let (engine, _) = &**state;
     auth::admin(&req, &engine.tokens)?;
-    Ok(HttpResponse::Created().json(serde_json::json!({ "token": engine.tokens.mint_agent() })))
+    let query = web::Query::<AgentTokenQuery>::from_query(req.query_string()).map_err(|e| {
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "bad-query",
+            "/query",
+            "type",
+            e.to_string(),
+        )
+    })?;
+    let instance = query
+        .instance
+        .as_deref()
+        .map(|i| {
+            InstanceId::parse(i).map_err(|e| {
+                ApiError::field(
+                    StatusCode::BAD_REQUEST,
+                    "bad-query",
+                    "/query/instance",
+                    "pattern",
+                    format!("instance {i:?}: {e}"),
+                )
+            })
+        })
+        .transpose()?;
+    let token = engine.agent_token(instance.as_ref(), query.ttl_seconds);
+    let id = flotilla_actors::auth::token_id(&token)
+        .unwrap_or_default()
+        .to_owned();
+    Ok(HttpResponse::Created().json(serde_json::json!({ "token": token, "id": id })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentTokenQuery {
+    instance: Option<String>,
+    ttl_seconds: Option<u64>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeQuery {
+    reason: Option<String>,
+}
+
+/// `DELETE /v1/tokens/{id}`: revokes the agent or observer token with this id.
+pub async fn revoke_token(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: State,
+) -> Result<HttpResponse, ApiError> {
+    let (engine, _) = &**state;
+    auth::admin(&req, &engine.tokens)?;
+    let id = path.into_inner();
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "invalid-id",
+            "/path/id",
+            "pattern",
+            format!("token id {id:?}: the hex id a version 2 token carries (its fourth field)"),
+        ));
+    }
+    let query = web::Query::<RevokeQuery>::from_query(req.query_string()).map_err(|e| {
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "bad-query",
+            "/query",
+            "type",
+            e.to_string(),
+        )
+    })?;
+    let reason = query
+        .reason
+        .clone()
+        .unwrap_or_else(|| "revoked by an operator".to_owned());
+    let at = engine
+        .revoke_token(&id, &reason)
+        .await
+        .map_err(|e| ApiError::internal("revoking a token", e))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "id": id,
+        "revokedAt": flotilla_actors::domain::rfc3339_ms(at),
+        "reason": reason,
+    })))
 }

@@ -120,6 +120,7 @@ async fn http_bodies_follow_their_schemas() {
         fleet: Default::default(),
         scheduler: Default::default(),
         streaming: Default::default(),
+        tokens: Default::default(),
     })
     .await
     .expect("the engine starts");

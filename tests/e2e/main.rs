@@ -23,3 +23,4 @@ mod spawn;
 mod streaming;
 mod supervision;
 mod support;
+mod tokens;

@@ -41,6 +41,11 @@ pub enum SessionError {
     Version(u32),
     #[error("slots must be between 1 and 1024, got {0}")]
     Slots(u32),
+    #[error("this token connects instance {bound} only, not {claimed}")]
+    NotYours {
+        bound: InstanceId,
+        claimed: InstanceId,
+    },
     #[error("chunk for attempt {0}, which this connection was not assigned")]
     UnknownAttempt(AttemptKey),
     #[error("attempt {attempt} exceeded the acknowledgement window: {chunks} chunks ({bytes} bytes) unacknowledged, at most {ACK_WINDOW} chunks and {UNACKED_BYTES} bytes")]
@@ -103,6 +108,8 @@ pub struct InstanceSession {
     attempts: HashMap<AttemptKey, Open>,
     /// Attempts fenced on this connection: what still arrives of them is dropped.
     fenced: HashSet<AttemptKey>,
+    /// The instance the connection's token was minted for, if it names one.
+    bound: Option<InstanceId>,
     /// The agent named [`FEATURE_BATCH`] in its hello.
     batching: bool,
     /// Attempts that ended on the agent whose end waits for their output to be on disk.
@@ -112,7 +119,9 @@ pub struct InstanceSession {
 }
 
 impl InstanceSession {
-    pub fn new(engine: Engine) -> (Self, Outbox) {
+    /// A session for a connection whose token is bound to `bound` (any instance if
+    /// `None`).
+    pub fn new(engine: Engine, bound: Option<InstanceId>) -> (Self, Outbox) {
         let (control_tx, control) = mpsc::unbounded_channel();
         let (ack_tx, acks) = mpsc::unbounded_channel();
         (
@@ -121,6 +130,7 @@ impl InstanceSession {
                 registered: None,
                 attempts: HashMap::new(),
                 fenced: HashSet::new(),
+                bound,
                 batching: false,
                 pending_exits: Arc::default(),
                 control_tx,
@@ -186,6 +196,12 @@ impl InstanceSession {
                 }
                 if !(1..=1024).contains(&slots) {
                     return Err(SessionError::Slots(slots));
+                }
+                if let Some(bound) = self.bound.as_ref().filter(|b| **b != instance) {
+                    return Err(SessionError::NotYours {
+                        bound: bound.clone(),
+                        claimed: instance,
+                    });
                 }
                 let session = self.control_tx.clone();
                 let id = instance.clone();

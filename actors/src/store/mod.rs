@@ -611,6 +611,30 @@ impl Store {
             .collect()
     }
 
+    /// The token ids revoked so far: (id, when, why).
+    pub async fn revoked_tokens(&self) -> Result<Vec<(String, i64, String)>, StoreError> {
+        let rows = sqlx::query("SELECT id, revoked_ms, reason FROM revoked_tokens")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+
+    /// Records a token id as revoked (a second revocation keeps the first).
+    pub async fn revoke_token(&self, id: &str, at_ms: i64, reason: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO revoked_tokens (id, revoked_ms, reason) VALUES (?, ?, ?) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(at_ms)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// The task an attempt belongs to.
     pub async fn task_of_attempt(&self, key: AttemptKey) -> Result<Option<TaskId>, StoreError> {
         let row = sqlx::query("SELECT task_id FROM attempts WHERE id = ?")

@@ -32,7 +32,9 @@ pub struct LocalAgents {
     pub count: u32,
     /// The state dir: `server.url` and `agents/<id>.pid` live there.
     pub state_dir: PathBuf,
-    pub agent_token: String,
+    /// Each local agent gets a token of its own, minted at its start: it connects as
+    /// that instance only.
+    pub tokens: crate::auth::Tokens,
     /// The user the agents run tasks as (`--run-as`), when set.
     pub run_as: Option<String>,
     pub capabilities: Vec<Capability>,
@@ -272,7 +274,8 @@ async fn spawn(
     let mut child = cmd.spawn()?;
     if let Some(mut stdin) = child.stdin.take() {
         use tokio::io::AsyncWriteExt;
-        let line = format!("{}\n", agents.agent_token);
+        let instance = InstanceId::parse(id).ok();
+        let line = format!("{}\n", agents.tokens.mint_agent(instance.as_ref(), 0));
         if let Err(e) = stdin.write_all(line.as_bytes()).await {
             let _ = child.start_kill();
             return Err(e);

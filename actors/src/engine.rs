@@ -26,8 +26,9 @@ use crate::queue::{cap_set, unsatisfiable_reason};
 use crate::seal::{SealError, Sealer};
 use crate::state_lock::{LockError, StateLock};
 use crate::store::writer::StoreWriter;
+use crate::store::ObserverRecord;
 use crate::store::{NewTask, Store, StoreError, TaskRow};
-use crate::subscriber::registry::{ObserverRegistry, StreamingSettings};
+use crate::subscriber::registry::{ObserverRegistry, SessionRecord, StreamingSettings};
 
 /// Where the engine keeps its state.
 #[derive(Debug, Clone)]
@@ -165,6 +166,7 @@ impl Engine {
             config.scope.clone(),
             watchdog.lifeline("manifest writer"),
         );
+        let observer_manifests = manifests.clone();
         let offers = Offers::default();
         let (suspects, _) = broadcast::channel(64);
         let writer = StoreWriter::start(
@@ -205,7 +207,18 @@ impl Engine {
             let _lifeline = lifeline;
             dispatcher.run(rx).await
         });
-        let observers = ObserverRegistry::new(config.streaming, None);
+        let (sessions, recorded) = mpsc::unbounded_channel();
+        let observers = ObserverRegistry::new(
+            config.streaming,
+            Some(Arc::new(move |r| {
+                let _ = sessions.send(r);
+            })),
+        );
+        tokio::spawn(record_observers(
+            store.clone(),
+            observer_manifests,
+            recorded,
+        ));
         let engine = Self {
             tx,
             store,
@@ -579,4 +592,49 @@ fn shard_tasks(parent: &TaskRow, request: &RunRequest) -> Vec<(TaskRow, RunReque
             (row, shard)
         })
         .collect()
+}
+
+/// Writes every observer's join and leave to the store and its task's manifest.
+async fn record_observers(
+    store: Store,
+    manifests: ManifestWriter,
+    mut sessions: mpsc::UnboundedReceiver<SessionRecord>,
+) {
+    let mut tasks: std::collections::HashMap<HandleId, TaskId> = Default::default();
+    while let Some(s) = sessions.recv().await {
+        let task = match tasks.get(&s.handle) {
+            Some(t) => t.clone(),
+            None => match store.task_by_handle(&s.handle).await {
+                Ok(Some(row)) => {
+                    if tasks.len() > 10_000 {
+                        tasks.clear();
+                    }
+                    tasks.insert(s.handle.clone(), row.id.clone());
+                    row.id
+                }
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(observer = %s.id, error = %e, "observer session not recorded");
+                    continue;
+                }
+            },
+        };
+        let record = ObserverRecord {
+            id: s.id,
+            joined_ms: s.joined_ms,
+            left_ms: s.left_ms,
+            from: s.from,
+            last_offset: s.last_offset,
+            frames: s.frames,
+            bytes: s.bytes,
+            policy: s.policy.as_str().to_owned(),
+            reason: s.reason,
+        };
+        match store.record_observer(&task, &record).await {
+            Ok(()) => manifests.touch(&task),
+            Err(e) => {
+                tracing::warn!(observer = %record.id, error = %e, "observer session not recorded")
+            }
+        }
+    }
 }

@@ -24,7 +24,7 @@ use flotilla_actors::protocol::{
     FEATURE_BATCH, FEATURE_SLOTS, PROTOCOL_VERSION,
 };
 use flotilla_actors::store::{
-    AttemptRow, Checkpoint, CheckpointAction, DecisionRow, GuardRunRow, TaskRow,
+    AttemptRow, Checkpoint, CheckpointAction, DecisionRow, GuardRunRow, ObserverRecord, TaskRow,
 };
 use flotilla_actors::subscriber::to_observer;
 
@@ -395,6 +395,31 @@ fn run_metrics_and_manifests_follow_their_schemas() {
                 .map(|a| checkpoint(a, "local-2", Some("local-3")))
                 .collect(),
             fan_out: None,
+            // One observer that left, one still connected.
+            observers: vec![
+                ObserverRecord {
+                    id: "o-18c2a-1".into(),
+                    joined_ms: 1_764_590_000_000,
+                    left_ms: Some(1_764_590_004_000),
+                    from: 0,
+                    last_offset: 12,
+                    frames: 12,
+                    bytes: 3_100,
+                    policy: "drop".into(),
+                    reason: Some("closed by the observer".into()),
+                },
+                ObserverRecord {
+                    id: "o-18c2a-2".into(),
+                    joined_ms: 1_764_590_001_000,
+                    left_ms: None,
+                    from: 5,
+                    last_offset: 9,
+                    frames: 4,
+                    bytes: 900,
+                    policy: "catch-up".into(),
+                    reason: None,
+                },
+            ],
         };
         let fenced = [AttemptRow {
             state: "fenced".into(),
@@ -407,6 +432,7 @@ fn run_metrics_and_manifests_follow_their_schemas() {
             poisoned["recovery"].as_array().map(Vec::len),
             Some(CheckpointAction::ALL.len())
         );
+        assert_eq!(poisoned["observers"][0]["reason"], "closed by the observer");
         let v1 = to_v1(&poisoned);
         assert_valid("manifest.v1", "a poisoned shard, adapted to v1", &v1);
         assert_eq!(
@@ -420,6 +446,7 @@ fn run_metrics_and_manifests_follow_their_schemas() {
         let parent = FleetEvidence {
             checkpoints: vec![],
             fan_out: Some(("first-wins", vec![(shard.clone(), attempts.to_vec())])),
+            observers: vec![],
         };
         let fanned = render(&task, &[], &guard, &parent);
         assert_valid("manifest.v2", "render a fanned-out task", &fanned);

@@ -202,6 +202,32 @@ fn an_observer_that_falls_behind_is_skipped_ahead_under_drop_and_closed_under_di
         .unwrap();
     assert_eq!(rest.first(), Some(&(resume_from + 1)));
     assert_eq!(status.end.exit_code, Some(0));
+    // Both observers of that task are in its manifest, with why each left.
+    let manifest = app.manifest_path(
+        task["id"].as_str().unwrap(),
+        task["runId"].as_str().unwrap(),
+    );
+    let observers = wait_for(
+        "the observers in the manifest",
+        Duration::from_secs(20),
+        || {
+            let doc: Value = serde_json::from_slice(&std::fs::read(&manifest).ok()?).ok()?;
+            let observers = doc["observers"].as_array()?.clone();
+            (observers.len() == 2 && observers.iter().all(|o| !o["leftAt"].is_null()))
+                .then_some(observers)
+        },
+    );
+    assert_eq!(observers[0]["policy"], "disconnect", "{observers:?}");
+    assert!(
+        observers[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("frames behind"),
+        "{observers:?}"
+    );
+    assert_eq!(observers[0]["lastOffset"], resume_from);
+    assert_eq!(observers[1]["from"], resume_from);
+    assert_eq!(observers[1]["reason"], "the handle ended");
 }
 
 fn vm_rss_kib(pid: u32) -> u64 {
@@ -226,10 +252,19 @@ fn three_hundred_stalled_observers_are_bounded_and_closed_by_the_write_timeout()
          [fleet]\nlease-timeout-ms = 30000\n",
     );
     let pid = app.server_pid();
-    let task = app.submit(json!({"argv": ["sh", "-c",
-        "sleep 2; head -c 32000000 /dev/zero | tr '\\0' y | fold -w 255"]}));
-    let handle = task["handle"].as_str().unwrap().to_owned();
+    let flood = json!({"argv": ["sh", "-c",
+        "sleep 2; head -c 32000000 /dev/zero | tr '\\0' y | fold -w 255"]});
     let rt = tokio::runtime::Runtime::new().unwrap();
+    // The same output once without observers, so that the baseline holds what the
+    // guard and the log writer keep of it, and the growth below is the observers' own.
+    let warm = app.submit(flood.clone());
+    app.wait_state(
+        warm["id"].as_str().unwrap(),
+        "succeeded",
+        Duration::from_secs(60),
+    );
+    let task = app.submit(flood);
+    let handle = task["handle"].as_str().unwrap().to_owned();
     let baseline = vm_rss_kib(pid);
     let stalled: Vec<ObserverSocket> = rt.block_on(async {
         let mut all = Vec::new();
@@ -283,12 +318,4 @@ fn three_hundred_stalled_observers_are_bounded_and_closed_by_the_write_timeout()
         },
     );
     drop(stalled);
-    // What they held goes back: the server's size returns near its baseline (what
-    // stays is mostly the task's own output having passed through the guard and the
-    // log writer: 17 of 55 MB in a debug build).
-    let back = wait_for("memory returned", Duration::from_secs(20), || {
-        let now = vm_rss_kib(pid);
-        (now < baseline + (peak - baseline) / 2).then_some(now)
-    });
-    eprintln!("after they left: {back} KiB");
 }

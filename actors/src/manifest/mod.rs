@@ -16,9 +16,11 @@ use tokio::sync::mpsc;
 use crate::control_plane::ValidationReport;
 use crate::domain::{now_ms, rfc3339_ms, RunId, Scope, TaskId};
 use crate::lifeline::Lifeline;
-use crate::store::{AttemptRow, Checkpoint, DecisionRow, GuardRunRow, Store, TaskRow};
+use crate::store::{
+    AttemptRow, Checkpoint, DecisionRow, GuardRunRow, ObserverRecord, Store, TaskRow,
+};
 
-pub const MANIFEST_SCHEMA: &str = "flotilla.manifest/2.1.0";
+pub const MANIFEST_SCHEMA: &str = "flotilla.manifest/2.2.0";
 /// The v1 schema [`to_v1`] adapts to.
 pub const MANIFEST_V1_SCHEMA: &str = "flotilla.manifest/1.2.0";
 pub const RUN_METRICS_SCHEMA: &str = "flotilla.run-metrics/1.0.0";
@@ -74,6 +76,7 @@ struct Manifest<'a> {
     shard: Option<u32>,
     fan_out: Option<FanOutSection<'a>>,
     recovery: Vec<CheckpointEntry<'a>>,
+    observers: Vec<ObserverEntry<'a>>,
 }
 
 /// A fanned-out task's shards.
@@ -118,12 +121,28 @@ struct CheckpointEntry<'a> {
 /// A shard as stored, with its attempts.
 pub type ShardRecord = (TaskRow, Vec<AttemptRow>);
 
-/// What recovery and fan-out add to a task's manifest (v2).
+/// What recovery, fan-out and observers add to a task's manifest (v2).
 #[derive(Default)]
 pub struct FleetEvidence {
     pub checkpoints: Vec<Checkpoint>,
     /// A fanned-out task's mode (`fan-out`, `first-wins`) and its shards.
     pub fan_out: Option<(&'static str, Vec<ShardRecord>)>,
+    /// The first observers of its output (up to 1,000), oldest first.
+    pub observers: Vec<ObserverRecord>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ObserverEntry<'a> {
+    id: &'a str,
+    joined_at: String,
+    left_at: Option<String>,
+    from: u64,
+    last_offset: u64,
+    frames: u64,
+    bytes: u64,
+    policy: &'a str,
+    reason: Option<&'a str>,
 }
 
 /// What the guard did with the task's output, and on what evidence.
@@ -280,6 +299,21 @@ pub fn render(
                 epoch: c.epoch,
             })
             .collect(),
+        observers: fleet
+            .observers
+            .iter()
+            .map(|o| ObserverEntry {
+                id: &o.id,
+                joined_at: rfc3339_ms(o.joined_ms),
+                left_at: o.left_ms.map(rfc3339_ms),
+                from: o.from,
+                last_offset: o.last_offset,
+                frames: o.frames,
+                bytes: o.bytes,
+                policy: &o.policy,
+                reason: o.reason.as_deref(),
+            })
+            .collect(),
     };
     // unwrap: a struct of strings, numbers and JSON values always serialises.
     serde_json::to_value(&manifest).unwrap()
@@ -298,7 +332,7 @@ pub fn to_v1(v2: &Value) -> Value {
         return doc;
     }
     if let Some(map) = doc.as_object_mut() {
-        for field in ["parent", "shard", "fanOut", "recovery"] {
+        for field in ["parent", "shard", "fanOut", "recovery", "observers"] {
             map.remove(field);
         }
         map.insert("schema".into(), MANIFEST_V1_SCHEMA.into());
@@ -518,6 +552,7 @@ async fn write_one(
     let fleet = FleetEvidence {
         checkpoints: store.checkpoints_of(task).await?,
         fan_out,
+        observers: store.observers_of(task, 1000).await?,
     };
     let write = |path: PathBuf, doc: Value| {
         // unwrap: a serde_json::Value always serialises.

@@ -188,6 +188,21 @@ impl CheckpointAction {
     }
 }
 
+/// One observer's session on a task's output, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObserverRecord {
+    pub id: String,
+    pub joined_ms: i64,
+    /// `None` while it is connected.
+    pub left_ms: Option<i64>,
+    pub from: u64,
+    pub last_offset: u64,
+    pub frames: u64,
+    pub bytes: u64,
+    pub policy: String,
+    pub reason: Option<String>,
+}
+
 /// One recovery checkpoint of a task. Its epoch is the attempt key it concerns: keys
 /// only grow and are never reused, so a fence names exactly the attempt it ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -607,6 +622,65 @@ impl Store {
             .map(|r| {
                 let id = parse_col("instance_controls", r.try_get(0)?, InstanceId::parse)?;
                 Ok((id, r.try_get(1)?))
+            })
+            .collect()
+    }
+
+    /// Records an observer's session (a join: `left_ms` is `None`) or its end.
+    pub async fn record_observer(
+        &self,
+        task: &TaskId,
+        r: &ObserverRecord,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO observer_sessions (id, task_id, joined_ms, left_ms, from_offset, \
+             last_offset, frames, bytes, policy, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET left_ms = excluded.left_ms, \
+             last_offset = excluded.last_offset, frames = excluded.frames, \
+             bytes = excluded.bytes, reason = excluded.reason",
+        )
+        .bind(&r.id)
+        .bind(task.as_str())
+        .bind(r.joined_ms)
+        .bind(r.left_ms)
+        .bind(r.from as i64)
+        .bind(r.last_offset as i64)
+        .bind(r.frames as i64)
+        .bind(r.bytes as i64)
+        .bind(&r.policy)
+        .bind(&r.reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The first `limit` observer sessions of a task, oldest first.
+    pub async fn observers_of(
+        &self,
+        task: &TaskId,
+        limit: u32,
+    ) -> Result<Vec<ObserverRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, joined_ms, left_ms, from_offset, last_offset, frames, bytes, policy, \
+             reason FROM observer_sessions WHERE task_id = ? ORDER BY joined_ms, id LIMIT ?",
+        )
+        .bind(task.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ObserverRecord {
+                    id: r.try_get(0)?,
+                    joined_ms: r.try_get(1)?,
+                    left_ms: r.try_get(2)?,
+                    from: r.try_get::<i64, _>(3)? as u64,
+                    last_offset: r.try_get::<i64, _>(4)? as u64,
+                    frames: r.try_get::<i64, _>(5)? as u64,
+                    bytes: r.try_get::<i64, _>(6)? as u64,
+                    policy: r.try_get(7)?,
+                    reason: r.try_get(8)?,
+                })
             })
             .collect()
     }

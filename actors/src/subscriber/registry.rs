@@ -123,23 +123,24 @@ impl Session {
     }
 }
 
-/// A finished session: what the store and the manifest record.
+/// A session as the store and the manifest record it: at its join (`left_ms` and
+/// `reason` are `None`) and at its end.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Left {
+pub struct SessionRecord {
     pub id: String,
     pub handle: HandleId,
     pub joined_ms: i64,
-    pub left_ms: i64,
+    pub left_ms: Option<i64>,
     pub from: u64,
     pub last_offset: u64,
     pub frames: u64,
     pub bytes: u64,
     pub policy: Policy,
-    pub reason: String,
+    pub reason: Option<String>,
 }
 
-/// Called with every finished session.
-pub type OnLeave = Arc<dyn Fn(Left) + Send + Sync>;
+/// Called at every join and every leave.
+pub type OnChange = Arc<dyn Fn(SessionRecord) + Send + Sync>;
 
 /// Every connected observer. Cheap to clone.
 #[derive(Clone, Default)]
@@ -153,16 +154,16 @@ struct Inner {
     live: Mutex<HashMap<HandleId, Vec<Arc<Session>>>>,
     count: AtomicUsize,
     next: AtomicU64,
-    on_leave: Option<OnLeave>,
+    on_change: Option<OnChange>,
 }
 
 impl ObserverRegistry {
-    /// `on_leave` hears of every session that ends (to record it).
-    pub fn new(settings: StreamingSettings, on_leave: Option<OnLeave>) -> Self {
+    /// `on_change` hears of every join and leave (to record them).
+    pub fn new(settings: StreamingSettings, on_change: Option<OnChange>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 settings,
-                on_leave,
+                on_change,
                 ..Inner::default()
             }),
         }
@@ -225,11 +226,16 @@ impl ObserverRegistry {
         });
         of_handle.push(session.clone());
         self.inner.count.fetch_add(1, Ordering::Relaxed);
-        Ok(Membership {
+        drop(live);
+        let membership = Membership {
             registry: self.clone(),
             session,
             reason: Mutex::new(None),
-        })
+        };
+        if let Some(on_change) = &self.inner.on_change {
+            on_change(membership.record(None));
+        }
+        Ok(membership)
     }
 
     /// The observers of `handle` connected now.
@@ -295,14 +301,14 @@ impl Membership {
         }
     }
 
-    /// The session as it stands, with `reason` for its end.
-    fn left(&self, reason: String) -> Left {
+    /// The session as it stands; ended for `reason`, if given.
+    fn record(&self, reason: Option<String>) -> SessionRecord {
         let s = &self.session;
-        Left {
+        SessionRecord {
             id: s.id.clone(),
             handle: s.handle.clone(),
             joined_ms: s.joined_ms,
-            left_ms: now_ms(),
+            left_ms: reason.is_some().then(now_ms),
             from: s.from,
             last_offset: s.offset.load(Ordering::Relaxed),
             frames: s.frames.load(Ordering::Relaxed),
@@ -322,10 +328,10 @@ impl Drop for Membership {
             .unwrap_or_else(|e| e.into_inner())
             .take()
             .unwrap_or_else(|| "the connection closed".to_owned());
-        let left = self.left(reason);
-        tracing::debug!(observer = %left.id, handle = %left.handle, frames = left.frames, reason = %left.reason, "observer left");
-        if let Some(on_leave) = &self.registry.inner.on_leave {
-            on_leave(left);
+        tracing::debug!(observer = %self.session.id, handle = %self.session.handle, reason = %reason, "observer left");
+        let left = self.record(Some(reason));
+        if let Some(on_change) = &self.registry.inner.on_change {
+            on_change(left);
         }
     }
 }
@@ -336,15 +342,17 @@ mod tests {
 
     #[test]
     fn caps_hold_per_handle_and_for_the_server_and_leaving_frees_a_place() {
-        let left = Arc::new(Mutex::new(Vec::new()));
-        let record = left.clone();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
         let reg = ObserverRegistry::new(
             StreamingSettings {
                 max_observers: 4,
                 max_per_handle: 2,
                 ..StreamingSettings::default()
             },
-            Some(Arc::new(move |l| record.lock().unwrap().push(l))),
+            Some(Arc::new(move |l: SessionRecord| {
+                record.lock().unwrap().push(l)
+            })),
         );
         let a = HandleId::parse("h-a").unwrap();
         let b = HandleId::parse("h-b").unwrap();
@@ -366,10 +374,15 @@ mod tests {
         first.ending("closed by the observer");
         first.ending("a later reason is not kept");
         drop(first);
-        let left = left.lock().unwrap();
-        let first = left.iter().find(|l| l.frames == 1).unwrap();
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen.iter().filter(|l| l.left_ms.is_none()).count(),
+            5,
+            "five joins"
+        );
+        let first = seen.iter().find(|l| l.frames == 1).unwrap();
         assert_eq!((first.bytes, first.last_offset), (100, 7));
-        assert_eq!(first.reason, "closed by the observer");
+        assert_eq!(first.reason.as_deref(), Some("closed by the observer"));
         assert_eq!(reg.count(), 3);
         assert_eq!(reg.of(&a).len(), 1);
     }

@@ -97,6 +97,8 @@ pub struct StreamingFile {
     pub write_timeout_ms: Option<u64>,
     /// Ping after this long without a frame; two unanswered close (default 15000).
     pub ping_interval_ms: Option<u64>,
+    /// Most output bytes one attempt may write (default 1 GiB).
+    pub max_output_bytes: Option<u64>,
 }
 
 impl StreamingFile {
@@ -108,6 +110,7 @@ impl StreamingFile {
             lag_limit: self.lag_limit_frames.unwrap_or(d.lag_limit),
             write_timeout_ms: self.write_timeout_ms.unwrap_or(d.write_timeout_ms),
             ping_interval_ms: self.ping_interval_ms.unwrap_or(d.ping_interval_ms),
+            max_output_bytes: self.max_output_bytes.unwrap_or(d.max_output_bytes),
         }
     }
 }
@@ -512,6 +515,12 @@ impl ServeConfig {
             1_000_000,
         )?;
         range("streaming.lag-limit-frames", st.lag_limit, 1, 1 << 40)?;
+        range(
+            "streaming.max-output-bytes",
+            st.max_output_bytes,
+            1,
+            1 << 50,
+        )?;
         let ten_years = 315_360_000;
         range(
             "tokens.observer-ttl-seconds",

@@ -22,6 +22,7 @@ use crate::guard::{Guard, GuardError, GuardSettings};
 use crate::health::StorageHealth;
 use crate::lifeline::Watchdog;
 use crate::manifest::ManifestWriter;
+use crate::protocol::AttemptKey;
 use crate::queue::{cap_set, unsatisfiable_reason};
 use crate::seal::{SealError, Sealer};
 use crate::state_lock::{LockError, StateLock};
@@ -185,7 +186,7 @@ impl Engine {
             log.clone(),
             writer.clone(),
             Arc::new(move |attempt, reason| {
-                let _ = blocks.send(Cmd::GuardBlock { attempt, reason });
+                let _ = blocks.send(Cmd::StopAttempt { attempt, reason });
             }),
         )?;
         let mut dispatcher = Dispatcher::new(
@@ -492,6 +493,11 @@ impl Engine {
         make: impl FnOnce(oneshot::Sender<Result<Welcomed, ConnectError>>) -> Connect,
     ) -> Result<Result<Welcomed, ConnectError>, Stopped> {
         self.ask(|reply| Cmd::Connect(make(reply))).await
+    }
+
+    /// Stops a running attempt; its task fails with `reason`.
+    pub fn stop_attempt(&self, attempt: AttemptKey, reason: String) {
+        let _ = self.tx.send(Cmd::StopAttempt { attempt, reason });
     }
 
     /// The observer token given with an accepted task: this handle only, valid for

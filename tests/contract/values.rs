@@ -136,6 +136,7 @@ fn agent_protocol_messages_follow_their_schemas() {
             level: Level::Sensitive,
             secret_env: vec!["DB_PASS".into()],
         },
+        max_output_bytes: Some(1 << 20),
     };
     let server = [
         ServerMsg::Welcome {

@@ -230,6 +230,29 @@ fn an_observer_that_falls_behind_is_skipped_ahead_under_drop_and_closed_under_di
     assert_eq!(observers[1]["reason"], "the handle ended");
 }
 
+/// Runaway output is stopped at the request's cap: the task fails saying so, and no
+/// more than the cap is kept.
+#[test]
+fn output_past_max_output_bytes_stops_the_task_with_the_reason() {
+    let app = App::start(1);
+    let task = app.submit(json!({
+        "schema": "flotilla.run-request/2.2.0",
+        "argv": ["sh", "-c", "yes flotilla-output-cap | head -c 50000000; sleep 30"],
+        "streaming": {"maxOutputBytes": 200000},
+    }));
+    let id = task["id"].as_str().unwrap();
+    let failed = app.wait_state(id, "failed", Duration::from_secs(60));
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(reason.contains("passed 200000 bytes"), "{failed}");
+    let kept: usize = app
+        .output(task["handle"].as_str().unwrap())
+        .iter()
+        .filter(|(_, kind, _)| kind == "stdout")
+        .map(|(_, _, data)| data.len())
+        .sum();
+    assert!(kept > 0 && kept <= 200_000, "{kept} bytes kept");
+}
+
 fn vm_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status

@@ -184,6 +184,9 @@ pub struct Streaming {
     pub resume: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observers: Option<Observers>,
+    /// Most output bytes one attempt may write before it is stopped (2.2.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -145,8 +145,9 @@ pub enum Cmd {
         instance: InstanceId,
         reason: String,
     },
-    /// The guard blocked an attempt's output: stop it; its task fails with `reason`.
-    GuardBlock {
+    /// Stop an attempt (the guard blocked its output, or it wrote past its output cap);
+    /// its task fails with `reason`.
+    StopAttempt {
         attempt: AttemptKey,
         reason: String,
     },

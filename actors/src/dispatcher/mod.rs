@@ -311,7 +311,7 @@ impl Dispatcher {
                 Cmd::Readiness(reply) => {
                     let _ = reply.send(self.readiness());
                 }
-                Cmd::GuardBlock { attempt, reason } => self.guard_block(attempt, reason),
+                Cmd::StopAttempt { attempt, reason } => self.stop_attempt(attempt, reason),
             }
             self.pump();
         }
@@ -613,6 +613,7 @@ impl Dispatcher {
                 level: req.privacy(),
                 secret_env: req.secret_env.clone(),
             },
+            max_output_bytes: req.streaming.as_ref().and_then(|s| s.max_output_bytes),
         })
     }
 

@@ -6,14 +6,16 @@ use super::*;
 impl Dispatcher {
     /// The guard blocked an attempt's output: the agent kills it, and the task fails
     /// with the guard's reason rather than as cancelled. No retry: it would print the same.
-    pub(super) fn guard_block(&mut self, attempt: AttemptKey, reason: String) {
+    /// Stops a running attempt (the guard blocked its output, or it wrote past its output
+    /// cap): its task fails with `reason`.
+    pub(super) fn stop_attempt(&mut self, attempt: AttemptKey, reason: String) {
         let Some(a) = self.attempts.get(&attempt) else {
             return;
         };
         let Some(live) = self.tasks.get_mut(&a.task) else {
             return;
         };
-        tracing::warn!(task = %a.task, attempt, reason = %reason, "stopping a task the guard blocked");
+        tracing::warn!(task = %a.task, attempt, reason = %reason, "stopping a task");
         live.cancelled.get_or_insert_with(|| reason.clone());
         live.failure.get_or_insert(reason);
         if let Some(inst) = self.instances.get(&a.instance) {

@@ -614,6 +614,12 @@ impl Writer {
                 tracing::warn!(handle = %a.handle, "append after the status frame dropped");
                 continue;
             }
+            // An empty output frame only carries an acknowledgement (of output not
+            // kept): nothing is written, the acknowledgement follows the batch.
+            if a.data.is_empty() && a.kind != StreamKind::Status {
+                acks.extend(a.ack.clone());
+                continue;
+            }
             let offset = next.get(&a.handle).copied().unwrap_or(stored);
             let frame = StoredFrame {
                 handle: a.handle.clone(),

@@ -302,13 +302,13 @@ impl Worker {
                     ack,
                 );
             }
-            None if !out.is_empty() => self.append(attempt, kind, out.into_bytes(), ack),
-            None => {
-                if let Some(ack) = ack {
-                    // Nothing to store; keep the acknowledgement for the next frame.
-                    live.pending_ack = Some(ack);
-                }
+            // Nothing to store and nothing held: an empty frame carries the
+            // acknowledgement (the log writes no record for it), so that it is never
+            // stranded waiting for output that may not come.
+            None if !out.is_empty() || ack.is_some() => {
+                self.append(attempt, kind, out.into_bytes(), ack)
             }
+            None => {}
         }
     }
 

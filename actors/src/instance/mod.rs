@@ -87,16 +87,21 @@ struct Open {
     /// Chunks received and not yet acknowledged: (seq, bytes).
     unacked: VecDeque<(u64, usize)>,
     unacked_bytes: usize,
+    /// Output bytes received on this connection, and the most the attempt may write.
+    written: u64,
+    cap: u64,
 }
 
 impl Open {
-    fn new(handle: HandleId, after: u64) -> Self {
+    fn new(handle: HandleId, after: u64, cap: u64) -> Self {
         Self {
             handle,
             after,
             acked: after,
             unacked: VecDeque::new(),
             unacked_bytes: 0,
+            written: 0,
+            cap,
         }
     }
 }
@@ -228,9 +233,10 @@ impl InstanceSession {
                 let mut resume = Vec::with_capacity(resumed.len());
                 for (assignment, after) in resumed {
                     self.engine.guard.open(&assignment);
+                    let cap = self.output_cap(&assignment);
                     self.attempts.insert(
                         assignment.attempt,
-                        Open::new(assignment.handle.clone(), after),
+                        Open::new(assignment.handle.clone(), after, cap),
                     );
                     resume.push(Resume {
                         attempt: assignment.attempt,
@@ -339,14 +345,33 @@ impl InstanceSession {
             attempt: chunk.attempt,
             seq: chunk.seq,
         };
-        self.engine.guard.chunk(
-            &open.handle,
-            chunk.attempt,
-            chunk.kind,
-            chunk.data.to_vec(),
-            ack,
-        );
+        // Past its cap an attempt is stopped, once; what it still sends is acknowledged
+        // in order (an empty frame carries the acknowledgement) but not kept.
+        let before = open.written;
+        open.written += chunk.data.len() as u64;
+        let data = if open.written <= open.cap {
+            chunk.data.to_vec()
+        } else {
+            if before <= open.cap {
+                let cap = open.cap;
+                self.engine.stop_attempt(
+                    chunk.attempt,
+                    format!("its output passed {cap} bytes (streaming.maxOutputBytes); the rest was not kept"),
+                );
+            }
+            Vec::new()
+        };
+        self.engine
+            .guard
+            .chunk(&open.handle, chunk.attempt, chunk.kind, data, ack);
         Ok(())
+    }
+
+    /// The most output bytes an attempt may write: its request's cap, within the
+    /// server's.
+    fn output_cap(&self, a: &crate::protocol::Assignment) -> u64 {
+        let server = self.engine.config.streaming.max_output_bytes;
+        a.max_output_bytes.map_or(server, |c| c.min(server))
     }
 
     /// Must see every acknowledgement before it goes out to the agent.
@@ -369,8 +394,9 @@ impl InstanceSession {
         match msg {
             ServerMsg::Assign(a) => {
                 self.engine.guard.open(a);
+                let cap = self.output_cap(a);
                 self.attempts
-                    .insert(a.attempt, Open::new(a.handle.clone(), 0));
+                    .insert(a.attempt, Open::new(a.handle.clone(), 0, cap));
             }
             ServerMsg::Fence { attempts, .. } => {
                 for attempt in attempts {

@@ -145,6 +145,9 @@ pub struct Assignment {
     /// For the server's guard only; never sent to the agent.
     #[serde(skip)]
     pub guard: crate::guard::GuardSpec,
+    /// The request's own output cap, if it sets one; server-side only.
+    #[serde(skip)]
+    pub max_output_bytes: Option<u64>,
 }
 
 /// How an attempt ended, as the agent saw it.

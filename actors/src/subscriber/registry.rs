@@ -54,6 +54,8 @@ pub struct StreamingSettings {
     pub write_timeout_ms: u64,
     /// A ping after this long without a frame; no answer within two of these closes.
     pub ping_interval_ms: u64,
+    /// Most output bytes one attempt may write (a request may set less).
+    pub max_output_bytes: u64,
 }
 
 impl Default for StreamingSettings {
@@ -64,6 +66,7 @@ impl Default for StreamingSettings {
             lag_limit: 4_096,
             write_timeout_ms: 30_000,
             ping_interval_ms: 15_000,
+            max_output_bytes: 1 << 30,
         }
     }
 }

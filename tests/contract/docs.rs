@@ -31,7 +31,7 @@ const DOC_EXAMPLES: &[(&str, &str, &str)] = &[
     ),
     ("docs/tasks-and-streaming.md", "## Errors", "problem.v1"),
     (
-        "docs/tasks-and-streaming.md",
+        "docs/streaming.md",
         "## Observing output",
         "observer-frame.v1",
     ),

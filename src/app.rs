@@ -138,6 +138,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if let Some(s) = supervisor {
         s.stop().await;
     }
+    // The next start then loads the index instead of rescanning the log.
+    if let Err(e) = engine.log.checkpoint().await {
+        tracing::warn!(error = %e, "frame log index not checkpointed at stop");
+    }
     Ok(())
 }
 

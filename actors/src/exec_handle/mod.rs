@@ -19,6 +19,7 @@
 //! reused), and reports it ([`FrameLog::damage`]); readers get one gap frame
 //! ([`StreamKind::Gap`]) for each run of lost offsets instead of the frames.
 
+mod checkpoint;
 mod record;
 
 use std::collections::HashMap;
@@ -41,6 +42,9 @@ pub use record::StoredFrame;
 
 /// The position of an offset whose record was lost to damage.
 const LOST: u64 = u64::MAX;
+/// A new index checkpoint once this much was appended since the last one (and the
+/// writer is idle): a start then rescans at most about this much.
+const CHECKPOINT_EVERY: u64 = 64 << 20;
 
 /// Largest batch the writer commits at once.
 const MAX_BATCH_FRAMES: usize = 8192;
@@ -152,6 +156,8 @@ pub struct Append {
 enum Item {
     Frame(Append),
     Barrier(oneshot::Sender<()>),
+    /// Checkpoint the index once everything before is durable.
+    Checkpoint(oneshot::Sender<()>),
 }
 
 /// The shared, append-only frame log. Cheap to clone.
@@ -203,7 +209,32 @@ impl FrameLog {
             .open(&path)
             .map_err(io_err)?;
         let handles = DashMap::new();
-        let mut acked: HashMap<AttemptKey, u64> = HashMap::new();
+        // Attempts' last durable chunk, and their handle.
+        let mut acked: HashMap<AttemptKey, (HandleId, u64)> = HashMap::new();
+        let ckpt_path = dir.join("index.ckpt");
+        let size = file.metadata().map_err(io_err)?.len();
+        let mut start = 0;
+        if let Some(c) =
+            checkpoint::load(&ckpt_path).filter(|c| checkpoint::matches(c, &file, size))
+        {
+            for h in c.handles {
+                let index = HandleIndex::new(h.handle.clone());
+                let last = h.positions.len() as u64;
+                *index.positions.write().unwrap_or_else(|e| e.into_inner()) = h.positions;
+                index.watermark.send_replace(Watermark {
+                    last,
+                    sealed: h.sealed,
+                });
+                handles.insert(h.handle, Arc::new(index));
+            }
+            acked = c.acks;
+            start = c.end;
+            tracing::info!(
+                from = start,
+                size,
+                "frame log index loaded from its checkpoint; rescanning the rest"
+            );
+        }
         // Where the damage that cost each lost offset lies (position, bytes).
         let mut lost_at: HashMap<(HandleId, u64), (u64, u64)> = HashMap::new();
         let mut last_damage: Option<(u64, u64)> = None;
@@ -213,7 +244,7 @@ impl FrameLog {
                 .or_insert_with(|| Arc::new(HandleIndex::new(handle.clone())))
                 .clone()
         };
-        let scanned = record::recover(&file, |found| match found {
+        let scanned = record::recover(&file, start, |found| match found {
             Found::Damage(d) => {
                 last_damage = Some((d.pos, d.len));
                 // The record's own claim, when its header still reads: the next offset
@@ -229,8 +260,10 @@ impl FrameLog {
             }
             Found::Frame { frame, acks, pos } => {
                 if let Some((attempt, seq)) = acks {
-                    let last = acked.entry(attempt).or_default();
-                    *last = (*last).max(seq);
+                    let last = acked
+                        .entry(attempt)
+                        .or_insert_with(|| (frame.handle.clone(), 0));
+                    last.1 = last.1.max(seq);
                 }
                 let index = index_of(&frame.handle);
                 let wm = index.watermark();
@@ -269,6 +302,8 @@ impl FrameLog {
             }
         })
         .map_err(io_err)?;
+        // Attempts of sealed handles never re-attach.
+        acked.retain(|_, (h, _)| handles.get(h).is_some_and(|i| !i.watermark().sealed));
         let damage = lost_runs(&handles, &lost_at);
         for d in &damage {
             tracing::error!(handle = %d.handle, first = d.first, last = d.last, position = d.pos, bytes = d.bytes, "frame log record damaged: these frames are lost, the rest is kept");
@@ -288,10 +323,14 @@ impl FrameLog {
             spans.dedup();
             spans.iter().map(|s| s.1).sum()
         };
-        counters.lost_frames.store(
-            damage.iter().map(|d| d.last + 1 - d.first).sum(),
-            Ordering::Relaxed,
-        );
+        let lost: u64 = handles
+            .iter()
+            .map(|h| {
+                let positions = h.positions.read().unwrap_or_else(|e| e.into_inner());
+                positions.iter().filter(|p| **p == LOST).count() as u64
+            })
+            .sum();
+        counters.lost_frames.store(lost, Ordering::Relaxed);
         counters.corrupt_bytes.store(corrupt, Ordering::Relaxed);
         counters.torn_bytes.store(scanned.torn, Ordering::Relaxed);
         counters.size.store(end, Ordering::Relaxed);
@@ -300,7 +339,7 @@ impl FrameLog {
             path: path.clone(),
             reader,
             handles,
-            recovered_acks: RwLock::new(acked),
+            recovered_acks: RwLock::new(acked.iter().map(|(a, (_, s))| (*a, *s)).collect()),
             damage,
             counters,
             health,
@@ -312,6 +351,9 @@ impl FrameLog {
             buf: Vec::with_capacity(1 << 20),
             end,
             next: HashMap::new(),
+            ckpt_path,
+            ckpt_end: start.min(end),
+            acks: acked,
         };
         std::thread::Builder::new()
             .name("frame-log-writer".into())
@@ -386,6 +428,17 @@ impl FrameLog {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Item::Barrier(tx))
+            .await
+            .map_err(|_| FrameLogError::WriterStopped)?;
+        rx.await.map_err(|_| FrameLogError::WriterStopped)
+    }
+
+    /// Writes the index checkpoint now (after everything queued before is durable), so
+    /// that the next start rescans nothing: for a server that stops.
+    pub async fn checkpoint(&self) -> Result<(), FrameLogError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Item::Checkpoint(tx))
             .await
             .map_err(|_| FrameLogError::WriterStopped)?;
         rx.await.map_err(|_| FrameLogError::WriterStopped)
@@ -539,6 +592,11 @@ struct Writer {
     end: u64,
     /// Next offset per handle, for handles this writer has appended to.
     next: HashMap<HandleId, (Arc<HandleIndex>, u64)>,
+    /// The index checkpoint, and the end of the segment it covers.
+    ckpt_path: PathBuf,
+    ckpt_end: u64,
+    /// The last durable chunk of each attempt whose handle is not sealed.
+    acks: HashMap<AttemptKey, (HandleId, u64)>,
 }
 
 /// First wait after a failed batch, and the longest.
@@ -551,6 +609,7 @@ impl Writer {
         let mut barriers = Vec::new();
         while let Some(first) = rx.blocking_recv() {
             let mut bytes = 0;
+            let mut checkpoint_now = false;
             let mut item = Some(first);
             while let Some(next) = item.take() {
                 match next {
@@ -559,6 +618,10 @@ impl Writer {
                         batch.push(a);
                     }
                     Item::Barrier(tx) => barriers.push(tx),
+                    Item::Checkpoint(tx) => {
+                        checkpoint_now = true;
+                        barriers.push(tx);
+                    }
                 }
                 if batch.len() < MAX_BATCH_FRAMES && bytes < MAX_BATCH_BYTES {
                     item = rx.try_recv().ok();
@@ -582,8 +645,44 @@ impl Writer {
             if self.shared.counters.failing.swap(false, Ordering::Relaxed) {
                 self.shared.health.ok("frame log");
             }
+            if checkpoint_now || (rx.is_empty() && self.end >= self.ckpt_end + CHECKPOINT_EVERY) {
+                self.checkpoint();
+            }
             for tx in barriers.drain(..) {
                 let _ = tx.send(());
+            }
+        }
+    }
+
+    /// Writes the index as it stands (every durable frame up to `end`) to the
+    /// checkpoint file. A failure costs only a longer rescan at the next start.
+    fn checkpoint(&mut self) {
+        let handles = self
+            .shared
+            .handles
+            .iter()
+            .map(|h| checkpoint::CheckpointHandle {
+                handle: h.handle.clone(),
+                sealed: h.watermark().sealed,
+                positions: h
+                    .positions
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone(),
+            })
+            .collect();
+        let c = checkpoint::Checkpoint {
+            end: self.end,
+            handles,
+            acks: self.acks.clone(),
+        };
+        match crate::files::write_atomic(&self.ckpt_path, &checkpoint::encode(&c)) {
+            Ok(()) => {
+                self.ckpt_end = self.end;
+                tracing::debug!(end = self.end, "frame log index checkpointed");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, path = %self.ckpt_path.display(), "frame log index checkpoint not written")
             }
         }
     }
@@ -650,6 +749,15 @@ impl Writer {
                 entry.1 = n;
             }
         }
+        for a in batch.iter() {
+            if let Some(ack) = &a.ack {
+                let last = self
+                    .acks
+                    .entry(ack.attempt)
+                    .or_insert_with(|| (a.handle.clone(), 0));
+                last.1 = last.1.max(ack.seq);
+            }
+        }
         for (index, pos, sealed) in written {
             let last = {
                 let mut positions = index.positions.write().unwrap_or_else(|e| e.into_inner());
@@ -662,6 +770,7 @@ impl Writer {
             });
             if sealed {
                 self.next.remove(&index.handle);
+                self.acks.retain(|_, (h, _)| *h != index.handle);
             }
         }
         // Acknowledge only the highest seq per attempt: acks are cumulative.

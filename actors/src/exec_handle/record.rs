@@ -173,16 +173,18 @@ pub struct Scanned {
     pub torn: u64,
 }
 
-/// Scans the whole segment, calling `each` for every valid record and every damaged
+/// Scans the segment from `start` (a record boundary), calling `each` for every valid
+/// record and every damaged
 /// stretch between two valid records, in file order. A record fails when its length is
 /// impossible, its checksum does not match or its body does not decode; the scan then
 /// searches byte by byte for the next valid record and goes on from there, so damage
 /// costs only the records it touches. Only bytes no valid record follows are a torn
 /// tail; the caller cuts them.
-pub fn recover(file: &File, mut each: impl FnMut(Found)) -> io::Result<Scanned> {
+pub fn recover(file: &File, start: u64, mut each: impl FnMut(Found)) -> io::Result<Scanned> {
     let size = file.metadata()?.len();
     let mut reader = io::BufReader::with_capacity(1 << 20, file);
-    let mut pos = 0u64;
+    reader.seek(io::SeekFrom::Start(start))?;
+    let mut pos = start;
     let mut body = Vec::new();
     while pos < size {
         if let Some((frame, acks, len)) = next_record(&mut reader, pos, size, &mut body)? {

@@ -217,9 +217,26 @@ impl Engine {
         );
         tokio::spawn(record_observers(
             store.clone(),
-            observer_manifests,
+            observer_manifests.clone(),
             recorded,
         ));
+        // Damage found when a record is read goes to the task's record like damage
+        // found at start.
+        let (damage_tx, mut damage_rx) = mpsc::unbounded_channel();
+        log.report_damage_to(damage_tx);
+        {
+            let (store, manifests) = (store.clone(), observer_manifests);
+            tokio::spawn(async move {
+                while let Some(lost) = damage_rx.recv().await {
+                    let recorded =
+                        crate::dispatcher::recovery::record_output_lost(&store, &manifests, &lost)
+                            .await;
+                    if let Err(e) = recorded {
+                        tracing::warn!(handle = %lost.handle, error = %e, "output loss not recorded");
+                    }
+                }
+            });
+        }
         let engine = Self {
             tx,
             store,

@@ -23,7 +23,7 @@ mod instances;
 pub mod messages;
 mod outcome;
 pub mod placement;
-mod recovery;
+pub(crate) mod recovery;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock};

@@ -3,6 +3,7 @@
 
 use super::outcome::{back_in_line, lost};
 use super::*;
+use crate::exec_handle::Lost;
 
 impl Dispatcher {
     /// Rebuilds the queue from the store after a start. Local agents outlive a crash of
@@ -132,29 +133,7 @@ impl Dispatcher {
     /// concerned (once: the same damage is found again at every start).
     async fn record_lost_output(&mut self) -> Result<(), StoreError> {
         for lost in self.log.damage() {
-            let Some(row) = self.store.task_by_handle(&lost.handle).await? else {
-                continue;
-            };
-            let reason = format!(
-                "output frames {}..{} lost: {} damaged bytes at position {} of the frame log failed their checksum",
-                lost.first, lost.last, lost.bytes, lost.pos
-            );
-            let known = self.store.checkpoints_of(&row.id).await?;
-            if known.iter().any(|c| c.reason == reason) {
-                continue;
-            }
-            let checkpoint = Checkpoint {
-                ts_ms: now_ms(),
-                action: CheckpointAction::OutputLost,
-                reason,
-                from_instance: None,
-                to_instance: None,
-                attempt_no: row.attempts,
-                epoch: 0,
-            };
-            self.store.insert_checkpoint(&row.id, &checkpoint).await?;
-            tracing::warn!(task = %row.id, reason = %checkpoint.reason, "output loss recorded in the task's recovery record");
-            self.manifests.touch(&row.id);
+            record_output_lost(&self.store, &self.manifests, lost).await?;
         }
         Ok(())
     }
@@ -351,4 +330,37 @@ pub(super) enum Loss {
     /// The orchestrator restarted and no agent took it back: not the instance's doing,
     /// so it does not count towards poison.
     Restart,
+}
+
+/// Records frames of a task's output lost to damage in the frame log, in its recovery
+/// record and manifest; the same loss found again (at each start) is recorded once.
+pub(crate) async fn record_output_lost(
+    store: &Store,
+    manifests: &ManifestWriter,
+    lost: &Lost,
+) -> Result<(), StoreError> {
+    let Some(row) = store.task_by_handle(&lost.handle).await? else {
+        return Ok(());
+    };
+    let reason = format!(
+        "output frames {}..{} lost: the frame log's record at position {} failed its checksum",
+        lost.first, lost.last, lost.pos
+    );
+    let known = store.checkpoints_of(&row.id).await?;
+    if known.iter().any(|c| c.reason == reason) {
+        return Ok(());
+    }
+    let checkpoint = Checkpoint {
+        ts_ms: now_ms(),
+        action: CheckpointAction::OutputLost,
+        reason,
+        from_instance: None,
+        to_instance: None,
+        attempt_no: row.attempts,
+        epoch: 0,
+    };
+    store.insert_checkpoint(&row.id, &checkpoint).await?;
+    tracing::warn!(task = %row.id, reason = %checkpoint.reason, "output loss recorded in the task's recovery record");
+    manifests.touch(&row.id);
+    Ok(())
 }

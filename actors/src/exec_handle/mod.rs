@@ -175,6 +175,8 @@ struct Shared {
     recovered_acks: RwLock<HashMap<AttemptKey, u64>>,
     /// What damage the rescan at open found.
     damage: Vec<Lost>,
+    /// Where damage found later, when a record is read, is reported.
+    late_damage: std::sync::Mutex<Option<mpsc::UnboundedSender<Lost>>>,
     counters: LogCounters,
     health: StorageHealth,
 }
@@ -341,6 +343,7 @@ impl FrameLog {
             handles,
             recovered_acks: RwLock::new(acked.iter().map(|(a, (_, s))| (*a, *s)).collect()),
             damage,
+            late_damage: std::sync::Mutex::new(None),
             counters,
             health,
         });
@@ -398,6 +401,16 @@ impl FrameLog {
     /// The frames damage cost, as the rescan at open found them, in file order.
     pub fn damage(&self) -> &[Lost] {
         &self.shared.damage
+    }
+
+    /// Sends damage found after open (a record that fails its checksum when read) to
+    /// `tx`, once per lost offset.
+    pub fn report_damage_to(&self, tx: mpsc::UnboundedSender<Lost>) {
+        *self
+            .shared
+            .late_damage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(tx);
     }
 
     pub fn counters(&self) -> &LogCounters {
@@ -471,11 +484,7 @@ impl FrameLog {
             let frame = match (pos != LOST).then(|| record::read_at(&self.shared.reader, pos)) {
                 Some(Ok(frame)) => Some(frame),
                 Some(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
-                    self.shared
-                        .counters
-                        .lost_frames
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(handle = %index.handle, offset, position = pos, error = %e, "frame log record damaged since it was written; read as a gap");
+                    self.lost_on_read(index, offset, pos, &e);
                     None
                 }
                 Some(Err(source)) => {
@@ -502,6 +511,38 @@ impl FrameLog {
             offset += 1;
         }
         Ok(out)
+    }
+
+    /// A record found damaged when read: its offset is marked lost (so it is counted and
+    /// reported once, and kept lost in the next checkpoint), and the loss reported.
+    fn lost_on_read(&self, index: &HandleIndex, offset: u64, pos: u64, e: &io::Error) {
+        {
+            let mut positions = index.positions.write().unwrap_or_else(|e| e.into_inner());
+            match positions.get_mut(offset as usize - 1) {
+                Some(p) if *p == pos => *p = LOST,
+                _ => return, // another reader got there first
+            }
+        }
+        self.shared
+            .counters
+            .lost_frames
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::error!(handle = %index.handle, offset, position = pos, error = %e, "frame log record damaged since it was written; read as a gap");
+        let tx = self
+            .shared
+            .late_damage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(tx) = tx {
+            let _ = tx.send(Lost {
+                handle: index.handle.clone(),
+                first: offset,
+                last: offset,
+                pos,
+                bytes: 0,
+            });
+        }
     }
 }
 
@@ -533,17 +574,18 @@ fn lost_runs(
         let mut run: Option<Lost> = None;
         for (i, pos) in positions.iter().enumerate() {
             let offset = i as u64 + 1;
-            if *pos != LOST {
+            // Only what this scan found: offsets lost before (kept lost in the index
+            // checkpoint) were reported when they were found.
+            let found = (*pos == LOST)
+                .then(|| lost_at.get(&(index.handle.clone(), offset)))
+                .flatten();
+            let Some(&(pos, bytes)) = found else {
                 runs.extend(run.take());
                 continue;
-            }
+            };
             match &mut run {
                 Some(r) => r.last = offset,
                 None => {
-                    let (pos, bytes) = lost_at
-                        .get(&(index.handle.clone(), offset))
-                        .copied()
-                        .unwrap_or_default();
                     run = Some(Lost {
                         handle: index.handle.clone(),
                         first: offset,

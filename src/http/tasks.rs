@@ -513,15 +513,7 @@ pub async fn control_instance(
 pub async fn agent_token(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
     let (engine, _) = &**state;
     auth::admin(&req, &engine.tokens)?;
-    let query = web::Query::<AgentTokenQuery>::from_query(req.query_string()).map_err(|e| {
-        ApiError::field(
-            StatusCode::BAD_REQUEST,
-            "bad-query",
-            "/query",
-            "type",
-            e.to_string(),
-        )
-    })?;
+    let query = query::<AgentTokenQuery>(&req)?;
     let instance = query
         .instance
         .as_deref()
@@ -542,6 +534,21 @@ pub async fn agent_token(req: HttpRequest, state: State) -> Result<HttpResponse,
         .unwrap_or_default()
         .to_owned();
     Ok(HttpResponse::Created().json(serde_json::json!({ "token": token, "id": id })))
+}
+
+/// The route's query parameters, or a 400 naming what is wrong with them.
+fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiError> {
+    web::Query::<T>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| {
+            ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "bad-query",
+                "/query",
+                "type",
+                e.to_string(),
+            )
+        })
 }
 
 #[derive(serde::Deserialize)]
@@ -575,18 +582,9 @@ pub async fn revoke_token(
             format!("token id {id:?}: the hex id a version 2 token carries (its fourth field)"),
         ));
     }
-    let query = web::Query::<RevokeQuery>::from_query(req.query_string()).map_err(|e| {
-        ApiError::field(
-            StatusCode::BAD_REQUEST,
-            "bad-query",
-            "/query",
-            "type",
-            e.to_string(),
-        )
-    })?;
+    let query = query::<RevokeQuery>(&req)?;
     let reason = query
         .reason
-        .clone()
         .unwrap_or_else(|| "revoked by an operator".to_owned());
     let at = engine
         .revoke_token(&id, &reason)

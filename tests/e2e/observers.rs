@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{wait_for, App};
+use crate::support::{vm_rss_kib, wait_for, App};
 
 fn v2(argv: &[&str], observers: Value) -> Value {
     json!({"schema": "flotilla.run-request/2.2.0", "argv": argv,
@@ -251,15 +251,6 @@ fn output_past_max_output_bytes_stops_the_task_with_the_reason() {
         .map(|(_, _, data)| data.len())
         .sum();
     assert!(kept > 0 && kept <= 200_000, "{kept} bytes kept");
-}
-
-fn vm_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 /// 300 observers that connect and never read cost the server a bounded amount each,

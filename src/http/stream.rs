@@ -219,8 +219,9 @@ impl ObserverBody {
         ))
     }
 
-    /// What the policy does with an observer that is `lag` frames behind, between two
-    /// batches: nothing, a gap frame to queue, or the end of the stream.
+    /// Between two batches: what the observer's policy does if it lags (more than the
+    /// lag limit behind the durable end, once live): nothing, a gap frame queued, or
+    /// the end of the stream.
     fn lagging(&mut self) -> Option<Poll<Option<Result<Bytes, actix_web::Error>>>> {
         let sub = self.sub.as_mut()?;
         let lag = sub.lag();

@@ -237,6 +237,16 @@ impl Engine {
                 }
             });
         }
+        tokio::spawn(write_handles_state(
+            log.clone(),
+            store.clone(),
+            observers.clone(),
+            config
+                .artifacts_dir
+                .join("out")
+                .join(config.scope.as_str())
+                .join("state.json"),
+        ));
         let engine = Self {
             tx,
             store,
@@ -657,6 +667,82 @@ async fn record_observers(
             Ok(()) => manifests.touch(&task),
             Err(e) => {
                 tracing::warn!(observer = %record.id, error = %e, "observer session not recorded")
+            }
+        }
+    }
+}
+
+/// Keeps `out/<scope>/state.json` (`flotilla.handles-state`) in step: every live handle
+/// with its task, state, last offset and observers, and the retained ones in sum;
+/// rewritten every 2 s while something changed.
+async fn write_handles_state(
+    log: FrameLog,
+    store: Store,
+    observers: ObserverRegistry,
+    path: std::path::PathBuf,
+) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
+    let mut tasks: std::collections::HashMap<HandleId, TaskId> = Default::default();
+    let mut last_written: Option<serde_json::Value> = None;
+    loop {
+        every.tick().await;
+        let handles = log.handles();
+        let mut live = Vec::new();
+        let (mut sealed, mut sealed_frames) = (0u64, 0u64);
+        for index in &handles {
+            let wm = index.watermark();
+            if wm.sealed {
+                sealed += 1;
+                sealed_frames += wm.last;
+                continue;
+            }
+            if !tasks.contains_key(&index.handle) {
+                if let Ok(Some(row)) = store.task_by_handle(&index.handle).await {
+                    tasks.insert(index.handle.clone(), row.id);
+                }
+            }
+            let task = tasks.get(&index.handle);
+            let state = match task {
+                Some(t) => store
+                    .get_task(t)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|r| r.state.as_str()),
+                None => None,
+            };
+            live.push(serde_json::json!({
+                "handle": index.handle.as_str(),
+                "task": task.map(|t| t.as_str()),
+                "state": state,
+                "lastOffset": wm.last,
+                "observers": observers.of(&index.handle).len(),
+            }));
+        }
+        tasks.retain(|h, _| log.handle(h).is_some_and(|i| !i.watermark().sealed));
+        let counters = log.counters();
+        let body = serde_json::json!({
+            "log": {
+                "bytes": counters.size.load(std::sync::atomic::Ordering::Relaxed),
+                "handles": handles.len(),
+                "lostFrames": counters.lost_frames.load(std::sync::atomic::Ordering::Relaxed),
+            },
+            "retention": {"keeps": "everything"},
+            "live": live,
+            "retained": {"handles": sealed, "frames": sealed_frames},
+        });
+        if last_written.as_ref() == Some(&body) {
+            continue;
+        }
+        let mut doc = body.clone();
+        doc["schema"] = "flotilla.handles-state/1.0.0".into();
+        doc["writtenAt"] = crate::domain::rfc3339_ms(now_ms()).into();
+        // unwrap: a serde_json::Value always serialises.
+        let bytes = serde_json::to_vec_pretty(&doc).unwrap();
+        match crate::files::write_atomic(&path, &bytes) {
+            Ok(()) => last_written = Some(body),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "handles state not written")
             }
         }
     }

@@ -82,6 +82,28 @@ fn max_subscribers_caps_a_handle_with_429_and_the_handle_lists_its_observers() {
             .map(|o| o["policy"].as_str().unwrap())
             .collect();
         assert!(policies.contains(&"drop") && policies.contains(&"catch-up"));
+        // out/<scope>/state.json lists the live handle with its task and observers.
+        let state_file = app.artifacts().join("out/flotilla/state.json");
+        let state = wait_for(
+            "state.json lists the handle",
+            Duration::from_secs(20),
+            || {
+                let doc: Value = serde_json::from_slice(&std::fs::read(&state_file).ok()?).ok()?;
+                let live = doc["live"]
+                    .as_array()?
+                    .iter()
+                    .find(|h| h["handle"] == handle.as_str())?
+                    .clone();
+                (live["observers"] == 2).then_some((doc, live))
+            },
+        );
+        assert_eq!(state.1["task"], task["id"], "{:?}", state.1);
+        assert_eq!(state.1["state"], "running");
+        let errors = crate::support::schema_errors(
+            include_str!("../../schemas/handles-state.v1.json"),
+            &state.0,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
         // Leaving frees the place.
         drop(first);
         wait_for(

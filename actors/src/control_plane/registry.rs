@@ -76,6 +76,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../../schemas/guard-view.v1.json"),
     ),
     (
+        "handles-state.v1.json",
+        include_str!("../../../schemas/handles-state.v1.json"),
+    ),
+    (
         "handle-view.v1.json",
         include_str!("../../../schemas/handle-view.v1.json"),
     ),

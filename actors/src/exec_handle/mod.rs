@@ -417,6 +417,11 @@ impl FrameLog {
         &self.shared.counters
     }
 
+    /// Every handle in the log.
+    pub fn handles(&self) -> Vec<Arc<HandleIndex>> {
+        self.shared.handles.iter().map(|h| h.clone()).collect()
+    }
+
     pub fn handle(&self, handle: &HandleId) -> Option<Arc<HandleIndex>> {
         self.shared.handles.get(handle).map(|h| h.clone())
     }

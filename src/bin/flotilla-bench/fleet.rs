@@ -293,18 +293,19 @@ fn median(xs: &mut [f64]) -> f64 {
     xs[xs.len() / 2]
 }
 
-/// A small xorshift generator seeded from the clock: the kill points differ per run.
-struct Rng(u64);
+/// A small xorshift generator seeded from the clock: the kill points (and the fan-out's
+/// drop points) differ per run.
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    fn seeded() -> Self {
+    pub(crate) fn seeded() -> Self {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64);
         Self(nanos | 1)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;

@@ -34,6 +34,18 @@
 //!   and `posix_spawn` (no hook; the agent's path, with the reaper in place of the
 //!   signal). Median and p90 of the `spawn` call and of spawn to exit, in microseconds.
 //!
+//! * `fanout [LINES]`: one task writing LINES (default 80,000) lines of 256 bytes, each
+//!   stamped with the producer's clock, followed by 100 observers from one runtime (85
+//!   fast, 10 reading at a tenth of their rate, 5 dropping and resuming 3 times): lines
+//!   per second to all, lines lost or repeated, p99 latency, what the slow ones cost the
+//!   fast ones, server memory per idle and per stalled observer, and the same fan-out
+//!   through a NATS server of the run's own (`ratio`).
+//! * `ingest [N]`: N (default 2,000,000) frames of 100 bytes into an in-process frame log
+//!   over 64 handles from 8 tasks, until all are durable: frames and MB per second.
+//! * `replay [MB]`: MB (default 1,024) megabytes in 64 KiB frames read back from an
+//!   in-process frame log as an observer reads it, and through the server by one
+//!   observer of a finished task (`ws_mb_per_s`).
+//!
 //! Run with `cargo run --release --bin flotilla-bench -- SCENARIO`; the harness builds the
 //! `flotilla` binary beside itself first. Figures are for comparison within one run.
 
@@ -43,6 +55,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod fleet;
+mod streams;
 
 use anyhow::{bail, Context};
 use flotilla::client::{next_frame, open_stream, Client};
@@ -60,7 +73,7 @@ fn main() -> anyhow::Result<()> {
             .unwrap_or(Ok(default))
     };
     let exe = match scenario {
-        "guard" | "spawn" => PathBuf::new(),
+        "guard" | "spawn" | "ingest" => PathBuf::new(),
         _ => flotilla_exe()?,
     };
     let result = match scenario {
@@ -72,9 +85,13 @@ fn main() -> anyhow::Result<()> {
         "reexec" => fleet::reexec(&exe, param(500)?, 3)?,
         "utilization" => fleet::utilization(&exe, param(400)?)?,
         "spawn" => spawn(param(2000)?)?,
+        "fanout" => streams::fanout(&exe, param(80_000)?)?,
+        "ingest" => streams::ingest(param(2_000_000)?)?,
+        "replay" => streams::replay(&exe, param(1024)?)?,
         other => bail!(
             "unknown scenario {other:?}; use exec [N], stream [MB], guard [MB], validate [N], \
-             mttr [ROUNDS], reexec [N], utilization [N] or spawn [N]"
+             mttr [ROUNDS], reexec [N], utilization [N], spawn [N], fanout [LINES], \
+             ingest [N] or replay [MB]"
         ),
     };
     println!("{result}");

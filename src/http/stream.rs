@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -146,6 +147,7 @@ pub async fn follow(
     let membership = Arc::new(membership);
     let settings = *engine.observers.settings();
     let (control, control_rx) = mpsc::channel(8);
+    let closing = Arc::new(AtomicBool::new(false));
     let body = ObserverBody {
         sub: Some(Subscription::new(engine.log.clone(), index.clone(), from)),
         reading: None,
@@ -155,11 +157,12 @@ pub async fn follow(
         membership: membership.clone(),
         settings,
         live: index.watermark().last.saturating_sub(from) <= settings.lag_limit,
+        closing: closing.clone(),
         done: false,
     };
     let socket = req.conn_data::<ConnSocket>().cloned();
     actix_web::rt::spawn(watch(
-        incoming, control, membership, index, socket, settings,
+        incoming, control, membership, index, socket, closing, settings,
     ));
     let response = response
         .message_body(BodyStream::new(body).boxed())
@@ -188,6 +191,8 @@ struct ObserverBody {
     settings: StreamingSettings,
     /// Within the lag limit of the end at least once: the policy applies from then on.
     live: bool,
+    /// Its close frame is out: it waits for the observer's before it ends (see `watch`).
+    closing: Arc<AtomicBool>,
     done: bool,
 }
 
@@ -209,7 +214,7 @@ impl ObserverBody {
         why: String,
     ) -> Poll<Option<Result<Bytes, actix_web::Error>>> {
         self.membership.ending(why.clone());
-        self.done = true;
+        self.closing.store(true, Ordering::Relaxed);
         let reason = (code != CloseCode::Normal).then_some(CloseReason {
             code,
             description: Some(why),
@@ -262,9 +267,22 @@ impl Stream for ObserverBody {
         if this.done {
             return Poll::Ready(None);
         }
+        if this.closing.load(Ordering::Relaxed) {
+            // Its close frame is out and nothing may follow it. The body ends when the
+            // watcher lets go (the observer's close came, or the linger ran out): were the
+            // server to close the socket with the observer's close unread, the kernel
+            // would reset the connection and the observer lose what it had not read yet.
+            while let Poll::Ready(msg) = this.control.poll_recv(cx) {
+                if msg.is_none() {
+                    this.done = true;
+                    return Poll::Ready(None);
+                }
+            }
+            return Poll::Pending;
+        }
         match this.control.poll_recv(cx) {
             Poll::Ready(Some(Message::Close(reason))) => {
-                this.done = true;
+                this.closing.store(true, Ordering::Relaxed);
                 return Poll::Ready(Some(this.encode(Message::Close(reason))));
             }
             Poll::Ready(Some(msg)) => return Poll::Ready(Some(this.encode(msg))),
@@ -319,6 +337,9 @@ impl Stream for ObserverBody {
     }
 }
 
+/// How long the server waits for the observer's close frame after sending its own.
+const CLOSE_LINGER: Duration = Duration::from_secs(5);
+
 /// Watches an observer's connection: answers its pings, pings it when quiet, and ends
 /// the session when it closes, stops answering, or stalls (frames wait and none went
 /// out for the write timeout). A stalled socket is shut down, since a server that
@@ -329,6 +350,7 @@ async fn watch(
     membership: Arc<Membership>,
     index: Arc<HandleIndex>,
     socket: Option<ConnSocket>,
+    closing: Arc<AtomicBool>,
     settings: StreamingSettings,
 ) {
     let write_timeout = Duration::from_millis(settings.write_timeout_ms);
@@ -337,6 +359,7 @@ async fn watch(
     let mut ticks = tokio::time::interval_at(Instant::now() + tick, tick);
     let mut heard = Instant::now();
     let mut pinged = Instant::now();
+    let mut linger_since: Option<Instant> = None;
     loop {
         tokio::select! {
             msg = incoming.next() => {
@@ -347,7 +370,15 @@ async fn watch(
                             return;
                         }
                     }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    Some(Ok(Message::Close(_))) => {
+                        membership.ending("closed by the observer");
+                        // Its close answers ours, or asks for one in return.
+                        if !closing.load(Ordering::Relaxed) {
+                            let _ = control.send(Message::Close(None)).await;
+                        }
+                        return;
+                    }
+                    None | Some(Err(_)) => {
                         membership.ending("closed by the observer");
                         return;
                     }
@@ -356,6 +387,13 @@ async fn watch(
             }
             _ = control.closed() => return,
             _ = ticks.tick() => {
+                if closing.load(Ordering::Relaxed) {
+                    let since = linger_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > CLOSE_LINGER {
+                        return; // no close from the observer: end anyway
+                    }
+                    continue;
+                }
                 let waiting = index.watermark().last > membership.offset();
                 let idle_ms = (now_ms() - membership.last_sent_ms()).max(0) as u128;
                 if waiting && idle_ms > write_timeout.as_millis() {

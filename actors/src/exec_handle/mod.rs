@@ -744,6 +744,8 @@ impl Writer {
     fn commit(&mut self, batch: &mut Vec<Append>) -> io::Result<()> {
         let ts = now_ms();
         let mut written: Vec<(Arc<HandleIndex>, u64, bool)> = Vec::with_capacity(batch.len());
+        // Handles whose status frame is in this batch: nothing of theirs may follow it.
+        let mut sealing: std::collections::HashSet<HandleId> = Default::default();
         let mut acks: Vec<AckTo> = Vec::new();
         // The next offset of each handle in this batch; merged into `next` on success.
         let mut next: HashMap<HandleId, u64> = HashMap::new();
@@ -754,9 +756,7 @@ impl Writer {
                 tracing::warn!(handle = %a.handle, "append to an unknown handle dropped");
                 continue;
             };
-            if index.watermark().sealed
-                || written.iter().any(|(i, _, s)| *s && Arc::ptr_eq(i, &index))
-            {
+            if index.watermark().sealed || sealing.contains(&a.handle) {
                 tracing::warn!(handle = %a.handle, "append after the status frame dropped");
                 continue;
             }
@@ -779,6 +779,9 @@ impl Writer {
             let pos = end;
             end += record::write(&mut self.buf, &frame, marker, &a.data)?;
             next.insert(a.handle.clone(), offset + 1);
+            if a.kind == StreamKind::Status {
+                sealing.insert(a.handle.clone());
+            }
             written.push((index, pos, a.kind == StreamKind::Status));
             if let Some(ack) = &a.ack {
                 acks.push(ack.clone());

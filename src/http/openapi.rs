@@ -280,7 +280,7 @@ mod tests {
             body["oneOf"],
             json!([
                 {"$ref": "#/components/schemas/flotilla.run-request-1.2.0"},
-                {"$ref": "#/components/schemas/flotilla.run-request-2.1.0"}
+                {"$ref": "#/components/schemas/flotilla.run-request-2.2.0"}
             ])
         );
     }

@@ -529,6 +529,15 @@ pub async fn agent_token(req: HttpRequest, state: State) -> Result<HttpResponse,
             })
         })
         .transpose()?;
+    if let Some(ttl) = query.ttl_seconds.filter(|t| *t > MAX_TTL_SECONDS) {
+        return Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "bad-query",
+            "/query/ttlSeconds",
+            "maximum",
+            format!("ttlSeconds {ttl} is over ten years ({MAX_TTL_SECONDS})"),
+        ));
+    }
     let token = engine.agent_token(instance.as_ref(), query.ttl_seconds);
     let id = flotilla_actors::auth::token_id(&token)
         .unwrap_or_default()
@@ -558,6 +567,9 @@ pub struct AgentTokenQuery {
     ttl_seconds: Option<u64>,
 }
 
+/// Longest life a minted token may be given: ten years.
+const MAX_TTL_SECONDS: u64 = 315_360_000;
+
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeQuery {
@@ -573,16 +585,20 @@ pub async fn revoke_token(
     let (engine, _) = &**state;
     auth::admin(&req, &engine.tokens)?;
     let id = path.into_inner();
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let query = query::<RevokeQuery>(&req)?;
+    if query
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > 1000)
+    {
         return Err(ApiError::field(
             StatusCode::BAD_REQUEST,
-            "invalid-id",
-            "/path/id",
-            "pattern",
-            format!("token id {id:?}: the hex id a version 2 token carries (its fourth field)"),
+            "bad-query",
+            "/query/reason",
+            "maxLength",
+            "reason is longer than 1000 characters".to_owned(),
         ));
     }
-    let query = query::<RevokeQuery>(&req)?;
     let reason = query
         .reason
         .unwrap_or_else(|| "revoked by an operator".to_owned());

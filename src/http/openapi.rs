@@ -138,7 +138,8 @@ fn operation(r: &Route) -> Value {
     op.into()
 }
 
-/// What a path parameter may be: a schema id, an approval id, or a task/handle id (the
+/// What a path parameter may be: a schema id, an approval id, a token id (hex), or a
+/// task/handle id (the
 /// rule `domain` checks: 1–64 of `[A-Za-z0-9._-]`, no leading dot, no `..`).
 fn path_param_schema(path: &str, name: &str) -> Value {
     match (path, name) {
@@ -148,6 +149,7 @@ fn path_param_schema(path: &str, name: &str) -> Value {
         (p, "id") if p.starts_with("/admin/guard/approvals/") => {
             json!({"type": "string", "pattern": "^ap-[0-9a-f]{12}$"})
         }
+        ("/v1/tokens/{id}", _) => json!({"type": "string", "pattern": "^[0-9a-f]{1,64}$"}),
         _ => json!({"type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$",
                     "not": {"pattern": "\\.\\."}}),
     }

@@ -585,6 +585,20 @@ pub async fn revoke_token(
     let (engine, _) = &**state;
     auth::admin(&req, &engine.tokens)?;
     let id = path.into_inner();
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "invalid-id",
+            "/path/id",
+            "pattern",
+            format!("token id {id:?}: the hex id a version 2 token carries (its fourth field)"),
+        ));
+    }
     let query = query::<RevokeQuery>(&req)?;
     if query
         .reason

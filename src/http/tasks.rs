@@ -582,6 +582,16 @@ pub async fn revoke_token(
     path: web::Path<String>,
     state: State,
 ) -> Result<HttpResponse, ApiError> {
+    // `/v1/tokens/agent` is a route of its own (POST): DELETE on it is a wrong method,
+    // not a token id.
+    let literal: Vec<String> = super::ROUTES
+        .iter()
+        .filter(|r| r.path == req.path())
+        .map(|r| r.method.to_uppercase())
+        .collect();
+    if !literal.is_empty() {
+        return Err(ApiError::MethodNotAllowed(literal.join(", ")));
+    }
     let (engine, _) = &**state;
     auth::admin(&req, &engine.tokens)?;
     let id = path.into_inner();

@@ -30,6 +30,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         scheduler: config.scheduler.clone(),
         streaming: config.streaming,
         tokens: config.tokens,
+        retention: config.retention,
     })
     .await
     .context("starting the engine")?;

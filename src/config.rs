@@ -9,6 +9,7 @@ use flotilla_actors::auth::TokenSettings;
 use flotilla_actors::control_plane::{ControlPlaneConfig, RollbackPolicy, ValidationMode};
 use flotilla_actors::dispatcher::placement::{Policy, SchedulerSettings};
 use flotilla_actors::domain::{Capability, Scope};
+use flotilla_actors::exec_handle::RetentionSettings;
 use flotilla_actors::fleet::FleetSettings;
 use flotilla_actors::guard::approvals::Approvers;
 use flotilla_actors::guard::{GuardSettings, Level, Mode, Phase};
@@ -71,6 +72,41 @@ pub struct FileConfig {
     pub streaming: Option<StreamingFile>,
     /// How long minted tokens are valid.
     pub tokens: Option<TokensFile>,
+    /// What the frame log keeps: per-handle bytes, age, a global budget.
+    pub retention: Option<RetentionFile>,
+}
+
+/// `[retention]` in flotilla.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RetentionFile {
+    /// Most bytes of output one handle keeps; its oldest frames go first (default 1 GiB).
+    pub handle_max_bytes: Option<u64>,
+    /// Frames older than this go (default 604800, a week).
+    pub max_age_seconds: Option<u64>,
+    /// Most bytes the whole frame log keeps; its oldest segments go first (default 16 GiB).
+    pub budget_bytes: Option<u64>,
+    /// Size at which a segment of the log is closed (default 64 MiB).
+    pub segment_bytes: Option<u64>,
+    /// Age at which a segment is closed, however small (default 3600).
+    pub segment_max_age_seconds: Option<u64>,
+}
+
+impl RetentionFile {
+    fn settings(self) -> RetentionSettings {
+        let d = RetentionSettings::default();
+        RetentionSettings {
+            segment_bytes: self.segment_bytes.unwrap_or(d.segment_bytes),
+            segment_max_age_ms: self
+                .segment_max_age_seconds
+                .map_or(d.segment_max_age_ms, |s| s.saturating_mul(1000)),
+            handle_max_bytes: self.handle_max_bytes.unwrap_or(d.handle_max_bytes),
+            max_age_ms: self
+                .max_age_seconds
+                .map_or(d.max_age_ms, |s| s.saturating_mul(1000)),
+            budget_bytes: self.budget_bytes.unwrap_or(d.budget_bytes),
+        }
+    }
 }
 
 /// `[tokens]` in flotilla.toml.
@@ -354,6 +390,7 @@ pub struct ServeConfig {
     pub scheduler: SchedulerSettings,
     pub streaming: StreamingSettings,
     pub tokens: TokenSettings,
+    pub retention: RetentionSettings,
 }
 
 /// Why the configuration is unusable.
@@ -464,6 +501,7 @@ impl ServeConfig {
             fleet: file.fleet.unwrap_or_default().settings()?,
             scheduler: file.scheduler.unwrap_or_default().settings()?,
             streaming: file.streaming.unwrap_or_default().settings(),
+            retention: file.retention.unwrap_or_default().settings(),
             tokens: {
                 let t = file.tokens.unwrap_or_default();
                 let d = TokenSettings::default();
@@ -546,6 +584,32 @@ impl ServeConfig {
             100,
             3_600_000,
         )?;
+        let r = &self.retention;
+        range(
+            "retention.segment-bytes",
+            r.segment_bytes,
+            64 << 10,
+            4 << 30,
+        )?;
+        range(
+            "retention.segment-max-age-seconds",
+            r.segment_max_age_ms / 1000,
+            1,
+            30 * 86_400,
+        )?;
+        range(
+            "retention.handle-max-bytes",
+            r.handle_max_bytes,
+            64 << 10,
+            1 << 50,
+        )?;
+        range(
+            "retention.max-age-seconds",
+            r.max_age_ms / 1000,
+            1,
+            ten_years,
+        )?;
+        range("retention.budget-bytes", r.budget_bytes, 256 << 10, 1 << 50)?;
         if self.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err(ConfigError::WeakToken);
         }

@@ -16,13 +16,13 @@ use crate::dispatcher::messages::*;
 use crate::dispatcher::placement::SchedulerSettings;
 use crate::dispatcher::{offered, Dispatcher, Offers, Rules};
 use crate::domain::{now_ms, HandleId, InstanceId, RunId, Scope, TaskId, TaskState};
-use crate::exec_handle::{FrameLog, FrameLogError};
+use crate::exec_handle::{FrameLog, FrameLogError, RetentionSettings};
 use crate::fleet::FleetSettings;
 use crate::guard::{Guard, GuardError, GuardSettings};
 use crate::health::StorageHealth;
 use crate::lifeline::Watchdog;
 use crate::manifest::ManifestWriter;
-use crate::protocol::AttemptKey;
+use crate::protocol::{AttemptKey, TruncateReason};
 use crate::queue::{cap_set, unsatisfiable_reason};
 use crate::seal::{SealError, Sealer};
 use crate::state_lock::{LockError, StateLock};
@@ -53,6 +53,8 @@ pub struct EngineConfig {
     pub streaming: StreamingSettings,
     /// How long minted tokens are valid.
     pub tokens: TokenSettings,
+    /// What the frame log keeps.
+    pub retention: RetentionSettings,
 }
 
 /// A submission's result: a new task, or the task an idempotency key already named.
@@ -160,6 +162,7 @@ impl Engine {
             &config.state_dir.join("frames"),
             watchdog.lifeline("frame-log writer"),
             storage.clone(),
+            config.retention,
         )?;
         let manifests = ManifestWriter::start_watched(
             store.clone(),
@@ -688,12 +691,14 @@ async fn write_handles_state(
         every.tick().await;
         let handles = log.handles();
         let mut live = Vec::new();
-        let (mut sealed, mut sealed_frames) = (0u64, 0u64);
+        let (mut sealed, mut sealed_frames, mut sealed_bytes) = (0u64, 0u64, 0u64);
         for index in &handles {
             let wm = index.watermark();
+            let kept = index.kept();
             if wm.sealed {
                 sealed += 1;
-                sealed_frames += wm.last;
+                sealed_frames += (wm.last + 1).saturating_sub(kept.first);
+                sealed_bytes += kept.bytes;
                 continue;
             }
             if !tasks.contains_key(&index.handle) {
@@ -715,27 +720,48 @@ async fn write_handles_state(
                 "handle": index.handle.as_str(),
                 "task": task.map(|t| t.as_str()),
                 "state": state,
+                "firstOffset": kept.first,
                 "lastOffset": wm.last,
+                "keptBytes": kept.bytes,
+                "truncated": kept.truncated.map(|r| r.as_str()),
                 "observers": observers.of(&index.handle).len(),
             }));
         }
         tasks.retain(|h, _| log.handle(h).is_some_and(|i| !i.watermark().sealed));
         let counters = log.counters();
+        let limits = log.retention();
+        let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+        let removed: serde_json::Map<String, serde_json::Value> = TruncateReason::ALL
+            .iter()
+            .map(|r| {
+                let n = load(&counters.removed_frames[r.to_byte() as usize - 1]);
+                (r.as_str().to_owned(), n.into())
+            })
+            .collect();
         let body = serde_json::json!({
             "log": {
-                "bytes": counters.size.load(std::sync::atomic::Ordering::Relaxed),
+                "bytes": load(&counters.size),
+                "segments": load(&counters.segments),
                 "handles": handles.len(),
-                "lostFrames": counters.lost_frames.load(std::sync::atomic::Ordering::Relaxed),
+                "lostFrames": load(&counters.lost_frames),
             },
-            "retention": {"keeps": "everything"},
+            "retention": {
+                "handleMaxBytes": limits.handle_max_bytes,
+                "maxAgeSeconds": limits.max_age_ms / 1000,
+                "budgetBytes": limits.budget_bytes,
+                "segmentBytes": limits.segment_bytes,
+                "removedFrames": removed,
+                "deletedSegments": load(&counters.deleted_segments),
+                "deletedBytes": load(&counters.deleted_bytes),
+            },
             "live": live,
-            "retained": {"handles": sealed, "frames": sealed_frames},
+            "retained": {"handles": sealed, "frames": sealed_frames, "bytes": sealed_bytes},
         });
         if last_written.as_ref() == Some(&body) {
             continue;
         }
         let mut doc = body.clone();
-        doc["schema"] = "flotilla.handles-state/1.0.0".into();
+        doc["schema"] = "flotilla.handles-state/1.1.0".into();
         doc["writtenAt"] = crate::domain::rfc3339_ms(now_ms()).into();
         // unwrap: a serde_json::Value always serialises.
         let bytes = serde_json::to_vec_pretty(&doc).unwrap();

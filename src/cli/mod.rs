@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use flotilla_actors::domain::TaskState;
-use flotilla_actors::protocol::{FinalStatus, GapReason, StreamKind};
+use flotilla_actors::protocol::{FinalStatus, GapReason, StreamKind, TruncateReason};
 use serde_json::{json, Map, Value};
 
 use crate::client::{self, Client};
@@ -346,6 +346,15 @@ fn watch_handle(client: &Client, task: &str, handle: &str, from: u64) -> anyhow:
                         ),
                         None => Ok(()),
                     },
+                    StreamKind::Truncated => match &f.truncated {
+                        Some(t) => writeln!(
+                            std::io::stderr(),
+                            "flotilla: output of {task} before frame {} is no longer kept ({})",
+                            t.first,
+                            retention_limit(t.reason),
+                        ),
+                        None => Ok(()),
+                    },
                     StreamKind::Status => Ok(()),
                 };
             },
@@ -360,6 +369,18 @@ fn watch_handle(client: &Client, task: &str, handle: &str, from: u64) -> anyhow:
         (_, Some(c)) if c != 0 => c,
         _ => 1,
     })
+}
+
+/// Which retention limit removed output, in words.
+fn retention_limit(reason: TruncateReason) -> &'static str {
+    match reason {
+        TruncateReason::HandleBytes => {
+            "the server keeps at most retention.handle-max-bytes per task"
+        }
+        TruncateReason::Age => "older than the server's retention.max-age-seconds",
+        TruncateReason::Budget => "the server's log was over retention.budget-bytes",
+        TruncateReason::Removed => "removed by the server's retention limits",
+    }
 }
 
 pub fn tasks(args: TasksArgs) -> anyhow::Result<i32> {

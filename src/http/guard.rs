@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use flotilla_actors::guard::approvals::{ApprovalError, ApprovalRequest};
 use flotilla_actors::guard::{GuardError, ModeChange};
+use flotilla_actors::protocol::TruncateReason;
 use serde::Deserialize;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -215,9 +216,18 @@ pub async fn metrics(state: State) -> HttpResponse {
          # HELP flotilla_log_torn_bytes_total Bytes of a torn tail (an interrupted write) cut from the frame log at start.\n\
          # TYPE flotilla_log_torn_bytes_total counter\n\
          flotilla_log_torn_bytes_total {}\n\
-         # HELP flotilla_log_bytes Size of the frame log.\n\
+         # HELP flotilla_log_bytes Size of the frame log: all its segments together.\n\
          # TYPE flotilla_log_bytes gauge\n\
          flotilla_log_bytes {}\n\
+         # HELP flotilla_log_segments Segment files of the frame log.\n\
+         # TYPE flotilla_log_segments gauge\n\
+         flotilla_log_segments {}\n\
+         # HELP flotilla_log_deleted_segments_total Segment files retention deleted.\n\
+         # TYPE flotilla_log_deleted_segments_total counter\n\
+         flotilla_log_deleted_segments_total {}\n\
+         # HELP flotilla_log_deleted_bytes_total Bytes of the segment files retention deleted.\n\
+         # TYPE flotilla_log_deleted_bytes_total counter\n\
+         flotilla_log_deleted_bytes_total {}\n\
          # HELP flotilla_log_write_failures_total Batches the frame log failed to write or sync, and retried.\n\
          # TYPE flotilla_log_write_failures_total counter\n\
          flotilla_log_write_failures_total {}",
@@ -225,8 +235,24 @@ pub async fn metrics(state: State) -> HttpResponse {
         log.corrupt_bytes.load(Ordering::Relaxed),
         log.torn_bytes.load(Ordering::Relaxed),
         log.size.load(Ordering::Relaxed),
+        log.segments.load(Ordering::Relaxed),
+        log.deleted_segments.load(Ordering::Relaxed),
+        log.deleted_bytes.load(Ordering::Relaxed),
         log.write_failures.load(Ordering::Relaxed),
     );
+    let _ = writeln!(
+        out,
+        "# HELP flotilla_log_removed_frames_total Output frames retention removed, by the limit that removed them.\n\
+         # TYPE flotilla_log_removed_frames_total counter"
+    );
+    for reason in TruncateReason::ALL {
+        let _ = writeln!(
+            out,
+            "flotilla_log_removed_frames_total{{limit=\"{}\"}} {}",
+            reason.as_str(),
+            log.removed_frames[reason.to_byte() as usize - 1].load(Ordering::Relaxed)
+        );
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out)

@@ -276,7 +276,7 @@ pub const ROUTES: &[Route] = &[
             ("token", r#"{"type": "string"}"#, false),
         ],
         body: Body::None,
-        responses: responses!(101 => Resp::Upgrade, 400 => Resp::Problem, 404 => Resp::Problem, 429 => Resp::Problem; AUTH_ERRORS[0], AUTH_ERRORS[1]),
+        responses: responses!(101 => Resp::Upgrade, 400 => Resp::Problem, 404 => Resp::Problem, 410 => Resp::Problem, 429 => Resp::Problem; AUTH_ERRORS[0], AUTH_ERRORS[1]),
         serve: || web::get().to(stream::follow),
     },
     Route {
@@ -287,7 +287,7 @@ pub const ROUTES: &[Route] = &[
         auth: Auth::Token,
         query: &[],
         body: Body::None,
-        responses: responses!(200 => Resp::Schema("flotilla.handle-view/1.0.0"), 400 => Resp::Problem, 404 => Resp::Problem; AUTH_ERRORS[0], AUTH_ERRORS[1]),
+        responses: responses!(200 => Resp::Schema("flotilla.handle-view/1.1.0"), 400 => Resp::Problem, 404 => Resp::Problem, 410 => Resp::Problem; AUTH_ERRORS[0], AUTH_ERRORS[1]),
         serve: || web::get().to(stream::show),
     },
     Route {

@@ -115,10 +115,7 @@ pub async fn follow(
     auth::observer(&req, &engine.tokens, &handle)?;
     let from = from_param(&req)?;
     let asked = policy_param(&req)?;
-    let index = engine
-        .log
-        .handle(&handle)
-        .ok_or_else(|| ApiError::NotFound(format!("no handle {handle}")))?;
+    let index = kept_handle(&state, &handle).await?;
     let (default_policy, max_subscribers) = request_observers(&state, &handle).await?;
     let policy = asked.or(default_policy).unwrap_or(Policy::CatchUp);
     let not_websocket =
@@ -427,6 +424,33 @@ async fn watch(
     }
 }
 
+/// The index of `handle`; 404 when no task ever had it, 410 when retention removed all
+/// of its output (and forgot it).
+async fn kept_handle(state: &State, handle: &HandleId) -> Result<Arc<HandleIndex>, ApiError> {
+    let (engine, _) = &***state;
+    if let Some(index) = engine.log.handle(handle) {
+        return Ok(index);
+    }
+    let task = engine
+        .store
+        .task_by_handle(handle)
+        .await
+        .map_err(|e| ApiError::internal("reading the task of a handle", e))?;
+    match task {
+        Some(task) => Err(ApiError::field(
+            StatusCode::GONE,
+            "output-expired",
+            "",
+            "retention",
+            format!(
+                "the output of task {} (handle {handle}) is no longer kept: the server's retention limits removed all of it",
+                task.id
+            ),
+        )),
+        None => Err(ApiError::NotFound(format!("no handle {handle}"))),
+    }
+}
+
 pub async fn show(
     req: HttpRequest,
     path: web::Path<String>,
@@ -435,23 +459,24 @@ pub async fn show(
     let handle = parse_handle(&path)?;
     let (engine, _) = &**state;
     auth::observer(&req, &engine.tokens, &handle)?;
-    let index = engine
-        .log
-        .handle(&handle)
-        .ok_or_else(|| ApiError::NotFound(format!("no handle {handle}")))?;
+    let index = kept_handle(&state, &handle).await?;
     let task = engine
         .store
         .task_by_handle(&handle)
         .await
         .map_err(|e| ApiError::internal("reading the task of a handle", e))?;
     let wm = index.watermark();
+    let kept = index.kept();
     let (policy, max_subscribers) = request_observers(&state, &handle).await?;
     let settings = engine.observers.settings();
     Ok(HttpResponse::Ok().json(json!({
         "handle": handle.as_str(),
         "task": task.as_ref().map(|t| t.id.as_str()),
         "state": task.as_ref().map(|t| t.state.as_str()),
+        "firstOffset": kept.first,
         "lastOffset": wm.last,
+        "keptBytes": kept.bytes,
+        "truncated": kept.truncated.map(|r| r.as_str()),
         "sealed": wm.sealed,
         "policy": policy.unwrap_or(Policy::CatchUp),
         "maxSubscribers": max_subscribers.unwrap_or(settings.max_per_handle).min(settings.max_per_handle),

@@ -121,6 +121,7 @@ async fn http_bodies_follow_their_schemas() {
         scheduler: Default::default(),
         streaming: Default::default(),
         tokens: Default::default(),
+        retention: Default::default(),
     })
     .await
     .expect("the engine starts");

@@ -37,7 +37,7 @@ fn a_server_crash_reruns_nothing_the_agent_reattaches_and_output_continues() {
     app.wait_state(&id, "running", Duration::from_secs(20));
     let agent = app.instance_pid("local-1").expect("local-1 connected");
     // Some output is on disk before the crash, and more is on its way.
-    let log = app.state_dir().join("frames/frames.log");
+    let log = app.state_dir().join("frames/00000000000000000000.log");
     wait_for("output before the crash", Duration::from_secs(10), || {
         (std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) > 200).then_some(())
     });

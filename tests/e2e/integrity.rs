@@ -111,7 +111,7 @@ fn a_flipped_byte_in_the_log_costs_one_frame_and_is_reported() {
 
     // A crash, a flipped bit, a start: the rescan finds it.
     let dir = app.crash();
-    let log = dir.path().join("state/frames/frames.log");
+    let log = dir.path().join("state/frames/00000000000000000000.log");
     let size = std::fs::metadata(&log).unwrap().len();
     let (first, offset) = flip_a_record(&log, &[]);
     let app = App::start_in(dir, 2);

@@ -18,6 +18,7 @@ mod placement;
 mod privacy;
 mod protocol;
 mod recovery;
+mod retention;
 mod secrets;
 mod spawn;
 mod streaming;

@@ -17,7 +17,7 @@ fn v2(argv: &[&str], observers: Value) -> Value {
            "streaming": {"observers": observers}})
 }
 
-fn handle_view(app: &App, handle: &str) -> Value {
+pub(crate) fn handle_view(app: &App, handle: &str) -> Value {
     ureq::get(&format!("{}/v1/handles/{handle}", app.base))
         .set("Authorization", &format!("Bearer {}", app.client.token()))
         .call()
@@ -26,12 +26,18 @@ fn handle_view(app: &App, handle: &str) -> Value {
         .unwrap()
 }
 
-async fn observe(app: &App, handle: &str, query: &str) -> Result<ObserverSocket, ClientError> {
+pub(crate) async fn observe(
+    app: &App,
+    handle: &str,
+    query: &str,
+) -> Result<ObserverSocket, ClientError> {
     client::open_stream_query(&app.base, app.client.token(), handle, query).await
 }
 
 /// Reads frames to the end; the frames and the close reason, if the server gave one.
-async fn drain(ws: &mut ObserverSocket) -> (Vec<flotilla_actors::protocol::ObserverFrame>, String) {
+pub(crate) async fn drain(
+    ws: &mut ObserverSocket,
+) -> (Vec<flotilla_actors::protocol::ObserverFrame>, String) {
     let mut frames = Vec::new();
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())

@@ -253,7 +253,10 @@ fn enforcing_needs_a_recorded_approval_and_then_no_planted_secret_is_stored_or_s
     secrets.push(("slow stripe key, rest".into(), "qLyjWDarjtT1zdp7dc".into()));
     let env_b64 = base64::engine::general_purpose::STANDARD.encode(ENV_SECRET);
     let files = files_under(dir.path());
-    assert!(files.iter().any(|f| f.ends_with("frames.log")));
+    assert!(files
+        .iter()
+        .any(|f| f.extension().is_some_and(|e| e == "log")
+            && f.parent().is_some_and(|p| p.ends_with("frames"))));
     assert!(files.iter().any(|f| f.ends_with("flotilla.db")));
     for file in &files {
         let bytes = std::fs::read(file).unwrap();

@@ -65,7 +65,11 @@ fn an_accepted_task_survives_a_crash_of_the_server() {
     let reply = app.submit(json!({ "argv": ["echo", "survived"] }));
     let id = reply["id"].as_str().unwrap().to_owned();
     assert_eq!(app.task(&id)["state"], "queued");
-    for file in ["flotilla.db", "frames/frames.log", "signing.key"] {
+    for file in [
+        "flotilla.db",
+        "frames/00000000000000000000.log",
+        "signing.key",
+    ] {
         assert!(
             app.state_dir().join(file).exists(),
             "{file} under the state dir"

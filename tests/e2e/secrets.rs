@@ -21,7 +21,7 @@ probe state-dir ls $STATE
 probe admin-token cat $STATE/admin.token
 probe signing-key cat $STATE/signing.key
 probe database cat $STATE/flotilla.db
-probe frame-log cat $STATE/frames/frames.log
+probe frame-log cat $STATE/frames/00000000000000000000.log
 probe agent-cmdline cat /proc/$PPID/cmdline
 probe uid id -u
 probe env env
@@ -44,7 +44,12 @@ fn a_curious_task_run_as_another_user_reads_no_credential() {
     let state = app.state_dir();
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().mode() & 0o777;
     assert_eq!(mode(&state), 0o700, "state dir");
-    for f in ["flotilla.db", "signing.key", "frames/frames.log", "lock"] {
+    for f in [
+        "flotilla.db",
+        "signing.key",
+        "frames/00000000000000000000.log",
+        "lock",
+    ] {
         assert_eq!(mode(&state.join(f)), 0o600, "{f}");
     }
     let agent_token = app.agent_token();

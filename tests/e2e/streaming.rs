@@ -39,7 +39,10 @@ async fn observe(base: String, handle: String, drop_after: Option<usize>) -> (St
             last = frame.offset;
             match frame.kind {
                 StreamKind::Stdout => text.push_str(&frame.data),
-                StreamKind::Stderr | StreamKind::Guard | StreamKind::Gap => {
+                StreamKind::Stderr
+                | StreamKind::Guard
+                | StreamKind::Gap
+                | StreamKind::Truncated => {
                     panic!("unexpected {:?} frame: {}", frame.kind, frame.data)
                 }
                 StreamKind::Status => {

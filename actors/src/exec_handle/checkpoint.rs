@@ -3,30 +3,37 @@
 //! instead of the whole log.
 //!
 //! `["FLIX"][version u32][end u64][handles u32]` then per handle
-//! `[len u8][handle][sealed u8][count u64][position u64 × count]`, then
+//! `[len u8][handle][sealed u8][first u64][truncated u8][count u64][position u64 × count]
+//! [spans u32][(segment u64, first offset u64, bytes u64) × spans]`, then
 //! `[acks u32][(attempt u64, seq u64, len u8, handle) × acks]`, then the CRC-32 of all
 //! before it. All
-//! little-endian. A lost offset keeps its lost position. The file is replaced atomically;
-//! one that does not read, or that does not match the segment (its end beyond the
-//! segment's, or its last positions not records), is ignored and the segment rescanned
-//! whole. Records before `end` are not checked again at start: a record damaged later
+//! little-endian. `first` is the first offset retention keeps and `truncated` the limit
+//! that moved it (0: none did; see [`TruncateReason::to_byte`]). A lost offset keeps its
+//! lost position. The file is replaced atomically; one that does not read (version 1,
+//! from before segments, included), or that does not match the log (its end beyond the
+//! log's, or its last positions not records), is ignored and the log rescanned whole. Records before `end` are not checked again at start: a record damaged later
 //! reads as a gap when it is read.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io;
 use std::path::Path;
 
+use super::segments::Segments;
+use super::Span;
 use crate::domain::HandleId;
+use crate::protocol::TruncateReason;
 
 const MAGIC: &[u8; 4] = b"FLIX";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// One handle as the checkpoint holds it.
 pub struct CheckpointHandle {
     pub handle: HandleId,
     pub sealed: bool,
+    pub first: u64,
+    pub truncated: Option<TruncateReason>,
     pub positions: Vec<u64>,
+    pub spans: Vec<Span>,
 }
 
 /// What a checkpoint holds.
@@ -42,7 +49,7 @@ pub fn encode(c: &Checkpoint) -> Vec<u8> {
         64 + c
             .handles
             .iter()
-            .map(|h| 80 + 8 * h.positions.len())
+            .map(|h| 96 + 8 * h.positions.len() + 24 * h.spans.len())
             .sum::<usize>(),
     );
     out.extend_from_slice(MAGIC);
@@ -54,9 +61,17 @@ pub fn encode(c: &Checkpoint) -> Vec<u8> {
         out.push(name.len() as u8);
         out.extend_from_slice(name);
         out.push(u8::from(h.sealed));
+        out.extend_from_slice(&h.first.to_le_bytes());
+        out.push(h.truncated.map_or(0, TruncateReason::to_byte));
         out.extend_from_slice(&(h.positions.len() as u64).to_le_bytes());
         for p in &h.positions {
             out.extend_from_slice(&p.to_le_bytes());
+        }
+        out.extend_from_slice(&(h.spans.len() as u32).to_le_bytes());
+        for s in &h.spans {
+            for word in [s.segment, s.first, s.bytes] {
+                out.extend_from_slice(&word.to_le_bytes());
+            }
         }
     }
     out.extend_from_slice(&(c.acks.len() as u32).to_le_bytes());
@@ -116,15 +131,36 @@ pub fn decode(bytes: &[u8]) -> Option<Checkpoint> {
         let len = c.u8()? as usize;
         let handle = HandleId::parse(std::str::from_utf8(c.take(len)?).ok()?).ok()?;
         let sealed = c.u8()? != 0;
+        let first = c.u64()?;
+        let truncated = match c.u8()? {
+            0 => None,
+            b => Some(TruncateReason::from_byte(b)?),
+        };
         let n = c.u64()? as usize;
         if n > c.0.len() / 8 {
             return None;
         }
         let positions = (0..n).map(|_| c.u64()).collect::<Option<Vec<u64>>>()?;
+        let n = c.u32()? as usize;
+        if n > c.0.len() / 24 {
+            return None;
+        }
+        let spans = (0..n)
+            .map(|_| {
+                Some(Span {
+                    segment: c.u64()?,
+                    first: c.u64()?,
+                    bytes: c.u64()?,
+                })
+            })
+            .collect::<Option<Vec<Span>>>()?;
         handles.push(CheckpointHandle {
             handle,
             sealed,
+            first,
+            truncated,
             positions,
+            spans,
         });
     }
     let acks = (0..c.u32()?)
@@ -156,10 +192,10 @@ pub fn load(path: &Path) -> Option<Checkpoint> {
     c
 }
 
-/// Whether `c` matches `file`: its end within the segment, and the last position of
-/// each of a few handles a valid record there.
-pub fn matches(c: &Checkpoint, file: &File, size: u64) -> bool {
-    if c.end > size {
+/// Whether `c` matches the log: its end within the log's (`end`), and the last position
+/// of each of a few handles a valid record there.
+pub fn matches(c: &Checkpoint, segments: &Segments, end: u64) -> bool {
+    if c.end > end {
         return false;
     }
     c.handles.iter().rev().take(8).all(|h| {
@@ -172,8 +208,9 @@ pub fn matches(c: &Checkpoint, file: &File, size: u64) -> bool {
         else {
             return true;
         };
-        super::record::read_at(file, *p)
-            .is_ok_and(|f| f.handle == h.handle && f.offset == i as u64 + 1)
+        segments.read_at(*p).is_some_and(|r| {
+            r.is_ok_and(|f| f.handle == h.handle && f.offset == h.first + i as u64)
+        })
     })
 }
 
@@ -188,7 +225,14 @@ mod tests {
             handles: vec![CheckpointHandle {
                 handle: HandleId::parse("h-a").unwrap(),
                 sealed: true,
+                first: 3,
+                truncated: Some(TruncateReason::Budget),
                 positions: vec![0, 120, u64::MAX, 300],
+                spans: vec![Span {
+                    segment: 0,
+                    first: 3,
+                    bytes: 400,
+                }],
             }],
             acks: HashMap::from([(7, (HandleId::parse("h-a").unwrap(), 3))]),
         };
@@ -197,6 +241,9 @@ mod tests {
         assert_eq!(back.end, 4096);
         assert_eq!(back.handles[0].positions, vec![0, 120, u64::MAX, 300]);
         assert!(back.handles[0].sealed);
+        assert_eq!(back.handles[0].first, 3);
+        assert_eq!(back.handles[0].truncated, Some(TruncateReason::Budget));
+        assert_eq!(back.handles[0].spans, c.handles[0].spans);
         assert_eq!(back.acks.get(&7).map(|a| a.1), Some(3));
         for at in [0, 5, bytes.len() / 2, bytes.len() - 1] {
             let mut bad = bytes.clone();

@@ -21,14 +21,16 @@
 
 mod checkpoint;
 mod record;
+mod retention;
+mod segments;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -36,9 +38,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::domain::{now_ms, HandleId};
 use crate::health::StorageHealth;
 use crate::lifeline::Lifeline;
-use crate::protocol::{AttemptKey, Gap, GapReason, StreamKind};
+use crate::protocol::{AttemptKey, Gap, GapReason, StreamKind, TruncateReason, Truncated};
 use record::Found;
 pub use record::StoredFrame;
+pub use retention::RetentionSettings;
+use retention::SegmentMeta;
+use segments::Segments;
 
 /// The position of an offset whose record was lost to damage.
 const LOST: u64 = u64::MAX;
@@ -74,19 +79,130 @@ pub struct Watermark {
     pub sealed: bool,
 }
 
-/// Index of one handle: where each offset lives in the segment.
+/// Index of one handle: where each offset it keeps lives in the log.
 #[derive(Debug)]
 pub struct HandleIndex {
     pub handle: HandleId,
-    positions: RwLock<Vec<u64>>,
+    slots: RwLock<Slots>,
     watermark: watch::Sender<Watermark>,
+}
+
+/// Where one handle's frames lie: the positions of the offsets it keeps, from `first`.
+#[derive(Debug)]
+struct Slots {
+    /// The offset of `positions[0]`: retention removed every frame before it (1 until it
+    /// removed any).
+    first: u64,
+    positions: VecDeque<u64>,
+    /// The handle's frames segment by segment, oldest first: what retention removes in
+    /// one step.
+    spans: VecDeque<Span>,
+    /// Bytes of the records the spans hold.
+    bytes: u64,
+    /// The limit that last moved `first`.
+    truncated: Option<TruncateReason>,
+}
+
+/// A handle's frames in one segment: from offset `first` on, `bytes` of records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub segment: u64,
+    pub first: u64,
+    pub bytes: u64,
+}
+
+/// What the index says of one offset.
+enum Slot {
+    At(u64),
+    Lost,
+    /// Retention removed it: the first offset kept, and why.
+    Removed(u64, TruncateReason),
+    Beyond,
+}
+
+impl Slots {
+    fn new() -> Self {
+        Self {
+            first: 1,
+            positions: VecDeque::new(),
+            spans: VecDeque::new(),
+            bytes: 0,
+            truncated: None,
+        }
+    }
+
+    /// The offset the next frame takes.
+    fn next(&self) -> u64 {
+        self.first + self.positions.len() as u64
+    }
+
+    /// Records the next offset's record: at `pos`, `bytes` long, in `segment`.
+    fn push(&mut self, pos: u64, segment: u64, bytes: u64) {
+        let offset = self.next();
+        self.positions.push_back(pos);
+        self.bytes += bytes;
+        match self.spans.back_mut() {
+            Some(span) if span.segment == segment => span.bytes += bytes,
+            _ => self.spans.push_back(Span {
+                segment,
+                first: offset,
+                bytes,
+            }),
+        }
+    }
+
+    /// Marks every offset from the next up to `last` lost.
+    fn lose_to(&mut self, last: u64) {
+        while self.next() <= last {
+            self.positions.push_back(LOST);
+        }
+    }
+
+    fn slot(&self, offset: u64) -> Slot {
+        if offset < self.first {
+            return Slot::Removed(
+                self.first,
+                self.truncated.unwrap_or(TruncateReason::Removed),
+            );
+        }
+        match self.positions.get((offset - self.first) as usize) {
+            Some(&LOST) => Slot::Lost,
+            Some(&pos) => Slot::At(pos),
+            None => Slot::Beyond,
+        }
+    }
+
+    /// Removes the oldest span's frames (and any lost offsets among them); returns how
+    /// many offsets went.
+    fn drop_front_span(&mut self, reason: TruncateReason) -> u64 {
+        let Some(span) = self.spans.pop_front() else {
+            return 0;
+        };
+        self.bytes -= span.bytes;
+        self.remove_before(self.spans.front().map_or(self.next(), |s| s.first), reason)
+    }
+
+    /// Removes every offset before `to`.
+    fn remove_before(&mut self, to: u64, reason: TruncateReason) -> u64 {
+        let n = to
+            .saturating_sub(self.first)
+            .min(self.positions.len() as u64);
+        self.positions.drain(..n as usize);
+        self.first += n;
+        if to > self.first {
+            // Offsets not yet written (a handle first seen past its start).
+            self.first = to;
+        }
+        self.truncated = Some(reason);
+        n
+    }
 }
 
 impl HandleIndex {
     fn new(handle: HandleId) -> Self {
         Self {
             handle,
-            positions: RwLock::new(Vec::new()),
+            slots: RwLock::new(Slots::new()),
             watermark: watch::Sender::new(Watermark::default()),
         }
     }
@@ -100,10 +216,32 @@ impl HandleIndex {
         *self.watermark.borrow()
     }
 
-    fn position(&self, offset: u64) -> Option<u64> {
-        let positions = self.positions.read().unwrap_or_else(|e| e.into_inner());
-        positions.get((offset as usize).checked_sub(1)?).copied()
+    /// What retention keeps of this handle: the first offset kept (past the last when
+    /// none is), the bytes kept, and the limit that removed frames, if one did.
+    pub fn kept(&self) -> Kept {
+        let slots = self.slots();
+        Kept {
+            first: slots.first,
+            bytes: slots.bytes,
+            truncated: slots.truncated,
+        }
     }
+
+    fn slots(&self) -> std::sync::RwLockReadGuard<'_, Slots> {
+        self.slots.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn slots_mut(&self) -> std::sync::RwLockWriteGuard<'_, Slots> {
+        self.slots.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What retention keeps of one handle ([`HandleIndex::kept`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kept {
+    pub first: u64,
+    pub bytes: u64,
+    pub truncated: Option<TruncateReason>,
 }
 
 /// Frames of one handle that damage to the log cost, as the rescan at open found them.
@@ -126,8 +264,16 @@ pub struct LogCounters {
     pub corrupt_bytes: AtomicU64,
     /// Bytes of a torn tail cut at open.
     pub torn_bytes: AtomicU64,
-    /// Bytes in the segment.
+    /// Bytes in all segments together.
     pub size: AtomicU64,
+    /// Segment files.
+    pub segments: AtomicU64,
+    /// Offsets retention removed, by the limit that removed them
+    /// ([`TruncateReason::to_byte`] − 1).
+    pub removed_frames: [AtomicU64; 4],
+    /// Segment files retention deleted, and their bytes.
+    pub deleted_segments: AtomicU64,
+    pub deleted_bytes: AtomicU64,
     /// Batches that failed to write or sync and were retried.
     pub write_failures: AtomicU64,
     /// True while the writer retries a failed batch.
@@ -158,6 +304,8 @@ enum Item {
     Barrier(oneshot::Sender<()>),
     /// Checkpoint the index once everything before is durable.
     Checkpoint(oneshot::Sender<()>),
+    /// Time to check the retention limits.
+    Tick,
 }
 
 /// The shared, append-only frame log. Cheap to clone.
@@ -168,8 +316,8 @@ pub struct FrameLog {
 }
 
 struct Shared {
-    path: PathBuf,
-    reader: File,
+    dir: PathBuf,
+    segments: Segments,
     handles: DashMap<HandleId, Arc<HandleIndex>>,
     /// The last durable chunk seq of each attempt, as the rescan at open found it.
     recovered_acks: RwLock<HashMap<AttemptKey, u64>>,
@@ -179,61 +327,101 @@ struct Shared {
     late_damage: std::sync::Mutex<Option<mpsc::UnboundedSender<Lost>>>,
     counters: LogCounters,
     health: StorageHealth,
+    retention: RetentionSettings,
 }
 
 impl FrameLog {
     /// Opens (or creates) the segment under `dir`, rebuilds the indexes and starts the writer.
     pub fn open(dir: &Path) -> Result<Self, FrameLogError> {
+        Self::open_with(dir, RetentionSettings::default())
+    }
+
+    /// [`open`](Self::open) with the given retention limits.
+    pub fn open_with(dir: &Path, retention: RetentionSettings) -> Result<Self, FrameLogError> {
         Self::open_watched(
             dir,
             Lifeline::unwatched("frame-log writer"),
             StorageHealth::default(),
+            retention,
         )
     }
 
-    /// [`open`](Self::open), with `lifeline` reporting the writer thread's end and
-    /// `health` hearing of writes that fail.
+    /// [`open`](Self::open), with `lifeline` reporting the writer thread's end,
+    /// `health` hearing of writes that fail, and `retention` the limits of what is kept.
     pub fn open_watched(
         dir: &Path,
         lifeline: Lifeline,
         health: StorageHealth,
+        retention: RetentionSettings,
     ) -> Result<Self, FrameLogError> {
-        let path = dir.join("frames.log");
         let io_err = |source| FrameLogError::Io {
-            path: path.clone(),
+            path: dir.to_path_buf(),
             source,
         };
         crate::files::private_dir(dir).map_err(io_err)?;
-        crate::files::private_file(&path).map_err(io_err)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err)?;
+        let bases = segments::list(dir).map_err(io_err)?;
+        let segments = Segments::default();
+        let mut metas: BTreeMap<u64, SegmentMeta> = BTreeMap::new();
+        for &base in &bases {
+            let path = segments::path(dir, base);
+            crate::files::private_file(&path).map_err(io_err)?;
+            let file = File::open(&path).map_err(io_err)?;
+            let meta = file.metadata().map_err(io_err)?;
+            let written_ms = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or_else(now_ms, |d| d.as_millis() as i64);
+            metas.insert(
+                base,
+                SegmentMeta {
+                    len: meta.len(),
+                    opened_ms: written_ms,
+                    written_ms,
+                },
+            );
+            segments.insert(base, file);
+        }
+        let log_end = |metas: &BTreeMap<u64, SegmentMeta>| {
+            metas.iter().next_back().map_or(0, |(b, m)| b + m.len)
+        };
         let handles = DashMap::new();
         // Attempts' last durable chunk, and their handle.
         let mut acked: HashMap<AttemptKey, (HandleId, u64)> = HashMap::new();
         let ckpt_path = dir.join("index.ckpt");
-        let size = file.metadata().map_err(io_err)?.len();
         let mut start = 0;
-        if let Some(c) =
-            checkpoint::load(&ckpt_path).filter(|c| checkpoint::matches(c, &file, size))
+        if let Some(c) = checkpoint::load(&ckpt_path)
+            .filter(|c| checkpoint::matches(c, &segments, log_end(&metas)))
         {
             for h in c.handles {
                 let index = HandleIndex::new(h.handle.clone());
-                let last = h.positions.len() as u64;
-                *index.positions.write().unwrap_or_else(|e| e.into_inner()) = h.positions;
+                let mut slots = Slots {
+                    first: h.first,
+                    positions: h.positions.into(),
+                    bytes: h.spans.iter().map(|s| s.bytes).sum(),
+                    spans: h.spans.into(),
+                    truncated: h.truncated,
+                };
+                // Segments gone since (removed by hand): their frames with them.
+                while slots
+                    .spans
+                    .front()
+                    .is_some_and(|s| !metas.contains_key(&s.segment))
+                {
+                    slots.drop_front_span(TruncateReason::Removed);
+                }
                 index.watermark.send_replace(Watermark {
-                    last,
+                    last: slots.next() - 1,
                     sealed: h.sealed,
                 });
+                *index.slots_mut() = slots;
                 handles.insert(h.handle, Arc::new(index));
             }
             acked = c.acks;
             start = c.end;
             tracing::info!(
                 from = start,
-                size,
+                size = log_end(&metas),
                 "frame log index loaded from its checkpoint; rescanning the rest"
             );
         }
@@ -246,79 +434,136 @@ impl FrameLog {
                 .or_insert_with(|| Arc::new(HandleIndex::new(handle.clone())))
                 .clone()
         };
-        let scanned = record::recover(&file, start, |found| match found {
-            Found::Damage(d) => {
-                last_damage = Some((d.pos, d.len));
-                // The record's own claim, when its header still reads: the next offset
-                // of its handle is lost. Unverified: a valid record for the same offset
-                // later takes the slot back.
-                if let Some((handle, offset)) = d.claims {
-                    let index = index_of(&handle);
-                    let wm = index.watermark();
-                    if offset == wm.last + 1 && !wm.sealed {
-                        lose(&index, offset, (d.pos, d.len), &mut lost_at);
-                    }
-                }
+        // Whether segments were deleted just before each one: a handle whose offsets
+        // jump across such a hole lost the frames between to retention, not to damage.
+        let mut holes: Vec<bool> = Vec::with_capacity(bases.len());
+        let mut expected = 0;
+        // The ordinal of the segment each handle was last seen in during this scan; for
+        // the others, the scan's first segment (the checkpoint covers what is before).
+        let mut seen_in: HashMap<HandleId, usize> = HashMap::new();
+        let scan_from = bases
+            .iter()
+            .rposition(|b| *b <= start)
+            .filter(|_| start > 0)
+            .map_or(0, |o| o + 1);
+        let mut torn = 0;
+        for (ordinal, &base) in bases.iter().enumerate() {
+            let meta = metas[&base];
+            holes.push(base > expected);
+            expected = base + meta.len;
+            if base + meta.len <= start && ordinal + 1 < bases.len() {
+                continue;
             }
-            Found::Frame { frame, acks, pos } => {
-                if let Some((attempt, seq)) = acks {
-                    let last = acked
-                        .entry(attempt)
-                        .or_insert_with(|| (frame.handle.clone(), 0));
-                    last.1 = last.1.max(seq);
-                }
-                let index = index_of(&frame.handle);
-                let wm = index.watermark();
-                if frame.offset <= wm.last {
-                    let mut positions = index.positions.write().unwrap_or_else(|e| e.into_inner());
-                    let slot = &mut positions[frame.offset as usize - 1];
-                    if *slot == LOST {
-                        *slot = pos;
-                        lost_at.remove(&(frame.handle.clone(), frame.offset));
-                        if frame.kind == StreamKind::Status && frame.offset == wm.last {
-                            index.watermark.send_modify(|w| w.sealed = true);
+            let Some((file, _)) = segments.locate(base) else {
+                continue;
+            };
+            let from = start.saturating_sub(base).min(meta.len);
+            let scanned = record::recover(&file, from, |found| match found {
+                Found::Damage(d) => {
+                    let pos = base + d.pos;
+                    last_damage = Some((pos, d.len));
+                    // The record's own claim, when its header still reads: the next offset
+                    // of its handle is lost. Unverified: a valid record for the same offset
+                    // later takes the slot back.
+                    if let Some((handle, offset)) = d.claims {
+                        let index = index_of(&handle);
+                        let wm = index.watermark();
+                        if offset == wm.last + 1 && !wm.sealed {
+                            lose(&index, offset, (pos, d.len), &mut lost_at);
                         }
-                    } else {
-                        tracing::warn!(handle = %frame.handle, offset = frame.offset, "frame out of sequence in the log; skipped");
                     }
-                    return;
                 }
-                if wm.sealed {
-                    tracing::warn!(handle = %frame.handle, offset = frame.offset, "frame after the status frame in the log; skipped");
-                    return;
+                Found::Frame {
+                    frame,
+                    acks,
+                    pos,
+                    len,
+                } => {
+                    let pos = base + pos;
+                    if let Some((attempt, seq)) = acks {
+                        let last = acked
+                            .entry(attempt)
+                            .or_insert_with(|| (frame.handle.clone(), 0));
+                        last.1 = last.1.max(seq);
+                    }
+                    let index = index_of(&frame.handle);
+                    let wm = index.watermark();
+                    let mut slots = index.slots_mut();
+                    if frame.offset < slots.first {
+                        return; // removed by retention; its segment is still kept
+                    }
+                    if frame.offset <= wm.last {
+                        match slots.slot(frame.offset) {
+                            Slot::Lost => {
+                                let i = (frame.offset - slots.first) as usize;
+                                slots.positions[i] = pos;
+                                lost_at.remove(&(frame.handle.clone(), frame.offset));
+                                if frame.kind == StreamKind::Status && frame.offset == wm.last {
+                                    index.watermark.send_modify(|w| w.sealed = true);
+                                }
+                            }
+                            _ => {
+                                tracing::warn!(handle = %frame.handle, offset = frame.offset, "frame out of sequence in the log; skipped");
+                            }
+                        }
+                        return;
+                    }
+                    if wm.sealed {
+                        tracing::warn!(handle = %frame.handle, offset = frame.offset, "frame after the status frame in the log; skipped");
+                        return;
+                    }
+                    if frame.offset > wm.last + 1 {
+                        let since = seen_in.get(&frame.handle).map_or(scan_from, |o| o + 1);
+                        let retention = since <= ordinal && holes[since..=ordinal].iter().any(|h| *h);
+                        if retention {
+                            // The frames between lay in segments retention deleted.
+                            slots.remove_before(frame.offset, TruncateReason::Removed);
+                        } else {
+                            // The frames between lay in damage this scan passed.
+                            drop(slots);
+                            lose(
+                                &index,
+                                frame.offset - 1,
+                                last_damage.unwrap_or((pos, 0)),
+                                &mut lost_at,
+                            );
+                            slots = index.slots_mut();
+                        }
+                    }
+                    seen_in.insert(frame.handle.clone(), ordinal);
+                    slots.push(pos, base, len);
+                    let last = slots.next() - 1;
+                    let sealed = frame.kind == StreamKind::Status;
+                    index.watermark.send_replace(Watermark { last, sealed });
                 }
-                if frame.offset > wm.last + 1 {
-                    // The frames between lay in damage this scan passed.
-                    lose(
-                        &index,
-                        frame.offset - 1,
-                        last_damage.unwrap_or((pos, 0)),
-                        &mut lost_at,
-                    );
+            })
+            .map_err(io_err)?;
+            if scanned.torn > 0 {
+                tracing::warn!(
+                    segment = base,
+                    kept = scanned.end,
+                    cut = scanned.torn,
+                    "frame log segment had a torn tail; cut"
+                );
+                torn += scanned.torn;
+                let path = segments::path(dir, base);
+                OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_len(scanned.end))
+                    .map_err(io_err)?;
+                if let Some(m) = metas.get_mut(&base) {
+                    m.len = scanned.end;
                 }
-                let mut positions = index.positions.write().unwrap_or_else(|e| e.into_inner());
-                positions.push(pos);
-                let last = positions.len() as u64;
-                let sealed = frame.kind == StreamKind::Status;
-                index.watermark.send_replace(Watermark { last, sealed });
             }
-        })
-        .map_err(io_err)?;
+        }
         // Attempts of sealed handles never re-attach.
         acked.retain(|_, (h, _)| handles.get(h).is_some_and(|i| !i.watermark().sealed));
         let damage = lost_runs(&handles, &lost_at);
         for d in &damage {
             tracing::error!(handle = %d.handle, first = d.first, last = d.last, position = d.pos, bytes = d.bytes, "frame log record damaged: these frames are lost, the rest is kept");
         }
-        let end = scanned.end;
-        if scanned.torn > 0 {
-            tracing::warn!(
-                kept = end,
-                cut = scanned.torn,
-                "frame log had a torn tail; cut"
-            );
-        }
-        file.set_len(end).map_err(io_err)?;
+        let end = log_end(&metas);
         let counters = LogCounters::default();
         let corrupt: u64 = {
             let mut spans: Vec<(u64, u64)> = damage.iter().map(|d| (d.pos, d.bytes)).collect();
@@ -327,42 +572,70 @@ impl FrameLog {
         };
         let lost: u64 = handles
             .iter()
-            .map(|h| {
-                let positions = h.positions.read().unwrap_or_else(|e| e.into_inner());
-                positions.iter().filter(|p| **p == LOST).count() as u64
-            })
+            .map(|h| h.slots().positions.iter().filter(|p| **p == LOST).count() as u64)
             .sum();
         counters.lost_frames.store(lost, Ordering::Relaxed);
         counters.corrupt_bytes.store(corrupt, Ordering::Relaxed);
-        counters.torn_bytes.store(scanned.torn, Ordering::Relaxed);
-        counters.size.store(end, Ordering::Relaxed);
-        let reader = File::open(&path).map_err(io_err)?;
+        counters.torn_bytes.store(torn, Ordering::Relaxed);
+        counters
+            .size
+            .store(metas.values().map(|m| m.len).sum(), Ordering::Relaxed);
+        counters
+            .segments
+            .store(metas.len() as u64, Ordering::Relaxed);
+        let (&base, _) = metas
+            .iter()
+            .next_back()
+            .ok_or_else(|| io_err(io::Error::other("no segment")))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(segments::path(dir, base))
+            .map_err(io_err)?;
         let shared = Arc::new(Shared {
-            path: path.clone(),
-            reader,
+            dir: dir.to_path_buf(),
+            segments,
             handles,
             recovered_acks: RwLock::new(acked.iter().map(|(a, (_, s))| (*a, *s)).collect()),
             damage,
             late_damage: std::sync::Mutex::new(None),
             counters,
             health,
+            retention,
         });
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let writer = Writer {
             shared: shared.clone(),
             file,
+            base,
+            segs: metas,
             buf: Vec::with_capacity(1 << 20),
             end,
             next: HashMap::new(),
             ckpt_path,
             ckpt_end: start.min(end),
             acks: acked,
+            retention,
+            last_pass: Instant::now(),
         };
         std::thread::Builder::new()
             .name("frame-log-writer".into())
             .spawn(move || {
                 let _lifeline = lifeline;
                 writer.run(rx)
+            })
+            .map_err(io_err)?;
+        let ticks = tx.downgrade();
+        std::thread::Builder::new()
+            .name("frame-log-retention-tick".into())
+            .spawn(move || loop {
+                std::thread::sleep(retention::PASS_EVERY);
+                match ticks.upgrade() {
+                    Some(tx) => {
+                        let _ = tx.try_send(Item::Tick);
+                    }
+                    None => return,
+                }
             })
             .map_err(io_err)?;
         Ok(Self { shared, tx })
@@ -411,6 +684,11 @@ impl FrameLog {
             .late_damage
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(tx);
+    }
+
+    /// The limits of what the log keeps.
+    pub fn retention(&self) -> RetentionSettings {
+        self.shared.retention
     }
 
     pub fn counters(&self) -> &LogCounters {
@@ -469,7 +747,8 @@ impl FrameLog {
 
     /// Reads up to `max_frames` durable frames of `index` after offset `after`
     /// (at most about `max_bytes` of data). A run of lost offsets, or a record that no
-    /// longer passes its checksum, reads as one gap frame. Blocking: call from a
+    /// longer passes its checksum, reads as one gap frame; offsets retention removed read
+    /// as one truncated frame naming the first offset kept. Blocking: call from a
     /// blocking context.
     pub fn read_after(
         &self,
@@ -483,22 +762,35 @@ impl FrameLog {
         let mut bytes = 0;
         let mut offset = after + 1;
         while offset <= last && out.len() < max_frames && bytes < max_bytes {
-            let Some(pos) = index.position(offset) else {
-                break;
+            let slot = index.slots().slot(offset);
+            let read = match slot {
+                Slot::At(pos) => self.shared.segments.read_at(pos).map(|r| (pos, r)),
+                _ => None,
             };
-            let frame = match (pos != LOST).then(|| record::read_at(&self.shared.reader, pos)) {
-                Some(Ok(frame)) => Some(frame),
-                Some(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
+            let frame = match (slot, read) {
+                (_, Some((_, Ok(frame)))) => Some(frame),
+                (_, Some((pos, Err(e)))) if e.kind() == io::ErrorKind::InvalidData => {
                     self.lost_on_read(index, offset, pos, &e);
                     None
                 }
-                Some(Err(source)) => {
+                (_, Some((_, Err(source)))) => {
                     return Err(FrameLogError::Io {
-                        path: self.shared.path.clone(),
+                        path: self.shared.dir.clone(),
                         source,
                     })
                 }
-                None => None,
+                (Slot::Removed(first, reason), None) => {
+                    out.push(truncated_frame(&index.handle, first, reason));
+                    offset = first;
+                    continue;
+                }
+                // Its segment went since the lookup: retention removed it meanwhile.
+                (Slot::At(_), None) => match index.slots().slot(offset) {
+                    Slot::Removed(..) => continue,
+                    _ => None,
+                },
+                (Slot::Beyond, None) => break,
+                (Slot::Lost, None) => None,
             };
             match frame {
                 Some(frame) => {
@@ -522,10 +814,11 @@ impl FrameLog {
     /// reported once, and kept lost in the next checkpoint), and the loss reported.
     fn lost_on_read(&self, index: &HandleIndex, offset: u64, pos: u64, e: &io::Error) {
         {
-            let mut positions = index.positions.write().unwrap_or_else(|e| e.into_inner());
-            match positions.get_mut(offset as usize - 1) {
+            let mut slots = index.slots_mut();
+            let i = offset.checked_sub(slots.first);
+            match i.and_then(|i| slots.positions.get_mut(i as usize)) {
                 Some(p) if *p == pos => *p = LOST,
-                _ => return, // another reader got there first
+                _ => return, // another reader got there first, or retention
             }
         }
         self.shared
@@ -558,12 +851,12 @@ fn lose(
     at: (u64, u64),
     lost_at: &mut HashMap<(HandleId, u64), (u64, u64)>,
 ) {
-    let mut positions = index.positions.write().unwrap_or_else(|e| e.into_inner());
-    for offset in positions.len() as u64 + 1..=last {
+    let mut slots = index.slots_mut();
+    for offset in slots.next()..=last {
         lost_at.insert((index.handle.clone(), offset), at);
     }
-    positions.resize(last as usize, LOST);
-    drop(positions);
+    slots.lose_to(last);
+    drop(slots);
     index.watermark.send_modify(|w| w.last = last);
 }
 
@@ -575,10 +868,10 @@ fn lost_runs(
     let mut runs: Vec<Lost> = Vec::new();
     for entry in handles.iter() {
         let index = entry.value();
-        let positions = index.positions.read().unwrap_or_else(|e| e.into_inner());
+        let slots = index.slots();
         let mut run: Option<Lost> = None;
-        for (i, pos) in positions.iter().enumerate() {
-            let offset = i as u64 + 1;
+        for (i, pos) in slots.positions.iter().enumerate() {
+            let offset = slots.first + i as u64;
             // Only what this scan found: offsets lost before (kept lost in the index
             // checkpoint) were reported when they were found.
             let found = (*pos == LOST)
@@ -607,6 +900,20 @@ fn lost_runs(
     runs
 }
 
+/// The frame that stands for the offsets before `first`, which retention removed for
+/// `reason`.
+pub fn truncated_frame(handle: &HandleId, first: u64, reason: TruncateReason) -> StoredFrame {
+    StoredFrame {
+        handle: handle.clone(),
+        offset: first - 1,
+        attempt: 0,
+        ts_ms: now_ms(),
+        kind: StreamKind::Truncated,
+        // unwrap: a number and a word always serialise.
+        data: serde_json::to_vec(&Truncated { first, reason }).unwrap(),
+    }
+}
+
 /// The frame that stands for the offsets `first..=last`, not delivered for `reason`.
 pub fn gap_frame(handle: &HandleId, first: u64, last: u64, reason: GapReason) -> StoredFrame {
     let gap = Gap {
@@ -633,17 +940,23 @@ fn gap_first(frame: &StoredFrame) -> u64 {
 
 struct Writer {
     shared: Arc<Shared>,
+    /// The segment being written, and its base.
     file: File,
+    base: u64,
+    segs: BTreeMap<u64, SegmentMeta>,
     /// The batch being written, encoded.
     buf: Vec<u8>,
+    /// The position the next record takes.
     end: u64,
     /// Next offset per handle, for handles this writer has appended to.
     next: HashMap<HandleId, (Arc<HandleIndex>, u64)>,
-    /// The index checkpoint, and the end of the segment it covers.
+    /// The index checkpoint, and the end of the log it covers.
     ckpt_path: PathBuf,
     ckpt_end: u64,
     /// The last durable chunk of each attempt whose handle is not sealed.
     acks: HashMap<AttemptKey, (HandleId, u64)>,
+    retention: RetentionSettings,
+    last_pass: Instant,
 }
 
 /// First wait after a failed batch, and the longest.
@@ -656,6 +969,8 @@ impl Writer {
         let mut barriers = Vec::new();
         while let Some(first) = rx.blocking_recv() {
             let mut bytes = 0;
+            // A batch goes into one segment: it ends where the segment is full.
+            let room = self.room();
             let mut checkpoint_now = false;
             let mut item = Some(first);
             while let Some(next) = item.take() {
@@ -669,21 +984,25 @@ impl Writer {
                         checkpoint_now = true;
                         barriers.push(tx);
                     }
+                    Item::Tick => {}
                 }
-                if batch.len() < MAX_BATCH_FRAMES && bytes < MAX_BATCH_BYTES {
+                if batch.len() < MAX_BATCH_FRAMES && bytes < room {
                     item = rx.try_recv().ok();
                 }
             }
             let mut wait = RETRY_FIRST;
-            while let Err(e) = self.commit(&mut batch) {
+            while !batch.is_empty() {
+                let Err(e) = self.commit(&mut batch) else {
+                    break;
+                };
                 let counters = &self.shared.counters;
                 counters.write_failures.fetch_add(1, Ordering::Relaxed);
                 counters.failing.store(true, Ordering::Relaxed);
                 self.shared
                     .health
-                    .failing("frame log", format!("{}: {e}", self.shared.path.display()));
+                    .failing("frame log", format!("{}: {e}", self.shared.dir.display()));
                 if let Err(e) = self.rollback() {
-                    tracing::error!(error = %e, path = %self.shared.path.display(), "frame log could not be cut back after a failed write; writer stops");
+                    tracing::error!(error = %e, path = %self.shared.dir.display(), "frame log could not be cut back after a failed write; writer stops");
                     return;
                 }
                 std::thread::sleep(wait);
@@ -691,6 +1010,9 @@ impl Writer {
             }
             if self.shared.counters.failing.swap(false, Ordering::Relaxed) {
                 self.shared.health.ok("frame log");
+            }
+            if self.last_pass.elapsed() >= retention::PASS_EVERY {
+                self.retain();
             }
             if checkpoint_now || (rx.is_empty() && self.end >= self.ckpt_end + CHECKPOINT_EVERY) {
                 self.checkpoint();
@@ -703,19 +1025,21 @@ impl Writer {
 
     /// Writes the index as it stands (every durable frame up to `end`) to the
     /// checkpoint file. A failure costs only a longer rescan at the next start.
-    fn checkpoint(&mut self) {
+    fn checkpoint(&mut self) -> bool {
         let handles = self
             .shared
             .handles
             .iter()
-            .map(|h| checkpoint::CheckpointHandle {
-                handle: h.handle.clone(),
-                sealed: h.watermark().sealed,
-                positions: h
-                    .positions
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone(),
+            .map(|h| {
+                let slots = h.slots();
+                checkpoint::CheckpointHandle {
+                    handle: h.handle.clone(),
+                    sealed: h.watermark().sealed,
+                    first: slots.first,
+                    truncated: slots.truncated,
+                    positions: slots.positions.iter().copied().collect(),
+                    spans: slots.spans.iter().copied().collect(),
+                }
             })
             .collect();
         let c = checkpoint::Checkpoint {
@@ -727,25 +1051,170 @@ impl Writer {
             Ok(()) => {
                 self.ckpt_end = self.end;
                 tracing::debug!(end = self.end, "frame log index checkpointed");
+                true
             }
             Err(e) => {
-                tracing::warn!(error = %e, path = %self.ckpt_path.display(), "frame log index checkpoint not written")
+                tracing::warn!(error = %e, path = %self.ckpt_path.display(), "frame log index checkpoint not written");
+                false
             }
         }
     }
 
     /// Cuts what a failed batch left in the file, so that the retry writes it whole.
     fn rollback(&mut self) -> io::Result<()> {
-        self.file.set_len(self.end)
+        self.file.set_len(self.end - self.base)
+    }
+
+    /// Bytes the next batch may take: what is left of the segment being written (all of
+    /// the next one's when it is full), at most [`MAX_BATCH_BYTES`].
+    fn room(&self) -> usize {
+        let len = self.end - self.base;
+        let seg = self.retention.segment_bytes;
+        let left = if len >= seg { seg } else { seg - len };
+        left.min(MAX_BATCH_BYTES as u64) as usize
+    }
+
+    /// Starts a new segment when the one being written is full, or holds frames older
+    /// than a segment may.
+    fn roll_if_due(&mut self, now: i64) -> io::Result<()> {
+        let meta = self.segs.get(&self.base).copied();
+        let due = meta.is_some_and(|m| {
+            m.len >= self.retention.segment_bytes
+                || (m.len > 0 && m.opened_ms + self.retention.segment_max_age_ms as i64 <= now)
+        });
+        if !due {
+            return Ok(());
+        }
+        let dir = &self.shared.dir;
+        let base = self.end;
+        let file = segments::create(dir, base)?;
+        segments::sync_dir(dir)?;
+        self.shared
+            .segments
+            .insert(base, File::open(segments::path(dir, base))?);
+        self.file = file;
+        self.base = base;
+        self.segs.insert(
+            base,
+            SegmentMeta {
+                len: 0,
+                opened_ms: now,
+                written_ms: now,
+            },
+        );
+        self.shared
+            .counters
+            .segments
+            .store(self.segs.len() as u64, Ordering::Relaxed);
+        tracing::debug!(segment = base, "frame log segment started");
+        Ok(())
+    }
+
+    /// Applies the retention limits: moves handles' first kept offsets past what a limit
+    /// removes, forgets sealed handles nothing is kept of, and deletes the segments no
+    /// handle keeps a frame in (after a checkpoint records the moves).
+    fn retain(&mut self) {
+        self.last_pass = Instant::now();
+        let now = now_ms();
+        if let Err(e) = self.roll_if_due(now) {
+            tracing::warn!(error = %e, "frame log segment not started; retried at the next pass");
+        }
+        let doomed: HashMap<u64, TruncateReason> =
+            retention::doomed(&self.segs, self.base, &self.retention, now)
+                .into_iter()
+                .collect();
+        let mut live = HashSet::new();
+        let mut gone = Vec::new();
+        let mut removed = [0u64; 4];
+        for entry in self.shared.handles.iter() {
+            let index = entry.value();
+            let mut slots = index.slots_mut();
+            while let Some(span) = slots.spans.front().copied() {
+                let reason = match doomed.get(&span.segment) {
+                    Some(r) => *r,
+                    None if slots.bytes > self.retention.handle_max_bytes
+                        && span.segment < self.base =>
+                    {
+                        TruncateReason::HandleBytes
+                    }
+                    None => break,
+                };
+                removed[reason.to_byte() as usize - 1] += slots.drop_front_span(reason);
+            }
+            live.extend(slots.spans.iter().map(|s| s.segment));
+            if slots.positions.is_empty() && slots.truncated.is_some() && index.watermark().sealed {
+                gone.push(index.handle.clone());
+            }
+        }
+        for (reason, n) in TruncateReason::ALL.iter().zip(removed) {
+            if n > 0 {
+                self.shared.counters.removed_frames[reason.to_byte() as usize - 1]
+                    .fetch_add(n, Ordering::Relaxed);
+                tracing::info!(
+                    frames = n,
+                    limit = reason.as_str(),
+                    "frame log retention removed frames"
+                );
+            }
+        }
+        for handle in gone {
+            self.shared.handles.remove(&handle);
+        }
+        let unused = retention::unused(&self.segs, self.base, &live);
+        if unused.is_empty() {
+            return;
+        }
+        // The moves are recorded before the frames go: a restart never shows a frame
+        // again once its segment is deleted.
+        if !self.checkpoint() {
+            return;
+        }
+        let mut paths = Vec::with_capacity(unused.len());
+        for base in unused {
+            self.shared.segments.remove(base);
+            if let Some(meta) = self.segs.remove(&base) {
+                paths.push((segments::path(&self.shared.dir, base), meta.len));
+            }
+        }
+        let counters = &self.shared.counters;
+        counters
+            .size
+            .store(self.segs.values().map(|m| m.len).sum(), Ordering::Relaxed);
+        counters
+            .segments
+            .store(self.segs.len() as u64, Ordering::Relaxed);
+        let shared = self.shared.clone();
+        // Unlinking a large file can take a while: not on the writer's thread.
+        let spawned = std::thread::Builder::new()
+            .name("frame-log-retention".into())
+            .spawn(move || {
+                for (path, len) in paths {
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => {
+                            let counters = &shared.counters;
+                            counters.deleted_segments.fetch_add(1, Ordering::Relaxed);
+                            counters.deleted_bytes.fetch_add(len, Ordering::Relaxed);
+                            tracing::info!(segment = %path.display(), bytes = len, "frame log segment deleted");
+                        }
+                        Err(e) => {
+                            tracing::warn!(segment = %path.display(), error = %e, "frame log segment not deleted")
+                        }
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "frame log segments not deleted: no thread");
+        }
     }
 
     /// Writes the batch, syncs it, then publishes watermarks and acknowledgements. On
     /// error nothing is published and the writer's state is as before the call.
     fn commit(&mut self, batch: &mut Vec<Append>) -> io::Result<()> {
         let ts = now_ms();
-        let mut written: Vec<(Arc<HandleIndex>, u64, bool)> = Vec::with_capacity(batch.len());
+        self.roll_if_due(ts)?;
+        let mut written: Vec<(Arc<HandleIndex>, u64, u64, bool)> = Vec::with_capacity(batch.len());
         // Handles whose status frame is in this batch: nothing of theirs may follow it.
-        let mut sealing: std::collections::HashSet<HandleId> = Default::default();
+        let mut sealing: HashSet<HandleId> = HashSet::new();
         let mut acks: Vec<AckTo> = Vec::new();
         // The next offset of each handle in this batch; merged into `next` on success.
         let mut next: HashMap<HandleId, u64> = HashMap::new();
@@ -777,12 +1246,13 @@ impl Writer {
             };
             let marker = a.ack.as_ref().map(|k| (k.attempt, k.seq));
             let pos = end;
-            end += record::write(&mut self.buf, &frame, marker, &a.data)?;
+            let len = record::write(&mut self.buf, &frame, marker, &a.data)?;
+            end += len;
             next.insert(a.handle.clone(), offset + 1);
             if a.kind == StreamKind::Status {
                 sealing.insert(a.handle.clone());
             }
-            written.push((index, pos, a.kind == StreamKind::Status));
+            written.push((index, pos, len, a.kind == StreamKind::Status));
             if let Some(ack) = &a.ack {
                 acks.push(ack.clone());
             }
@@ -793,7 +1263,17 @@ impl Writer {
         if self.buf.capacity() > MAX_BATCH_BYTES * 2 {
             self.buf = Vec::with_capacity(1 << 20);
         }
-        self.shared.counters.size.store(self.end, Ordering::Relaxed);
+        if let Some(meta) = self.segs.get_mut(&self.base) {
+            if meta.len == 0 && end > self.base {
+                meta.opened_ms = ts;
+            }
+            meta.len = end - self.base;
+            meta.written_ms = ts;
+        }
+        self.shared
+            .counters
+            .size
+            .store(self.segs.values().map(|m| m.len).sum(), Ordering::Relaxed);
         for (handle, n) in next {
             if let Some(entry) = self.next.get_mut(&handle) {
                 entry.1 = n;
@@ -808,11 +1288,11 @@ impl Writer {
                 last.1 = last.1.max(ack.seq);
             }
         }
-        for (index, pos, sealed) in written {
+        for (index, pos, len, sealed) in written {
             let last = {
-                let mut positions = index.positions.write().unwrap_or_else(|e| e.into_inner());
-                positions.push(pos);
-                positions.len() as u64
+                let mut slots = index.slots_mut();
+                slots.push(pos, self.base, len);
+                slots.next() - 1
             };
             index.watermark.send_modify(|w| {
                 w.last = last;

@@ -159,6 +159,8 @@ pub enum Found {
         frame: StoredFrame,
         acks: Option<Acked>,
         pos: u64,
+        /// The record's size in the segment.
+        len: u64,
     },
     Damage(Damage),
 }
@@ -188,7 +190,12 @@ pub fn recover(file: &File, start: u64, mut each: impl FnMut(Found)) -> io::Resu
     let mut body = Vec::new();
     while pos < size {
         if let Some((frame, acks, len)) = next_record(&mut reader, pos, size, &mut body)? {
-            each(Found::Frame { frame, acks, pos });
+            each(Found::Frame {
+                frame,
+                acks,
+                pos,
+                len,
+            });
             pos += len;
             continue;
         }

@@ -3,7 +3,8 @@ use std::time::Duration;
 use std::collections::HashMap;
 
 use super::*;
-use crate::protocol::{Gap, GapReason};
+use crate::protocol::{Gap, GapReason, TruncateReason, Truncated};
+use std::path::Path;
 
 fn append(handle: &HandleId, kind: StreamKind, data: &str) -> Append {
     Append {
@@ -104,7 +105,7 @@ async fn reopening_rebuilds_indexes_and_drops_a_torn_tail() {
         wait_for(&index, 10).await;
     }
     // Simulate a crash mid-write: half a record at the end.
-    let path = dir.path().join("frames.log");
+    let path = segments::path(dir.path(), 0);
     let mut f = OpenOptions::new().append(true).open(&path).unwrap();
     f.write_all(&[200, 0, 0, 0, 1, 2, 3]).unwrap();
     drop(f);
@@ -261,9 +262,9 @@ fn a_flipped_byte_costs_only_the_frame_it_lands_in() {
         let at = rng.below(bytes.len() as u64);
         bytes[at as usize] ^= 1 + rng.below(255) as u8;
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("frames.log"), &bytes).unwrap();
+        std::fs::write(segments::path(dir.path(), 0), &bytes).unwrap();
         let log = FrameLog::open(dir.path()).unwrap();
-        let size = std::fs::metadata(dir.path().join("frames.log"))
+        let size = std::fs::metadata(segments::path(dir.path(), 0))
             .unwrap()
             .len();
         let hit = written.iter().position(|w| w.span.contains(&at)).unwrap();
@@ -326,12 +327,12 @@ async fn a_truncated_segment_keeps_every_whole_record() {
         let (bytes, written) = segment(&mut rng);
         let cut = rng.below(bytes.len() as u64);
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("frames.log"), &bytes[..cut as usize]).unwrap();
+        std::fs::write(segments::path(dir.path(), 0), &bytes[..cut as usize]).unwrap();
         let log = FrameLog::open(dir.path()).unwrap();
         let whole: Vec<&Written> = written.iter().filter(|w| w.span.end <= cut).collect();
         let kept = whole.last().map_or(0, |w| w.span.end);
         assert_eq!(
-            std::fs::metadata(dir.path().join("frames.log"))
+            std::fs::metadata(segments::path(dir.path(), 0))
                 .unwrap()
                 .len(),
             kept,
@@ -398,7 +399,7 @@ async fn a_checkpoint_spares_the_rescan_and_the_tail_is_still_read() {
     }
     // Damage before the checkpoint's end is not looked for at start (it reads as a gap
     // when read); without the checkpoint the rescan finds it. This tells the two apart.
-    let path = dir.path().join("frames.log");
+    let path = segments::path(dir.path(), 0);
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[30] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
@@ -454,7 +455,7 @@ async fn a_checkpoint_that_does_not_match_the_log_is_ignored() {
     drop(log);
     // A log cut shorter than the checkpoint says: rescanned, the whole records kept.
     std::fs::write(&ckpt, &good).unwrap();
-    let path = dir.path().join("frames.log");
+    let path = segments::path(dir.path(), 0);
     let len = std::fs::metadata(&path).unwrap().len();
     let f = OpenOptions::new().write(true).open(&path).unwrap();
     f.set_len(len / 2).unwrap();
@@ -465,4 +466,229 @@ async fn a_checkpoint_that_does_not_match_the_log_is_ignored() {
     assert!(last > 0 && last < 20, "{last} frames after the cut");
     let frames = log.read_after(&index, 0, 100, usize::MAX).unwrap();
     assert!(frames.iter().all(|f| f.kind == StreamKind::Stdout));
+}
+
+/// Waits up to ten seconds for `done`, which the writer's retention pass (about once a
+/// second) makes true.
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within ten seconds"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn segment_files(dir: &Path) -> Vec<u64> {
+    let mut bases: Vec<u64> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".log")?.parse().ok()
+        })
+        .collect();
+    bases.sort_unstable();
+    bases
+}
+
+fn small_segments() -> RetentionSettings {
+    RetentionSettings {
+        segment_bytes: 4 << 10,
+        ..RetentionSettings::default()
+    }
+}
+
+/// Reads every frame of `index` from `after` on, as an observer would, batch by batch.
+fn read_from(log: &FrameLog, index: &HandleIndex, mut after: u64) -> Vec<StoredFrame> {
+    let mut out = Vec::new();
+    loop {
+        let batch = log.read_after(index, after, 64, usize::MAX).unwrap();
+        let Some(last) = batch.last() else {
+            return out;
+        };
+        after = last.offset;
+        out.extend(batch);
+    }
+}
+
+/// A handle over its byte limit loses its oldest frames, segment by segment; a reader
+/// from below what is kept gets one truncated frame naming the first offset kept, then
+/// every frame from there; segments nothing keeps a frame in are deleted; the other
+/// handle keeps all of its frames, and a restart (from the checkpoint, and by a whole
+/// rescan without it) keeps the same first offset.
+#[tokio::test]
+async fn a_handle_over_its_byte_limit_is_truncated_and_readers_are_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        HandleId::parse("h-big").unwrap(),
+        HandleId::parse("h-small").unwrap(),
+    );
+    let settings = RetentionSettings {
+        handle_max_bytes: 16 << 10,
+        ..small_segments()
+    };
+    let line = "x".repeat(500);
+    let first = {
+        let log = FrameLog::open_with(dir.path(), settings).unwrap();
+        let ia = log.create_handle(&a);
+        let ib = log.create_handle(&b);
+        log.append(append(&b, StreamKind::Stdout, "b1\n"))
+            .await
+            .unwrap();
+        for i in 1..=400 {
+            log.append(append(&a, StreamKind::Stdout, &format!("{i} {line}\n")))
+                .await
+                .unwrap();
+        }
+        log.append(append(&b, StreamKind::Stdout, "b2\n"))
+            .await
+            .unwrap();
+        wait_for(&ia, 400).await;
+        wait_for(&ib, 2).await;
+        wait_until("the big handle truncated", || {
+            ia.kept().bytes <= (16 + 4) << 10
+        })
+        .await;
+        let kept = ia.kept();
+        assert_eq!(kept.truncated, Some(TruncateReason::HandleBytes));
+        assert!(kept.first > 300, "first kept {}", kept.first);
+        wait_until("segments deleted", || {
+            log.counters().deleted_segments.load(Ordering::Relaxed) > 0
+        })
+        .await;
+        // The first segment holds b1: kept; those with only the big handle's old frames go.
+        let files = segment_files(dir.path());
+        assert_eq!(files[0], 0);
+        assert!(files.len() < 10, "{} segments left", files.len());
+        assert!(ib.kept().truncated.is_none());
+        let frames = read_from(&log, &ib, 0);
+        assert_eq!(frames.len(), 2);
+        // From the start: truncated, then every kept frame.
+        let frames = read_from(&log, &ia, 0);
+        assert_eq!(frames[0].kind, StreamKind::Truncated);
+        assert_eq!(frames[0].offset, kept.first - 1);
+        let t: Truncated = serde_json::from_slice(&frames[0].data).unwrap();
+        assert_eq!(t.first, kept.first);
+        assert_eq!(t.reason, TruncateReason::HandleBytes);
+        assert_eq!(frames.len() as u64, 1 + 400 - kept.first + 1);
+        for (i, f) in frames[1..].iter().enumerate() {
+            assert_eq!(f.offset, kept.first + i as u64);
+            assert!(f.data.starts_with(format!("{} ", f.offset).as_bytes()));
+        }
+        // From inside what is kept: no truncated frame.
+        let frames = read_from(&log, &ia, 399);
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].offset, 400);
+        log.checkpoint().await.unwrap();
+        kept.first
+    };
+    let log = FrameLog::open_with(dir.path(), settings).unwrap();
+    let ia = log.handle(&a).unwrap();
+    assert_eq!(ia.kept().first, first, "from the checkpoint");
+    assert_eq!(ia.watermark().last, 400);
+    drop(log);
+    std::fs::remove_file(dir.path().join("index.ckpt")).unwrap();
+    let log = FrameLog::open_with(dir.path(), settings).unwrap();
+    assert!(log.damage().is_empty(), "deleted segments are not damage");
+    let ia = log.handle(&a).unwrap();
+    let frames = read_from(&log, &ia, 0);
+    // The first segment's frames of the big handle come back (nothing recorded that
+    // they went), the deleted segments' are one truncation: never a gap.
+    assert!(frames.iter().all(|f| f.kind != StreamKind::Gap));
+    let t = frames
+        .iter()
+        .find(|f| f.kind == StreamKind::Truncated)
+        .expect("a truncated frame");
+    let t: Truncated = serde_json::from_slice(&t.data).unwrap();
+    assert_eq!(t.reason, TruncateReason::Removed);
+    assert_eq!(frames.last().unwrap().offset, 400);
+}
+
+/// Over the global budget the oldest segments go, whoever's frames they hold; a live
+/// handle keeps being written, and the log stays near its budget.
+#[tokio::test]
+async fn the_log_stays_within_its_budget_oldest_segments_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = HandleId::parse("h-live").unwrap();
+    let settings = RetentionSettings {
+        budget_bytes: 32 << 10,
+        ..small_segments()
+    };
+    let log = FrameLog::open_with(dir.path(), settings).unwrap();
+    let index = log.create_handle(&h);
+    let line = "y".repeat(1000);
+    for i in 1..=200 {
+        log.append(append(&h, StreamKind::Stdout, &format!("{i} {line}\n")))
+            .await
+            .unwrap();
+    }
+    wait_for(&index, 200).await;
+    wait_until("the log back within its budget", || {
+        log.counters().size.load(Ordering::Relaxed) <= (32 + 4) << 10
+    })
+    .await;
+    let kept = index.kept();
+    assert_eq!(kept.truncated, Some(TruncateReason::Budget));
+    let removed = log.counters().removed_frames[TruncateReason::Budget.to_byte() as usize - 1]
+        .load(Ordering::Relaxed);
+    assert_eq!(removed, kept.first - 1);
+    wait_until("files deleted", || {
+        let on_disk: u64 = segment_files(dir.path())
+            .iter()
+            .map(|b| {
+                std::fs::metadata(segments::path(dir.path(), *b))
+                    .unwrap()
+                    .len()
+            })
+            .sum();
+        on_disk <= (32 + 4) << 10
+    })
+    .await;
+    // Still written after truncation, offsets going on.
+    log.append(append(&h, StreamKind::Stdout, "201\n"))
+        .await
+        .unwrap();
+    wait_for(&index, 201).await;
+    let frames = read_from(&log, &index, 0);
+    assert_eq!(frames[0].kind, StreamKind::Truncated);
+    assert_eq!(frames.last().unwrap().data, b"201\n");
+}
+
+/// Frames older than the age limit go even on a quiet log (its segment is closed for
+/// age); a sealed handle nothing is kept of is forgotten.
+#[tokio::test]
+async fn old_frames_go_and_a_sealed_handle_with_nothing_kept_is_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = HandleId::parse("h-old").unwrap();
+    let settings = RetentionSettings {
+        segment_max_age_ms: 200,
+        max_age_ms: 500,
+        ..RetentionSettings::default()
+    };
+    let log = FrameLog::open_with(dir.path(), settings).unwrap();
+    let index = log.create_handle(&h);
+    log.append(append(&h, StreamKind::Stdout, "old\n"))
+        .await
+        .unwrap();
+    log.append(append(&h, StreamKind::Status, "{}"))
+        .await
+        .unwrap();
+    wait_for(&index, 2).await;
+    wait_until("the old handle forgotten", || log.handle(&h).is_none()).await;
+    let kept = index.kept();
+    assert_eq!((kept.first, kept.truncated), (3, Some(TruncateReason::Age)));
+    wait_until("its segment deleted", || {
+        !segment_files(dir.path()).contains(&0)
+    })
+    .await;
+    // A reader still holding the index gets the truncation and the end, no frames.
+    let frames = read_from(&log, &index, 0);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].kind, StreamKind::Truncated);
+    assert_eq!(frames[0].offset, 2);
+    drop(log);
+    let log = FrameLog::open_with(dir.path(), settings).unwrap();
+    assert!(log.handle(&h).is_none(), "not back after a restart");
 }

@@ -181,6 +181,9 @@ pub enum StreamKind {
     /// Frames this observer will not get ([`Gap`]); never stored, its offset is the last
     /// frame it stands for.
     Gap,
+    /// Frames retention removed before the observer's resume point ([`Truncated`]); never
+    /// stored, its offset is the one before the first frame still kept.
+    Truncated,
 }
 
 impl StreamKind {
@@ -191,6 +194,7 @@ impl StreamKind {
             StreamKind::Status => "status",
             StreamKind::Guard => "guard",
             StreamKind::Gap => "gap",
+            StreamKind::Truncated => "truncated",
         }
     }
 
@@ -201,6 +205,7 @@ impl StreamKind {
             StreamKind::Status => 3,
             StreamKind::Guard => 4,
             StreamKind::Gap => 5,
+            StreamKind::Truncated => 6,
         }
     }
 
@@ -211,6 +216,7 @@ impl StreamKind {
             3 => Some(StreamKind::Status),
             4 => Some(StreamKind::Guard),
             5 => Some(StreamKind::Gap),
+            6 => Some(StreamKind::Truncated),
             _ => None,
         }
     }
@@ -306,6 +312,9 @@ pub struct ObserverFrame {
     /// Present on the `gap` frame only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gap: Option<Gap>,
+    /// Present on the `truncated` frame only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<Truncated>,
 }
 
 /// Frames `first..=last` of a handle that an observer does not get, and why. The gap
@@ -325,6 +334,63 @@ pub enum GapReason {
     Corrupt,
     /// The observer fell behind under the `drop` policy and was moved ahead.
     Dropped,
+}
+
+/// Retention removed a handle's frames before `first`, the first it still keeps (one
+/// past its last offset when it keeps none). The truncated frame carries offset
+/// `first - 1`, so resuming from it goes on at `first`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Truncated {
+    pub first: u64,
+    pub reason: TruncateReason,
+}
+
+/// Which retention limit removed a handle's first frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TruncateReason {
+    /// The handle kept more than its byte limit (`retention.handle-max-bytes`).
+    HandleBytes,
+    /// The frames were older than `retention.max-age`.
+    Age,
+    /// The whole log was over its budget (`retention.budget-bytes`); its oldest
+    /// segments went first.
+    Budget,
+    /// Removed before the server last started; which limit is not recorded (the index
+    /// checkpoint that said so did not read).
+    Removed,
+}
+
+impl TruncateReason {
+    pub const ALL: [TruncateReason; 4] = [
+        TruncateReason::HandleBytes,
+        TruncateReason::Age,
+        TruncateReason::Budget,
+        TruncateReason::Removed,
+    ];
+
+    pub fn to_byte(self) -> u8 {
+        match self {
+            TruncateReason::HandleBytes => 1,
+            TruncateReason::Age => 2,
+            TruncateReason::Budget => 3,
+            TruncateReason::Removed => 4,
+        }
+    }
+
+    pub fn from_byte(b: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.to_byte() == b)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TruncateReason::HandleBytes => "handle-bytes",
+            TruncateReason::Age => "age",
+            TruncateReason::Budget => "budget",
+            TruncateReason::Removed => "removed",
+        }
+    }
 }
 
 impl ObserverFrame {
@@ -396,6 +462,7 @@ mod tests {
             encoding: enc,
             status: None,
             gap: None,
+            truncated: None,
         };
         assert_eq!(frame.bytes(), vec![0xff, 0x00, b'a']);
     }

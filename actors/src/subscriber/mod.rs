@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::domain::rfc3339_ms;
 use crate::exec_handle::{FrameLog, FrameLogError, HandleIndex, StoredFrame, Watermark};
-use crate::protocol::{FinalStatus, Gap, ObserverFrame, StreamKind};
+use crate::protocol::{FinalStatus, Gap, ObserverFrame, StreamKind, Truncated};
 
 /// At most this many frames, or about this many bytes, per read from the log: what an
 /// observer holds while its socket is slow.
@@ -100,7 +100,10 @@ pub fn to_observer(frame: &StoredFrame) -> ObserverFrame {
     let gap = (frame.kind == StreamKind::Gap)
         .then(|| serde_json::from_slice::<Gap>(&frame.data).ok())
         .flatten();
-    let (data, encoding) = if status.is_some() || gap.is_some() {
+    let truncated = (frame.kind == StreamKind::Truncated)
+        .then(|| serde_json::from_slice::<Truncated>(&frame.data).ok())
+        .flatten();
+    let (data, encoding) = if status.is_some() || gap.is_some() || truncated.is_some() {
         (String::new(), None)
     } else {
         ObserverFrame::encode_data(&frame.data)
@@ -115,6 +118,7 @@ pub fn to_observer(frame: &StoredFrame) -> ObserverFrame {
         encoding,
         status,
         gap,
+        truncated,
     }
 }
 

@@ -465,7 +465,10 @@ fn stream_once(server: &Server, mb: u64) -> anyhow::Result<Value> {
             match f.kind {
                 StreamKind::Stdout => received += f.data.len() as u64,
                 StreamKind::Status => break,
-                StreamKind::Stderr | StreamKind::Guard | StreamKind::Gap => {}
+                StreamKind::Stderr
+                | StreamKind::Guard
+                | StreamKind::Gap
+                | StreamKind::Truncated => {}
             }
         }
         anyhow::Ok((received, frames))

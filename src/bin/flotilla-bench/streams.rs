@@ -344,7 +344,9 @@ async fn observe(
                 }
             }
             StreamKind::Status => break,
-            StreamKind::Stderr | StreamKind::Guard | StreamKind::Gap => seen.other_frames += 1,
+            StreamKind::Stderr | StreamKind::Guard | StreamKind::Gap | StreamKind::Truncated => {
+                seen.other_frames += 1
+            }
         }
     }
     seen.check.finish(target.lines);
@@ -1381,7 +1383,10 @@ fn replay_ws(exe: &PathBuf, bytes: u64) -> anyhow::Result<(f64, u64)> {
                     } as u64
                 }
                 StreamKind::Status => break,
-                StreamKind::Stderr | StreamKind::Guard | StreamKind::Gap => {}
+                StreamKind::Stderr
+                | StreamKind::Guard
+                | StreamKind::Gap
+                | StreamKind::Truncated => {}
             }
         }
         anyhow::Ok((start.elapsed().as_secs_f64(), received, frames))

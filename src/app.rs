@@ -61,9 +61,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             max_batch_items: config.max_batch_items,
         },
     ));
+    // Observer frames encoded once and shared by every observer of a handle.
+    let wire = web::Data::new(http::wire::WireCache::new(http::wire::WIRE_CACHE_BYTES));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(wire.clone())
             .configure(http::routes)
             .wrap_fn(|req, srv| {
                 let call = actix_web::dev::Service::call(srv, req);

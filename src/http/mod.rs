@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod respcheck;
 pub mod stream;
 mod tasks;
+pub mod wire;
 
 use actix_web::{web, HttpResponse};
 use flotilla_actors::dispatcher::messages::ReadyState;

@@ -23,7 +23,7 @@ use actix_ws::{CloseCode, CloseReason, Message, MessageStream};
 use flotilla_actors::control_plane::RunRequest;
 use flotilla_actors::domain::{now_ms, HandleId};
 use flotilla_actors::exec_handle::{gap_frame, HandleIndex, StoredFrame};
-use flotilla_actors::protocol::GapReason;
+use flotilla_actors::protocol::{GapReason, StreamKind};
 use flotilla_actors::subscriber::registry::{JoinError, Membership, Policy, StreamingSettings};
 use flotilla_actors::subscriber::{to_observer, Subscription};
 use futures_util::future::LocalBoxFuture;
@@ -33,6 +33,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::error::ApiError;
+use super::wire::{Wire, WireCache};
 use super::{auth, State};
 
 fn query<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
@@ -151,6 +152,7 @@ pub async fn follow(
         frames: VecDeque::new(),
         control: control_rx,
         codec: Codec::new(),
+        wire: req.app_data::<web::Data<WireCache>>().cloned(),
         membership: membership.clone(),
         settings,
         live: index.watermark().last.saturating_sub(from) <= settings.lag_limit,
@@ -184,6 +186,8 @@ struct ObserverBody {
     /// Pongs, pings and closes from the watcher of the connection.
     control: mpsc::Receiver<Message>,
     codec: Codec,
+    /// Frames encoded once for every observer, when the server keeps them.
+    wire: Option<web::Data<WireCache>>,
     membership: Arc<Membership>,
     settings: StreamingSettings,
     /// Within the lag limit of the end at least once: the policy applies from then on.
@@ -202,6 +206,41 @@ impl ObserverBody {
             .encode(msg, &mut buf)
             .map_err(actix_web::error::ErrorInternalServerError)?;
         Ok(buf.freeze())
+    }
+
+    /// A frame of the log as it goes on the wire: from the shared cache when another
+    /// observer encoded it already, else encoded here (and shared). Frames made for
+    /// this observer alone (gap, truncated) are not shared.
+    fn wire_of(&mut self, f: &StoredFrame) -> Result<Wire, actix_web::Error> {
+        let shared = !matches!(f.kind, StreamKind::Gap | StreamKind::Truncated);
+        let cache = self.wire.clone().filter(|_| shared);
+        if let Some(w) = cache.as_ref().and_then(|c| c.get(&f.handle, f.offset)) {
+            return Ok(w);
+        }
+        // unwrap: an ObserverFrame is plain data and always serialises.
+        let text = serde_json::to_string(&to_observer(f)).unwrap();
+        let text_len = text.len();
+        let wire = Wire {
+            bytes: self.encode(Message::Text(text.into()))?,
+            text_len,
+            status: f.kind == StreamKind::Status,
+        };
+        if let Some(c) = cache {
+            c.put(&f.handle, f.offset, &wire);
+        }
+        Ok(wire)
+    }
+
+    /// The next frame, when another observer's encoding of it is in the shared cache:
+    /// sent without reading the log.
+    fn shared_next(&mut self) -> Option<Wire> {
+        let cache = self.wire.as_ref()?;
+        let sub = self.sub.as_mut()?;
+        let next = sub.next_kept()?;
+        let wire = cache.get(&self.membership.session().handle, next)?;
+        sub.advance(next, wire.status);
+        self.membership.sent(next, wire.text_len);
+        Some(wire)
     }
 
     /// The close frame that ends the stream, with `why` as its reason.
@@ -292,10 +331,11 @@ impl Stream for ObserverBody {
         }
         loop {
             if let Some(f) = this.frames.pop_front() {
-                // unwrap: an ObserverFrame is plain data and always serialises.
-                let text = serde_json::to_string(&to_observer(&f)).unwrap();
-                this.membership.sent(f.offset, text.len());
-                return Poll::Ready(Some(this.encode(Message::Text(text.into()))));
+                let wire = this.wire_of(&f);
+                if let Ok(w) = &wire {
+                    this.membership.sent(f.offset, w.text_len);
+                }
+                return Poll::Ready(Some(wire.map(|w| w.bytes)));
             }
             if let Some(end) = this.lagging() {
                 return end;
@@ -304,6 +344,9 @@ impl Stream for ObserverBody {
                 continue;
             }
             if this.reading.is_none() {
+                if let Some(wire) = this.shared_next() {
+                    return Poll::Ready(Some(Ok(wire.bytes)));
+                }
                 let Some(mut sub) = this.sub.take() else {
                     return Poll::Ready(None);
                 };

@@ -361,3 +361,63 @@ fn three_hundred_stalled_observers_are_bounded_and_closed_by_the_write_timeout()
     );
     drop(stalled);
 }
+
+/// Frames are encoded once and shared between the observers of a handle: twenty that
+/// follow a task live and five that join after it ended, from offsets of their own,
+/// each get every frame after their offset once, byte for byte what the task printed.
+#[test]
+fn observers_of_one_handle_share_frames_and_each_gets_its_own_stream() {
+    let app = App::start(1);
+    let lines = 50_000;
+    let expected: String = (1..=lines).map(|i| format!("{i}\n")).collect();
+    let task = app.submit(json!({"argv": ["seq", "1", lines.to_string()]}));
+    let handle = task["handle"].as_str().unwrap().to_owned();
+    let id = task["id"].as_str().unwrap().to_owned();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let text_of = |frames: &[flotilla_actors::protocol::ObserverFrame], from: u64| {
+        let mut text = String::new();
+        for (i, f) in frames.iter().enumerate() {
+            assert_eq!(f.offset, from + 1 + i as u64, "dense offsets from {from}");
+            match f.kind {
+                StreamKind::Stdout => text.push_str(&f.data),
+                StreamKind::Status => assert_eq!(i, frames.len() - 1),
+                other => panic!("unexpected {other:?} frame"),
+            }
+        }
+        text
+    };
+    let live = rt.block_on(async {
+        let mut sockets = Vec::new();
+        for _ in 0..20 {
+            sockets.push(observe(&app, &handle, "from=0").await.unwrap());
+        }
+        let readers: Vec<_> = sockets
+            .into_iter()
+            .map(|mut ws| tokio::spawn(async move { drain(&mut ws).await.0 }))
+            .collect();
+        let mut all = Vec::new();
+        for r in readers {
+            all.push(r.await.unwrap());
+        }
+        all
+    });
+    app.wait_state(&id, "succeeded", Duration::from_secs(30));
+    for frames in &live {
+        assert_eq!(text_of(frames, 0), expected);
+    }
+    let last = live[0].last().unwrap().offset;
+    for from in [0, 1, last / 3, last / 2, last - 1] {
+        let frames = rt.block_on(async {
+            let mut ws = observe(&app, &handle, &format!("from={from}"))
+                .await
+                .unwrap();
+            drain(&mut ws).await.0
+        });
+        let text = text_of(&frames, from);
+        let skipped: String = live[0][..from as usize]
+            .iter()
+            .map(|f| f.data.as_str())
+            .collect();
+        assert_eq!(format!("{skipped}{text}"), expected, "from={from}");
+    }
+}

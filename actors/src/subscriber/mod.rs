@@ -42,6 +42,22 @@ impl Subscription {
         }
     }
 
+    /// The offset after the cursor, when it is durable and kept: a frame the caller
+    /// may have from elsewhere (frames already encoded for another observer) instead
+    /// of reading it, then [`advance`](Self::advance) past.
+    pub fn next_kept(&self) -> Option<u64> {
+        let next = self.cursor + 1;
+        (!self.done && next <= self.index.watermark().last && next >= self.index.kept().first)
+            .then_some(next)
+    }
+
+    /// Moves the cursor to `offset`, a frame delivered from elsewhere; `status` if it
+    /// was the status frame (nothing follows).
+    pub fn advance(&mut self, offset: u64, status: bool) {
+        self.cursor = offset;
+        self.done = status;
+    }
+
     /// How many durable frames lie after the cursor.
     pub fn lag(&self) -> u64 {
         self.index.watermark().last.saturating_sub(self.cursor)

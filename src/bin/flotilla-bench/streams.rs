@@ -48,21 +48,42 @@ const STALLED_BYTES: u64 = 32_000_000;
 const HOLD_CONFIG: &str = "[streaming]\nwrite-timeout-ms = 600000\nping-interval-ms = 600000\n";
 
 /// The fan-out producer: waits for the file `argv[1]` (created once every observer is
-/// connected), then writes `argv[2]` lines of 256 bytes at full speed through a 64 KiB
-/// buffer: `<line number, 10 digits> <wall clock ns when the line was made, 19 digits> x…x\n`.
-/// The buffering is explicit because the environment may set PYTHONUNBUFFERED.
+/// connected), then writes `argv[2]` lines of 256 bytes through a 64 KiB buffer:
+/// `<line number, 10 digits> <wall clock ns when the line was made, 19 digits> x…x\n`;
+/// at full speed, or at `argv[3]` lines a second (flushed as they are due, about every
+/// half millisecond). The buffering is explicit because the environment may set
+/// PYTHONUNBUFFERED.
 const PRODUCER: &str = r#"
 import os, sys, time
-go, n = sys.argv[1], int(sys.argv[2])
+go, n, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 while not os.path.exists(go):
     time.sleep(0.002)
 out = open(1, "wb", buffering=1 << 16, closefd=False)
 pad = b"x" * 224
 now = time.time_ns
-for i in range(1, n + 1):
-    out.write(b"%010d %019d %s\n" % (i, now(), pad))
+start = time.monotonic()
+i = 1
+while i <= n:
+    due = n
+    if rate:
+        due = min(n, int((time.monotonic() - start) * rate) + 1)
+        if due < i:
+            time.sleep(0.0005)
+            continue
+    while i <= due:
+        out.write(b"%010d %019d %s\n" % (i, now(), pad))
+        i += 1
+    if rate:
+        out.flush()
 out.flush()
 "#;
+
+/// The paced run: 100 fast observers of a producer writing this many lines a second
+/// (about half of what they take at full speed here), for [`PACED_LINES`] lines. Its
+/// latency is the hop from producer to observer; at full speed the producer runs far
+/// ahead of delivery and the latency measures that backlog instead.
+const PACED_RATE: u64 = 8_000;
+const PACED_LINES: u64 = 40_000;
 
 /// `flotilla-bench fanout [LINES]`: one task writes LINES lines of 256 bytes, each
 /// stamped with the producer's clock, followed live by 100 observers from one client
@@ -78,17 +99,26 @@ pub fn fanout(exe: &PathBuf, lines: u64) -> anyhow::Result<Value> {
     // A short run first, not counted, so that no measured run pays for the first task's
     // start (log growth, allocator, the agent's first spawn).
     let warm_lines = (lines / 10).max(1_000);
-    fan_run(&server, &rt, warm_lines, WARM_UP, &mut rng, "warm-up")?;
+    fan_run(&server, &rt, warm_lines, WARM_UP, 0, &mut rng, "warm-up")?;
     // With and without the slow ones in ABBA order, so that neither shape is favoured by
     // its place (the log grows; others share the machine).
     let (mut mixed, mut fast) = (Runs::default(), Runs::default());
     for (i, shape) in [MIXED, ALL_FAST, ALL_FAST, MIXED].into_iter().enumerate() {
-        let run = fan_run(&server, &rt, lines, shape, &mut rng, &format!("run-{i}"))?;
+        let run = fan_run(&server, &rt, lines, shape, 0, &mut rng, &format!("run-{i}"))?;
         match shape.slow {
             0 => fast.0.push(run),
             _ => mixed.0.push(run),
         }
     }
+    let paced = Runs(vec![fan_run(
+        &server,
+        &rt,
+        PACED_LINES,
+        ALL_FAST,
+        PACED_RATE,
+        &mut rng,
+        "paced",
+    )?]);
     drop(server);
 
     let idle = idle_observers(exe, &rt)?;
@@ -99,12 +129,10 @@ pub fn fanout(exe: &PathBuf, lines: u64) -> anyhow::Result<Value> {
         Runs(vec![nats_fan_out(&rt, server.port, ALL_FAST.fast, lines)?])
     };
 
-    // Lines delivered to all observers together over the run's wall time: from the
-    // producer's stamp on line 1 to the moment the last observer received its last line
-    // (both mixed runs: their lines over their summed times). The slow observers finish
-    // last, about ten times later than the fast ones, so this figure is bound by their
-    // throttle; the runs without them show the server's own pace.
-    let lines_per_s = mixed.lines_per_s();
+    // Lines delivered to all observers together: each observer's own rate (its lines
+    // over its time from the producer's stamp on line 1 to its last line), added up,
+    // the mean of the two mixed runs. The slow ones count at the tenth they read.
+    let lines_per_s = mixed.summed_rates();
     let nats_msgs_per_s = nats.lines_per_s();
     // How much slower a fast observer reads with the 10 slow ones present: a fast
     // observer's line rate (lines over the mean time of the fast ones to their last
@@ -121,8 +149,9 @@ pub fn fanout(exe: &PathBuf, lines: u64) -> anyhow::Result<Value> {
         // Over every observer of both mixed runs and both runs without slow ones.
         "loss_lines": mixed.loss() + fast.loss(),
         "slow_impact_pct": round((fast_without - fast_with) / fast_without * 100.0),
-        // Fast observers of both mixed runs, all their lines pooled.
-        "p99_ms": round(mixed.p99_ms(Role::Fast)),
+        // Producer to observer at a sustained rate: the paced run, every line of
+        // every observer pooled.
+        "p99_ms": round(paced.p99_ms(Role::Fast)),
         "idle_observer_kib": round(idle.per_observer_kib()),
         "stalled_observer_kib": round(stalled.per_observer_kib()),
         "nats_msgs_per_s": round(nats_msgs_per_s),
@@ -133,7 +162,19 @@ pub fn fanout(exe: &PathBuf, lines: u64) -> anyhow::Result<Value> {
             // The throttle as it came out: a slow observer's line rate over a fast one's.
             "slow_rate_pct": round(mixed.rate_each(Role::Slow) / fast_with * 100.0),
             "without_slow_lines_per_s": round(fast.lines_per_s()),
+            // Lines to all observers over the time until the last of them (a slow one)
+            // had its last line: bound by the slow ones' throttle.
+            "lines_per_s_until_last": round(mixed.lines_per_s()),
             "without_slow_p99_ms": round(fast.p99_ms(Role::Fast)),
+            // At full speed the producer runs ahead of delivery: this is the backlog.
+            "full_speed_p99_ms": round(mixed.p99_ms(Role::Fast)),
+            "paced": {
+                "lines_per_s_produced": PACED_RATE,
+                "lines": PACED_LINES,
+                "observers": ALL_FAST.fast,
+                "p99_ms": round(paced.p99_ms(Role::Fast)),
+                "lines_per_s_delivered": round(paced.lines_per_s()),
+            },
             // Like for like with NATS: 100 observers at full speed, 100 subscribers.
             "ratio_without_slow": round(fast.lines_per_s() / nats_msgs_per_s),
             "runs": mixed.0.iter().chain(&fast.0).map(FanRun::summary).collect::<Vec<_>>(),
@@ -205,13 +246,14 @@ fn fan_run(
     rt: &Runtime,
     lines: u64,
     shape: Shape,
+    rate: u64,
     rng: &mut Rng,
     name: &str,
 ) -> anyhow::Result<FanRun> {
     let go = server.dir.join(format!("go-{name}"));
     let go_arg = go.to_str().context("a scratch path that is not UTF-8")?;
     let reply = server.client.submit(&json!({
-        "argv": ["python3", "-c", PRODUCER, go_arg, lines.to_string()],
+        "argv": ["python3", "-c", PRODUCER, go_arg, lines.to_string(), rate.to_string()],
     }))?;
     let target = Arc::new(Target {
         base: server.client.base().to_owned(),
@@ -621,6 +663,16 @@ impl FanRun {
         self.seen.iter().map(|s| s.check.lines).sum::<u64>() as f64 / self.secs()
     }
 
+    /// The readers' own line rates added up: each reader's lines over its time from the
+    /// producer's stamp on line 1 to its last line. What the server delivers to them
+    /// all at once, each at the pace it reads.
+    fn summed_rates(&self) -> f64 {
+        self.seen
+            .iter()
+            .map(|s| s.check.lines as f64 / (s.last_ns.saturating_sub(self.first_ns) as f64 / 1e9))
+            .sum()
+    }
+
     /// The mean over the readers of `role` of their time to their last line, in seconds
     /// (NaN, shown as null, when there are none).
     fn mean_secs(&self, role: Role) -> f64 {
@@ -717,6 +769,12 @@ impl Runs {
             .map(|s| s.check.lines)
             .sum();
         lines as f64 / self.0.iter().map(FanRun::secs).sum::<f64>()
+    }
+
+    /// The mean over the runs of their summed reader rates.
+    fn summed_rates(&self) -> f64 {
+        let rates: Vec<f64> = self.0.iter().map(FanRun::summed_rates).collect();
+        rates.iter().sum::<f64>() / rates.len().max(1) as f64
     }
 
     /// The mean over the runs of a `role` reader's line rate.

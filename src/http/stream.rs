@@ -149,6 +149,7 @@ pub async fn follow(
     let body = ObserverBody {
         sub: Some(Subscription::new(engine.log.clone(), index.clone(), from)),
         reading: None,
+        ready: false,
         frames: VecDeque::new(),
         control: control_rx,
         codec: Codec::new(),
@@ -179,9 +180,12 @@ pub struct ConnSocket(pub Arc<OwnedFd>);
 /// stalled observer costs is one batch read from the log and the connection's write
 /// buffer, whatever the producer writes.
 struct ObserverBody {
-    /// The cursor, when no read of the next batch is in flight.
+    /// The cursor, when no wait or read is in flight.
     sub: Option<Subscription>,
-    reading: Option<LocalBoxFuture<'static, (Subscription, ReadResult)>>,
+    reading: Option<LocalBoxFuture<'static, (Subscription, Step)>>,
+    /// A wait just said frames after the cursor are durable: read them (unless
+    /// another observer's encoding of the next one is shared).
+    ready: bool,
     frames: VecDeque<StoredFrame>,
     /// Pongs, pings and closes from the watcher of the connection.
     control: mpsc::Receiver<Message>,
@@ -198,6 +202,13 @@ struct ObserverBody {
 }
 
 type ReadResult = Result<Option<Vec<StoredFrame>>, flotilla_actors::exec_handle::FrameLogError>;
+
+/// What a wait or a read of the subscription came to.
+enum Step {
+    /// Whether frames after the cursor are durable now (`false`: the stream ended).
+    Waited(Result<bool, flotilla_actors::exec_handle::FrameLogError>),
+    Read(ReadResult),
+}
 
 impl ObserverBody {
     fn encode(&mut self, msg: Message) -> Result<Bytes, actix_web::Error> {
@@ -240,6 +251,7 @@ impl ObserverBody {
         let wire = cache.get(&self.membership.session().handle, next)?;
         sub.advance(next, wire.status);
         self.membership.sent(next, wire.text_len);
+        self.ready = false;
         Some(wire)
     }
 
@@ -350,24 +362,35 @@ impl Stream for ObserverBody {
                 let Some(mut sub) = this.sub.take() else {
                     return Poll::Ready(None);
                 };
+                // Wait first, then look for the next frame in the shared cache: at the
+                // live end every observer wakes at once, and only one should read.
+                let ready = std::mem::take(&mut this.ready);
                 this.reading = Some(Box::pin(async move {
-                    let batch = sub.next_batch().await;
-                    (sub, batch)
+                    if ready {
+                        let batch = sub.next_batch().await;
+                        (sub, Step::Read(batch))
+                    } else {
+                        let waited = sub.wait().await;
+                        (sub, Step::Waited(waited))
+                    }
                 }));
             }
             let Some(reading) = this.reading.as_mut() else {
                 return Poll::Ready(None);
             };
-            let (sub, batch) = match reading.as_mut().poll(cx) {
+            let (sub, step) = match reading.as_mut().poll(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(done) => done,
             };
             this.reading = None;
             this.sub = Some(sub);
-            match batch {
-                Ok(Some(frames)) => this.frames.extend(frames),
-                Ok(None) => return this.close(CloseCode::Normal, "the handle ended".into()),
-                Err(e) => {
+            match step {
+                Step::Waited(Ok(true)) => this.ready = true,
+                Step::Read(Ok(Some(frames))) => this.frames.extend(frames),
+                Step::Waited(Ok(false)) | Step::Read(Ok(None)) => {
+                    return this.close(CloseCode::Normal, "the handle ended".into())
+                }
+                Step::Waited(Err(e)) | Step::Read(Err(e)) => {
                     tracing::error!(error = %e, "observer stream failed");
                     let why = format!("the server could not read the log: {e}");
                     return this.close(CloseCode::Error, why);

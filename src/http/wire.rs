@@ -33,7 +33,7 @@ pub struct WireCache {
 
 #[derive(Default)]
 struct Inner {
-    frames: HashMap<(HandleId, u64), Wire>,
+    frames: HashMap<HandleId, HashMap<u64, Wire>>,
     /// Insertion order, for eviction.
     order: VecDeque<(HandleId, u64)>,
     bytes: usize,
@@ -49,7 +49,7 @@ impl WireCache {
 
     pub fn get(&self, handle: &HandleId, offset: u64) -> Option<Wire> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.frames.get(&(handle.clone(), offset)).cloned()
+        inner.frames.get(handle)?.get(&offset).cloned()
     }
 
     /// Keeps `wire` for `handle` at `offset`, letting the oldest go to stay within the
@@ -60,21 +60,33 @@ impl WireCache {
             return;
         }
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (handle.clone(), offset);
-        if inner.frames.contains_key(&key) {
+        if inner
+            .frames
+            .get(handle)
+            .is_some_and(|f| f.contains_key(&offset))
+        {
             return;
         }
         while inner.bytes + len > self.budget {
-            let Some(old) = inner.order.pop_front() else {
+            let Some((h, o)) = inner.order.pop_front() else {
                 break;
             };
-            if let Some(w) = inner.frames.remove(&old) {
-                inner.bytes -= w.bytes.len();
+            let Some(frames) = inner.frames.get_mut(&h) else {
+                continue;
+            };
+            let gone = frames.remove(&o).map_or(0, |w| w.bytes.len());
+            if frames.is_empty() {
+                inner.frames.remove(&h);
             }
+            inner.bytes -= gone;
         }
         inner.bytes += len;
-        inner.order.push_back(key.clone());
-        inner.frames.insert(key, wire.clone());
+        inner.order.push_back((handle.clone(), offset));
+        inner
+            .frames
+            .entry(handle.clone())
+            .or_default()
+            .insert(offset, wire.clone());
     }
 
     /// Bytes kept now.

@@ -1,7 +1,9 @@
 //! ExecHandle: the durable frame log behind every handle.
 //!
-//! Owns: one append-only segment file shared by all handles, the in-memory index of every
-//! handle (offset → file position) and each handle's durable watermark. A single writer
+//! Owns: the append-only log shared by all handles, a run of segment files of which
+//! only the newest is written ([`segments`]), the in-memory index of every handle
+//! (offset → position, from the first offset retention keeps) and each handle's durable
+//! watermark. A single writer
 //! thread appends frames in batches and makes each batch durable with one `fdatasync`
 //! (group commit) before it publishes the new watermark to observers and acknowledges the
 //! chunks to the agents that sent them. Nothing is acknowledged or shown before it is durable.
@@ -11,8 +13,12 @@
 //! backoff, the failure reported in [`StorageHealth`]; meanwhile appends queue up to
 //! [`QUEUE_DEPTH`] and then wait, so agents get no acknowledgements and slow down. When
 //! the disk takes writes again, the same batch goes through and nothing is lost. A
-//! restart of the server loses nothing durable: [`FrameLog::open`] rescans the segment,
-//! drops a torn tail and rebuilds every index.
+//! restart of the server loses nothing durable: [`FrameLog::open`] loads the index
+//! checkpoint, rescans what follows it, drops a torn tail and rebuilds every index.
+//!
+//! Retention ([`retention`]): the writer moves handles' first kept offsets past what
+//! the limits remove and deletes segments nothing is kept in; readers below the first
+//! kept offset get one truncated frame ([`StreamKind::Truncated`]).
 //!
 //! Damage: a record that fails its checksum costs only its own frame. The rescan skips to
 //! the next valid record, keeps the lost offset in the index as lost (so it is never
@@ -175,15 +181,24 @@ impl Slots {
     /// Removes the oldest span's frames (and any lost offsets among them); returns how
     /// many offsets went.
     fn drop_front_span(&mut self, reason: TruncateReason) -> u64 {
-        let Some(span) = self.spans.pop_front() else {
+        if self.spans.is_empty() {
             return 0;
-        };
-        self.bytes -= span.bytes;
-        self.remove_before(self.spans.front().map_or(self.next(), |s| s.first), reason)
+        }
+        self.remove_before(self.span_end(0), reason)
     }
 
-    /// Removes every offset before `to`.
+    /// The offset after the frames of span `i`: where the next span starts.
+    fn span_end(&self, i: usize) -> u64 {
+        self.spans.get(i + 1).map_or(self.next(), |s| s.first)
+    }
+
+    /// Removes every offset before `to`, and the spans that lie wholly before it.
     fn remove_before(&mut self, to: u64, reason: TruncateReason) -> u64 {
+        while self.spans.front().is_some() && self.span_end(0) <= to {
+            if let Some(span) = self.spans.pop_front() {
+                self.bytes -= span.bytes;
+            }
+        }
         let n = to
             .saturating_sub(self.first)
             .min(self.positions.len() as u64);
@@ -331,7 +346,7 @@ struct Shared {
 }
 
 impl FrameLog {
-    /// Opens (or creates) the segment under `dir`, rebuilds the indexes and starts the writer.
+    /// Opens (or creates) the log under `dir`, rebuilds the indexes and starts the writer.
     pub fn open(dir: &Path) -> Result<Self, FrameLogError> {
         Self::open_with(dir, RetentionSettings::default())
     }

@@ -20,6 +20,8 @@ use crate::protocol::{FinalStatus, Gap, ObserverFrame, StreamKind, Truncated};
 /// observer holds while its socket is slow.
 const BATCH_FRAMES: usize = 256;
 const BATCH_BYTES: usize = 64 << 10;
+/// At most this many frames behind the durable end, a read is done inline.
+const INLINE_FRAMES: u64 = 8;
 
 pub struct Subscription {
     log: FrameLog,
@@ -76,27 +78,57 @@ impl Subscription {
         Some(skipped)
     }
 
-    /// The next frames after the cursor, waiting while there are none yet.
-    /// `None` once the status frame has been delivered (or lies before the cursor).
-    pub async fn next_batch(&mut self) -> Result<Option<Vec<StoredFrame>>, FrameLogError> {
+    /// Waits until a frame after the cursor is durable: `true` then, `false` once the
+    /// stream has ended (the status frame delivered, or before the cursor).
+    pub async fn wait(&mut self) -> Result<bool, FrameLogError> {
         loop {
             if self.done {
-                return Ok(None);
+                return Ok(false);
             }
             let wm = *self.watermark.borrow_and_update();
             if wm.last > self.cursor {
+                return Ok(true);
+            }
+            if wm.sealed {
+                self.done = true;
+                return Ok(false);
+            }
+            if self.watermark.changed().await.is_err() {
+                return Err(FrameLogError::WriterStopped);
+            }
+        }
+    }
+
+    /// The next frames after the cursor, waiting while there are none yet.
+    /// `None` once the status frame has been delivered (or lies before the cursor).
+    ///
+    /// Frames just written (a few behind the durable end) are read on the caller's
+    /// thread: they are in the page cache, and reading them at once lets the first of
+    /// many observers at the live end share what it read (see the HTTP layer's wire
+    /// cache) before the others look. Older frames are read on a blocking thread.
+    pub async fn next_batch(&mut self) -> Result<Option<Vec<StoredFrame>>, FrameLogError> {
+        loop {
+            if !self.wait().await? {
+                return Ok(None);
+            }
+            let wm = self.index.watermark();
+            let frames = if wm.last - self.cursor <= INLINE_FRAMES {
+                self.log
+                    .read_after(&self.index, self.cursor, BATCH_FRAMES, BATCH_BYTES)?
+            } else {
                 let (log, index, after) = (self.log.clone(), self.index.clone(), self.cursor);
-                let frames = tokio::task::spawn_blocking(move || {
+                tokio::task::spawn_blocking(move || {
                     log.read_after(&index, after, BATCH_FRAMES, BATCH_BYTES)
                 })
                 .await
-                .map_err(|_| FrameLogError::WriterStopped)??;
-                if let Some(last) = frames.last() {
-                    self.cursor = last.offset;
-                    self.done = last.kind == StreamKind::Status;
-                    return Ok(Some(frames));
-                }
+                .map_err(|_| FrameLogError::WriterStopped)??
+            };
+            if let Some(last) = frames.last() {
+                self.cursor = last.offset;
+                self.done = last.kind == StreamKind::Status;
+                return Ok(Some(frames));
             }
+            // Durable but not readable yet: wait for the next change.
             if wm.sealed {
                 self.done = true;
                 return Ok(None);

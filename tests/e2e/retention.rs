@@ -77,13 +77,18 @@ fn a_handle_over_its_byte_limit_is_truncated_and_observers_are_told_across_a_cra
     app.wait_state(&id, "succeeded", Duration::from_secs(60));
     let expected: String = (1..=LINES).map(|i| format!("{i}\n")).collect();
 
-    let view = wait_for("the handle truncated", Duration::from_secs(20), || {
-        let v = handle_view(&app, &handle);
-        (v["firstOffset"].as_u64() > Some(1)).then_some(v)
-    });
+    // Retention checks about once a second: within a pass of the task's last write,
+    // the handle is under its limit.
+    let view = wait_for(
+        "the handle under its limit",
+        Duration::from_secs(20),
+        || {
+            let v = handle_view(&app, &handle);
+            let under = v["keptBytes"].as_u64().is_some_and(|b| b <= 256 << 10);
+            (v["firstOffset"].as_u64() > Some(1) && under).then_some(v)
+        },
+    );
     assert_eq!(view["truncated"], "handle-bytes", "{view}");
-    let kept = view["keptBytes"].as_u64().unwrap();
-    assert!(kept <= 256 << 10, "{kept} bytes kept, over the limit");
     let errors = schema_errors(include_str!("../../schemas/handle-view.v1.json"), &view);
     assert!(errors.is_empty(), "{errors:?}");
 

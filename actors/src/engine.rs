@@ -16,6 +16,7 @@ use crate::dispatcher::messages::*;
 use crate::dispatcher::placement::SchedulerSettings;
 use crate::dispatcher::{offered, Dispatcher, Offers, Rules};
 use crate::domain::{now_ms, HandleId, InstanceId, RunId, Scope, TaskId, TaskState};
+use crate::events::{Event, TaskAccepted};
 use crate::exec_handle::{FrameLog, FrameLogError, RetentionSettings};
 use crate::fleet::FleetSettings;
 use crate::guard::{Guard, GuardError, GuardSettings};
@@ -460,7 +461,11 @@ impl Engine {
         for (shard, _) in &shards {
             self.log.create_handle(&shard.handle);
         }
-        tracing::info!(task = %row.id, handle = %row.handle, shards = shards.len(), "task accepted");
+        TaskAccepted {
+            task: &row.id,
+            shards: shards.len(),
+        }
+        .emit();
         self.tx
             .send(Cmd::Enqueue(Box::new(Enqueue {
                 row: row.clone(),

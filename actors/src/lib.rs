@@ -8,6 +8,7 @@ pub mod control_plane;
 pub mod dispatcher;
 pub mod domain;
 pub mod engine;
+pub mod events;
 pub mod exec_handle;
 pub mod files;
 pub mod fleet;

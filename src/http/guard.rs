@@ -253,7 +253,56 @@ pub async fn metrics(state: State) -> HttpResponse {
             log.removed_frames[reason.to_byte() as usize - 1].load(Ordering::Relaxed)
         );
     }
+    fleet_gauges(engine, &mut out).await;
+    flotilla_actors::events::registry().render(&mut out);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out)
+}
+
+/// The gauges read from the fleet as it is at the scrape: instances by state, and each
+/// connected instance's slots, running attempts and utilization (running over slots);
+/// observers connected.
+async fn fleet_gauges(engine: &flotilla_actors::engine::Engine, out: &mut String) {
+    let instances = engine.instances().await.unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "# HELP flotilla_instances Instances the server knows, by state.\n\
+         # TYPE flotilla_instances gauge"
+    );
+    let mut by_state: std::collections::BTreeMap<&str, usize> = Default::default();
+    for i in &instances {
+        *by_state.entry(i.state).or_default() += 1;
+    }
+    for (state, n) in by_state {
+        let _ = writeln!(out, "flotilla_instances{{state=\"{state}\"}} {n}");
+    }
+    for (name, help) in [
+        ("flotilla_instance_slots", "Slots of each instance."),
+        (
+            "flotilla_instance_running",
+            "Attempts each instance runs now.",
+        ),
+        (
+            "flotilla_instance_utilization",
+            "Running attempts over slots, per instance (0 to 1).",
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for i in &instances {
+            let value = match name {
+                "flotilla_instance_slots" => f64::from(i.slots),
+                "flotilla_instance_running" => i.running.len() as f64,
+                _ => i.running.len() as f64 / f64::from(i.slots.max(1)),
+            };
+            let _ = writeln!(out, "{name}{{instance=\"{}\"}} {value}", i.id);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP flotilla_observers Observers connected now.\n\
+         # TYPE flotilla_observers gauge\n\
+         flotilla_observers {}",
+        engine.observers.count()
+    );
 }

@@ -1,28 +1,13 @@
 //! `flotilla guard scan` and `flotilla guard eval` as a user runs them.
 
-use std::io::Write;
-use std::process::Stdio;
-
 use serde_json::Value;
 
-use crate::support::flotilla_cmd;
+use crate::support::{flotilla_cmd, output_with_input};
 
 #[test]
 fn scan_reports_byte_offsets_of_each_finding_and_exits_1() {
     let input = "build ok\nexport GITHUB_TOKEN=ghp_R4nd0mT0k3nV4lu3Xq8Lp2Zs9Wc7Vb3Nk1Hy\nmail jane.doe@gmail.com\n";
-    let mut child = flotilla_cmd()
-        .args(["guard", "scan"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_input(flotilla_cmd().args(["guard", "scan"]), input.as_bytes());
     assert_eq!(
         out.status.code(),
         Some(1),

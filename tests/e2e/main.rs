@@ -13,6 +13,7 @@ mod fleet;
 mod guard;
 mod integrity;
 mod lifecycle;
+mod metrics;
 mod observers;
 mod placement;
 mod privacy;

@@ -32,7 +32,13 @@ impl Dispatcher {
                 .is_some_and(|a| a.orphan && a.instance == m.instance);
             let assignment = ours.then(|| self.assignment(*attempt)).flatten();
             let Some(assignment) = assignment else {
-                tracing::warn!(instance = %m.instance, attempt, "held attempt fenced: it is not this instance's any more");
+                AttemptLost {
+                    attempt: *attempt,
+                    instance: &m.instance,
+                    kind: LossKind::Fenced,
+                    reason: "held by an instance it is not assigned to any more",
+                }
+                .emit();
                 fenced.push(*attempt);
                 let fence = Write::FenceHeld {
                     key: *attempt,
@@ -73,7 +79,13 @@ impl Dispatcher {
             .filter(|(_, a)| a.orphan && a.instance == m.instance)
             .map(|(k, _)| *k)
             .collect();
-        tracing::info!(instance = %m.instance, slots = m.slots, pid = m.pid, reattached = resumed.len(), "instance connected");
+        InstanceConnected {
+            instance: &m.instance,
+            slots: m.slots,
+            pid: m.pid,
+            reattached: resumed.len(),
+        }
+        .emit();
         self.offers
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -120,7 +132,11 @@ impl Dispatcher {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(instance);
-        tracing::warn!(instance = %instance, running = inst.running.len(), "instance gone");
+        InstanceGone {
+            instance,
+            running: inst.running.len(),
+        }
+        .emit();
         let view = InstanceView {
             id: instance.clone(),
             capabilities: inst.caps.iter().cloned().collect(),
@@ -168,7 +184,15 @@ impl Dispatcher {
                 .send(vec![Write::RenewLeases { leases }], Then::default());
         }
         if !strangers.is_empty() {
-            tracing::warn!(instance = %instance, attempts = ?strangers, "fencing attempts the server did not give this instance");
+            for attempt in &strangers {
+                AttemptLost {
+                    attempt: *attempt,
+                    instance,
+                    kind: LossKind::Fenced,
+                    reason: "reported by an instance the server did not give it to",
+                }
+                .emit();
+            }
             let msg = ServerMsg::Fence {
                 attempts: strangers,
                 reason: format!("not assigned to {instance}, or no longer"),

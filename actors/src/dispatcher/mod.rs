@@ -32,6 +32,10 @@ use tokio::sync::mpsc;
 
 use crate::control_plane::{FanMode, RetryOn, RunRequest};
 use crate::domain::{now_ms, rfc3339_ms, Capability, End, InstanceId, TaskId, TaskState};
+use crate::events::{
+    AttemptLost, Event, InstanceConnected, InstanceGone, LossKind, TaskDispatched, TaskFinished,
+    TaskRecovered,
+};
 use crate::exec_handle::{Append, FrameLog};
 use crate::fleet::FleetSettings;
 use crate::guard::GuardSpec;
@@ -80,6 +84,8 @@ struct LiveTask {
     retries: u32,
     /// The instance its last attempt left and why: its next start is a reschedule.
     moved_from: Option<(InstanceId, String)>,
+    /// When its last attempt was found lost: its next start ends the repair.
+    lost_ms: Option<i64>,
 }
 
 struct Instance {
@@ -230,6 +236,7 @@ impl Dispatcher {
             lost_on: Vec::new(),
             retries: 0,
             moved_from: None,
+            lost_ms: None,
         }
     }
 
@@ -483,6 +490,13 @@ impl Dispatcher {
         let (caps, group) = (live.lane.caps.clone(), live.lane.group.clone());
         let parent = live.row.parent.clone();
         let mut writes = Vec::with_capacity(2);
+        // A first attempt waited in the queue since the task was accepted.
+        let queued_since = (attempt_no == 1).then_some(live.row.created_ms);
+        // A start after a lost attempt ends its repair.
+        let recovered = live.lost_ms.take().and_then(|ms| {
+            let from = live.moved_from.as_ref()?.0.clone();
+            Some((from, ms))
+        });
         // A start after a lost or retried attempt is a reschedule: say from where to where.
         if let Some((from, why)) = live.moved_from.take() {
             writes.push(checkpoint(
@@ -548,7 +562,22 @@ impl Dispatcher {
                 ..Then::default()
             },
         );
-        tracing::info!(task = %task, attempt = attempt_no, instance = %instance, "task dispatched");
+        TaskDispatched {
+            task: &task,
+            attempt: attempt_no,
+            instance: &instance,
+            queue_wait_ms: queued_since.map(|t| now - t),
+        }
+        .emit();
+        if let Some((from, lost_ms)) = recovered {
+            TaskRecovered {
+                task: &task,
+                from: &from,
+                to: &instance,
+                repair_ms: now - lost_ms,
+            }
+            .emit();
+        }
     }
 
     /// A group that had nothing queued or running starts from the lowest account among

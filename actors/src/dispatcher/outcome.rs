@@ -33,7 +33,13 @@ impl Dispatcher {
             let _ = session.send(ServerMsg::Done { attempt });
         };
         if self.attempts.get(&attempt).map(|a| &a.instance) != Some(instance) {
-            tracing::warn!(attempt, instance = %instance, "exit of an attempt this instance does not run ignored (fenced)");
+            AttemptLost {
+                attempt,
+                instance,
+                kind: LossKind::Fenced,
+                reason: "exit reported by an instance that does not run it; ignored",
+            }
+            .emit();
             send_in_order(
                 &self.writer,
                 &self.instances[instance].session,
@@ -152,7 +158,13 @@ impl Dispatcher {
             update: end.clone(),
             now_ms: now,
         });
-        tracing::info!(task = %row.id, state = %end.state, exit_code = ?end.exit_code, "task finished");
+        TaskFinished {
+            task: &row.id,
+            state: end.state,
+            exit_code: end.exit_code,
+            total_ms: now - row.created_ms,
+        }
+        .emit();
         row.state = end.state;
         let (state, reason) = (end.state, end.reason.clone());
         let seal = status_frame(

@@ -3,6 +3,7 @@
 
 use super::outcome::{back_in_line, lost};
 use super::*;
+use crate::events::{AttemptLost, Event, LossKind, TaskRequeued};
 use crate::exec_handle::Lost;
 
 impl Dispatcher {
@@ -191,7 +192,6 @@ impl Dispatcher {
                     a.lease_ms
                 )
             };
-            tracing::warn!(attempt = key, instance = %instance, reason = %detail, "attempt lost");
             let task = a.task.clone();
             if let Some(inst) = self.instances.get_mut(&instance) {
                 inst.running.remove(&key);
@@ -237,6 +237,16 @@ impl Dispatcher {
         let Some(a) = self.attempts.remove(&attempt) else {
             return;
         };
+        AttemptLost {
+            attempt,
+            instance: &a.instance,
+            kind: match loss {
+                Loss::Fenced => LossKind::Fenced,
+                Loss::Instance | Loss::Restart => LossKind::Lost,
+            },
+            reason: &detail,
+        }
+        .emit();
         if let Some(inst) = self.instances.get_mut(&a.instance) {
             inst.running.remove(&attempt);
         }
@@ -310,7 +320,13 @@ impl Dispatcher {
                     ..Then::default()
                 },
             );
-            tracing::info!(task = %live.row.id, attempt = n, reason = %detail, "task requeued after a lost attempt");
+            TaskRequeued {
+                task: &live.row.id,
+                attempt: n,
+                reason: &detail,
+            }
+            .emit();
+            live.lost_ms = Some(now_ms());
             live.row.state = TaskState::Queued;
             live.moved_from = Some((a.instance.clone(), format!("attempt {n} lost: {detail}")));
             self.queue

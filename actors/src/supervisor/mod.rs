@@ -22,6 +22,7 @@ use tokio::process::Command;
 use tokio::sync::{broadcast, watch};
 
 use crate::domain::{Capability, InstanceId};
+use crate::events::{Event, InstanceRestarted};
 use crate::fleet::FleetSettings;
 
 /// How to start the local agents.
@@ -233,7 +234,13 @@ async fn supervise(
             let _ = until_stopped(&mut stop).await;
             return;
         }
-        tracing::warn!(instance = %id, pid, status = %status, restart_in_ms = backoff.as_millis() as u64, "local agent exited; restarting");
+        InstanceRestarted {
+            instance: &id,
+            pid,
+            status: &status.to_string(),
+            restart_in_ms: backoff.as_millis() as u64,
+        }
+        .emit();
         if wait_or_stop(&mut stop, backoff).await {
             return;
         }

@@ -1,0 +1,270 @@
+//! Named events: each lifecycle event the operator may want to see is one type here that
+//! writes one structured log line and updates its metrics in the one [`Registry`]. Call
+//! sites only build the event and call [`emit`](Event::emit); what is logged and counted
+//! for it lives in one place, and `/metrics` serves the registry.
+
+pub mod registry;
+
+use std::sync::LazyLock;
+
+use crate::domain::{InstanceId, TaskId, TaskState};
+use registry::SECONDS;
+pub use registry::{Metric, Registry};
+
+const TASKS_ACCEPTED: Metric = Metric::counter(
+    "flotilla_tasks_accepted_total",
+    "Tasks accepted (stored and queued); a fanned-out task counts once.",
+);
+const ATTEMPTS_STARTED: Metric = Metric::counter(
+    "flotilla_attempts_started_total",
+    "Attempts given to an instance, by instance.",
+);
+const QUEUE_WAIT: Metric = Metric::histogram(
+    "flotilla_task_queue_wait_seconds",
+    "From a task's acceptance to its first attempt's dispatch.",
+    SECONDS,
+);
+const TASKS_FINISHED: Metric = Metric::counter(
+    "flotilla_tasks_finished_total",
+    "Tasks that reached a final state, by outcome.",
+);
+const TASK_TOTAL: Metric = Metric::histogram(
+    "flotilla_task_total_seconds",
+    "From a task's acceptance to its final state, by outcome.",
+    SECONDS,
+);
+const ATTEMPTS_LOST: Metric = Metric::counter(
+    "flotilla_attempts_lost_total",
+    "Attempts lost with their instance (disconnected, silent, or not taken back after a restart), by instance.",
+);
+const ATTEMPTS_FENCED: Metric = Metric::counter(
+    "flotilla_attempts_fenced_total",
+    "Attempts fenced: lease run out on a connected instance, or held or reported by an instance they were not given to, by instance.",
+);
+const TASKS_REQUEUED: Metric = Metric::counter(
+    "flotilla_tasks_requeued_total",
+    "Tasks queued again after an attempt was lost.",
+);
+const RECOVERY: Metric = Metric::histogram(
+    "flotilla_recovery_seconds",
+    "From an attempt's loss being noticed to its task's next dispatch (time to repair).",
+    SECONDS,
+);
+const INSTANCE_CONNECTS: Metric = Metric::counter(
+    "flotilla_instance_connects_total",
+    "Agent connections taken as an instance, by instance.",
+);
+const INSTANCE_LOSSES: Metric = Metric::counter(
+    "flotilla_instance_losses_total",
+    "Instances gone (disconnected or silent), by instance.",
+);
+const INSTANCE_RESTARTS: Metric = Metric::counter(
+    "flotilla_instance_restarts_total",
+    "Local agents restarted by the supervisor after they exited, by instance.",
+);
+
+/// Every family the events update, with whether it has an unlabelled series to show
+/// at 0 before anything happened.
+const ALL: &[(&Metric, bool)] = &[
+    (&TASKS_ACCEPTED, true),
+    (&ATTEMPTS_STARTED, false),
+    (&QUEUE_WAIT, true),
+    (&TASKS_FINISHED, false),
+    (&TASK_TOTAL, false),
+    (&ATTEMPTS_LOST, false),
+    (&ATTEMPTS_FENCED, false),
+    (&TASKS_REQUEUED, true),
+    (&RECOVERY, true),
+    (&INSTANCE_CONNECTS, false),
+    (&INSTANCE_LOSSES, false),
+    (&INSTANCE_RESTARTS, false),
+];
+
+static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
+    let r = Registry::default();
+    for (m, zero) in ALL {
+        r.declare(m, *zero);
+    }
+    r
+});
+
+/// The process's metrics registry.
+pub fn registry() -> &'static Registry {
+    &REGISTRY
+}
+
+/// Something that happened, logged and counted.
+pub trait Event {
+    fn emit(self);
+}
+
+fn seconds(ms: i64) -> f64 {
+    ms.max(0) as f64 / 1000.0
+}
+
+fn by_instance(instance: &str) -> registry::Labels {
+    vec![("instance", instance.to_owned())]
+}
+
+/// A submission was stored and queued.
+pub struct TaskAccepted<'a> {
+    pub task: &'a TaskId,
+    /// Shards a fanned-out task was split into (0: not fanned out).
+    pub shards: usize,
+}
+
+impl Event for TaskAccepted<'_> {
+    fn emit(self) {
+        tracing::info!(task = %self.task, shards = self.shards, "task accepted");
+        registry().add(&TASKS_ACCEPTED, vec![], 1.0);
+    }
+}
+
+/// An attempt of a task was given to an instance.
+pub struct TaskDispatched<'a> {
+    pub task: &'a TaskId,
+    pub attempt: u32,
+    pub instance: &'a InstanceId,
+    /// From acceptance to this dispatch, for a first attempt.
+    pub queue_wait_ms: Option<i64>,
+}
+
+impl Event for TaskDispatched<'_> {
+    fn emit(self) {
+        tracing::info!(task = %self.task, attempt = self.attempt, instance = %self.instance, queue_wait_ms = ?self.queue_wait_ms, "task dispatched");
+        let r = registry();
+        r.add(&ATTEMPTS_STARTED, by_instance(self.instance.as_str()), 1.0);
+        if let Some(ms) = self.queue_wait_ms {
+            r.observe(&QUEUE_WAIT, vec![], seconds(ms));
+        }
+    }
+}
+
+/// A task reached its final state.
+pub struct TaskFinished<'a> {
+    pub task: &'a TaskId,
+    pub state: TaskState,
+    pub exit_code: Option<i32>,
+    /// From acceptance to the end.
+    pub total_ms: i64,
+}
+
+impl Event for TaskFinished<'_> {
+    fn emit(self) {
+        tracing::info!(task = %self.task, state = %self.state, exit_code = ?self.exit_code, total_ms = self.total_ms, "task finished");
+        let r = registry();
+        let outcome = vec![("outcome", self.state.as_str().to_owned())];
+        r.add(&TASKS_FINISHED, outcome.clone(), 1.0);
+        r.observe(&TASK_TOTAL, outcome, seconds(self.total_ms));
+    }
+}
+
+/// Why an attempt's instance no longer runs it.
+#[derive(Debug, Clone, Copy)]
+pub enum LossKind {
+    /// Its instance disconnected, went silent or let the lease run out.
+    Lost,
+    /// Its instance ran it without the server's say-so, or after it was taken away.
+    Fenced,
+}
+
+impl LossKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            LossKind::Lost => "lost",
+            LossKind::Fenced => "fenced",
+        }
+    }
+}
+
+/// An attempt was lost or fenced on an instance.
+pub struct AttemptLost<'a> {
+    pub attempt: u64,
+    pub instance: &'a InstanceId,
+    pub kind: LossKind,
+    pub reason: &'a str,
+}
+
+impl Event for AttemptLost<'_> {
+    fn emit(self) {
+        tracing::warn!(attempt = self.attempt, instance = %self.instance, kind = self.kind.as_str(), reason = %self.reason, "attempt lost");
+        let metric = match self.kind {
+            LossKind::Lost => &ATTEMPTS_LOST,
+            LossKind::Fenced => &ATTEMPTS_FENCED,
+        };
+        registry().add(metric, by_instance(self.instance.as_str()), 1.0);
+    }
+}
+
+/// A task whose attempt was lost is queued again.
+pub struct TaskRequeued<'a> {
+    pub task: &'a TaskId,
+    pub attempt: u32,
+    pub reason: &'a str,
+}
+
+impl Event for TaskRequeued<'_> {
+    fn emit(self) {
+        tracing::info!(task = %self.task, attempt = self.attempt, reason = %self.reason, "task requeued after a lost attempt");
+        registry().add(&TASKS_REQUEUED, vec![], 1.0);
+    }
+}
+
+/// A task whose attempt was lost runs again: the time to repair.
+pub struct TaskRecovered<'a> {
+    pub task: &'a TaskId,
+    pub from: &'a InstanceId,
+    pub to: &'a InstanceId,
+    /// From the loss being noticed to the new attempt's dispatch.
+    pub repair_ms: i64,
+}
+
+impl Event for TaskRecovered<'_> {
+    fn emit(self) {
+        tracing::info!(task = %self.task, from = %self.from, to = %self.to, repair_ms = self.repair_ms, "task running again after a lost attempt");
+        registry().observe(&RECOVERY, vec![], seconds(self.repair_ms));
+    }
+}
+
+/// An agent said hello and was taken as an instance.
+pub struct InstanceConnected<'a> {
+    pub instance: &'a InstanceId,
+    pub slots: u32,
+    pub pid: u32,
+    pub reattached: usize,
+}
+
+impl Event for InstanceConnected<'_> {
+    fn emit(self) {
+        tracing::info!(instance = %self.instance, slots = self.slots, pid = self.pid, reattached = self.reattached, "instance connected");
+        registry().add(&INSTANCE_CONNECTS, by_instance(self.instance.as_str()), 1.0);
+    }
+}
+
+/// An instance's connection ended or it was declared gone.
+pub struct InstanceGone<'a> {
+    pub instance: &'a InstanceId,
+    pub running: usize,
+}
+
+impl Event for InstanceGone<'_> {
+    fn emit(self) {
+        tracing::warn!(instance = %self.instance, running = self.running, "instance gone");
+        registry().add(&INSTANCE_LOSSES, by_instance(self.instance.as_str()), 1.0);
+    }
+}
+
+/// The supervisor restarts a local agent that exited.
+pub struct InstanceRestarted<'a> {
+    pub instance: &'a str,
+    pub pid: u32,
+    pub status: &'a str,
+    pub restart_in_ms: u64,
+}
+
+impl Event for InstanceRestarted<'_> {
+    fn emit(self) {
+        tracing::warn!(instance = %self.instance, pid = self.pid, status = %self.status, restart_in_ms = self.restart_in_ms, "local agent exited; restarting");
+        registry().add(&INSTANCE_RESTARTS, by_instance(self.instance), 1.0);
+    }
+}

@@ -1,0 +1,210 @@
+//! `/metrics` through a real Prometheus text-format parser (the official Python client's,
+//! in a venv of the test's own): after tasks that succeed and fail and an agent killed
+//! under a running task, every family parses with its declared type, histograms are
+//! whole, and the counts are what happened.
+
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::{output_with_input, signal, wait_for, App};
+
+/// The parser's version, pinned.
+const CLIENT: &str = "prometheus_client==0.26.0";
+
+/// Parses the text on stdin; prints {family: {type, samples: [[name, labels, value]]}}.
+const PARSE: &str = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for f in text_string_to_metric_families(sys.stdin.read()):
+    out[f.name] = {"type": f.type, "samples": [[s.name, s.labels, s.value] for s in f.samples]}
+print(json.dumps(out))
+"#;
+
+/// A Python with the client installed: `target/prom-venv`, made on first use.
+fn python() -> &'static str {
+    static PYTHON: OnceLock<String> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/target/prom-venv");
+        let python = format!("{venv}/bin/python");
+        let ready = || {
+            Command::new(&python)
+                .args(["-c", "import prometheus_client"])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !ready() {
+            let made = Command::new("python3")
+                .args(["-m", "venv", venv])
+                .status()
+                .expect("python3 -m venv");
+            assert!(made.success(), "could not make {venv}");
+            let pip = Command::new(format!("{venv}/bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check", CLIENT])
+                .status()
+                .expect("pip");
+            assert!(pip.success(), "could not install {CLIENT}");
+        }
+        python
+    })
+}
+
+/// `/metrics` parsed by the client: the families by name.
+fn parsed(app: &App) -> Value {
+    let text = app.prometheus();
+    let out = output_with_input(Command::new(python()).args(["-c", PARSE]), text.as_bytes());
+    assert!(
+        out.status.success(),
+        "the parser refused /metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The value of the sample `name` whose labels include `labels`.
+fn sample(families: &Value, family: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    families[family]["samples"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no family {family}"))
+        .iter()
+        .find(|s| s[0] == name && labels.iter().all(|(k, v)| s[1][k].as_str() == Some(v)))
+        .and_then(|s| s[2].as_f64())
+        .unwrap_or_else(|| panic!("no sample {name} {labels:?} in {}", families[family]))
+}
+
+#[test]
+fn metrics_parse_and_count_tasks_losses_and_instances() {
+    let app = App::start(2);
+    app.wait_instances(2);
+    let ok = app.submit(json!({"argv": ["true"]}));
+    let bad = app.submit(json!({"argv": ["sh", "-c", "exit 3"]}));
+    for (task, state) in [(&ok, "succeeded"), (&bad, "failed")] {
+        app.wait_state(task["id"].as_str().unwrap(), state, Duration::from_secs(30));
+    }
+    // An agent killed under a running task: the attempt is lost, the task requeued and
+    // run again on the other instance.
+    let slow = app.submit(json!({"argv": ["sleep", "2"]}));
+    let id = slow["id"].as_str().unwrap();
+    let on = app.wait_state(id, "running", Duration::from_secs(30));
+    let instance = on["instance"].as_str().unwrap().to_owned();
+    signal(app.instance_pid(&instance).unwrap(), libc::SIGKILL);
+    app.wait_state(id, "succeeded", Duration::from_secs(60));
+
+    let families = wait_for("a loss counted", Duration::from_secs(10), || {
+        let f = parsed(&app);
+        (f["flotilla_recovery_seconds"]["type"] == "histogram").then_some(f)
+    });
+    for (family, kind) in [
+        ("flotilla_tasks_accepted", "counter"),
+        ("flotilla_tasks_finished", "counter"),
+        ("flotilla_attempts_started", "counter"),
+        ("flotilla_attempts_lost", "counter"),
+        ("flotilla_tasks_requeued", "counter"),
+        ("flotilla_task_queue_wait_seconds", "histogram"),
+        ("flotilla_task_total_seconds", "histogram"),
+        ("flotilla_recovery_seconds", "histogram"),
+        ("flotilla_instances", "gauge"),
+        ("flotilla_instance_utilization", "gauge"),
+        ("flotilla_observers", "gauge"),
+        ("flotilla_guard_decisions", "counter"),
+        ("flotilla_log_bytes", "gauge"),
+    ] {
+        assert_eq!(
+            families[family]["type"], kind,
+            "{family}: {}",
+            families[family]
+        );
+    }
+    let accepted = "flotilla_tasks_accepted_total";
+    assert_eq!(
+        sample(&families, "flotilla_tasks_accepted", accepted, &[]),
+        3.0
+    );
+    let finished = "flotilla_tasks_finished_total";
+    let of = |outcome| {
+        sample(
+            &families,
+            "flotilla_tasks_finished",
+            finished,
+            &[("outcome", outcome)],
+        )
+    };
+    assert_eq!((of("succeeded"), of("failed")), (2.0, 1.0));
+    let lost = "flotilla_attempts_lost_total";
+    assert_eq!(
+        sample(
+            &families,
+            "flotilla_attempts_lost",
+            lost,
+            &[("instance", &instance)]
+        ),
+        1.0
+    );
+    let requeued = "flotilla_tasks_requeued_total";
+    assert_eq!(
+        sample(&families, "flotilla_tasks_requeued", requeued, &[]),
+        1.0
+    );
+    // Histograms: one repair observed; buckets cumulative up to +Inf = count.
+    let count = "flotilla_recovery_seconds_count";
+    assert_eq!(
+        sample(&families, "flotilla_recovery_seconds", count, &[]),
+        1.0
+    );
+    let waits = &families["flotilla_task_queue_wait_seconds"]["samples"];
+    let buckets: Vec<f64> = waits
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s[0] == "flotilla_task_queue_wait_seconds_bucket")
+        .map(|s| s[2].as_f64().unwrap())
+        .collect();
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+    assert_eq!(buckets.last(), Some(&3.0), "three first attempts waited");
+    // The killed instance's restart is counted; the fleet gauges show both instances.
+    let restarts = wait_for("the restart counted", Duration::from_secs(20), || {
+        let f = parsed(&app);
+        let n = f["flotilla_instance_restarts"]["samples"]
+            .as_array()
+            .map_or(0, |s| s.len());
+        (n > 0).then_some(f)
+    });
+    let restarted = "flotilla_instance_restarts_total";
+    assert_eq!(
+        sample(
+            &restarts,
+            "flotilla_instance_restarts",
+            restarted,
+            &[("instance", &instance)]
+        ),
+        1.0
+    );
+    let ready = wait_for("both instances ready", Duration::from_secs(20), || {
+        let f = parsed(&app);
+        let n = f["flotilla_instances"]["samples"]
+            .as_array()?
+            .iter()
+            .find(|s| s[1]["state"] == "ready")?[2]
+            .as_f64()?;
+        (n == 2.0).then_some(f)
+    });
+    let util = "flotilla_instance_utilization";
+    assert_eq!(sample(&ready, util, util, &[("instance", &instance)]), 0.0);
+
+    // Every series the Grafana dashboard queries is one the server declares.
+    let dashboard = include_str!("../../docs/grafana-dashboard.json");
+    let text = app.prometheus();
+    for name in dashboard
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("flotilla_"))
+    {
+        let family = name.strip_suffix("_bucket").unwrap_or(name);
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "the dashboard queries {name}, which /metrics lacks"
+        );
+    }
+}

@@ -523,6 +523,11 @@ impl Engine {
         self.ask(Cmd::Instances).await
     }
 
+    /// The queue by required capabilities.
+    pub async fn queue(&self) -> Result<Vec<QueueView>, Stopped> {
+        self.ask(Cmd::Queue).await
+    }
+
     pub(crate) async fn connect(
         &self,
         make: impl FnOnce(oneshot::Sender<Result<Welcomed, ConnectError>>) -> Connect,

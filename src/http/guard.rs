@@ -262,7 +262,7 @@ pub async fn metrics(state: State) -> HttpResponse {
 
 /// The gauges read from the fleet as it is at the scrape: instances by state, and each
 /// connected instance's slots, running attempts and utilization (running over slots);
-/// observers connected.
+/// the queue's depth and oldest wait by required capabilities; observers connected.
 async fn fleet_gauges(engine: &flotilla_actors::engine::Engine, out: &mut String) {
     let instances = engine.instances().await.unwrap_or_default();
     let _ = writeln!(
@@ -296,6 +296,40 @@ async fn fleet_gauges(engine: &flotilla_actors::engine::Engine, out: &mut String
                 _ => i.running.len() as f64 / f64::from(i.slots.max(1)),
             };
             let _ = writeln!(out, "{name}{{instance=\"{}\"}} {value}", i.id);
+        }
+    }
+    let queue = engine.queue().await.unwrap_or_default();
+    let now = flotilla_actors::domain::now_ms();
+    let _ = writeln!(
+        out,
+        "# HELP flotilla_queue_depth Tasks waiting, by the capabilities they require (\"\": any instance).\n\
+         # TYPE flotilla_queue_depth gauge"
+    );
+    let caps = |q: &flotilla_actors::dispatcher::messages::QueueView| {
+        let names: Vec<&str> = q.capabilities.iter().map(|c| c.as_str()).collect();
+        names.join(",")
+    };
+    for q in &queue {
+        let _ = writeln!(
+            out,
+            "flotilla_queue_depth{{capabilities=\"{}\"}} {}",
+            caps(q),
+            q.depth
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP flotilla_queue_oldest_wait_seconds How long the task waiting longest has waited, by the capabilities it requires.\n\
+         # TYPE flotilla_queue_oldest_wait_seconds gauge"
+    );
+    for q in &queue {
+        if let Some(at) = q.oldest_ms {
+            let secs = (now - at).max(0) as f64 / 1000.0;
+            let _ = writeln!(
+                out,
+                "flotilla_queue_oldest_wait_seconds{{capabilities=\"{}\"}} {secs}",
+                caps(q)
+            );
         }
     }
     let _ = writeln!(

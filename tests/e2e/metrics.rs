@@ -194,6 +194,21 @@ fn metrics_parse_and_count_tasks_losses_and_instances() {
     let util = "flotilla_instance_utilization";
     assert_eq!(sample(&ready, util, util, &[("instance", &instance)]), 0.0);
 
+    // A task no instance can take waits in the queue of its capabilities.
+    app.submit(json!({"argv": ["true"], "capabilities": ["gpu"]}));
+    let waiting = wait_for("the queue gauges", Duration::from_secs(10), || {
+        let f = parsed(&app);
+        let depth = "flotilla_queue_depth";
+        let gpu = [("capabilities", "gpu")];
+        let ready = f[depth]["samples"]
+            .as_array()?
+            .iter()
+            .any(|s| s[1]["capabilities"] == "gpu");
+        (ready && sample(&f, depth, depth, &gpu) == 1.0).then_some(f)
+    });
+    let oldest = "flotilla_queue_oldest_wait_seconds";
+    assert!(sample(&waiting, oldest, oldest, &[("capabilities", "gpu")]) >= 0.0);
+
     // Every series the Grafana dashboard queries is one the server declares.
     let dashboard = include_str!("../../docs/grafana-dashboard.json");
     let text = app.prometheus();

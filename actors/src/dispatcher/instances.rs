@@ -286,6 +286,22 @@ impl Dispatcher {
         }
     }
 
+    /// The queue by required capabilities, with the oldest waiting of each.
+    pub(super) fn queue_views(&self) -> Vec<QueueView> {
+        self.queue
+            .by_caps()
+            .into_iter()
+            .map(|(caps, (depth, fronts))| QueueView {
+                capabilities: caps.clone(),
+                depth,
+                oldest_ms: fronts
+                    .iter()
+                    .filter_map(|t| self.tasks.get(*t).map(|l| l.row.created_ms))
+                    .min(),
+            })
+            .collect()
+    }
+
     pub(super) fn instance_views(&self) -> Vec<InstanceView> {
         let mut views: Vec<InstanceView> = self
             .instances

@@ -133,6 +133,8 @@ pub enum Cmd {
         msg: FromInstance,
     },
     Instances(oneshot::Sender<Vec<InstanceView>>),
+    /// The queue by required capabilities.
+    Queue(oneshot::Sender<Vec<QueueView>>),
     /// An operator cordons, uncordons or drains an instance.
     Control {
         instance: InstanceId,
@@ -202,6 +204,17 @@ pub enum ControlError {
     NotFound(InstanceId),
     #[error("instance {0} is not a local agent of this server: restart it where it runs")]
     NotLocal(InstanceId),
+}
+
+/// The tasks waiting for one set of capabilities.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueView {
+    /// The capabilities they require (none: any instance).
+    pub capabilities: Vec<Capability>,
+    pub depth: usize,
+    /// When the one waiting longest was accepted (ms since the epoch).
+    pub oldest_ms: Option<i64>,
 }
 
 /// A connected instance, as the API shows it.

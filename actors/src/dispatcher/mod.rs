@@ -307,6 +307,9 @@ impl Dispatcher {
                 Cmd::Instances(reply) => {
                     let _ = reply.send(self.instance_views());
                 }
+                Cmd::Queue(reply) => {
+                    let _ = reply.send(self.queue_views());
+                }
                 Cmd::Control {
                     instance,
                     action,

@@ -173,6 +173,18 @@ impl Queue {
         self.lanes.keys().map(|l| l.group.as_str())
     }
 
+    /// Per required capability set: how many tasks wait, and the first in line of each
+    /// of its lanes (the oldest waiting is among them).
+    pub fn by_caps(&self) -> BTreeMap<&CapSet, (usize, Vec<&TaskId>)> {
+        let mut out: BTreeMap<&CapSet, (usize, Vec<&TaskId>)> = BTreeMap::new();
+        for (lane, tasks) in &self.lanes {
+            let entry = out.entry(&lane.caps).or_default();
+            entry.0 += tasks.len();
+            entry.1.extend(tasks.front().map(|(_, t)| t));
+        }
+        out
+    }
+
     /// The queued tasks of one capability set.
     pub fn tasks_in<'a>(&'a self, caps: &CapSet) -> impl Iterator<Item = &'a TaskId> + 'a {
         let caps = caps.clone();

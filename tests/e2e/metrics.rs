@@ -194,6 +194,40 @@ fn metrics_parse_and_count_tasks_losses_and_instances() {
     let util = "flotilla_instance_utilization";
     assert_eq!(sample(&ready, util, util, &[("instance", &instance)]), 0.0);
 
+    // Observers joined and left are counted, by policy and by why they left.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut ws = crate::observers::observe(&app, ok["handle"].as_str().unwrap(), "from=0")
+            .await
+            .unwrap();
+        crate::observers::drain(&mut ws).await
+    });
+    let seen = wait_for(
+        "the observer's leaving counted",
+        Duration::from_secs(10),
+        || {
+            let f = parsed(&app);
+            let left = f["flotilla_observer_leaves"]["samples"].as_array()?.len();
+            (left > 0).then_some(f)
+        },
+    );
+    let joins = "flotilla_observer_joins";
+    let joined = sample(
+        &seen,
+        joins,
+        "flotilla_observer_joins_total",
+        &[("policy", "catch-up")],
+    );
+    assert_eq!(joined, 1.0);
+    let leaves = "flotilla_observer_leaves";
+    let ended = sample(
+        &seen,
+        leaves,
+        "flotilla_observer_leaves_total",
+        &[("why", "ended")],
+    );
+    assert_eq!(ended, 1.0);
+
     // A task no instance can take waits in the queue of its capabilities.
     app.submit(json!({"argv": ["true"], "capabilities": ["gpu"]}));
     let waiting = wait_for("the queue gauges", Duration::from_secs(10), || {

@@ -7,7 +7,7 @@ pub mod registry;
 
 use std::sync::LazyLock;
 
-use crate::domain::{InstanceId, TaskId, TaskState};
+use crate::domain::{HandleId, InstanceId, TaskId, TaskState};
 use registry::SECONDS;
 pub use registry::{Metric, Registry};
 
@@ -58,6 +58,14 @@ const INSTANCE_LOSSES: Metric = Metric::counter(
     "flotilla_instance_losses_total",
     "Instances gone (disconnected or silent), by instance.",
 );
+const OBSERVER_JOINS: Metric = Metric::counter(
+    "flotilla_observer_joins_total",
+    "Observers that joined a handle's stream, by policy.",
+);
+const OBSERVER_LEAVES: Metric = Metric::counter(
+    "flotilla_observer_leaves_total",
+    "Observers that left, by why: ended, closed, stalled, lagging, unanswered, dropped, error.",
+);
 const INSTANCE_RESTARTS: Metric = Metric::counter(
     "flotilla_instance_restarts_total",
     "Local agents restarted by the supervisor after they exited, by instance.",
@@ -78,6 +86,8 @@ const ALL: &[(&Metric, bool)] = &[
     (&INSTANCE_CONNECTS, false),
     (&INSTANCE_LOSSES, false),
     (&INSTANCE_RESTARTS, false),
+    (&OBSERVER_JOINS, false),
+    (&OBSERVER_LEAVES, false),
 ];
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
@@ -266,5 +276,59 @@ impl Event for InstanceRestarted<'_> {
     fn emit(self) {
         tracing::warn!(instance = %self.instance, pid = self.pid, status = %self.status, restart_in_ms = self.restart_in_ms, "local agent exited; restarting");
         registry().add(&INSTANCE_RESTARTS, by_instance(self.instance), 1.0);
+    }
+}
+
+/// An observer joined a handle's stream.
+pub struct ObserverJoined<'a> {
+    pub observer: &'a str,
+    pub handle: &'a HandleId,
+    pub from: u64,
+    pub policy: &'a str,
+}
+
+impl Event for ObserverJoined<'_> {
+    fn emit(self) {
+        tracing::debug!(observer = %self.observer, handle = %self.handle, from = self.from, policy = %self.policy, "observer joined");
+        registry().add(
+            &OBSERVER_JOINS,
+            vec![("policy", self.policy.to_owned())],
+            1.0,
+        );
+    }
+}
+
+/// An observer left, with the reason its session recorded.
+pub struct ObserverLeft<'a> {
+    pub observer: &'a str,
+    pub handle: &'a HandleId,
+    pub frames: u64,
+    pub reason: &'a str,
+}
+
+impl ObserverLeft<'_> {
+    /// The reason's class, a label of few values.
+    fn class(&self) -> &'static str {
+        let r = self.reason;
+        match () {
+            _ if r.starts_with("the handle ended") => "ended",
+            _ if r.starts_with("closed by the observer") => "closed",
+            _ if r.starts_with("stalled") => "stalled",
+            _ if r.starts_with("fell ") => "lagging",
+            _ if r.starts_with("no answer to pings") => "unanswered",
+            _ if r.starts_with("the connection closed") => "dropped",
+            _ => "error",
+        }
+    }
+}
+
+impl Event for ObserverLeft<'_> {
+    fn emit(self) {
+        tracing::debug!(observer = %self.observer, handle = %self.handle, frames = self.frames, reason = %self.reason, "observer left");
+        registry().add(
+            &OBSERVER_LEAVES,
+            vec![("why", self.class().to_owned())],
+            1.0,
+        );
     }
 }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use crate::domain::{now_ms, rfc3339_ms, HandleId};
+use crate::events::{Event, ObserverJoined, ObserverLeft};
 
 /// What a lagging observer gets. A lagging observer is one more than
 /// [`StreamingSettings::lag_limit`] frames behind the durable end of its handle.
@@ -230,6 +231,13 @@ impl ObserverRegistry {
         of_handle.push(session.clone());
         self.inner.count.fetch_add(1, Ordering::Relaxed);
         drop(live);
+        ObserverJoined {
+            observer: &session.id,
+            handle,
+            from,
+            policy: policy.as_str(),
+        }
+        .emit();
         let membership = Membership {
             registry: self.clone(),
             session,
@@ -331,7 +339,13 @@ impl Drop for Membership {
             .unwrap_or_else(|e| e.into_inner())
             .take()
             .unwrap_or_else(|| "the connection closed".to_owned());
-        tracing::debug!(observer = %self.session.id, handle = %self.session.handle, reason = %reason, "observer left");
+        ObserverLeft {
+            observer: &self.session.id,
+            handle: &self.session.handle,
+            frames: self.session.frames.load(Ordering::Relaxed),
+            reason: &reason,
+        }
+        .emit();
         let left = self.record(Some(reason));
         if let Some(on_change) = &self.registry.inner.on_change {
             on_change(left);

@@ -172,9 +172,11 @@ impl Event for TaskFinished<'_> {
 /// Why an attempt's instance no longer runs it.
 #[derive(Debug, Clone, Copy)]
 pub enum LossKind {
-    /// Its instance disconnected, went silent or let the lease run out.
+    /// Its instance disconnected or went silent, or the server restarted and no agent
+    /// took it back.
     Lost,
-    /// Its instance ran it without the server's say-so, or after it was taken away.
+    /// Its lease ran out while its instance was still connected, or an instance held or
+    /// reported it without the server's say-so.
     Fenced,
 }
 

@@ -218,6 +218,17 @@ pub const ROUTES: &[Route] = &[
         serve: || web::get().to(tasks::instances),
     },
     Route {
+        method: "get",
+        path: "/admin/queue",
+        operation: "queue",
+        summary: "Tasks waiting, by the capabilities they require, with the oldest of each",
+        auth: Auth::Token,
+        query: &[],
+        body: Body::None,
+        responses: responses!(200 => Resp::Schema("flotilla.queue-view/1.0.0"); AUTH_ERRORS[0], AUTH_ERRORS[1]),
+        serve: || web::get().to(tasks::queue),
+    },
+    Route {
         method: "post",
         path: "/admin/instances/{id}/{action}",
         operation: "controlInstance",

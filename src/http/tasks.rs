@@ -470,6 +470,31 @@ pub async fn instances(req: HttpRequest, state: State) -> Result<HttpResponse, A
     Ok(HttpResponse::Ok().json(serde_json::json!({ "instances": list })))
 }
 
+/// `GET /admin/queue`: the tasks waiting, by the capabilities they require, with the
+/// one waiting longest of each.
+pub async fn queue(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
+    let (engine, _) = &**state;
+    auth::admin(&req, &engine.tokens)?;
+    let queues = engine
+        .queue()
+        .await
+        .map_err(|e| ApiError::internal("queue", e))?;
+    let now = flotilla_actors::domain::now_ms();
+    let total: usize = queues.iter().map(|q| q.depth).sum();
+    let queues: Vec<serde_json::Value> = queues
+        .iter()
+        .map(|q| {
+            serde_json::json!({
+                "capabilities": q.capabilities,
+                "depth": q.depth,
+                "oldestAcceptedAt": q.oldest_ms.map(flotilla_actors::domain::rfc3339_ms),
+                "oldestWaitMs": q.oldest_ms.map(|at| (now - at).max(0)),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "total": total, "queues": queues })))
+}
+
 /// `POST /admin/instances/{id}/{action}`: an operator's cordon, uncordon, drain or restart.
 pub async fn control_instance(
     req: HttpRequest,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{output_with_input, signal, wait_for, App};
+use crate::support::{output_with_input, schema_errors, signal, wait_for, App};
 
 /// The parser's version, pinned.
 const CLIENT: &str = "prometheus_client==0.26.0";
@@ -242,6 +242,25 @@ fn metrics_parse_and_count_tasks_losses_and_instances() {
     });
     let oldest = "flotilla_queue_oldest_wait_seconds";
     assert!(sample(&waiting, oldest, oldest, &[("capabilities", "gpu")]) >= 0.0);
+    // The same from the admin API.
+    let queue: Value = ureq::get(&format!("{}/admin/queue", app.base))
+        .set("Authorization", &format!("Bearer {}", app.client.token()))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let errors = schema_errors(include_str!("../../schemas/queue-view.v1.json"), &queue);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(queue["total"], 1, "{queue}");
+    assert_eq!(
+        queue["queues"][0]["capabilities"],
+        json!(["gpu"]),
+        "{queue}"
+    );
+    assert!(
+        queue["queues"][0]["oldestWaitMs"].as_i64() >= Some(0),
+        "{queue}"
+    );
 
     // Every series the Grafana dashboard queries is one the server declares.
     let dashboard = include_str!("../../docs/grafana-dashboard.json");

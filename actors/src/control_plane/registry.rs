@@ -88,6 +88,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../../schemas/instances.v1.json"),
     ),
     (
+        "queue-view.v1.json",
+        include_str!("../../../schemas/queue-view.v1.json"),
+    ),
+    (
         "observer-frame.v1.json",
         include_str!("../../../schemas/observer-frame.v1.json"),
     ),

@@ -219,6 +219,17 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/admin/fleet",
+        operation: "fleet",
+        summary: "The fleet at a glance: instances, utilization, queue, observers, log",
+        auth: Auth::Token,
+        query: &[],
+        body: Body::None,
+        responses: responses!(200 => Resp::Schema("flotilla.fleet-view/1.0.0"); AUTH_ERRORS[0], AUTH_ERRORS[1]),
+        serve: || web::get().to(tasks::fleet),
+    },
+    Route {
+        method: "get",
         path: "/admin/queue",
         operation: "queue",
         summary: "Tasks waiting, by the capabilities they require, with the oldest of each",

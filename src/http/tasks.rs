@@ -470,6 +470,49 @@ pub async fn instances(req: HttpRequest, state: State) -> Result<HttpResponse, A
     Ok(HttpResponse::Ok().json(serde_json::json!({ "instances": list })))
 }
 
+/// `GET /admin/fleet`: the fleet at a glance: instances by state with slots, running
+/// attempts and utilization (over the instances not failed), the queue's total and
+/// oldest wait, observers, and the frame log's size.
+pub async fn fleet(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
+    let (engine, _) = &**state;
+    auth::admin(&req, &engine.tokens)?;
+    let stopped = |e| ApiError::internal("fleet", e);
+    let instances = engine.instances().await.map_err(stopped)?;
+    let queue = engine.queue().await.map_err(stopped)?;
+    let mut by_state: std::collections::BTreeMap<&str, usize> = Default::default();
+    for i in &instances {
+        *by_state.entry(i.state).or_default() += 1;
+    }
+    let working = instances.iter().filter(|i| i.state != "failed");
+    let (slots, running) = working.fold((0u64, 0u64), |(s, r), i| {
+        (s + u64::from(i.slots), r + i.running.len() as u64)
+    });
+    let utilization = if slots == 0 {
+        0.0
+    } else {
+        (running as f64 / slots as f64).min(1.0)
+    };
+    let now = flotilla_actors::domain::now_ms();
+    let oldest = queue.iter().filter_map(|q| q.oldest_ms).min();
+    let log = engine.log.counters();
+    let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "instances": {
+            "total": instances.len(),
+            "byState": by_state,
+            "slots": slots,
+            "running": running,
+            "utilization": utilization,
+        },
+        "queue": {
+            "total": queue.iter().map(|q| q.depth).sum::<usize>(),
+            "oldestWaitMs": oldest.map(|at| (now - at).max(0)),
+        },
+        "observers": engine.observers.count(),
+        "log": {"bytes": load(&log.size), "segments": load(&log.segments)},
+    })))
+}
+
 /// `GET /admin/queue`: the tasks waiting, by the capabilities they require, with the
 /// one waiting longest of each.
 pub async fn queue(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {

@@ -195,6 +195,8 @@ async fn http_bodies_follow_their_schemas() {
     expect(&summary, 200, "summary.v1", "GET /v1/summary");
     let instances = send(&app, get("/v1/instances").to_request()).await;
     expect(&instances, 200, "instances.v1", "GET /v1/instances");
+    let fleet = send(&app, get("/admin/fleet").to_request()).await;
+    expect(&fleet, 200, "fleet-view.v1", "GET /admin/fleet");
     let queue = send(&app, get("/admin/queue").to_request()).await;
     expect(&queue, 200, "queue-view.v1", "GET /admin/queue");
     let guard = send(&app, get("/admin/guard").to_request()).await;

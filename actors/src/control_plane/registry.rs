@@ -88,6 +88,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../../schemas/instances.v1.json"),
     ),
     (
+        "fleet-view.v1.json",
+        include_str!("../../../schemas/fleet-view.v1.json"),
+    ),
+    (
         "queue-view.v1.json",
         include_str!("../../../schemas/queue-view.v1.json"),
     ),

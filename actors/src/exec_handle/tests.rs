@@ -554,14 +554,11 @@ async fn a_handle_over_its_byte_limit_is_truncated_and_readers_are_told() {
         let kept = ia.kept();
         assert_eq!(kept.truncated, Some(TruncateReason::HandleBytes));
         assert!(kept.first > 300, "first kept {}", kept.first);
-        wait_until("segments deleted", || {
-            log.counters().deleted_segments.load(Ordering::Relaxed) > 0
-        })
-        .await;
-        // The first segment holds b1: kept; those with only the big handle's old frames go.
-        let files = segment_files(dir.path());
-        assert_eq!(files[0], 0);
-        assert!(files.len() < 10, "{} segments left", files.len());
+        // The first segment holds b1: kept; those with only the big handle's old frames go
+        // (one by one, off the writer's thread).
+        wait_until("segments deleted", || segment_files(dir.path()).len() < 10).await;
+        assert!(log.counters().deleted_segments.load(Ordering::Relaxed) > 0);
+        assert_eq!(segment_files(dir.path())[0], 0);
         assert!(ib.kept().truncated.is_none());
         let frames = read_from(&log, &ib, 0);
         assert_eq!(frames.len(), 2);
@@ -637,11 +634,8 @@ async fn the_log_stays_within_its_budget_oldest_segments_first() {
     wait_until("files deleted", || {
         let on_disk: u64 = segment_files(dir.path())
             .iter()
-            .map(|b| {
-                std::fs::metadata(segments::path(dir.path(), *b))
-                    .unwrap()
-                    .len()
-            })
+            // A segment deleted between the listing and its look-up holds nothing.
+            .map(|b| std::fs::metadata(segments::path(dir.path(), *b)).map_or(0, |m| m.len()))
             .sum();
         on_disk <= (32 + 4) << 10
     })

@@ -2,6 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use flotilla_actors::dispatcher::messages::instances_by_state;
 use flotilla_actors::guard::approvals::{ApprovalError, ApprovalRequest};
 use flotilla_actors::guard::{GuardError, ModeChange};
 use flotilla_actors::protocol::TruncateReason;
@@ -270,11 +271,7 @@ async fn fleet_gauges(engine: &flotilla_actors::engine::Engine, out: &mut String
         "# HELP flotilla_instances Instances the server knows, by state.\n\
          # TYPE flotilla_instances gauge"
     );
-    let mut by_state: std::collections::BTreeMap<&str, usize> = Default::default();
-    for i in &instances {
-        *by_state.entry(i.state).or_default() += 1;
-    }
-    for (state, n) in by_state {
+    for (state, n) in instances_by_state(&instances) {
         let _ = writeln!(out, "flotilla_instances{{state=\"{state}\"}} {n}");
     }
     for (name, help) in [
@@ -323,8 +320,8 @@ async fn fleet_gauges(engine: &flotilla_actors::engine::Engine, out: &mut String
          # TYPE flotilla_queue_oldest_wait_seconds gauge"
     );
     for q in &queue {
-        if let Some(at) = q.oldest_ms {
-            let secs = (now - at).max(0) as f64 / 1000.0;
+        if let Some(ms) = q.oldest_wait_ms(now) {
+            let secs = ms as f64 / 1000.0;
             let _ = writeln!(
                 out,
                 "flotilla_queue_oldest_wait_seconds{{capabilities=\"{}\"}} {secs}",

@@ -5,7 +5,7 @@ use actix_web::ResponseError;
 use actix_web::{web, HttpRequest, HttpResponse};
 use flotilla_actors::control_plane::{json_body, Rejection};
 use flotilla_actors::dispatcher::messages::{
-    CancelError, CancelOutcome, ControlError, InstanceAction, SubmitError,
+    instances_by_state, CancelError, CancelOutcome, ControlError, InstanceAction, SubmitError,
 };
 use flotilla_actors::domain::{rfc3339_ms, InstanceId, TaskId, TaskState};
 use flotilla_actors::engine::{Engine, Submitted};
@@ -479,10 +479,6 @@ pub async fn fleet(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
     let stopped = |e| ApiError::internal("fleet", e);
     let instances = engine.instances().await.map_err(stopped)?;
     let queue = engine.queue().await.map_err(stopped)?;
-    let mut by_state: std::collections::BTreeMap<&str, usize> = Default::default();
-    for i in &instances {
-        *by_state.entry(i.state).or_default() += 1;
-    }
     let working = instances.iter().filter(|i| i.state != "failed");
     let (slots, running) = working.fold((0u64, 0u64), |(s, r), i| {
         (s + u64::from(i.slots), r + i.running.len() as u64)
@@ -493,20 +489,20 @@ pub async fn fleet(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
         (running as f64 / slots as f64).min(1.0)
     };
     let now = flotilla_actors::domain::now_ms();
-    let oldest = queue.iter().filter_map(|q| q.oldest_ms).min();
+    let oldest = queue.iter().filter_map(|q| q.oldest_wait_ms(now)).max();
     let log = engine.log.counters();
     let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "instances": {
             "total": instances.len(),
-            "byState": by_state,
+            "byState": instances_by_state(&instances),
             "slots": slots,
             "running": running,
             "utilization": utilization,
         },
         "queue": {
             "total": queue.iter().map(|q| q.depth).sum::<usize>(),
-            "oldestWaitMs": oldest.map(|at| (now - at).max(0)),
+            "oldestWaitMs": oldest,
         },
         "observers": engine.observers.count(),
         "log": {"bytes": load(&log.size), "segments": load(&log.segments)},
@@ -531,7 +527,7 @@ pub async fn queue(req: HttpRequest, state: State) -> Result<HttpResponse, ApiEr
                 "capabilities": q.capabilities,
                 "depth": q.depth,
                 "oldestAcceptedAt": q.oldest_ms.map(flotilla_actors::domain::rfc3339_ms),
-                "oldestWaitMs": q.oldest_ms.map(|at| (now - at).max(0)),
+                "oldestWaitMs": q.oldest_wait_ms(now),
             })
         })
         .collect();

@@ -1,6 +1,6 @@
 //! Messages the dispatcher accepts. Each carries its reply channel where it has a reply.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -215,6 +215,22 @@ pub struct QueueView {
     pub depth: usize,
     /// When the one waiting longest was accepted (ms since the epoch).
     pub oldest_ms: Option<i64>,
+}
+
+impl QueueView {
+    /// How long the task waiting longest has waited at `now_ms`.
+    pub fn oldest_wait_ms(&self, now_ms: i64) -> Option<i64> {
+        self.oldest_ms.map(|at| (now_ms - at).max(0))
+    }
+}
+
+/// How many of `instances` are in each state.
+pub fn instances_by_state(instances: &[InstanceView]) -> BTreeMap<&'static str, usize> {
+    let mut by_state = BTreeMap::new();
+    for i in instances {
+        *by_state.entry(i.state).or_default() += 1;
+    }
+    by_state
 }
 
 /// A connected instance, as the API shows it.

@@ -59,9 +59,12 @@ fn a_capability_limit_holds_tasks_back_whatever_the_free_slots() {
         Duration::from_secs(20),
     );
     // Until the first ends, the second never runs, though a slot is free.
+    // The second is read before the first: while the first is still running
+    // at the later read, the second must have been queued at the earlier one.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (a, b) = (app.task(first), app.task(second));
+        let b = app.task(second);
+        let a = app.task(first);
         if a["state"] == "succeeded" {
             break;
         }

@@ -18,13 +18,16 @@ use flotilla_actors::guard::approvals::{
     ApprovalKind, ApprovalRequest, Approvers, OverrideTarget, Registry,
 };
 use flotilla_actors::guard::{GuardSpec, GuardView, Level};
-use flotilla_actors::manifest::{render, render_metrics, to_v1, FleetEvidence, GuardEvidence};
+use flotilla_actors::manifest::{
+    render, render_metrics, to_v1, FleetEvidence, GuardEvidence, MetricsEvidence,
+};
 use flotilla_actors::protocol::{
     AgentMsg, Assignment, FinalStatus, HeldAttempt, Outcome, Resume, ServerMsg, StreamKind,
     FEATURE_BATCH, FEATURE_SLOTS, PROTOCOL_VERSION,
 };
 use flotilla_actors::store::{
-    AttemptRow, Checkpoint, CheckpointAction, DecisionRow, GuardRunRow, ObserverRecord, TaskRow,
+    AttemptCounts, AttemptRow, Checkpoint, CheckpointAction, DecisionRow, GuardRunRow,
+    InstanceStats, ObserverRecord, TaskRow,
 };
 use flotilla_actors::subscriber::to_observer;
 
@@ -355,11 +358,6 @@ fn run_metrics_and_manifests_follow_their_schemas() {
             decisions,
         },
     ] {
-        assert_valid(
-            "run-metrics.v1",
-            "render_metrics",
-            &render_metrics(&task, &guard),
-        );
         let attempts = [AttemptRow {
             key: 1,
             attempt_no: 1,
@@ -371,6 +369,46 @@ fn run_metrics_and_manifests_follow_their_schemas() {
             signal: None,
             detail: None,
         }];
+        let stats = InstanceStats {
+            instance: id("local-2"),
+            capabilities: vec!["local".into(), "gpu:a100".into()],
+            slots: 2,
+            connected_ms: 1_795_000_000_000,
+            left_ms: Some(1_795_000_090_000),
+            last_heard_ms: 1_795_000_089_500,
+            busy_ms: 59_900,
+            utilization: 0.33,
+            attempts: AttemptCounts {
+                started: 4,
+                running: 0,
+                succeeded: 1,
+                failed: 1,
+                rescheduled: 1,
+                fenced: 1,
+                cancelled: 0,
+            },
+            restarts: 1,
+            mttr_ms: Some(1_250),
+            repairs: 2,
+        };
+        let required = [
+            "task".to_owned(),
+            "instance".to_owned(),
+            "privacy".to_owned(),
+        ];
+        for (attempts, instances) in [(&attempts[..0], &[][..]), (&attempts[..], &[stats][..])] {
+            let evidence = MetricsEvidence {
+                attempts,
+                guard: &guard,
+                instances,
+                required: &required,
+            };
+            assert_valid(
+                "run-metrics.v1",
+                "render_metrics",
+                &render_metrics(&task, &evidence),
+            );
+        }
         let plain = render(&task, &attempts, &guard, &FleetEvidence::default());
         assert_valid("manifest.v2", "render", &plain);
         assert_valid("manifest.v1", "render, adapted to v1", &to_v1(&plain));

@@ -288,3 +288,98 @@ fn metrics_parse_and_count_tasks_losses_and_instances() {
         );
     }
 }
+
+const RUN_METRICS: &str = include_str!("../../schemas/run-metrics.v1.json");
+
+fn run_metrics(app: &App, task: &str) -> Option<Value> {
+    let path = app
+        .artifacts()
+        .join(".runs")
+        .join(task)
+        .join("metrics.json");
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+#[test]
+fn run_metrics_are_rewritten_while_running_and_show_each_instance_a_task_ran_on() {
+    let app = App::start(2);
+    app.wait_instances(2);
+    let submitted = app.submit(json!({
+        "schema": "flotilla.run-request/2.2.0",
+        "argv": ["sleep", "30"],
+        "schedule": {"recovery": {"maxRetries": 2}},
+        "metrics": {"emitIntervalMs": 200, "requiredDimensions": ["task", "instance", "capability", "attempt", "privacy"]}
+    }));
+    let id = submitted["id"].as_str().unwrap().to_owned();
+    let running = app.wait_state(&id, "running", Duration::from_secs(20));
+    let victim = running["instance"].as_str().unwrap().to_owned();
+
+    // While it runs, the file is rewritten on the interval: its time and the instance's
+    // busy time move on without any change to the task.
+    let first = wait_for(
+        "metrics of the running task",
+        Duration::from_secs(10),
+        || run_metrics(&app, &id).filter(|m| m["state"] == "running"),
+    );
+    let later = wait_for("a rewrite on the interval", Duration::from_secs(10), || {
+        run_metrics(&app, &id).filter(|m| {
+            m["writtenAt"].as_str() > first["writtenAt"].as_str()
+                && m["instanceStats"][&victim]["busyMs"].as_u64()
+                    > first["instanceStats"][&victim]["busyMs"].as_u64()
+        })
+    });
+    assert_eq!(schema_errors(RUN_METRICS, &later), Vec::<String>::new());
+    let stats = &later["instanceStats"][&victim];
+    assert_eq!(stats["attempts"]["running"], 1, "{later}");
+    assert_eq!(stats["slots"], 1, "{later}");
+    assert!(stats["utilization"].as_f64().unwrap() > 0.0, "{later}");
+    assert_eq!(later["dimensions"]["missing"], json!([]), "{later}");
+
+    // The agent is killed: the attempt is rescheduled elsewhere, and the victim's figures
+    // say so once its supervisor has started it again.
+    let pid = app.instance_pid(&victim).unwrap();
+    signal(pid, libc::SIGKILL);
+    let moved = wait_for("the task runs elsewhere", Duration::from_secs(20), || {
+        let t = app.task(&id);
+        (t["state"] == "running" && t["instance"] != victim.as_str()).then_some(t)
+    });
+    let rescuer = moved["instance"].as_str().unwrap().to_owned();
+    wait_for("the victim back", Duration::from_secs(20), || {
+        app.instance_pid(&victim).filter(|p| *p != pid)
+    });
+    let after = wait_for(
+        "both instances in the metrics",
+        Duration::from_secs(20),
+        || {
+            run_metrics(&app, &id).filter(|m| {
+                let v = &m["instanceStats"][&victim];
+                v["restarts"] == 1
+                    && v["leftAt"].is_null()
+                    && m["instanceStats"][&rescuer].is_object()
+            })
+        },
+    );
+    assert_eq!(schema_errors(RUN_METRICS, &after), Vec::<String>::new());
+    let v = &after["instanceStats"][&victim];
+    assert_eq!(v["attempts"]["rescheduled"], 1, "{after}");
+    assert_eq!(v["attempts"]["running"], 0, "{after}");
+    assert_eq!(v["repairs"], 1, "{after}");
+    assert!(v["mttrMs"].as_u64().is_some(), "{after}");
+    assert_eq!(after["instanceStats"][&rescuer]["attempts"]["running"], 1);
+    assert_eq!(
+        after["attempts"]["byState"],
+        json!({"lost": 1, "running": 1})
+    );
+
+    // At the end, a last write, and no more.
+    app.client.cancel(&id).unwrap();
+    let last = wait_for("the final metrics", Duration::from_secs(10), || {
+        run_metrics(&app, &id).filter(|m| m["state"] == "cancelled")
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    let still = run_metrics(&app, &id).unwrap();
+    assert_eq!(
+        still["writtenAt"], last["writtenAt"],
+        "rewritten after the end"
+    );
+}

@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// An idle instance's heartbeats are recorded once in this many.
+const HEARD_EVERY: i64 = 5;
+
 impl Dispatcher {
     /// Registers a new connection. An id that is connected already is refused (the
     /// agent retries: a connection that died without a word keeps its id until its
@@ -90,6 +93,20 @@ impl Dispatcher {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(m.instance.clone(), m.capabilities.clone());
+        let session = crate::store::SessionStart {
+            instance: m.instance.clone(),
+            conn,
+            pid: m.pid,
+            slots: m.slots,
+            capabilities: m
+                .capabilities
+                .iter()
+                .map(|c| c.as_str().to_owned())
+                .collect(),
+            now_ms: now,
+        };
+        self.writer
+            .send(vec![Write::SessionStart(session)], Then::default());
         self.instances.insert(
             m.instance.clone(),
             Instance {
@@ -101,6 +118,7 @@ impl Dispatcher {
                 pid: m.pid,
                 connected_ms: now,
                 last_heard_ms: now,
+                heard_written_ms: now,
                 recent_run_ms: None,
                 holds_ahead: m.holds_ahead,
             },
@@ -137,6 +155,13 @@ impl Dispatcher {
             running: inst.running.len(),
         }
         .emit();
+        let left = Write::Session {
+            instance: instance.clone(),
+            conn: inst.conn,
+            now_ms: now_ms(),
+            left: true,
+        };
+        self.writer.send(vec![left], Then::default());
         let view = InstanceView {
             id: instance.clone(),
             capabilities: inst.caps.iter().cloned().collect(),
@@ -167,9 +192,17 @@ impl Dispatcher {
         let now = now_ms();
         let mut strangers = Vec::new();
         let mut leases = Vec::with_capacity(running.len());
-        let Some(inst) = self.instances.get(instance) else {
+        let Some(inst) = self.instances.get_mut(instance) else {
             return;
         };
+        // Recorded with every lease renewal, and at most every few heartbeats while the
+        // instance runs nothing.
+        let record_heard = !running.is_empty()
+            || now - inst.heard_written_ms >= HEARD_EVERY * self.fleet.heartbeat_ms as i64;
+        if record_heard {
+            inst.heard_written_ms = now;
+        }
+        let inst = &self.instances[instance];
         for key in running {
             match self.attempts.get_mut(key) {
                 Some(a) if inst.running.contains(key) => {
@@ -179,9 +212,20 @@ impl Dispatcher {
                 _ => strangers.push(*key),
             }
         }
+        let mut writes = Vec::with_capacity(2);
         if !leases.is_empty() {
-            self.writer
-                .send(vec![Write::RenewLeases { leases }], Then::default());
+            writes.push(Write::RenewLeases { leases });
+        }
+        if record_heard {
+            writes.push(Write::Session {
+                instance: instance.clone(),
+                conn: inst.conn,
+                now_ms: now,
+                left: false,
+            });
+        }
+        if !writes.is_empty() {
+            self.writer.send(writes, Then::default());
         }
         if !strangers.is_empty() {
             for attempt in &strangers {

@@ -99,6 +99,8 @@ struct Instance {
     /// When it last said anything. One that missed a heartbeat gets no new work: it may
     /// be hung, and its lease is about to run out.
     last_heard_ms: i64,
+    /// When its being heard from was last recorded in the store.
+    heard_written_ms: i64,
     /// How long its recent attempts ran, from spawn to exit (a moving average).
     recent_run_ms: Option<f64>,
     /// Its agent holds an assignment beyond its free slots until one frees (an agent

@@ -21,6 +21,7 @@ impl Dispatcher {
             .map(|a| (a.task.clone(), a))
             .collect();
         self.next_key = self.store.max_attempt_key().await? + 1;
+        self.store.close_open_sessions().await?;
         for (instance, control) in self.store.instance_controls().await? {
             self.cordoned.insert(instance, control == "drain");
         }

@@ -6,7 +6,7 @@
 //! always reflects a committed state and a burst of changes costs one write. A restart loses
 //! only pending rewrites, which the next change (or recovery at start) redoes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -17,13 +17,13 @@ use crate::control_plane::ValidationReport;
 use crate::domain::{now_ms, rfc3339_ms, RunId, Scope, TaskId};
 use crate::lifeline::Lifeline;
 use crate::store::{
-    AttemptRow, Checkpoint, DecisionRow, GuardRunRow, ObserverRecord, Store, TaskRow,
+    AttemptRow, Checkpoint, DecisionRow, GuardRunRow, InstanceStats, ObserverRecord, Store, TaskRow,
 };
 
 pub const MANIFEST_SCHEMA: &str = "flotilla.manifest/2.2.0";
 /// The v1 schema [`to_v1`] adapts to.
 pub const MANIFEST_V1_SCHEMA: &str = "flotilla.manifest/1.2.0";
-pub const RUN_METRICS_SCHEMA: &str = "flotilla.run-metrics/1.0.0";
+pub const RUN_METRICS_SCHEMA: &str = "flotilla.run-metrics/1.1.0";
 
 /// How long a change may wait to be written with the changes that follow it.
 const COALESCE: std::time::Duration = std::time::Duration::from_millis(200);
@@ -354,8 +354,27 @@ pub fn to_v1(v2: &Value) -> Value {
     doc
 }
 
-/// `.runs/<task-id>/metrics.json`: per-run figures, among them `privacyEvents`.
-pub fn render_metrics(task: &TaskRow, guard: &GuardEvidence) -> Value {
+/// The dimensions a run's metrics may be asked to carry (`metrics.requiredDimensions`).
+pub const DIMENSIONS: [&str; 5] = ["task", "instance", "capability", "attempt", "privacy"];
+
+/// How often a running task's `metrics.json` is rewritten when its request names no
+/// `metrics.emitIntervalMs`.
+pub const DEFAULT_EMIT_INTERVAL_MS: u64 = 5_000;
+
+/// What a run's metrics are written from.
+pub struct MetricsEvidence<'a> {
+    pub attempts: &'a [AttemptRow],
+    pub guard: &'a GuardEvidence,
+    /// Each instance that ran one of its attempts, as recorded.
+    pub instances: &'a [InstanceStats],
+    /// The request's `metrics.requiredDimensions`.
+    pub required: &'a [String],
+}
+
+/// `.runs/<task-id>/metrics.json`: per-run figures (`privacyEvents`, `instanceStats`),
+/// and which of the dimensions it was asked for it carries.
+pub fn render_metrics(task: &TaskRow, e: &MetricsEvidence<'_>) -> Value {
+    let guard = e.guard;
     let mut by_action = std::collections::BTreeMap::<&str, u64>::new();
     let mut by_rule = std::collections::BTreeMap::<&str, u64>::new();
     let mut applied = 0;
@@ -364,18 +383,47 @@ pub fn render_metrics(task: &TaskRow, guard: &GuardEvidence) -> Value {
         *by_rule.entry(d.rule.as_str()).or_default() += 1;
         applied += u64::from(d.applied);
     }
+    let mut by_state = std::collections::BTreeMap::<&str, u64>::new();
+    for a in e.attempts {
+        *by_state.entry(a.state.as_str()).or_default() += 1;
+    }
+    let instance_stats: serde_json::Map<String, Value> = e
+        .instances
+        .iter()
+        .map(|i| (i.instance.as_str().to_owned(), i.view()))
+        .collect();
+    let present: Vec<&str> = DIMENSIONS
+        .into_iter()
+        .filter(|d| match *d {
+            "task" => true,
+            "instance" => !e.instances.is_empty(),
+            "capability" => e.instances.iter().any(|i| !i.capabilities.is_empty()),
+            "attempt" => !e.attempts.is_empty(),
+            _ => !guard.runs.is_empty(),
+        })
+        .collect();
+    let missing: Vec<&str> = e
+        .required
+        .iter()
+        .map(String::as_str)
+        .filter(|d| !present.contains(d))
+        .collect();
     serde_json::json!({
         "schema": RUN_METRICS_SCHEMA,
         "taskId": task.id.as_str(),
         "runId": task.run_id.as_str(),
+        "state": task.state.as_str(),
         "writtenAt": rfc3339_ms(now_ms()),
+        "attempts": { "total": e.attempts.len(), "byState": by_state },
         "privacyEvents": {
             "total": guard.total(),
             "stored": guard.decisions.len(),
             "applied": applied,
             "byAction": by_action,
             "byRule": by_rule,
-        }
+        },
+        "instanceStats": instance_stats,
+        "dimensions": { "required": e.required, "present": present, "missing": missing },
     })
 }
 
@@ -490,23 +538,54 @@ async fn write_loop(
     scope: Scope,
     mut rx: mpsc::UnboundedReceiver<TaskId>,
 ) {
-    while let Some(first) = rx.recv().await {
-        // Gather the changes of a short window into one write per task: a short task's
-        // accepted → running → finished then costs one rewrite, not three.
-        tokio::time::sleep(COALESCE).await;
-        let mut stale = BTreeSet::from([first]);
-        while let Ok(more) = rx.try_recv() {
-            stale.insert(more);
+    // Running tasks, by when their metrics are next due and how often.
+    let mut running: BTreeMap<TaskId, (i64, i64)> = BTreeMap::new();
+    loop {
+        let next_due = running.values().map(|(due, _)| *due).min();
+        let first = tokio::select! {
+            got = rx.recv() => match got {
+                Some(task) => Some(task),
+                None => return,
+            },
+            _ = sleep_until_ms(next_due), if next_due.is_some() => None,
+        };
+        let mut stale = BTreeSet::new();
+        if let Some(first) = first {
+            // Gather the changes of a short window into one write per task: a short
+            // task's accepted → running → finished then costs one rewrite, not three.
+            tokio::time::sleep(COALESCE).await;
+            stale.insert(first);
+            while let Ok(more) = rx.try_recv() {
+                stale.insert(more);
+            }
         }
+        let now = now_ms();
+        stale.extend(
+            running
+                .iter()
+                .filter(|(_, (due, _))| *due <= now)
+                .map(|(task, _)| task.clone()),
+        );
         // A shard's change shows in its fanned-out task's manifest too.
         let mut parents = BTreeSet::new();
         for task in &stale {
             match write_one(&store, &artifacts, &scope, task).await {
-                Ok(Some(parent)) if !stale.contains(&parent) => {
-                    parents.insert(parent);
+                Ok(w) => {
+                    match w.emit_every_ms {
+                        Some(every) => running.insert(task.clone(), (now_ms() + every, every)),
+                        None => running.remove(task),
+                    };
+                    if let Some(parent) = w.parent.filter(|p| !stale.contains(p)) {
+                        parents.insert(parent);
+                    }
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(task = %task, error = %e, "manifest not written"),
+                Err(e) => {
+                    // Tried again on its next change, or its next interval.
+                    if let Some((due, every)) = running.get_mut(task) {
+                        *due = now_ms() + *every;
+                    }
+                    tracing::warn!(task = %task, error = %e, "manifest not written")
+                }
             }
         }
         for task in parents {
@@ -517,15 +596,31 @@ async fn write_loop(
     }
 }
 
-/// Writes one task's manifest and metrics; returns its parent, if it is a shard.
+async fn sleep_until_ms(at_ms: Option<i64>) {
+    let wait = at_ms.map_or(0, |at| (at - now_ms()).max(0));
+    tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
+}
+
+/// What writing one task's files found.
+struct Written {
+    /// Its fanned-out task, if it is a shard.
+    parent: Option<TaskId>,
+    /// While it runs: how often its metrics are rewritten.
+    emit_every_ms: Option<i64>,
+}
+
+/// Writes one task's manifest and metrics.
 async fn write_one(
     store: &Store,
     artifacts: &Path,
     scope: &Scope,
     task: &TaskId,
-) -> Result<Option<TaskId>, ManifestError> {
+) -> Result<Written, ManifestError> {
     let Some(row) = store.get_task(task).await? else {
-        return Ok(None);
+        return Ok(Written {
+            parent: None,
+            emit_every_ms: None,
+        });
     };
     let attempts = store.attempts_of(task).await?;
     let guard = GuardEvidence {
@@ -534,10 +629,15 @@ async fn write_one(
         runs: store.guard_runs_of(task).await?,
         decisions: store.decisions_of(task, 1000 * row.attempts.max(1)).await?,
     };
-    let mode = crate::control_plane::RunRequest::from_stored(&row.request)
-        .ok()
+    let request = crate::control_plane::RunRequest::from_stored(&row.request).ok();
+    let mode = request
+        .as_ref()
         .and_then(|r| r.fan_mode())
         .filter(|_| row.parent.is_none());
+    let spec = request
+        .as_ref()
+        .and_then(|r| r.metrics.clone())
+        .unwrap_or_default();
     let fan_out = match mode {
         Some(mode) => {
             let mut shards = Vec::new();
@@ -565,9 +665,28 @@ async fn write_one(
         manifest_path(artifacts, &row.id, &row.run_id),
         render(&row, &attempts, &guard, &fleet),
     )?;
+    let now = now_ms();
+    let mut instances = Vec::new();
+    let mut seen = BTreeSet::new();
+    for a in &attempts {
+        if seen.insert(&a.instance) {
+            instances.extend(store.instance_stats(&a.instance, now).await?);
+        }
+    }
+    let evidence = MetricsEvidence {
+        attempts: &attempts,
+        guard: &guard,
+        instances: &instances,
+        required: &spec.required_dimensions,
+    };
     write(
         metrics_path(artifacts, &row.id),
-        render_metrics(&row, &guard),
+        render_metrics(&row, &evidence),
     )?;
-    Ok(row.parent)
+    let emit_every_ms = (row.state == crate::domain::TaskState::Running)
+        .then(|| spec.emit_interval_ms.unwrap_or(DEFAULT_EMIT_INTERVAL_MS) as i64);
+    Ok(Written {
+        parent: row.parent,
+        emit_every_ms,
+    })
 }

@@ -1193,6 +1193,9 @@ fn task_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<TaskRow, StoreError> {
     })
 }
 
+pub mod instances;
 #[cfg(test)]
 mod tests;
 pub mod writer;
+
+pub use instances::{AttemptCounts, InstanceStats, SessionStart};

@@ -227,3 +227,71 @@ async fn leases_fences_and_cordons_are_kept_in_the_store() {
     set_control_in(&mut conn, &inst, None, 3).await.unwrap();
     assert!(store.instance_controls().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn instance_stats_count_busy_time_restarts_and_repairs_from_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("state.db")).await.unwrap();
+    let a = InstanceId::parse("local-1").unwrap();
+    let b = InstanceId::parse("local-2").unwrap();
+    assert_eq!(store.instance_stats(&a, 0).await.unwrap(), None);
+    let mut conn = store.pool.acquire().await.unwrap();
+    let session = |instance: &InstanceId, conn: u64, pid: u32, at: i64| SessionStart {
+        instance: instance.clone(),
+        conn,
+        pid,
+        slots: 2,
+        capabilities: vec!["local".into()],
+        now_ms: at,
+    };
+    // local-1: pid 10, a reconnect of the same process, then pid 11 (one restart).
+    for (c, pid, at, left) in [(1, 10, 0, 1_000), (2, 10, 1_000, 2_000), (3, 11, 2_000, 0)] {
+        instances::start_session_in(&mut conn, &session(&a, c, pid, at))
+            .await
+            .unwrap();
+        if left > 0 {
+            instances::touch_session_in(&mut conn, &a, c, left, true)
+                .await
+                .unwrap();
+        }
+    }
+    instances::start_session_in(&mut conn, &session(&b, 4, 20, 0))
+        .await
+        .unwrap();
+    drop(conn);
+    // A task's first attempt is lost on local-1 at 1,500 and runs again on local-2 at
+    // 1,800; another ran on local-1 in its last session from 2,500 and is still running.
+    let t1 = row("t-one");
+    let t2 = row("t-two");
+    store.insert_task(&t1).await.unwrap();
+    store.insert_task(&t2).await.unwrap();
+    store.start_attempt(1, &t1.id, 1, &a, 500).await.unwrap();
+    let lost = AttemptEnd {
+        state: AttemptState::Lost,
+        exit_code: None,
+        signal: None,
+        reason: Some("instance local-1 disconnected".into()),
+    };
+    store.end_attempt(1, &lost, 1_500).await.unwrap();
+    store.start_attempt(2, &t1.id, 2, &b, 1_800).await.unwrap();
+    store.start_attempt(3, &t2.id, 1, &a, 2_500).await.unwrap();
+
+    let s = store.instance_stats(&a, 3_000).await.unwrap().unwrap();
+    assert_eq!(s.connected_ms, 2_000);
+    assert_eq!(s.left_ms, None);
+    assert_eq!(s.restarts, 1, "a reconnect of the same pid is no restart");
+    assert_eq!(s.busy_ms, 500, "only the latest session's slot time");
+    assert!((s.utilization - 500.0 / 2_000.0).abs() < 1e-9);
+    assert_eq!(s.attempts.started, 2);
+    assert_eq!(s.attempts.rescheduled, 1);
+    assert_eq!(s.attempts.running, 1);
+    assert_eq!((s.repairs, s.mttr_ms), (1, Some(300)));
+    let s = store.instance_stats(&b, 3_000).await.unwrap().unwrap();
+    assert_eq!((s.restarts, s.repairs, s.mttr_ms), (0, 0, None));
+    assert_eq!(s.busy_ms, 1_200);
+
+    // At start, open sessions end when they were last heard from.
+    assert_eq!(store.close_open_sessions().await.unwrap(), 2);
+    let s = store.instance_stats(&a, 9_000).await.unwrap().unwrap();
+    assert_eq!(s.left_ms, Some(2_000));
+}

@@ -73,6 +73,15 @@ pub enum Write {
         task: TaskId,
         checkpoint: Checkpoint,
     },
+    /// An instance connected.
+    SessionStart(super::SessionStart),
+    /// An instance's connection `conn` was heard from, or ended (`left`).
+    Session {
+        instance: InstanceId,
+        conn: u64,
+        now_ms: i64,
+        left: bool,
+    },
     /// The guard closed an attempt after this many decisions (stored or not).
     GuardRunEnd {
         task: TaskId,
@@ -290,6 +299,15 @@ async fn apply(tx: &mut sqlx::SqliteConnection, batch: &[Vec<Write>]) -> Result<
                     attempt_no,
                     decisions,
                 } => end_guard_run_in(tx, task, *attempt_no, *decisions).await?,
+                Write::SessionStart(start) => super::instances::start_session_in(tx, start).await?,
+                Write::Session {
+                    instance,
+                    conn,
+                    now_ms,
+                    left,
+                } => {
+                    super::instances::touch_session_in(tx, instance, *conn, *now_ms, *left).await?
+                }
             }
         }
     }

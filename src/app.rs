@@ -31,6 +31,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         streaming: config.streaming,
         tokens: config.tokens,
         retention: config.retention,
+        alerts: config.alerts.clone(),
     })
     .await
     .context("starting the engine")?;
@@ -129,6 +130,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         })
         .transpose()?;
     tokio::spawn(trim_after_observers(engine.observers.clone()));
+    tokio::spawn(crate::alerts::run(engine.clone()));
     tokio::select! {
         run = server.run() => run.context("running the HTTP server")?,
         death = watchdog.death() => {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use std::collections::BTreeMap;
 
+use flotilla_actors::alerts::{AlertSettings, RuleKind};
 use flotilla_actors::auth::TokenSettings;
 use flotilla_actors::control_plane::{ControlPlaneConfig, RollbackPolicy, ValidationMode};
 use flotilla_actors::dispatcher::placement::{Policy, SchedulerSettings};
@@ -74,6 +75,71 @@ pub struct FileConfig {
     pub tokens: Option<TokensFile>,
     /// What the frame log keeps: per-handle bytes, age, a global budget.
     pub retention: Option<RetentionFile>,
+    /// Alert rules, their thresholds, and a webhook.
+    pub alerts: Option<AlertsFile>,
+}
+
+/// `[alerts]` in flotilla.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AlertsFile {
+    /// How often the rules are evaluated (default 5000).
+    pub every_ms: Option<u64>,
+    /// What rates and means are taken over (default 300).
+    pub window_seconds: Option<u64>,
+    /// Where changes to firing and resolved are POSTed (none by default).
+    pub webhook: Option<String>,
+    /// Per rule, by name (`utilization-low`, `mttr-high`, `guard-violations`,
+    /// `validation-rejections`, `completion-low`, `instance-restarts`).
+    #[serde(default)]
+    pub rules: std::collections::BTreeMap<String, AlertRuleFile>,
+}
+
+/// `[alerts.rules.<name>]` in flotilla.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AlertRuleFile {
+    pub threshold: Option<f64>,
+    pub for_seconds: Option<u64>,
+    pub min_count: Option<u64>,
+    pub enabled: Option<bool>,
+}
+
+impl AlertsFile {
+    fn settings(self) -> Result<AlertSettings, ConfigError> {
+        let mut s = AlertSettings::default();
+        if let Some(ms) = self.every_ms {
+            s.every_ms = ms;
+        }
+        if let Some(secs) = self.window_seconds {
+            s.window_ms = secs.saturating_mul(1000);
+        }
+        s.webhook = self.webhook;
+        for (name, r) in self.rules {
+            let kind = RuleKind::parse(&name).ok_or_else(|| {
+                let known: Vec<&str> = RuleKind::ALL.iter().map(|k| k.as_str()).collect();
+                ConfigError::Alerts(format!(
+                    "alerts.rules.{name}: no such rule (known: {})",
+                    known.join(", ")
+                ))
+            })?;
+            let rule = s.rule_mut(kind);
+            if let Some(t) = r.threshold {
+                rule.threshold = t;
+            }
+            if let Some(secs) = r.for_seconds {
+                rule.for_ms = secs.saturating_mul(1000);
+            }
+            if let Some(n) = r.min_count {
+                rule.min_count = n;
+            }
+            if let Some(on) = r.enabled {
+                rule.enabled = on;
+            }
+        }
+        s.check().map_err(ConfigError::Alerts)?;
+        Ok(s)
+    }
 }
 
 /// `[retention]` in flotilla.toml.
@@ -391,6 +457,7 @@ pub struct ServeConfig {
     pub streaming: StreamingSettings,
     pub tokens: TokenSettings,
     pub retention: RetentionSettings,
+    pub alerts: AlertSettings,
 }
 
 /// Why the configuration is unusable.
@@ -427,6 +494,8 @@ pub enum ConfigError {
     Fleet(String),
     #[error("{0}")]
     Scheduler(String),
+    #[error("{0}")]
+    Alerts(String),
     #[error("scope {0:?}: {1}")]
     Scope(String, flotilla_actors::domain::IdError),
 }
@@ -502,6 +571,7 @@ impl ServeConfig {
             scheduler: file.scheduler.unwrap_or_default().settings()?,
             streaming: file.streaming.unwrap_or_default().settings(),
             retention: file.retention.unwrap_or_default().settings(),
+            alerts: file.alerts.unwrap_or_default().settings()?,
             tokens: {
                 let t = file.tokens.unwrap_or_default();
                 let d = TokenSettings::default();

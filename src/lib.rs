@@ -2,6 +2,7 @@
 //! agent process and an HTTP/WebSocket client. The engine lives in `flotilla-actors`.
 
 pub mod agent;
+pub mod alerts;
 pub mod app;
 pub mod cli;
 pub mod client;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::alerts::{AlertSettings, Alerts};
 use crate::auth::{expiry, TokenError, TokenSettings, Tokens};
 use crate::control_plane::{Accepted, ControlPlane, ControlPlaneConfig, RunRequest, SchemaError};
 use crate::dispatcher::honoured::refusals;
@@ -56,6 +57,8 @@ pub struct EngineConfig {
     pub tokens: TokenSettings,
     /// What the frame log keeps.
     pub retention: RetentionSettings,
+    /// Alert rules, thresholds and where alerts are delivered.
+    pub alerts: AlertSettings,
 }
 
 /// A submission's result: a new task, or the task an idempotency key already named.
@@ -126,6 +129,8 @@ pub struct Engine {
     pub suspects: broadcast::Sender<InstanceId>,
     /// The local agents' ids.
     local: Arc<std::sync::RwLock<std::collections::HashSet<InstanceId>>>,
+    /// The alerts' states (evaluated by whoever runs [`Engine::evaluate_alerts`]).
+    pub(crate) alerts: Arc<std::sync::Mutex<Alerts>>,
     /// One server per state dir, for as long as any clone of the engine lives.
     _lock: Arc<StateLock>,
 }
@@ -275,6 +280,10 @@ impl Engine {
                 ),
                 ..config.control_plane.clone()
             })?),
+            alerts: Arc::new(std::sync::Mutex::new(Alerts::new(
+                config.alerts.clone(),
+                now_ms(),
+            ))),
             config: Arc::new(config),
             guard,
             observers,

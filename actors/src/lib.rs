@@ -3,6 +3,7 @@
 //!
 //! Start at [`engine::Engine`]: it builds every actor and is the handle the edges hold.
 
+pub mod alerts;
 pub mod auth;
 pub mod control_plane;
 pub mod dispatcher;

@@ -1,11 +1,13 @@
 //! HTTP and WebSocket routes. Handlers parse, send, map: they validate at the edge, ask
 //! the engine, and turn its answer into a response. No SQL and no task logic here.
 
+mod admin;
 mod agents;
 mod auth;
 mod control;
 mod error;
 mod guard;
+mod metrics;
 pub mod openapi;
 pub mod respcheck;
 pub mod stream;
@@ -125,7 +127,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         body: Body::None,
         responses: responses!(200 => Resp::Text),
-        serve: || web::get().to(guard::metrics),
+        serve: || web::get().to(metrics::metrics),
     },
     Route {
         method: "post",
@@ -226,7 +228,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         body: Body::None,
         responses: responses!(200 => Resp::Schema("flotilla.fleet-view/1.0.0"); AUTH_ERRORS[0], AUTH_ERRORS[1]),
-        serve: || web::get().to(tasks::fleet),
+        serve: || web::get().to(admin::fleet),
     },
     Route {
         method: "get",
@@ -237,7 +239,18 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         body: Body::None,
         responses: responses!(200 => Resp::Schema("flotilla.queue-view/1.0.0"); AUTH_ERRORS[0], AUTH_ERRORS[1]),
-        serve: || web::get().to(tasks::queue),
+        serve: || web::get().to(admin::queue),
+    },
+    Route {
+        method: "get",
+        path: "/admin/alerts",
+        operation: "alerts",
+        summary: "Every alert rule: state (inactive, pending, firing, resolved), measured value, threshold and why",
+        auth: Auth::Token,
+        query: &[],
+        body: Body::None,
+        responses: responses!(200 => Resp::Schema("flotilla.alert-list/1.0.0"); AUTH_ERRORS[0], AUTH_ERRORS[1]),
+        serve: || web::get().to(admin::alerts),
     },
     Route {
         method: "post",

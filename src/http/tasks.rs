@@ -5,7 +5,7 @@ use actix_web::ResponseError;
 use actix_web::{web, HttpRequest, HttpResponse};
 use flotilla_actors::control_plane::{json_body, Rejection};
 use flotilla_actors::dispatcher::messages::{
-    instances_by_state, CancelError, CancelOutcome, ControlError, InstanceAction, SubmitError,
+    CancelError, CancelOutcome, ControlError, InstanceAction, SubmitError,
 };
 use flotilla_actors::domain::{rfc3339_ms, InstanceId, TaskId, TaskState};
 use flotilla_actors::engine::{Engine, Submitted};
@@ -468,70 +468,6 @@ pub async fn instances(req: HttpRequest, state: State) -> Result<HttpResponse, A
         .await
         .map_err(|e| ApiError::internal("instances", e))?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "instances": list })))
-}
-
-/// `GET /admin/fleet`: the fleet at a glance: instances by state with slots, running
-/// attempts and utilization (over the instances not failed), the queue's total and
-/// oldest wait, observers, and the frame log's size.
-pub async fn fleet(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
-    let (engine, _) = &**state;
-    auth::admin(&req, &engine.tokens)?;
-    let stopped = |e| ApiError::internal("fleet", e);
-    let instances = engine.instances().await.map_err(stopped)?;
-    let queue = engine.queue().await.map_err(stopped)?;
-    let working = instances.iter().filter(|i| i.state != "failed");
-    let (slots, running) = working.fold((0u64, 0u64), |(s, r), i| {
-        (s + u64::from(i.slots), r + i.running.len() as u64)
-    });
-    let utilization = if slots == 0 {
-        0.0
-    } else {
-        (running as f64 / slots as f64).min(1.0)
-    };
-    let now = flotilla_actors::domain::now_ms();
-    let oldest = queue.iter().filter_map(|q| q.oldest_wait_ms(now)).max();
-    let log = engine.log.counters();
-    let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "instances": {
-            "total": instances.len(),
-            "byState": instances_by_state(&instances),
-            "slots": slots,
-            "running": running,
-            "utilization": utilization,
-        },
-        "queue": {
-            "total": queue.iter().map(|q| q.depth).sum::<usize>(),
-            "oldestWaitMs": oldest,
-        },
-        "observers": engine.observers.count(),
-        "log": {"bytes": load(&log.size), "segments": load(&log.segments)},
-    })))
-}
-
-/// `GET /admin/queue`: the tasks waiting, by the capabilities they require, with the
-/// one waiting longest of each.
-pub async fn queue(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
-    let (engine, _) = &**state;
-    auth::admin(&req, &engine.tokens)?;
-    let queues = engine
-        .queue()
-        .await
-        .map_err(|e| ApiError::internal("queue", e))?;
-    let now = flotilla_actors::domain::now_ms();
-    let total: usize = queues.iter().map(|q| q.depth).sum();
-    let queues: Vec<serde_json::Value> = queues
-        .iter()
-        .map(|q| {
-            serde_json::json!({
-                "capabilities": q.capabilities,
-                "depth": q.depth,
-                "oldestAcceptedAt": q.oldest_ms.map(flotilla_actors::domain::rfc3339_ms),
-                "oldestWaitMs": q.oldest_wait_ms(now),
-            })
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "total": total, "queues": queues })))
 }
 
 /// `POST /admin/instances/{id}/{action}`: an operator's cordon, uncordon, drain or restart.

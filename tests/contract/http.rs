@@ -122,6 +122,7 @@ async fn http_bodies_follow_their_schemas() {
         streaming: Default::default(),
         tokens: Default::default(),
         retention: Default::default(),
+        alerts: Default::default(),
     })
     .await
     .expect("the engine starts");
@@ -199,6 +200,8 @@ async fn http_bodies_follow_their_schemas() {
     expect(&fleet, 200, "fleet-view.v1", "GET /admin/fleet");
     let queue = send(&app, get("/admin/queue").to_request()).await;
     expect(&queue, 200, "queue-view.v1", "GET /admin/queue");
+    let alerts = send(&app, get("/admin/alerts").to_request()).await;
+    expect(&alerts, 200, "alert-list.v1", "GET /admin/alerts");
     let guard = send(&app, get("/admin/guard").to_request()).await;
     expect(&guard, 200, "guard-view.v1", "GET /admin/guard");
 

@@ -64,17 +64,6 @@ fn parsed(app: &App) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// An admin route's JSON body.
-fn admin_get(app: &App, path: &str) -> Value {
-    ureq::get(&format!("{}{path}", app.base))
-        .set("Authorization", &format!("Bearer {}", app.client.token()))
-        .call()
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
-        .into_json()
-        .unwrap()
-}
-
-/// The value of the sample `name` whose labels include `labels`.
 fn sample(families: &Value, family: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     families[family]["samples"]
         .as_array()
@@ -253,7 +242,7 @@ fn metrics_parse_and_count_tasks_losses_and_instances() {
     let oldest = "flotilla_queue_oldest_wait_seconds";
     assert!(sample(&waiting, oldest, oldest, &[("capabilities", "gpu")]) >= 0.0);
     // The same from the admin API.
-    let queue = admin_get(&app, "/admin/queue");
+    let queue = app.admin_get("/admin/queue");
     let errors = schema_errors(include_str!("../../schemas/queue-view.v1.json"), &queue);
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(queue["total"], 1, "{queue}");
@@ -267,7 +256,7 @@ fn metrics_parse_and_count_tasks_losses_and_instances() {
         "{queue}"
     );
     // And at a glance.
-    let fleet = admin_get(&app, "/admin/fleet");
+    let fleet = app.admin_get("/admin/fleet");
     let errors = schema_errors(include_str!("../../schemas/fleet-view.v1.json"), &fleet);
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(fleet["instances"]["byState"]["ready"], 2, "{fleet}");

@@ -191,6 +191,16 @@ impl App {
     }
 
     /// The server's log, for failure messages.
+    /// An admin route's JSON body.
+    pub fn admin_get(&self, path: &str) -> Value {
+        ureq::get(&format!("{}{path}", self.base))
+            .set("Authorization", &format!("Bearer {TOKEN}"))
+            .call()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .into_json()
+            .unwrap()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }

@@ -96,6 +96,14 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../../schemas/queue-view.v1.json"),
     ),
     (
+        "alert-list.v1.json",
+        include_str!("../../../schemas/alert-list.v1.json"),
+    ),
+    (
+        "alert-notification.v1.json",
+        include_str!("../../../schemas/alert-notification.v1.json"),
+    ),
+    (
         "observer-frame.v1.json",
         include_str!("../../../schemas/observer-frame.v1.json"),
     ),

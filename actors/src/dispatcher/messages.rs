@@ -233,6 +233,21 @@ pub fn instances_by_state(instances: &[InstanceView]) -> BTreeMap<&'static str, 
     by_state
 }
 
+/// Slots and running attempts of the instances not failed, and running over slots (0
+/// without slots).
+pub fn fleet_load(instances: &[InstanceView]) -> (u64, u64, f64) {
+    let working = instances.iter().filter(|i| i.state != "failed");
+    let (slots, running) = working.fold((0u64, 0u64), |(s, r), i| {
+        (s + u64::from(i.slots), r + i.running.len() as u64)
+    });
+    let utilization = if slots == 0 {
+        0.0
+    } else {
+        (running as f64 / slots as f64).min(1.0)
+    };
+    (slots, running, utilization)
+}
+
 /// A connected instance, as the API shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -71,6 +71,11 @@ const INSTANCE_RESTARTS: Metric = Metric::counter(
     "Local agents restarted by the supervisor after they exited, by instance.",
 );
 
+const ALERT_CHANGES: Metric = Metric::counter(
+    "flotilla_alert_transitions_total",
+    "Alerts that changed state, by alert and the state they moved to.",
+);
+
 /// Every family the events update, with whether it has an unlabelled series to show
 /// at 0 before anything happened.
 const ALL: &[(&Metric, bool)] = &[
@@ -88,6 +93,7 @@ const ALL: &[(&Metric, bool)] = &[
     (&INSTANCE_RESTARTS, false),
     (&OBSERVER_JOINS, false),
     (&OBSERVER_LEAVES, false),
+    (&ALERT_CHANGES, false),
 ];
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
@@ -330,6 +336,47 @@ impl Event for ObserverLeft<'_> {
         registry().add(
             &OBSERVER_LEAVES,
             vec![("why", self.class().to_owned())],
+            1.0,
+        );
+    }
+}
+
+/// What the events counted, as an alert sample wants it: repairs and their seconds,
+/// finished and succeeded tasks, local agent restarts (the rest is read elsewhere).
+pub fn fill_sample(sample: &mut crate::alerts::Sample) {
+    let r = registry();
+    let (seconds, repairs) = r.total(&RECOVERY, |_| true);
+    sample.repairs = repairs;
+    sample.repair_seconds = seconds;
+    sample.finished = r.total(&TASKS_FINISHED, |_| true).0 as u64;
+    sample.succeeded = r
+        .total(&TASKS_FINISHED, |l| {
+            l.iter().any(|(k, v)| *k == "outcome" && v == "succeeded")
+        })
+        .0 as u64;
+    sample.restarts = r.total(&INSTANCE_RESTARTS, |_| true).0 as u64;
+}
+
+/// An alert changed state.
+pub struct AlertChanged<'a> {
+    pub transition: &'a crate::alerts::Transition,
+}
+
+impl Event for AlertChanged<'_> {
+    fn emit(self) {
+        let t = self.transition;
+        let (alert, to) = (t.alert.alert.as_str(), t.alert.state.as_str());
+        match t.alert.state {
+            crate::alerts::AlertState::Firing => {
+                tracing::warn!(alert, from = t.from.as_str(), to, value = ?t.alert.value, reason = %t.alert.reason, "alert firing")
+            }
+            _ => {
+                tracing::info!(alert, from = t.from.as_str(), to, value = ?t.alert.value, reason = %t.alert.reason, "alert changed")
+            }
+        }
+        registry().add(
+            &ALERT_CHANGES,
+            vec![("alert", alert.to_owned()), ("to", to.to_owned())],
             1.0,
         );
     }

@@ -142,6 +142,26 @@ impl Registry {
         });
     }
 
+    /// Over the series of `m` whose labels `keep` accepts: the sum of their values (of a
+    /// histogram: of its observations) and, for a histogram, how many observations.
+    pub fn total(&self, m: &Metric, keep: impl Fn(&Labels) -> bool) -> (f64, u64) {
+        let families = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        let mut total = (0.0, 0);
+        for (labels, series) in families.get(m.name).into_iter().flat_map(|f| &f.series) {
+            if !keep(labels) {
+                continue;
+            }
+            match series {
+                Series::Value(v) => total.0 += v,
+                Series::Histogram { sum, count, .. } => {
+                    total.0 += sum;
+                    total.1 += count;
+                }
+            }
+        }
+        total
+    }
+
     fn family<'a>(families: &'a mut BTreeMap<&'static str, Family>, m: &Metric) -> &'a mut Family {
         families.entry(m.name).or_insert_with(|| Family {
             help: m.help,

@@ -14,3 +14,5 @@ CREATE TABLE instance_sessions (
 );
 CREATE INDEX instance_sessions_by_instance ON instance_sessions (instance, connected_ms);
 CREATE INDEX attempts_by_instance ON attempts (instance, started_ms);
+-- The admin task pages: newest first, from a cursor.
+CREATE INDEX tasks_by_created ON tasks (created_ms, id);

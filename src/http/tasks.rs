@@ -513,7 +513,7 @@ pub async fn control_instance(
 pub async fn agent_token(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
     let (engine, _) = &**state;
     auth::admin(&req, &engine.tokens)?;
-    let query = query::<AgentTokenQuery>(&req)?;
+    let query: AgentTokenQuery = super::query(&req)?;
     let instance = query
         .instance
         .as_deref()
@@ -543,21 +543,6 @@ pub async fn agent_token(req: HttpRequest, state: State) -> Result<HttpResponse,
         .unwrap_or_default()
         .to_owned();
     Ok(HttpResponse::Created().json(serde_json::json!({ "token": token, "id": id })))
-}
-
-/// The route's query parameters, or a 400 naming what is wrong with them.
-fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiError> {
-    web::Query::<T>::from_query(req.query_string())
-        .map(web::Query::into_inner)
-        .map_err(|e| {
-            ApiError::field(
-                StatusCode::BAD_REQUEST,
-                "bad-query",
-                "/query",
-                "type",
-                e.to_string(),
-            )
-        })
 }
 
 #[derive(serde::Deserialize)]
@@ -609,7 +594,7 @@ pub async fn revoke_token(
             format!("token id {id:?}: the hex id a version 2 token carries (its fourth field)"),
         ));
     }
-    let query = query::<RevokeQuery>(&req)?;
+    let query: RevokeQuery = super::query(&req)?;
     if query
         .reason
         .as_ref()

@@ -200,6 +200,23 @@ async fn http_bodies_follow_their_schemas() {
     expect(&fleet, 200, "fleet-view.v1", "GET /admin/fleet");
     let queue = send(&app, get("/admin/queue").to_request()).await;
     expect(&queue, 200, "queue-view.v1", "GET /admin/queue");
+    for path in [
+        "/admin/tasks",
+        "/admin/tasks?state=queued,running&limit=1&maxBytes=4096",
+        "/admin/tasks?capability=local&idPrefix=contract",
+    ] {
+        let page = send(&app, get(path).to_request()).await;
+        expect(&page, 200, "task-page.v1", path);
+    }
+    for path in [
+        "/admin/tasks?cursor=nonsense",
+        "/admin/tasks?state=waiting",
+        "/admin/tasks?maxBytes=10",
+        "/admin/tasks?limit=0",
+    ] {
+        let bad = send(&app, get(path).to_request()).await;
+        expect(&bad, 400, "problem.v1", path);
+    }
     let alerts = send(&app, get("/admin/alerts").to_request()).await;
     expect(&alerts, 200, "alert-list.v1", "GET /admin/alerts");
     let guard = send(&app, get("/admin/guard").to_request()).await;

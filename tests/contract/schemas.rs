@@ -203,26 +203,28 @@ fn every_schema_compiles_and_its_id_names_its_file() {
     assert!(wrong.is_empty(), "schemas:\n  {}", wrong.join("\n  "));
 }
 
-/// The list schema's item is the task view schema: the two must not drift apart.
+/// The list's and the page's item is the task view schema: they must not drift apart.
 #[test]
-fn a_task_list_holds_task_views() {
+fn task_lists_and_pages_hold_task_views() {
     let view = &schema("task-view.v1").doc;
-    let list = &schema("task-list.v1").doc;
     let mut body = view.as_object().unwrap().clone();
     for key in ["$schema", "$id", "title", "description", "$defs"] {
         body.remove(key);
     }
-    assert_eq!(
-        list.pointer("/$defs/task"),
-        Some(&Value::Object(body)),
-        "task-list.v1.json $defs/task differs from the body of task-view.v1.json"
-    );
-    for (name, def) in view["$defs"].as_object().unwrap() {
+    for holder in ["task-list.v1", "task-page.v1"] {
+        let list = &schema(holder).doc;
         assert_eq!(
-            list["$defs"].get(name),
-            Some(def),
-            "task-list.v1.json $defs/{name} differs from task-view.v1.json"
+            list.pointer("/$defs/task"),
+            Some(&Value::Object(body.clone())),
+            "{holder}.json $defs/task differs from the body of task-view.v1.json"
         );
+        for (name, def) in view["$defs"].as_object().unwrap() {
+            assert_eq!(
+                list["$defs"].get(name),
+                Some(def),
+                "{holder}.json $defs/{name} differs from task-view.v1.json"
+            );
+        }
     }
 }
 

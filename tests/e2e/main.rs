@@ -1,6 +1,7 @@
 //! End-to-end tests: each starts the real `flotilla serve` (with real agent processes) on a
 //! free port with a fresh state dir, and talks to it over real sockets.
 
+mod admin;
 mod alerts;
 mod bad_input;
 mod batch;

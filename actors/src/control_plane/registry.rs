@@ -96,6 +96,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../../schemas/queue-view.v1.json"),
     ),
     (
+        "task-page.v1.json",
+        include_str!("../../../schemas/task-page.v1.json"),
+    ),
+    (
         "alert-list.v1.json",
         include_str!("../../../schemas/alert-list.v1.json"),
     ),

@@ -123,6 +123,19 @@ pub struct AttemptRow {
     pub detail: Option<String>,
 }
 
+/// Which tasks a page lists (every field optional; all given must match).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskFilter {
+    /// In one of these states (any, if empty).
+    pub states: Vec<TaskState>,
+    /// With an attempt on this instance.
+    pub instance: Option<InstanceId>,
+    /// Requiring this capability.
+    pub capability: Option<String>,
+    /// Whose id starts with this.
+    pub id_prefix: Option<String>,
+}
+
 /// An attempt recorded as running.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenAttempt {
@@ -516,6 +529,54 @@ impl Store {
                 .await?
             }
         };
+        rows.iter().map(task_from_row).collect()
+    }
+
+    /// Up to `limit` tasks matching `filter`, newest first (by acceptance, then id),
+    /// after the task `after` names (its acceptance time and id), if any.
+    pub async fn page_tasks(
+        &self,
+        filter: &TaskFilter,
+        after: Option<(i64, &TaskId)>,
+        limit: u32,
+    ) -> Result<Vec<TaskRow>, StoreError> {
+        let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE 1 = 1");
+        if !filter.states.is_empty() {
+            let marks = vec!["?"; filter.states.len()].join(", ");
+            sql.push_str(&format!(" AND state IN ({marks})"));
+        }
+        if filter.instance.is_some() {
+            sql.push_str(" AND id IN (SELECT task_id FROM attempts WHERE instance = ?)");
+        }
+        if filter.capability.is_some() {
+            sql.push_str(
+                " AND EXISTS (SELECT 1 FROM json_each(tasks.request, '$.capabilities')                  WHERE json_each.value = ?)",
+            );
+        }
+        if filter.id_prefix.is_some() {
+            sql.push_str(" AND substr(id, 1, ?) = ?");
+        }
+        if after.is_some() {
+            sql.push_str(" AND (created_ms < ? OR (created_ms = ? AND id < ?))");
+        }
+        sql.push_str(" ORDER BY created_ms DESC, id DESC LIMIT ?");
+        let mut q = sqlx::query(&sql);
+        for st in &filter.states {
+            q = q.bind(st.as_str());
+        }
+        if let Some(i) = &filter.instance {
+            q = q.bind(i.as_str());
+        }
+        if let Some(c) = &filter.capability {
+            q = q.bind(c.as_str());
+        }
+        if let Some(p) = &filter.id_prefix {
+            q = q.bind(p.chars().count() as i64).bind(p.as_str());
+        }
+        if let Some((ms, id)) = after {
+            q = q.bind(ms).bind(ms).bind(id.as_str());
+        }
+        let rows = q.bind(i64::from(limit)).fetch_all(&self.pool).await?;
         rows.iter().map(task_from_row).collect()
     }
 

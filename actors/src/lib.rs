@@ -20,6 +20,7 @@ pub mod lifeline;
 pub mod manifest;
 pub mod protocol;
 pub mod queue;
+pub mod reports;
 pub mod seal;
 pub mod state_lock;
 pub mod store;

@@ -97,7 +97,7 @@ pub async fn request(
     state: State,
 ) -> Result<HttpResponse, ApiError> {
     let body: ApprovalRequest =
-        admin_body(&req, &state, "flotilla.approval-request/1.0.0", payload).await?;
+        admin_body(&req, &state, "flotilla.approval-request/1.1.0", payload).await?;
     let (engine, _) = &**state;
     let a = engine
         .guard

@@ -459,7 +459,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Request a policy approval or an override",
         auth: Auth::Token,
         query: &[],
-        body: Body::Schemas(&["flotilla.approval-request/1.0.0"]),
+        body: Body::Schemas(&["flotilla.approval-request/1.1.0"]),
         responses: responses!(201 => Resp::Object; AUTH_ERRORS[0], AUTH_ERRORS[1], BODY_ERRORS[0], BODY_ERRORS[1], BODY_ERRORS[2]),
         serve: || web::post().to(guard::request),
     },

@@ -15,7 +15,7 @@ use flotilla_actors::domain::{
 use flotilla_actors::exec_handle::StoredFrame;
 use flotilla_actors::fleet::DEFAULT_HEARTBEAT_MS as HEARTBEAT_MS;
 use flotilla_actors::guard::approvals::{
-    ApprovalKind, ApprovalRequest, Approvers, OverrideTarget, Registry,
+    ApprovalKind, ApprovalRequest, Approvers, OverrideTarget, Registry, Signoff,
 };
 use flotilla_actors::guard::{GuardSpec, GuardView, Level};
 use flotilla_actors::manifest::{
@@ -511,6 +511,7 @@ fn the_approvals_registry_follows_its_schema() {
                 kind: ApprovalKind::GuardPolicy,
                 scope: None,
                 target: None,
+                signoff: None,
                 reason: "enforce for restricted tasks".into(),
                 requested_by: "carol".into(),
                 expires_in_seconds: None,
@@ -551,6 +552,7 @@ fn the_approvals_registry_follows_its_schema() {
                     kind: ApprovalKind::GuardOverride,
                     scope: scope.map(str::to_owned),
                     target: Some(target),
+                    signoff: None,
                     reason: "known test fixture".into(),
                     requested_by: "dave".into(),
                     expires_in_seconds: Some(3600),
@@ -575,11 +577,28 @@ fn the_approvals_registry_follows_its_schema() {
             digest: Some("9f86d081".into()),
             ..Default::default()
         }),
+        signoff: None,
         reason: "a public test vector".into(),
         requested_by: "dave".into(),
         expires_in_seconds: Some(600),
     };
     registry.request(pending, later).unwrap();
+    let signoff = ApprovalRequest {
+        kind: ApprovalKind::SponsorSignoff,
+        scope: None,
+        target: None,
+        signoff: Some(Signoff {
+            objectives: vec!["a fleet that heals itself".into()],
+            success_metrics: vec!["completion of at least 95 % without manual intervention".into()],
+        }),
+        reason: "the autonomy upgrade programme".into(),
+        requested_by: "dana".into(),
+        expires_in_seconds: None,
+    };
+    let signoff = registry.request(signoff, later).unwrap();
+    registry
+        .approve(&signoff.id, "alice", &who, later + 1)
+        .unwrap();
     let file = read_json(registry.path());
     let mut statuses: Vec<&str> = file["approvals"]
         .as_array()

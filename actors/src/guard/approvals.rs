@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{parse_rfc3339_ms, random_hex, rfc3339_ms, Scope, TaskId};
 use crate::files::write_atomic;
 
-pub const APPROVALS_SCHEMA: &str = "flotilla.approvals/1.0.0";
+pub const APPROVALS_SCHEMA: &str = "flotilla.approvals/1.1.0";
 /// Longest an override may last; overrides are exceptions, not configuration.
 pub const MAX_OVERRIDE_SECS: u64 = 30 * 86_400;
 /// Longest (and default) life of a policy approval.
@@ -29,6 +29,17 @@ pub enum ApprovalKind {
     GuardPolicy,
     /// Allowlists a rule, digest or pattern.
     GuardOverride,
+    /// The sponsor's sign-off of the programme's objectives and success metrics, which
+    /// every rollout advance needs.
+    SponsorSignoff,
+}
+
+/// What a sponsor signs off: the programme's objectives and how success is measured.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Signoff {
+    pub objectives: Vec<String>,
+    pub success_metrics: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +74,9 @@ pub struct Approval {
     pub scope: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<OverrideTarget>,
+    /// A sponsor sign-off's objectives and success metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signoff: Option<Signoff>,
     pub reason: String,
     pub requested_by: String,
     pub requested_at: String,
@@ -102,6 +116,9 @@ pub struct ApprovalRequest {
     pub scope: Option<String>,
     #[serde(default)]
     pub target: Option<OverrideTarget>,
+    /// For a sponsor sign-off: its objectives and success metrics.
+    #[serde(default)]
+    pub signoff: Option<Signoff>,
     pub reason: String,
     pub requested_by: String,
     /// Life of the approval from now; overrides must say, up to 30 days.
@@ -227,6 +244,14 @@ impl Registry {
             .find(|a| a.kind == ApprovalKind::GuardPolicy && a.in_force(now))
     }
 
+    /// The newest sponsor sign-off in force, if any.
+    pub fn signoff_in_force(&self, now: i64) -> Option<&Approval> {
+        self.approvals
+            .iter()
+            .rev()
+            .find(|a| a.kind == ApprovalKind::SponsorSignoff && a.in_force(now))
+    }
+
     /// The overrides in force for one task (global ones and the task's own).
     pub fn allowlist(&self, task: &TaskId, now: i64) -> Allowlist {
         let entries = self
@@ -253,6 +278,12 @@ impl Registry {
         }
         check_person("requestedBy", &req.requested_by)?;
         let scope = req.scope.unwrap_or_else(|| "global".to_owned());
+        if req.kind != ApprovalKind::SponsorSignoff && req.signoff.is_some() {
+            return Err(invalid(
+                "signoff",
+                "only a sponsor-signoff has objectives and success metrics",
+            ));
+        }
         let (target, max, default) = match req.kind {
             ApprovalKind::GuardPolicy => {
                 if scope != "global" || req.target.is_some() {
@@ -260,6 +291,23 @@ impl Registry {
                         "scope",
                         "a policy approval is global and has no target",
                     ));
+                }
+                (None, MAX_POLICY_SECS, Some(DEFAULT_POLICY_SECS))
+            }
+            ApprovalKind::SponsorSignoff => {
+                if scope != "global" || req.target.is_some() {
+                    return Err(invalid(
+                        "scope",
+                        "a sponsor sign-off is global and has no target",
+                    ));
+                }
+                let listed = |v: &[String]| !v.is_empty() && v.iter().all(|s| !s.trim().is_empty());
+                match &req.signoff {
+                    Some(s) if listed(&s.objectives) && listed(&s.success_metrics) => {}
+                    _ => return Err(invalid(
+                        "signoff",
+                        "a sponsor sign-off names at least one objective and one success metric",
+                    )),
                 }
                 (None, MAX_POLICY_SECS, Some(DEFAULT_POLICY_SECS))
             }
@@ -296,6 +344,7 @@ impl Registry {
             status: ApprovalStatus::Requested,
             scope,
             target,
+            signoff: req.signoff,
             reason: req.reason,
             requested_by: req.requested_by,
             requested_at: rfc3339_ms(now),
@@ -457,11 +506,54 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_sponsor_signoff_names_objectives_and_metrics_and_needs_a_second_person() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reg = Registry::load(dir.path(), &Scope::default()).unwrap();
+        let ask = |signoff: Option<Signoff>| ApprovalRequest {
+            kind: ApprovalKind::SponsorSignoff,
+            scope: None,
+            target: None,
+            signoff,
+            reason: "autonomy upgrade".into(),
+            requested_by: "alice".into(),
+            expires_in_seconds: None,
+        };
+        let empty = Signoff {
+            objectives: vec!["heal".into()],
+            success_metrics: vec![],
+        };
+        let err = reg.request(ask(Some(empty)), 0).unwrap_err().to_string();
+        assert!(err.starts_with("signoff: "), "{err}");
+        assert!(reg.request(ask(None), 0).is_err());
+        let full = Signoff {
+            objectives: vec!["heal without people".into()],
+            success_metrics: vec!["completion ≥ 95 %".into()],
+        };
+        let a = reg.request(ask(Some(full)), 0).unwrap();
+        assert!(
+            reg.signoff_in_force(1).is_none(),
+            "requested is not in force"
+        );
+        assert!(matches!(
+            reg.approve(&a.id, "alice", &who(), 1),
+            Err(ApprovalError::SelfApproval(_))
+        ));
+        reg.approve(&a.id, "bob", &who(), 2).unwrap();
+        assert_eq!(
+            reg.signoff_in_force(3).map(|s| s.id.clone()),
+            Some(a.id.clone())
+        );
+        reg.revoke(&a.id, "bob", 4).unwrap();
+        assert!(reg.signoff_in_force(5).is_none());
+    }
+
     fn override_req(by: &str, target: OverrideTarget) -> ApprovalRequest {
         ApprovalRequest {
             kind: ApprovalKind::GuardOverride,
             scope: Some("t-build-7".into()),
             target: Some(target),
+            signoff: None,
             reason: "known test fixture".into(),
             requested_by: by.into(),
             expires_in_seconds: Some(3600),
@@ -558,6 +650,7 @@ mod tests {
             kind: ApprovalKind::GuardPolicy,
             scope: None,
             target: None,
+            signoff: None,
             reason: "rollout of enforce".into(),
             requested_by: "carol".into(),
             expires_in_seconds: None,

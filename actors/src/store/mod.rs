@@ -1255,6 +1255,7 @@ fn task_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<TaskRow, StoreError> {
 }
 
 pub mod instances;
+pub mod reports;
 #[cfg(test)]
 mod tests;
 pub mod writer;

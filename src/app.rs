@@ -32,6 +32,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         tokens: config.tokens,
         retention: config.retention,
         alerts: config.alerts.clone(),
+        rollout: config.rollout.clone(),
     })
     .await
     .context("starting the engine")?;
@@ -131,6 +132,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .transpose()?;
     tokio::spawn(trim_after_observers(engine.observers.clone()));
     tokio::spawn(crate::alerts::run(engine.clone()));
+    tokio::spawn(check_rollouts(
+        engine.clone(),
+        config.rollout.check_every_ms,
+    ));
     tokio::select! {
         run = server.run() => run.context("running the HTTP server")?,
         death = watchdog.death() => {
@@ -177,5 +182,18 @@ async fn trim_after_observers(observers: flotilla_actors::subscriber::registry::
             }
         }
         before = now;
+    }
+}
+
+/// Checks again, on an interval, the gates of every component a rollout advanced; one
+/// that fails rolls its component back a phase.
+async fn check_rollouts(engine: Engine, every_ms: u64) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(every_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = engine.rollout_check().await {
+            tracing::warn!(error = %e, "rollout gates not checked");
+        }
     }
 }

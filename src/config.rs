@@ -14,6 +14,7 @@ use flotilla_actors::exec_handle::RetentionSettings;
 use flotilla_actors::fleet::FleetSettings;
 use flotilla_actors::guard::approvals::Approvers;
 use flotilla_actors::guard::{GuardSettings, Level, Mode, Phase};
+use flotilla_actors::rollout::RolloutSettings;
 use flotilla_actors::subscriber::registry::StreamingSettings;
 use serde::Deserialize;
 
@@ -77,6 +78,40 @@ pub struct FileConfig {
     pub retention: Option<RetentionFile>,
     /// Alert rules, their thresholds, and a webhook.
     pub alerts: Option<AlertsFile>,
+    /// Gated rollouts: the cooldown's first phase, the evidence gates need.
+    pub rollout: Option<RolloutFile>,
+}
+
+/// `[rollout]` in flotilla.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RolloutFile {
+    /// The cooldown's phase at the first start: shadow, limited or full (default full;
+    /// later starts keep the phase the rollout recorded).
+    pub cooldown: Option<String>,
+    /// Finished tasks a completion rate needs before a gate reads it (default 20).
+    pub min_tasks: Option<u64>,
+    /// How often the gates of advanced components are checked again (default 30000).
+    pub check_every_ms: Option<u64>,
+}
+
+impl RolloutFile {
+    fn settings(self) -> Result<RolloutSettings, ConfigError> {
+        let d = RolloutSettings::default();
+        let cooldown = match self.cooldown.as_deref() {
+            None => d.cooldown,
+            Some(p) => flotilla_actors::rollout::Phase::parse(p).ok_or_else(|| {
+                ConfigError::Rollout(format!(
+                    "rollout.cooldown must be shadow, limited or full, got {p:?}"
+                ))
+            })?,
+        };
+        Ok(RolloutSettings {
+            cooldown,
+            min_tasks: self.min_tasks.unwrap_or(d.min_tasks),
+            check_every_ms: self.check_every_ms.unwrap_or(d.check_every_ms),
+        })
+    }
 }
 
 /// `[alerts]` in flotilla.toml.
@@ -458,6 +493,7 @@ pub struct ServeConfig {
     pub tokens: TokenSettings,
     pub retention: RetentionSettings,
     pub alerts: AlertSettings,
+    pub rollout: RolloutSettings,
 }
 
 /// Why the configuration is unusable.
@@ -496,6 +532,8 @@ pub enum ConfigError {
     Scheduler(String),
     #[error("{0}")]
     Alerts(String),
+    #[error("{0}")]
+    Rollout(String),
     #[error("scope {0:?}: {1}")]
     Scope(String, flotilla_actors::domain::IdError),
 }
@@ -572,6 +610,7 @@ impl ServeConfig {
             streaming: file.streaming.unwrap_or_default().settings(),
             retention: file.retention.unwrap_or_default().settings(),
             alerts: file.alerts.unwrap_or_default().settings()?,
+            rollout: file.rollout.unwrap_or_default().settings()?,
             tokens: {
                 let t = file.tokens.unwrap_or_default();
                 let d = TokenSettings::default();
@@ -680,6 +719,13 @@ impl ServeConfig {
             ten_years,
         )?;
         range("retention.budget-bytes", r.budget_bytes, 256 << 10, 1 << 50)?;
+        range("rollout.min-tasks", self.rollout.min_tasks, 1, 1_000_000)?;
+        range(
+            "rollout.check-every-ms",
+            self.rollout.check_every_ms,
+            100,
+            3_600_000,
+        )?;
         if self.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err(ConfigError::WeakToken);
         }

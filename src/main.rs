@@ -40,6 +40,8 @@ fn main() {
         Command::Canary(a) => cli::canary::run(a),
         Command::Guard(g) => cli::guard::run(g),
         Command::Tokens(c) => cli::tokens::run(c),
+        Command::Rollout(c) => cli::rollout::run(c),
+        Command::Report(a) => cli::rollout::report(a),
         Command::Seal(c) => {
             init_tracing("warn");
             cli::seal::run(c)

@@ -26,6 +26,7 @@ use crate::lifeline::Watchdog;
 use crate::manifest::ManifestWriter;
 use crate::protocol::{AttemptKey, TruncateReason};
 use crate::queue::{cap_set, unsatisfiable_reason};
+use crate::rollout::{RolloutError, RolloutSettings, Rollouts};
 use crate::seal::{SealError, Sealer};
 use crate::state_lock::{LockError, StateLock};
 use crate::store::writer::StoreWriter;
@@ -59,6 +60,9 @@ pub struct EngineConfig {
     pub retention: RetentionSettings,
     /// Alert rules, thresholds and where alerts are delivered.
     pub alerts: AlertSettings,
+    /// The cooldown's first phase, the evidence a completion rate needs, how often
+    /// advanced rollouts are checked.
+    pub rollout: RolloutSettings,
 }
 
 /// A submission's result: a new task, or the task an idempotency key already named.
@@ -92,6 +96,8 @@ pub enum EngineError {
     Lock(#[from] LockError),
     #[error("seal key: {0}")]
     Seal(#[from] SealError),
+    #[error("rollout: {0}")]
+    Rollout(#[from] RolloutError),
 }
 
 /// The dispatcher has stopped (the server is shutting down).
@@ -131,6 +137,8 @@ pub struct Engine {
     local: Arc<std::sync::RwLock<std::collections::HashSet<InstanceId>>>,
     /// The alerts' states (evaluated by whoever runs [`Engine::evaluate_alerts`]).
     pub(crate) alerts: Arc<std::sync::Mutex<Alerts>>,
+    /// The rollouts' record and the cooldown's phase.
+    pub(crate) rollouts: Arc<std::sync::Mutex<Rollouts>>,
     /// One server per state dir, for as long as any clone of the engine lives.
     _lock: Arc<StateLock>,
 }
@@ -198,6 +206,10 @@ impl Engine {
                 let _ = blocks.send(Cmd::StopAttempt { attempt, reason });
             }),
         )?;
+        let rollouts =
+            Rollouts::load(&config.artifacts_dir, &config.scope, config.rollout.clone())?;
+        let cooldown = rollouts.cooldown.clone();
+        let rollouts = Arc::new(std::sync::Mutex::new(rollouts));
         let mut dispatcher = Dispatcher::new(
             store.clone(),
             log.clone(),
@@ -208,6 +220,7 @@ impl Engine {
                 fleet: config.fleet,
                 scheduler: config.scheduler.clone(),
                 sealer: sealer.clone(),
+                cooldown,
             },
             suspects.clone(),
         );
@@ -250,6 +263,7 @@ impl Engine {
             log.clone(),
             store.clone(),
             observers.clone(),
+            rollouts.clone(),
             config
                 .artifacts_dir
                 .join("out")
@@ -280,6 +294,7 @@ impl Engine {
                 ),
                 ..config.control_plane.clone()
             })?),
+            rollouts: rollouts.clone(),
             alerts: Arc::new(std::sync::Mutex::new(Alerts::new(
                 config.alerts.clone(),
                 now_ms(),
@@ -701,6 +716,7 @@ async fn write_handles_state(
     log: FrameLog,
     store: Store,
     observers: ObserverRegistry,
+    rollouts: Arc<std::sync::Mutex<Rollouts>>,
     path: std::path::PathBuf,
 ) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
@@ -757,7 +773,12 @@ async fn write_handles_state(
                 (r.as_str().to_owned(), n.into())
             })
             .collect();
-        let body = serde_json::json!({
+        let review = rollouts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .review()
+            .cloned();
+        let mut body = serde_json::json!({
             "log": {
                 "bytes": load(&counters.size),
                 "segments": load(&counters.segments),
@@ -776,11 +797,14 @@ async fn write_handles_state(
             "live": live,
             "retained": {"handles": sealed, "frames": sealed_frames, "bytes": sealed_bytes},
         });
+        if let Some(review) = review {
+            body["rolloutReview"] = review;
+        }
         if last_written.as_ref() == Some(&body) {
             continue;
         }
         let mut doc = body.clone();
-        doc["schema"] = "flotilla.handles-state/1.1.0".into();
+        doc["schema"] = "flotilla.handles-state/1.2.0".into();
         doc["writtenAt"] = crate::domain::rfc3339_ms(now_ms()).into();
         // unwrap: a serde_json::Value always serialises.
         let bytes = serde_json::to_vec_pretty(&doc).unwrap();

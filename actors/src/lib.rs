@@ -21,6 +21,7 @@ pub mod manifest;
 pub mod protocol;
 pub mod queue;
 pub mod reports;
+pub mod rollout;
 pub mod seal;
 pub mod state_lock;
 pub mod store;

@@ -15,6 +15,7 @@ use crate::client::{self, Client};
 mod batch;
 pub mod canary;
 pub mod guard;
+pub mod rollout;
 pub mod seal;
 pub mod tokens;
 
@@ -56,6 +57,11 @@ pub enum Command {
     /// Mint an agent token, or revoke one agent or observer token.
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
+    /// Gated rollouts of validation, guard and cooldown: status, advance, rollback, review.
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCommand),
+    /// Compute a success-metric report from what the server recorded, and write it.
+    Report(rollout::ReportArgs),
     /// Internal: the process beside each agent that kills its task groups if it dies.
     #[command(name = "reap", hide = true)]
     Reap,

@@ -10,6 +10,7 @@ mod guard;
 mod metrics;
 pub mod openapi;
 pub mod respcheck;
+mod rollout;
 pub mod stream;
 mod tasks;
 pub mod wire;
@@ -263,6 +264,55 @@ pub const ROUTES: &[Route] = &[
         body: Body::None,
         responses: responses!(200 => Resp::Schema("flotilla.task-page/1.0.0"), 400 => Resp::Problem; AUTH_ERRORS[0], AUTH_ERRORS[1]),
         serve: || web::get().to(admin::tasks),
+    },
+    Route {
+        method: "get",
+        path: "/admin/rollout",
+        operation: "rolloutStatus",
+        summary: "Every rollout component: its phase, the gates of its next step as they stand now (reports written), its changes, the last review",
+        auth: Auth::Token,
+        query: &[],
+        body: Body::None,
+        responses: responses!(200 => Resp::Schema("flotilla.rollout-view/1.0.0"); AUTH_ERRORS[0], AUTH_ERRORS[1]),
+        serve: || web::get().to(rollout::status),
+    },
+    Route {
+        method: "post",
+        path: "/admin/rollout/review",
+        operation: "rolloutReview",
+        summary: "Record the post-rollout review (reports, phases, the reviewer's summary) in out/<scope>/state.json",
+        auth: Auth::Token,
+        query: &[],
+        body: Body::Schemas(&["flotilla.rollout-review-request/1.0.0"]),
+        responses: responses!(200 => Resp::Schema("flotilla.rollout-review/1.0.0");
+            AUTH_ERRORS[0], AUTH_ERRORS[1], BODY_ERRORS[0], BODY_ERRORS[1], BODY_ERRORS[2]),
+        serve: || web::post().to(rollout::review),
+    },
+    Route {
+        method: "post",
+        path: "/admin/rollout/{component}/{action}",
+        operation: "rolloutStep",
+        summary: "Advance a component one phase (refused with 409 naming each failed gate) or roll it back one",
+        auth: Auth::Token,
+        query: &[],
+        body: Body::Schemas(&["flotilla.rollout-decision/1.0.0"]),
+        responses: responses!(200 => Resp::Schema("flotilla.rollout-change/1.0.0"), 404 => Resp::Problem, 409 => Resp::Problem;
+            AUTH_ERRORS[0], AUTH_ERRORS[1], BODY_ERRORS[0], BODY_ERRORS[1], BODY_ERRORS[2]),
+        serve: || web::post().to(rollout::step),
+    },
+    Route {
+        method: "post",
+        path: "/admin/reports/{kind}",
+        operation: "report",
+        summary: "Compute a success-metric report (baseline, post-rollout, mttr-delta, completeness) from what is recorded, and write it",
+        auth: Auth::Token,
+        query: &[
+            ("from", r#"{"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?Z$"}"#, false),
+            ("to", r#"{"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?Z$"}"#, false),
+        ],
+        body: Body::None,
+        responses: responses!(200 => Resp::Schema("flotilla.report/1.0.0"), 400 => Resp::Problem, 404 => Resp::Problem; AUTH_ERRORS[0], AUTH_ERRORS[1]),
+        serve: || web::post().to(rollout::report),
     },
     Route {
         method: "get",

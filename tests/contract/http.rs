@@ -123,6 +123,7 @@ async fn http_bodies_follow_their_schemas() {
         tokens: Default::default(),
         retention: Default::default(),
         alerts: Default::default(),
+        rollout: Default::default(),
     })
     .await
     .expect("the engine starts");
@@ -219,6 +220,112 @@ async fn http_bodies_follow_their_schemas() {
     }
     let alerts = send(&app, get("/admin/alerts").to_request()).await;
     expect(&alerts, 200, "alert-list.v1", "GET /admin/alerts");
+    // Rollouts and reports: the view, each report, a refused advance, a rollback, a
+    // review, and what an unknown component or report gets.
+    let rollout = send(&app, get("/admin/rollout").to_request()).await;
+    expect(&rollout, 200, "rollout-view.v1", "GET /admin/rollout");
+    for kind in ["baseline", "post-rollout", "mttr-delta", "completeness"] {
+        let path = format!("/admin/reports/{kind}");
+        let report = send(&app, post(&path, &json!(null)).to_request()).await;
+        expect(&report, 200, "report.v1", &path);
+    }
+    let windowed = send(
+        &app,
+        post(
+            "/admin/reports/baseline?from=2026-12-01T00:00:00.000Z&to=2026-12-01T01:00:00.000Z",
+            &json!(null),
+        )
+        .to_request(),
+    )
+    .await;
+    expect(
+        &windowed,
+        200,
+        "report.v1",
+        "POST /admin/reports/baseline (window)",
+    );
+    let backwards = send(
+        &app,
+        post(
+            "/admin/reports/baseline?from=2026-12-01T01:00:00.000Z&to=2026-12-01T00:00:00.000Z",
+            &json!(null),
+        )
+        .to_request(),
+    )
+    .await;
+    expect(
+        &backwards,
+        400,
+        "problem.v1",
+        "POST /admin/reports (window backwards)",
+    );
+    let no_report = send(
+        &app,
+        post("/admin/reports/vibes", &json!(null)).to_request(),
+    )
+    .await;
+    expect(&no_report, 404, "problem.v1", "POST /admin/reports/vibes");
+    let decision = json!({"by": "erin", "reason": "contract"});
+    let refused = send(
+        &app,
+        post("/admin/rollout/guard/advance", &decision).to_request(),
+    )
+    .await;
+    expect(
+        &refused,
+        409,
+        "problem.v1",
+        "POST /admin/rollout/guard/advance (gates)",
+    );
+    let back = send(
+        &app,
+        post("/admin/rollout/validation/rollback", &decision).to_request(),
+    )
+    .await;
+    expect(
+        &back,
+        200,
+        "rollout-change.v1",
+        "POST /admin/rollout/validation/rollback",
+    );
+    let unknown = send(
+        &app,
+        post("/admin/rollout/dns/advance", &decision).to_request(),
+    )
+    .await;
+    expect(
+        &unknown,
+        404,
+        "problem.v1",
+        "POST /admin/rollout/dns/advance",
+    );
+    let bad = send(
+        &app,
+        post("/admin/rollout/guard/advance", &json!({"by": "erin"})).to_request(),
+    )
+    .await;
+    expect(
+        &bad,
+        422,
+        "problem.v1",
+        "POST /admin/rollout/guard/advance (no reason)",
+    );
+    let review = send(
+        &app,
+        post(
+            "/admin/rollout/review",
+            &json!({"by": "dana", "summary": "contract"}),
+        )
+        .to_request(),
+    )
+    .await;
+    expect(
+        &review,
+        200,
+        "rollout-review.v1",
+        "POST /admin/rollout/review",
+    );
+
     let guard = send(&app, get("/admin/guard").to_request()).await;
     expect(&guard, 200, "guard-view.v1", "GET /admin/guard");
 

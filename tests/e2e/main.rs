@@ -22,6 +22,7 @@ mod privacy;
 mod protocol;
 mod recovery;
 mod retention;
+mod rollout;
 mod secrets;
 mod spawn;
 mod streaming;

@@ -100,6 +100,34 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../../schemas/task-page.v1.json"),
     ),
     (
+        "rollout-decision.v1.json",
+        include_str!("../../../schemas/rollout-decision.v1.json"),
+    ),
+    (
+        "rollout-review-request.v1.json",
+        include_str!("../../../schemas/rollout-review-request.v1.json"),
+    ),
+    (
+        "rollout-change.v1.json",
+        include_str!("../../../schemas/rollout-change.v1.json"),
+    ),
+    (
+        "rollout-review.v1.json",
+        include_str!("../../../schemas/rollout-review.v1.json"),
+    ),
+    (
+        "rollout-view.v1.json",
+        include_str!("../../../schemas/rollout-view.v1.json"),
+    ),
+    (
+        "rollout-manifest.v1.json",
+        include_str!("../../../schemas/rollout-manifest.v1.json"),
+    ),
+    (
+        "report.v1.json",
+        include_str!("../../../schemas/report.v1.json"),
+    ),
+    (
         "alert-list.v1.json",
         include_str!("../../../schemas/alert-list.v1.json"),
     ),

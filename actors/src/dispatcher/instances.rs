@@ -251,6 +251,12 @@ impl Dispatcher {
         let entry = self.losses.entry(instance.clone()).or_insert((0, 0));
         entry.0 = entry.0.saturating_add(1);
         let ms = cooldown_ms(&self.scheduler, entry.0);
+        let phase = self.cooldown_phase.get();
+        if !crate::rollout::cooldown_applies(phase, instance.as_str()) {
+            tracing::info!(instance = %instance, losses = entry.0, cooldown_ms = ms, phase = phase.as_str(), "instance would cool down after a lost attempt (cooldown rollout: not applied to it)");
+            entry.1 = 0;
+            return;
+        }
         entry.1 = now_ms() + ms as i64;
         tracing::info!(instance = %instance, losses = entry.0, cooldown_ms = ms, "instance cools down after a lost attempt");
     }

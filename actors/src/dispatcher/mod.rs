@@ -129,6 +129,8 @@ pub(crate) struct Rules {
     pub scheduler: SchedulerSettings,
     /// Opens the secret env values (stored sealed) that assignments carry.
     pub sealer: Arc<Sealer>,
+    /// The cooldown's rollout phase.
+    pub cooldown: crate::rollout::PhaseCell,
 }
 
 pub(crate) struct Dispatcher {
@@ -174,6 +176,8 @@ pub(crate) struct Dispatcher {
     families: HashMap<TaskId, Family>,
     /// Opens secret env values (stored sealed) to build assignments.
     sealer: Arc<Sealer>,
+    /// The cooldown's rollout phase: applied, applied to half the fleet, or only logged.
+    cooldown_phase: crate::rollout::PhaseCell,
 }
 
 impl Dispatcher {
@@ -188,6 +192,7 @@ impl Dispatcher {
     ) -> Self {
         Self {
             sealer: rules.sealer,
+            cooldown_phase: rules.cooldown,
             fleet: rules.fleet,
             suspects,
             scheduler: rules.scheduler,

@@ -67,6 +67,7 @@ async fn recovery_requeues_lost_work_and_seals_handles_a_crash_left_open() {
             },
             scheduler: Default::default(),
             sealer: std::sync::Arc::new(crate::seal::Sealer::load_or_create(dir.path()).unwrap()),
+            cooldown: Default::default(),
         },
         tokio::sync::broadcast::channel(4).0,
     );

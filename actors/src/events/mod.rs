@@ -76,6 +76,11 @@ const ALERT_CHANGES: Metric = Metric::counter(
     "Alerts that changed state, by alert and the state they moved to.",
 );
 
+const ROLLOUT_CHANGES: Metric = Metric::counter(
+    "flotilla_rollout_changes_total",
+    "Rollout phase changes, by component, the phase moved to, and whether it was an automatic rollback.",
+);
+
 /// Every family the events update, with whether it has an unlabelled series to show
 /// at 0 before anything happened.
 const ALL: &[(&Metric, bool)] = &[
@@ -94,6 +99,7 @@ const ALL: &[(&Metric, bool)] = &[
     (&OBSERVER_JOINS, false),
     (&OBSERVER_LEAVES, false),
     (&ALERT_CHANGES, false),
+    (&ROLLOUT_CHANGES, false),
 ];
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
@@ -377,6 +383,33 @@ impl Event for AlertChanged<'_> {
         registry().add(
             &ALERT_CHANGES,
             vec![("alert", alert.to_owned()), ("to", to.to_owned())],
+            1.0,
+        );
+    }
+}
+
+/// A component moved from one rollout phase to another.
+pub struct RolloutChanged<'a> {
+    pub change: &'a crate::rollout::PhaseChange,
+}
+
+impl Event for RolloutChanged<'_> {
+    fn emit(self) {
+        let c = self.change;
+        let failed: Vec<&str> = c
+            .gates
+            .iter()
+            .filter(|g| !g.pass)
+            .map(|g| g.gate.as_str())
+            .collect();
+        tracing::warn!(component = c.component.as_str(), from = c.from.as_str(), to = c.to.as_str(), by = %c.by, automatic = c.automatic, reason = %c.reason, failed_gates = ?failed, "rollout phase changed");
+        registry().add(
+            &ROLLOUT_CHANGES,
+            vec![
+                ("component", c.component.as_str().to_owned()),
+                ("to", c.to.as_str().to_owned()),
+                ("automatic", c.automatic.to_string()),
+            ],
             1.0,
         );
     }

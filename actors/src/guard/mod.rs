@@ -50,33 +50,10 @@ pub const HOLD_MS: u64 = 50;
 /// Decisions stored per attempt; beyond this they are counted, not stored one by one.
 pub const MAX_STORED_DECISIONS: usize = 1000;
 
-/// How far a rollout of enforcement has come.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub enum Phase {
-    /// Nothing is enforced, whatever the modes say.
-    Shadow,
-    /// Enforced only for `restricted` and `sensitive` tasks.
-    Limited,
-    /// Modes apply as set.
-    #[default]
-    Full,
-}
-
-impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Shadow => "shadow",
-            Phase::Limited => "limited",
-            Phase::Full => "full",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Phase::Shadow, Phase::Limited, Phase::Full]
-            .into_iter()
-            .find(|p| p.as_str() == s)
-    }
-}
+/// The guard's rollout phase: `shadow` enforces nothing whatever the modes say,
+/// `limited` enforces only for `restricted` and `sensitive` tasks, `full` applies the
+/// modes as set. The same phases as every rollout's.
+pub use crate::rollout::Phase;
 
 /// The guard's configuration (`[guard]` in flotilla.toml); modes change at runtime.
 #[derive(Debug, Clone)]
@@ -195,6 +172,13 @@ pub struct ModeChange {
     pub by: String,
     #[serde(default)]
     pub reason: Option<String>,
+}
+
+/// Which approvals the rollout gates find in force.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InForce {
+    pub policy: Option<String>,
+    pub signoff: Option<String>,
 }
 
 /// The guard as the admin API shows it.
@@ -449,6 +433,15 @@ impl Guard {
             tracing::error!(path = %path.display(), error = %e, "guard mode switch not recorded on disk");
         }
         Ok(self.view())
+    }
+
+    /// The ids of the policy approval and the sponsor sign-off in force at `now`.
+    pub fn approvals_in_force(&self, now: i64) -> InForce {
+        let r = self.registry();
+        InForce {
+            policy: r.policy_in_force(now).map(|a| a.id.clone()),
+            signoff: r.signoff_in_force(now).map(|a| a.id.clone()),
+        }
     }
 
     pub fn approvals(&self) -> Vec<Approval> {

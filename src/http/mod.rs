@@ -9,6 +9,7 @@ mod error;
 mod guard;
 mod metrics;
 pub mod openapi;
+mod page;
 pub mod respcheck;
 mod rollout;
 pub mod stream;
@@ -55,6 +56,12 @@ pub enum Resp {
     Text,
     Problem,
     Upgrade,
+    /// An HTML page.
+    Html,
+    /// A static asset of the admin page (`text/javascript` or `text/css`).
+    Asset,
+    /// A redirect (302) to the admin page.
+    Redirect,
 }
 
 /// One route: how it is served and how `/openapi.json` describes it.
@@ -107,6 +114,50 @@ pub const ROUTES: &[Route] = &[
         body: Body::None,
         responses: responses!(200 => Resp::Schema("flotilla.readiness/1.0.0"), 503 => Resp::Schema("flotilla.readiness/1.0.0")),
         serve: || web::get().to(readyz),
+    },
+    Route {
+        method: "get",
+        path: "/",
+        operation: "root",
+        summary: "Redirects to the admin page",
+        auth: Auth::None,
+        query: &[],
+        body: Body::None,
+        responses: responses!(302 => Resp::Redirect),
+        serve: || web::get().to(page::root),
+    },
+    Route {
+        method: "get",
+        path: "/admin",
+        operation: "adminPage",
+        summary: "The live admin page (assets embedded; the admin token is entered in the page and kept in the tab)",
+        auth: Auth::None,
+        query: &[],
+        body: Body::None,
+        responses: responses!(200 => Resp::Html),
+        serve: || web::get().to(page::index),
+    },
+    Route {
+        method: "get",
+        path: "/admin/assets/{name}",
+        operation: "adminAsset",
+        summary: "A script or style sheet of the admin page",
+        auth: Auth::None,
+        query: &[],
+        body: Body::None,
+        responses: responses!(200 => Resp::Asset, 404 => Resp::Problem),
+        serve: || web::get().to(page::asset),
+    },
+    Route {
+        method: "post",
+        path: "/admin/handles/{handle}/observer-token",
+        operation: "observerToken",
+        summary: "A token to follow one handle's output (the admin page's log viewer uses it, so the admin token never goes in a URL)",
+        auth: Auth::Token,
+        query: &[],
+        body: Body::None,
+        responses: responses!(200 => Resp::Object, 400 => Resp::Problem, 404 => Resp::Problem; AUTH_ERRORS[0], AUTH_ERRORS[1]),
+        serve: || web::post().to(page::observer_token),
     },
     Route {
         method: "get",

@@ -68,13 +68,23 @@ fn response(r: &Resp) -> Value {
             "content": { "text/plain": { "schema": { "type": "string" } } }
         }),
         Resp::Problem => problem(),
-        Resp::Upgrade => json!({}),
+        Resp::Upgrade | Resp::Redirect => json!({}),
+        Resp::Html => json!({
+            "content": { "text/html": { "schema": { "type": "string" } } }
+        }),
+        Resp::Asset => json!({
+            "content": {
+                "text/javascript": { "schema": { "type": "string" } },
+                "text/css": { "schema": { "type": "string" } }
+            }
+        }),
     }
 }
 
 fn description(status: u16) -> &'static str {
     match status {
         101 => "switching to WebSocket",
+        302 => "found: see Location",
         200 => "OK",
         201 => "created",
         400 => "bad request: malformed JSON, an invalid id or query, or an unknown schema version",

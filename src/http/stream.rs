@@ -73,7 +73,7 @@ fn policy_param(req: &HttpRequest) -> Result<Option<Policy>, ApiError> {
         .transpose()
 }
 
-fn parse_handle(path: &str) -> Result<HandleId, ApiError> {
+pub(super) fn parse_handle(path: &str) -> Result<HandleId, ApiError> {
     HandleId::parse(path).map_err(|e| {
         ApiError::field(
             StatusCode::BAD_REQUEST,

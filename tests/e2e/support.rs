@@ -190,7 +190,6 @@ impl App {
             .expect("metrics text")
     }
 
-    /// The server's log, for failure messages.
     /// An admin route's JSON body.
     pub fn admin_get(&self, path: &str) -> Value {
         ureq::get(&format!("{}{path}", self.base))
@@ -201,6 +200,7 @@ impl App {
             .unwrap()
     }
 
+    /// The server's log, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }

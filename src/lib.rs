@@ -10,3 +10,4 @@ pub mod config;
 pub mod http;
 pub mod hygiene;
 pub mod process;
+pub mod webdriver;

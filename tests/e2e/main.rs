@@ -5,7 +5,6 @@ mod admin;
 mod alerts;
 mod bad_input;
 mod batch;
-mod browser;
 mod canary;
 mod chaos;
 mod cli;

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::browser::Browser;
 use crate::support::{wait_for, App, TOKEN};
+use flotilla::webdriver::Browser;
 
 const LINES: usize = 300;
 
@@ -144,7 +144,10 @@ fn the_admin_page_shows_the_fleet_follows_a_log_across_a_restart_and_cordons() {
         "console errors after the restart: {console:?}"
     );
 
-    let png = browser.screenshot();
+    use base64::Engine as _;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(browser.screenshot_base64())
+        .unwrap();
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
     std::fs::create_dir_all(&out).unwrap();

@@ -46,6 +46,11 @@
 //!   in-process frame log as an observer reads it, and through the server by one
 //!   observer of a finished task (`ws_mb_per_s`).
 //!
+//! * `page [INSTANCES] [TASKS]`: the admin page in headless Chromium with INSTANCES
+//!   (default 200) agents and TASKS (default 10,000) finished tasks: time to first
+//!   render, each refresh's cost, long tasks on the main thread, and how long an
+//!   operator's change through the API takes to show.
+//!
 //! Run with `cargo run --release --bin flotilla-bench -- SCENARIO`; the harness builds the
 //! `flotilla` binary beside itself first. Figures are for comparison within one run.
 
@@ -55,6 +60,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod fleet;
+mod page;
 mod streams;
 
 use anyhow::{bail, Context};
@@ -88,17 +94,23 @@ fn main() -> anyhow::Result<()> {
         "fanout" => streams::fanout(&exe, param(80_000)?)?,
         "ingest" => streams::ingest(param(2_000_000)?)?,
         "replay" => streams::replay(&exe, param(1024)?)?,
+        "page" => {
+            let tasks = args
+                .get(2)
+                .map(|s| s.parse().with_context(|| format!("{s:?} is not a number")))
+                .unwrap_or(Ok(10_000))?;
+            page::page(&exe, param(200)?, tasks)?
+        }
         other => bail!(
             "unknown scenario {other:?}; use exec [N], stream [MB], guard [MB], validate [N], \
              mttr [ROUNDS], reexec [N], utilization [N], spawn [N], fanout [LINES], \
-             ingest [N] or replay [MB]"
+             ingest [N], replay [MB] or page [INSTANCES] [TASKS]"
         ),
     };
     println!("{result}");
     Ok(())
 }
 
-/// The `flotilla` binary of the same profile, built first when run through cargo.
 /// This process's uid: agents run tasks as the bench's own user (as root, agents
 /// refuse to without that explicit choice).
 fn own_uid() -> String {
@@ -108,6 +120,7 @@ fn own_uid() -> String {
         .unwrap_or_default()
 }
 
+/// The `flotilla` binary of the same profile, built first when run through cargo.
 fn flotilla_exe() -> anyhow::Result<PathBuf> {
     let me = std::env::current_exe()?;
     let dir = me.parent().context("executable without a folder")?;

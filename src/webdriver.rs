@@ -1,13 +1,25 @@
-//! A real headless Chromium driven over the W3C WebDriver protocol by Debian's
-//! `chromedriver` (packages `chromium` and `chromium-driver`; `.ci/run` installs them).
+//! A headless Chromium driven over the W3C WebDriver protocol by Debian's `chromedriver`
+//! (packages `chromium` and `chromium-driver`; `.ci/run` installs them): what the admin
+//! page's test and its benchmark drive the page with. Failures panic, naming the call:
+//! this is test and bench tooling, not a request path.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::wait_for;
+/// Polls `check` every 50 ms until it gives a value; panics naming `what` after `limit`.
+fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
 
 /// Where the driver and the browser are, unless the environment says otherwise.
 const DRIVER: &str = "/usr/bin/chromedriver";
@@ -132,13 +144,10 @@ impl Browser {
             .collect()
     }
 
-    /// A PNG of the window.
-    pub fn screenshot(&self) -> Vec<u8> {
-        use base64::Engine as _;
+    /// A PNG of the window, base64-encoded.
+    pub fn screenshot_base64(&self) -> String {
         let b64 = self.session_call("GET", "/screenshot", None);
-        base64::engine::general_purpose::STANDARD
-            .decode(b64.as_str().unwrap_or_default())
-            .unwrap()
+        b64.as_str().unwrap_or_default().to_owned()
     }
 }
 

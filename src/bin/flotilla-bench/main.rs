@@ -51,6 +51,11 @@
 //!   render, each refresh's cost, long tasks on the main thread, and how long an
 //!   operator's change through the API takes to show.
 //!
+//! * `rollout [TASKS]`: the autonomy upgrade's scenario: TASKS (default 60) tasks per
+//!   phase on four agents, one a flaky host killed whenever it runs something for 300 ms;
+//!   a baseline with the cooldown in shadow, then advanced to limited and full through
+//!   its gates; the four reports and the review (docs/TECH_SPEC_AUTONOMY_UPGRADE.md).
+//!
 //! Run with `cargo run --release --bin flotilla-bench -- SCENARIO`; the harness builds the
 //! `flotilla` binary beside itself first. Figures are for comparison within one run.
 
@@ -61,6 +66,7 @@ use std::time::{Duration, Instant};
 
 mod fleet;
 mod page;
+mod rollout;
 mod streams;
 
 use anyhow::{bail, Context};
@@ -94,6 +100,7 @@ fn main() -> anyhow::Result<()> {
         "fanout" => streams::fanout(&exe, param(80_000)?)?,
         "ingest" => streams::ingest(param(2_000_000)?)?,
         "replay" => streams::replay(&exe, param(1024)?)?,
+        "rollout" => rollout::rollout(&exe, param(60)?)?,
         "page" => {
             let tasks = args
                 .get(2)
@@ -104,7 +111,7 @@ fn main() -> anyhow::Result<()> {
         other => bail!(
             "unknown scenario {other:?}; use exec [N], stream [MB], guard [MB], validate [N], \
              mttr [ROUNDS], reexec [N], utilization [N], spawn [N], fanout [LINES], \
-             ingest [N], replay [MB] or page [INSTANCES] [TASKS]"
+             ingest [N], replay [MB], page [INSTANCES] [TASKS] or rollout [TASKS]"
         ),
     };
     println!("{result}");

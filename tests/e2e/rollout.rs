@@ -264,3 +264,77 @@ fn advances_are_gated_recorded_and_rolled_back_when_a_gate_fails_after() {
         .join("out/flotilla/metrics/mttr-delta.json")
         .is_file());
 }
+
+#[test]
+fn guard_enforcement_needs_the_privacy_approval_and_goes_back_to_shadow_when_it_is_revoked() {
+    let app = App::start_with_config(1, CONFIG);
+    let approve = |kind: &str, extra: Value| -> String {
+        let mut ask = json!({"kind": kind, "reason": "rollout", "requestedBy": "dana"});
+        ask.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let a = admin(&app, "POST", "/admin/guard/approvals", ask).unwrap();
+        let id = a["id"].as_str().unwrap().to_owned();
+        admin(
+            &app,
+            "POST",
+            &format!("/admin/guard/approvals/{id}/approve"),
+            json!({"by": "erin"}),
+        )
+        .unwrap();
+        id
+    };
+    approve(
+        "sponsor-signoff",
+        json!({"signoff": {"objectives": ["no secret at rest"], "successMetrics": ["0 privacy incidents"]}}),
+    );
+    run_tasks(&app, json!(["true"]), 1);
+    wait_for("complete run metrics", Duration::from_secs(10), || {
+        let report = admin(&app, "POST", "/admin/reports/completeness", json!(null)).ok()?;
+        (report["verdict"]["pass"] == true).then_some(())
+    });
+    // The sign-off alone is not enough for the guard.
+    let failed = refused(admin(
+        &app,
+        "POST",
+        "/admin/rollout/guard/advance",
+        decision("enforce"),
+    ));
+    assert_eq!(failed, ["privacy-approval"]);
+    let policy = approve("guard-policy", json!({}));
+    let change = admin(
+        &app,
+        "POST",
+        "/admin/rollout/guard/advance",
+        decision("approved"),
+    )
+    .unwrap();
+    assert_eq!(change["to"], "limited");
+    let guard = app.admin_get("/admin/guard");
+    assert_eq!(
+        (guard["mode"].as_str(), guard["phase"].as_str()),
+        (Some("enforce"), Some("limited"))
+    );
+
+    // The privacy owner withdraws the approval: the guard goes back to shadow on its own.
+    admin(
+        &app,
+        "POST",
+        &format!("/admin/guard/approvals/{policy}/revoke"),
+        json!({"by": "erin"}),
+    )
+    .unwrap();
+    let back = wait_for("the guard back in shadow", Duration::from_secs(10), || {
+        Some(component(&app, "guard")).filter(|c| c["phase"] == "shadow")
+    });
+    let last = back["changes"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["automatic"], true, "{last}");
+    assert!(
+        last["reason"]
+            .as_str()
+            .unwrap()
+            .contains("privacy-approval"),
+        "{last}"
+    );
+    assert_eq!(app.admin_get("/admin/guard")["mode"], "shadow");
+}

@@ -661,10 +661,6 @@ async fn write_one(
         crate::files::write_atomic(&path, &bytes)
             .map_err(|source| ManifestError::Io { path, source })
     };
-    write(
-        manifest_path(artifacts, &row.id, &row.run_id),
-        render(&row, &attempts, &guard, &fleet),
-    )?;
     let now = now_ms();
     let mut instances = Vec::new();
     let mut seen = BTreeSet::new();
@@ -679,9 +675,15 @@ async fn write_one(
         instances: &instances,
         required: &spec.required_dimensions,
     };
+    // Metrics first: a manifest that shows a state is the sign that everything written
+    // for that state is on disk.
     write(
         metrics_path(artifacts, &row.id),
         render_metrics(&row, &evidence),
+    )?;
+    write(
+        manifest_path(artifacts, &row.id, &row.run_id),
+        render(&row, &attempts, &guard, &fleet),
     )?;
     let emit_every_ms = (row.state == crate::domain::TaskState::Running)
         .then(|| spec.emit_interval_ms.unwrap_or(DEFAULT_EMIT_INTERVAL_MS) as i64);

@@ -83,6 +83,8 @@ pub enum ReportError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("computing the {0} report failed: {1}")]
+    Failed(&'static str, String),
     #[error("the window ends before it starts ({from} → {to})")]
     Window { from: String, to: String },
 }

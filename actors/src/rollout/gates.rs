@@ -129,21 +129,31 @@ impl Engine {
                 reports::mttr_delta(scope, baseline.as_ref(), post.as_ref(), now)
             }
             ReportKind::Completeness => {
-                let check = |doc: &Value| -> Vec<String> {
-                    let id = doc["schema"]
-                        .as_str()
-                        .unwrap_or(crate::manifest::RUN_METRICS_SCHEMA);
-                    self.control
-                        .check(id, doc)
+                // Every file is read and checked: off the runtime's threads. Each is checked
+                // against the current schema, which reads its older versions too.
+                let (control, artifacts, scope) =
+                    (self.control.clone(), artifacts.clone(), scope.clone());
+                let check = move |doc: &Value| -> Vec<String> {
+                    control
+                        .check(crate::manifest::RUN_METRICS_SCHEMA, doc)
                         .iter()
                         .map(|e| format!("{} ({}): {}", e.pointer, e.rule, e.message))
                         .collect()
                 };
-                reports::completeness(artifacts, scope, check, now)
+                tokio::task::spawn_blocking(move || {
+                    reports::completeness(&artifacts, &scope, check, now)
+                })
+                .await
+                .map_err(|e| ReportError::Failed(kind.as_str(), e.to_string()))?
             }
         };
         let path = reports::write(kind, artifacts, scope, &doc)?;
-        Ok((doc, path))
+        // Shown relative to the artifacts root, as the layout names it.
+        let shown = path
+            .strip_prefix(artifacts)
+            .map(PathBuf::from)
+            .unwrap_or(path);
+        Ok((doc, shown))
     }
 
     /// From the last rollout change of `component` (of any, for `None`) to now; the last
@@ -307,19 +317,21 @@ impl Engine {
         reason: &str,
     ) -> Result<PhaseChange, RolloutError> {
         check_words(by, reason)?;
-        self.step_back(component, by, reason, false, Vec::new())
+        self.step_back(component, None, by, reason, false, Vec::new())
     }
 
+    /// Moves `component` back one phase, or to `to`.
     fn step_back(
         &self,
         component: Component,
+        to: Option<Phase>,
         by: &str,
         reason: &str,
         automatic: bool,
         gates: Vec<GateResult>,
     ) -> Result<PhaseChange, RolloutError> {
         let from = self.rollout_phase(component);
-        let to = from.previous().ok_or(RolloutError::AtEnd {
+        let to = to.or(from.previous()).ok_or(RolloutError::AtEnd {
             component: component.as_str(),
             phase: from.as_str(),
             verb: "roll back",
@@ -382,7 +394,16 @@ impl Engine {
             }
             let reason = format!("a gate failed after advancing: {}", failed.join("; "));
             tracing::warn!(component = component.as_str(), phase = phase.as_str(), reason = %reason, "rolling back on its own");
-            back.push(self.step_back(component, "flotilla", &reason, true, gates)?);
+            // Without the privacy approval the guard may not enforce at all, limited
+            // included: it goes back to shadow.
+            let to = (component == Component::Guard && approvals.policy.is_none())
+                .then_some(Phase::Shadow);
+            match self.step_back(component, to, "flotilla", &reason, true, gates) {
+                Ok(change) => back.push(change),
+                Err(e) => {
+                    tracing::error!(component = component.as_str(), error = %e, "automatic rollback failed; the component stays where it is")
+                }
+            }
         }
         Ok(back)
     }
@@ -431,7 +452,7 @@ impl Engine {
                 json!({
                     "pass": doc["verdict"]["pass"],
                     "reasons": doc["verdict"]["reasons"],
-                    "path": path.strip_prefix(&self.config.artifacts_dir).unwrap_or(&path),
+                    "path": path,
                 }),
             );
         }

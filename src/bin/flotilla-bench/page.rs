@@ -69,7 +69,10 @@ pub fn page(exe: &PathBuf, instances: u64, tasks: u64) -> anyhow::Result<Value> 
         server.client.submit_batch(&batch)?;
     }
     let total = tasks.div_ceil(1000) * 1000;
-    server.wait(Duration::from_secs(600), |_| Ok(server.finished()? >= total))?;
+    server.wait(
+        Duration::from_secs(600),
+        |_| Ok(server.finished()? >= total),
+    )?;
 
     let browser = Browser::start();
     browser.goto(&format!("{base}/admin"));
@@ -113,7 +116,12 @@ pub fn page(exe: &PathBuf, instances: u64, tasks: u64) -> anyhow::Result<Value> 
             "const c = document.querySelector('tr[data-id=\"{id}\"] td[data-state]'); \
              return c && c.dataset.state === 'cordoned' ? document.body.dataset.fleetUpdatedAt : null;"
         );
-        let at = browser.wait("the cordon shown", Duration::from_secs(20), &script, json!([]));
+        let at = browser.wait(
+            "the cordon shown",
+            Duration::from_secs(20),
+            &script,
+            json!([]),
+        );
         let shown_at: f64 = at.as_str().unwrap_or("0").parse()?;
         latency.push(shown_at - asked);
         server

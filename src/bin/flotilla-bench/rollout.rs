@@ -41,7 +41,12 @@ fn chaos(exe: PathBuf, base: String, stop: Arc<AtomicBool>, kills: Arc<AtomicU64
     let start = || {
         std::process::Command::new(&exe)
             .args(["agent", "--server", &base, "--id", FLAKY, "--slots", "1"])
-            .args(["--capabilities", "os:linux,local", "--run-as", &super::own_uid()])
+            .args([
+                "--capabilities",
+                "os:linux,local",
+                "--run-as",
+                &super::own_uid(),
+            ])
             .env("FLOTILLA_AGENT_TOKEN", super::TOKEN)
             .env("RUST_LOG", "warn")
             .stdin(std::process::Stdio::null())
@@ -54,12 +59,13 @@ fn chaos(exe: PathBuf, base: String, stop: Arc<AtomicBool>, kills: Arc<AtomicU64
     let mut busy_since: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(25));
-        let Ok(list) = client.instances() else { continue };
-        let busy = list["instances"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|i| i["id"] == FLAKY && i["running"].as_array().is_some_and(|r| !r.is_empty()));
+        let Ok(list) = client.instances() else {
+            continue;
+        };
+        let busy =
+            list["instances"].as_array().into_iter().flatten().any(|i| {
+                i["id"] == FLAKY && i["running"].as_array().is_some_and(|r| !r.is_empty())
+            });
         busy_since = match (busy, busy_since) {
             (true, Some(since)) if since.elapsed() >= Duration::from_millis(300) => {
                 let _ = agent.kill();
@@ -129,7 +135,9 @@ fn advance(server: &Server, reason: &str) -> Value {
         .client
         .admin("POST", "/admin/rollout/cooldown/advance", Some(&body))
     {
-        Ok(change) => json!({"advanced": true, "from": change["from"], "to": change["to"], "gates": change["gates"]}),
+        Ok(change) => {
+            json!({"advanced": true, "from": change["from"], "to": change["to"], "gates": change["gates"]})
+        }
         Err(flotilla::client::ClientError::Api { problem, .. }) => {
             json!({"advanced": false, "refused": problem["detail"], "failed": problem["errors"]})
         }

@@ -48,6 +48,19 @@ fn run_tasks(app: &App, argv: Value, n: usize) {
     }
 }
 
+/// Requests an approval of `kind` (with `extra` fields) as dana; erin approves it.
+fn approve(app: &App, kind: &str, extra: Value) -> String {
+    let mut ask = json!({"kind": kind, "reason": "rollout", "requestedBy": "dana"});
+    if let (Some(ask), Some(extra)) = (ask.as_object_mut(), extra.as_object()) {
+        ask.extend(extra.clone());
+    }
+    let a = admin(app, "POST", "/admin/guard/approvals", ask).unwrap();
+    let id = a["id"].as_str().unwrap().to_owned();
+    let path = format!("/admin/guard/approvals/{id}/approve");
+    admin(app, "POST", &path, json!({"by": "erin"})).unwrap();
+    id
+}
+
 /// Failed gates of a refused advance, by name.
 fn refused(result: Result<Value, ClientError>) -> Vec<String> {
     match result {
@@ -89,19 +102,11 @@ fn advances_are_gated_recorded_and_rolled_back_when_a_gate_fails_after() {
 
     // The sponsor signs off (requested by one person, approved by another) and runs
     // leave their metrics: the same advance passes.
-    let ask = json!({
-        "kind": "sponsor-signoff", "reason": "autonomy upgrade", "requestedBy": "dana",
-        "signoff": {"objectives": ["a fleet that heals itself"], "successMetrics": ["completion ≥ 95 %", "MTTR 40 % below the baseline"]},
-    });
-    let signoff = admin(&app, "POST", "/admin/guard/approvals", ask).unwrap();
-    let id = signoff["id"].as_str().unwrap();
-    admin(
+    approve(
         &app,
-        "POST",
-        &format!("/admin/guard/approvals/{id}/approve"),
-        json!({"by": "erin"}),
-    )
-    .unwrap();
+        "sponsor-signoff",
+        json!({"signoff": {"objectives": ["a fleet that heals itself"], "successMetrics": ["completion ≥ 95 %", "MTTR 40 % below the baseline"]}}),
+    );
     run_tasks(&app, json!(["true"]), 3);
     wait_for(
         "run metrics with every dimension",
@@ -268,23 +273,8 @@ fn advances_are_gated_recorded_and_rolled_back_when_a_gate_fails_after() {
 #[test]
 fn guard_enforcement_needs_the_privacy_approval_and_goes_back_to_shadow_when_it_is_revoked() {
     let app = App::start_with_config(1, CONFIG);
-    let approve = |kind: &str, extra: Value| -> String {
-        let mut ask = json!({"kind": kind, "reason": "rollout", "requestedBy": "dana"});
-        ask.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        let a = admin(&app, "POST", "/admin/guard/approvals", ask).unwrap();
-        let id = a["id"].as_str().unwrap().to_owned();
-        admin(
-            &app,
-            "POST",
-            &format!("/admin/guard/approvals/{id}/approve"),
-            json!({"by": "erin"}),
-        )
-        .unwrap();
-        id
-    };
     approve(
+        &app,
         "sponsor-signoff",
         json!({"signoff": {"objectives": ["no secret at rest"], "successMetrics": ["0 privacy incidents"]}}),
     );
@@ -301,7 +291,7 @@ fn guard_enforcement_needs_the_privacy_approval_and_goes_back_to_shadow_when_it_
         decision("enforce"),
     ));
     assert_eq!(failed, ["privacy-approval"]);
-    let policy = approve("guard-policy", json!({}));
+    let policy = approve(&app, "guard-policy", json!({}));
     let change = admin(
         &app,
         "POST",

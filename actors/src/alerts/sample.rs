@@ -31,27 +31,8 @@ impl Engine {
             ..Sample::default()
         };
         crate::events::fill_sample(&mut sample);
-        let decisions = self
-            .guard
-            .counters()
-            .decisions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter(|((_, _, action, _, _), _)| *action != "allow")
-            .map(|(_, n)| *n)
-            .sum();
-        sample.violations = decisions;
-        for ((_, _, outcome), n) in &self.control.counts().requests {
-            match *outcome {
-                "unchecked" => {}
-                "accepted" => sample.checked += n,
-                _ => {
-                    sample.checked += n;
-                    sample.broke_schema += n;
-                }
-            }
-        }
+        (sample.violations, sample.checked, sample.broke_schema) =
+            crate::events::guard_and_validation_totals();
         Ok(sample)
     }
 

@@ -189,10 +189,9 @@ pub struct ModeView {
     pub window_rejected: usize,
 }
 
-/// Counters for `/metrics`: (schema, mode, outcome) → requests; and rollbacks.
+/// Rollbacks so far (requests are counted by `events::ValidationChecked`).
 #[derive(Debug, Default, Clone)]
 pub struct ValidationCounts {
-    pub requests: BTreeMap<(String, &'static str, &'static str), u64>,
     pub rollbacks: u64,
 }
 
@@ -514,11 +513,13 @@ impl ControlPlane {
     }
 
     fn count(&self, schema: &str, mode: ValidationMode, outcome: &'static str) {
-        let mut st = self.state();
-        *st.counts
-            .requests
-            .entry((schema.to_owned(), mode.as_str(), outcome))
-            .or_default() += 1;
+        use crate::events::Event;
+        crate::events::ValidationChecked {
+            schema,
+            mode: mode.as_str(),
+            outcome,
+        }
+        .emit();
     }
 
     /// Records an enforced request; rolls back to shadow if the window says so.
@@ -536,13 +537,14 @@ impl ControlPlane {
         s.mode = ValidationMode::Shadow;
         s.rolled_back_by = Some(rb.id.clone());
         s.window.clear();
-        tracing::warn!(
+        use crate::events::Event;
+        crate::events::ValidationRolledBack {
             schema,
-            rollback = %rb.id,
-            rejected = rb.rejected,
-            requests = rb.requests,
-            "validation rolled back from enforce to shadow: too many requests rejected"
-        );
+            rollback: &rb.id,
+            rejected: rb.rejected,
+            requests: rb.requests,
+        }
+        .emit();
         st.history.push(Switch {
             at: rb.at.clone(),
             schema: schema.to_owned(),

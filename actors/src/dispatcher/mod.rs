@@ -33,8 +33,8 @@ use tokio::sync::mpsc;
 use crate::control_plane::{FanMode, RetryOn, RunRequest};
 use crate::domain::{now_ms, rfc3339_ms, Capability, End, InstanceId, TaskId, TaskState};
 use crate::events::{
-    AttemptLost, Event, InstanceConnected, InstanceGone, LossKind, TaskDispatched, TaskFinished,
-    TaskRecovered,
+    AttemptLost, Event, InstanceConnected, InstanceGone, InstanceSuspect, LossKind, TaskDispatched,
+    TaskFinished, TaskRecovered,
 };
 use crate::exec_handle::{Append, FrameLog};
 use crate::fleet::FleetSettings;
@@ -305,6 +305,10 @@ impl Dispatcher {
                         FromInstance::Heartbeat { running } => self.heartbeat(&instance, &running),
                         FromInstance::Gone { silent } => {
                             if silent {
+                                InstanceSuspect {
+                                    instance: &instance,
+                                }
+                                .emit();
                                 let _ = self.suspects.send(instance.clone());
                             }
                             self.gone(&instance)

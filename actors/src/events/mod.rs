@@ -4,6 +4,7 @@
 //! for it lives in one place, and `/metrics` serves the registry.
 
 pub mod registry;
+pub mod scrape;
 
 use std::sync::LazyLock;
 
@@ -81,6 +82,31 @@ const ROLLOUT_CHANGES: Metric = Metric::counter(
     "Rollout phase changes, by component, the phase moved to, and whether it was an automatic rollback.",
 );
 
+const INSTANCE_SUSPECTS: Metric = Metric::counter(
+    "flotilla_instance_suspects_total",
+    "Instances that went silent past their lease (suspect: their attempts are lost and a local one is killed and restarted), by instance.",
+);
+const GUARD_DECISIONS: Metric = Metric::counter(
+    "flotilla_guard_decisions_total",
+    "Decisions of the privacy guard about values in task output.",
+);
+const GUARD_BLOCKED: Metric = Metric::counter(
+    "flotilla_guard_blocked_attempts_total",
+    "Attempts stopped because the guard blocked their output.",
+);
+const GUARD_WORKER_RESTARTS: Metric = Metric::counter(
+    "flotilla_guard_worker_restarts_total",
+    "Guard workers that failed and were restarted in place.",
+);
+const VALIDATION_REQUESTS: Metric = Metric::counter(
+    "flotilla_validation_requests_total",
+    "Requests checked against their schema.",
+);
+const VALIDATION_ROLLBACKS: Metric = Metric::counter(
+    "flotilla_validation_rollbacks_total",
+    "Times enforcement rolled back to shadow.",
+);
+
 /// Every family the events update, with whether it has an unlabelled series to show
 /// at 0 before anything happened.
 const ALL: &[(&Metric, bool)] = &[
@@ -100,6 +126,12 @@ const ALL: &[(&Metric, bool)] = &[
     (&OBSERVER_LEAVES, false),
     (&ALERT_CHANGES, false),
     (&ROLLOUT_CHANGES, false),
+    (&INSTANCE_SUSPECTS, false),
+    (&GUARD_DECISIONS, false),
+    (&GUARD_BLOCKED, true),
+    (&GUARD_WORKER_RESTARTS, true),
+    (&VALIDATION_REQUESTS, false),
+    (&VALIDATION_ROLLBACKS, true),
 ];
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
@@ -413,4 +445,155 @@ impl Event for RolloutChanged<'_> {
             1.0,
         );
     }
+}
+
+/// An instance went silent past its lease.
+pub struct InstanceSuspect<'a> {
+    pub instance: &'a InstanceId,
+}
+
+impl Event for InstanceSuspect<'_> {
+    fn emit(self) {
+        tracing::warn!(instance = %self.instance, "instance silent past its lease: suspect");
+        registry().add(&INSTANCE_SUSPECTS, by_instance(self.instance.as_str()), 1.0);
+    }
+}
+
+/// The guard decided about one value of a task's output.
+pub struct GuardDecided<'a> {
+    pub attempt: u64,
+    pub rule: &'a str,
+    pub kind: &'a str,
+    pub action: &'a str,
+    pub mode: &'a str,
+    pub applied: bool,
+}
+
+impl Event for GuardDecided<'_> {
+    fn emit(self) {
+        tracing::debug!(
+            attempt = self.attempt,
+            rule = self.rule,
+            kind = self.kind,
+            action = self.action,
+            mode = self.mode,
+            applied = self.applied,
+            "guard decision"
+        );
+        let labels = vec![
+            ("rule", self.rule.to_owned()),
+            ("kind", self.kind.to_owned()),
+            ("action", self.action.to_owned()),
+            ("mode", self.mode.to_owned()),
+            ("applied", self.applied.to_string()),
+        ];
+        registry().add(&GUARD_DECISIONS, labels, 1.0);
+    }
+}
+
+/// The guard blocked an attempt's output; the attempt is stopped.
+pub struct GuardBlocked<'a> {
+    pub attempt: u64,
+    pub rule: &'a str,
+    pub digest: &'a str,
+    pub stream: &'a str,
+}
+
+impl Event for GuardBlocked<'_> {
+    fn emit(self) {
+        tracing::warn!(
+            attempt = self.attempt,
+            rule = self.rule,
+            digest = self.digest,
+            stream = self.stream,
+            "stopping a task the guard blocked"
+        );
+        registry().add(&GUARD_BLOCKED, vec![], 1.0);
+    }
+}
+
+/// A guard worker panicked and was restarted in place; the attempts it guarded stop.
+pub struct GuardWorkerRestarted<'a> {
+    pub attempts: &'a [u64],
+}
+
+impl Event for GuardWorkerRestarted<'_> {
+    fn emit(self) {
+        tracing::error!(attempts = ?self.attempts, "a guard worker panicked; restarted in place, stopping the attempts it guarded");
+        registry().add(&GUARD_WORKER_RESTARTS, vec![], 1.0);
+    }
+}
+
+/// A request or message was checked against its schema.
+pub struct ValidationChecked<'a> {
+    pub schema: &'a str,
+    pub mode: &'a str,
+    /// `accepted`, `accepted-with-violations`, `rejected` or `unchecked`.
+    pub outcome: &'a str,
+}
+
+impl Event for ValidationChecked<'_> {
+    fn emit(self) {
+        tracing::debug!(
+            schema = self.schema,
+            mode = self.mode,
+            outcome = self.outcome,
+            "request checked"
+        );
+        let labels = vec![
+            ("schema", self.schema.to_owned()),
+            ("mode", self.mode.to_owned()),
+            ("outcome", self.outcome.to_owned()),
+        ];
+        registry().add(&VALIDATION_REQUESTS, labels, 1.0);
+    }
+}
+
+/// Enforcement of a schema rolled back to shadow: too many requests were rejected.
+pub struct ValidationRolledBack<'a> {
+    pub schema: &'a str,
+    pub rollback: &'a str,
+    pub rejected: usize,
+    pub requests: usize,
+}
+
+impl Event for ValidationRolledBack<'_> {
+    fn emit(self) {
+        tracing::warn!(
+            schema = self.schema,
+            rollback = self.rollback,
+            rejected = self.rejected,
+            requests = self.requests,
+            "validation rolled back from enforce to shadow: too many requests rejected"
+        );
+        registry().add(&VALIDATION_ROLLBACKS, vec![], 1.0);
+    }
+}
+
+/// Over the guard's decisions: those that flagged a value (redacted or blocked it,
+/// applied or only counted); over validation: requests checked, and those that broke
+/// their schema.
+pub fn guard_and_validation_totals() -> (u64, u64, u64) {
+    let r = registry();
+    let label = |l: &registry::Labels, key: &str| -> String {
+        l.iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let flagged = r
+        .total(&GUARD_DECISIONS, |l| label(l, "action") != "allow")
+        .0;
+    let checked = r
+        .total(&VALIDATION_REQUESTS, |l| label(l, "outcome") != "unchecked")
+        .0;
+    let broke = r
+        .total(&VALIDATION_REQUESTS, |l| {
+            matches!(
+                label(l, "outcome").as_str(),
+                "rejected" | "accepted-with-violations"
+            )
+        })
+        .0;
+    (flagged as u64, checked as u64, broke as u64)
 }

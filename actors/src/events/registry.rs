@@ -123,6 +123,17 @@ impl Registry {
         });
     }
 
+    /// Replaces every series of gauge family `m` with `series`: for figures read at the
+    /// scrape, where a series that is gone (an instance, a capability set) must go too.
+    pub fn replace(&self, m: &Metric, series: Vec<(Labels, f64)>) {
+        let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        let family = Self::family(&mut families, m);
+        family.series = series
+            .into_iter()
+            .map(|(labels, v)| (labels, Series::Value(v)))
+            .collect();
+    }
+
     /// Records one observation in a histogram.
     pub fn observe(&self, m: &Metric, labels: Labels, value: f64) {
         self.with(m, labels, |s| {

@@ -219,17 +219,12 @@ pub struct GuardSpec {
     pub secret_env: Vec<String>,
 }
 
-/// Prometheus counter key: rule, kind, action, mode, applied.
-pub type CounterKey = (&'static str, &'static str, &'static str, &'static str, bool);
-
-/// Running totals for `/metrics`.
+/// What the guard's hot path counts for `/metrics` (its decisions, blocks and restarts are
+/// named events: `crate::events`).
 #[derive(Default)]
 pub struct Counters {
-    pub decisions: Mutex<BTreeMap<CounterKey, u64>>,
+    /// Bytes of output scanned, read into the registry at each scrape.
     pub bytes: AtomicU64,
-    pub blocked_attempts: AtomicU64,
-    /// Guard workers that panicked and were restarted in place.
-    pub worker_restarts: AtomicU64,
 }
 
 /// Asks the dispatcher to stop an attempt whose output was blocked.

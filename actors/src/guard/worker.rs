@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use super::{record, Counters, OnBlock, HOLD_MS, MAX_STORED_DECISIONS};
 use crate::domain::{now_ms, HandleId, TaskId};
+use crate::events::{Event, GuardBlocked, GuardDecided, GuardWorkerRestarted};
 use crate::exec_handle::{AckTo, Append, FrameLog};
 use crate::protocol::{AttemptKey, StreamKind};
 use crate::store::writer::{StoreWriter, Write};
@@ -152,11 +153,8 @@ impl Worker {
     /// it guarded is gone, and their output must not go on unguarded: each is stopped,
     /// and its task fails saying why. Attempts opened later are guarded as usual.
     fn restart(&mut self) {
-        self.counters
-            .worker_restarts
-            .fetch_add(1, Ordering::Relaxed);
         let lost: Vec<AttemptKey> = self.live.drain().map(|(k, _)| k).collect();
-        tracing::error!(attempts = ?lost, "a guard worker panicked; restarted in place, stopping the attempts it guarded");
+        GuardWorkerRestarted { attempts: &lost }.emit();
         for attempt in lost {
             (self.on_block)(
                 attempt,
@@ -282,9 +280,13 @@ impl Worker {
                 let first = !live.blocked;
                 live.blocked = true;
                 if first && live.open.fail_on_block {
-                    self.counters
-                        .blocked_attempts
-                        .fetch_add(1, Ordering::Relaxed);
+                    GuardBlocked {
+                        attempt,
+                        rule: b.rule,
+                        digest: &b.digest,
+                        stream: kind.as_str(),
+                    }
+                    .emit();
                     (self.on_block)(
                         attempt,
                         format!(
@@ -337,17 +339,16 @@ impl Worker {
             return;
         };
         let mode = live.open.policy.mode.as_str();
-        {
-            let mut counts = self
-                .counters
-                .decisions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            for d in &decisions {
-                *counts
-                    .entry((d.rule, d.kind, d.action.as_str(), mode, d.applied))
-                    .or_default() += 1;
+        for d in &decisions {
+            GuardDecided {
+                attempt,
+                rule: d.rule,
+                kind: d.kind,
+                action: d.action.as_str(),
+                mode,
+                applied: d.applied,
             }
+            .emit();
         }
         let room = MAX_STORED_DECISIONS.saturating_sub(live.decisions as usize);
         live.decisions += decisions.len() as u64;

@@ -130,7 +130,7 @@ fn parse_cursor(c: &str) -> Result<(i64, TaskId), ApiError> {
 
 fn page_filter(q: &PageQuery) -> Result<TaskFilter, ApiError> {
     let states = match q.state.as_deref() {
-        None | Some("") => Vec::new(),
+        None => Vec::new(),
         Some(list) => list
             .split(',')
             .map(|s| {

@@ -212,6 +212,8 @@ async fn http_bodies_follow_their_schemas() {
     for path in [
         "/admin/tasks?cursor=nonsense",
         "/admin/tasks?state=waiting",
+        "/admin/tasks?state=",
+        "/admin/tasks?state=queued,",
         "/admin/tasks?maxBytes=10",
         "/admin/tasks?limit=0",
     ] {

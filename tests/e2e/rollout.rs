@@ -328,3 +328,66 @@ fn guard_enforcement_needs_the_privacy_approval_and_goes_back_to_shadow_when_it_
     );
     assert_eq!(app.admin_get("/admin/guard")["mode"], "shadow");
 }
+
+#[test]
+fn reports_are_computed_from_what_a_real_run_recorded() {
+    let app = App::start_with_config(2, CONFIG);
+    let from = flotilla_actors::domain::rfc3339_ms(flotilla_actors::domain::now_ms() - 1);
+    run_tasks(&app, json!(["true"]), 3);
+    run_tasks(&app, json!(["false"]), 1);
+    // An agent killed under a running task: one incident, repaired on the other agent.
+    let long = app.submit(json!({"argv": ["sleep", "1"], "maxAttempts": 3}));
+    let id = long["id"].as_str().unwrap().to_owned();
+    let running = app.wait_state(&id, "running", Duration::from_secs(20));
+    let victim = running["instance"].as_str().unwrap().to_owned();
+    crate::support::signal(app.instance_pid(&victim).unwrap(), libc::SIGKILL);
+    app.wait_state(&id, "succeeded", Duration::from_secs(30));
+    let to = flotilla_actors::domain::rfc3339_ms(flotilla_actors::domain::now_ms() + 1);
+
+    let path = format!("/admin/reports/baseline?from={from}&to={to}");
+    let baseline = admin(&app, "POST", &path, json!(null)).unwrap();
+    assert_eq!(
+        schema_errors(include_str!("../../schemas/report.v1.json"), &baseline),
+        Vec::<String>::new()
+    );
+    let m = &baseline["measures"];
+    assert_eq!(m["tasks"]["finished"], 5, "{baseline}");
+    assert_eq!(m["tasks"]["succeeded"], 4);
+    assert_eq!(m["tasks"]["completionRate"], 0.8);
+    assert_eq!(
+        (
+            m["mttr"]["incidents"].clone(),
+            m["mttr"]["repaired"].clone()
+        ),
+        (json!(1), json!(1))
+    );
+    assert!(m["mttr"]["meanMs"].as_f64().unwrap() >= 0.0);
+    assert_eq!(baseline["verdict"]["pass"], true, "{baseline}");
+    let written: Value = serde_json::from_slice(
+        &std::fs::read(app.artifacts().join(".runs/flotilla/metrics/baseline.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(written, baseline);
+
+    // The same window as a post-rollout report: 80 % misses the 95 % target, and says so.
+    let path = format!("/admin/reports/post-rollout?from={from}&to={to}");
+    let post = admin(&app, "POST", &path, json!(null)).unwrap();
+    assert_eq!(post["verdict"]["pass"], false);
+    assert!(
+        post["verdict"]["reasons"]
+            .to_string()
+            .contains("completion rate 80.0 %"),
+        "{post}"
+    );
+    // The same run on both sides: no reduction (a repair within the same millisecond has
+    // nothing to reduce, and says that instead).
+    let delta = admin(&app, "POST", "/admin/reports/mttr-delta", json!(null)).unwrap();
+    let m = &delta["measures"];
+    assert_eq!(m["baselineMeanMs"], m["postRolloutMeanMs"], "{delta}");
+    assert_eq!(delta["verdict"]["pass"], false, "{delta}");
+    let why = delta["verdict"]["reasons"].to_string();
+    assert!(
+        why.contains("0.0 % less") || why.contains("the baseline MTTR is 0 ms"),
+        "{delta}"
+    );
+}

@@ -326,10 +326,11 @@ pub fn mttr_delta(
         (Some(b), Some(a), Some(r)) => reasons.push((
             r >= MTTR_REDUCTION_TARGET,
             format!(
-                "MTTR {:.0} ms → {:.0} ms: {:.1} % less (target at least {:.0} %)",
+                "MTTR {:.0} ms → {:.0} ms: {:.1} % {} (target at least {:.0} % less)",
                 b,
                 a,
-                r * 100.0,
+                r.abs() * 100.0,
+                if r < 0.0 { "more" } else { "less" },
                 MTTR_REDUCTION_TARGET * 100.0
             ),
         )),

@@ -84,6 +84,16 @@ fn mttr_delta_passes_at_forty_percent_and_says_what_is_missing() {
         .as_str()
         .unwrap()
         .starts_with("not met: MTTR 1000 ms → 700 ms: 30.0 % less"));
+    let worse = mttr_delta(
+        &scope,
+        Some(&report(Some(50.0))),
+        Some(&report(Some(75.0))),
+        0,
+    );
+    assert_eq!(
+        worse["verdict"]["reasons"][0],
+        "not met: MTTR 50 ms → 75 ms: 50.0 % more (target at least 40 % less)"
+    );
     let nothing = mttr_delta(&scope, None, Some(&report(None)), 0);
     assert_eq!(nothing["verdict"]["pass"], false);
     let reasons = nothing["verdict"]["reasons"].to_string();

@@ -143,6 +143,11 @@ pub fn page(exe: &PathBuf, instances: u64, tasks: u64) -> anyhow::Result<Value> 
         .into_string()?
         .len();
     let task_page_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // The rollout view computes the gates of every next step, the completeness report's
+    // read of every run's metrics.json among them.
+    let started = Instant::now();
+    server.client.admin("GET", "/admin/rollout", None)?;
+    let rollout_view_ms = started.elapsed().as_secs_f64() * 1000.0;
     let console: Vec<String> = browser
         .console()
         .into_iter()
@@ -164,6 +169,7 @@ pub fn page(exe: &PathBuf, instances: u64, tasks: u64) -> anyhow::Result<Value> 
         "long_task_max_ms": round(long.iter().copied().fold(0.0, f64::max)),
         "task_page_bytes": page_bytes,
         "task_page_api_ms": round(task_page_ms),
+        "rollout_view_api_ms": round(rollout_view_ms),
         "console_errors": console,
         "detail": {
             "first_render": "ms from navigation until the fleet table shows every instance (median of 5 loads)",

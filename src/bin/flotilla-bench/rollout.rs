@@ -8,10 +8,10 @@
 //!    `flotilla report baseline` over the phase;
 //! 2. the sponsor signs off; the cooldown is advanced to `limited` through its gates;
 //! 3. the same load; the cooldown is advanced to `full` if its gates pass (post-rollout
-//!    over the limited phase, MTTR delta against the baseline);
-//! 4. the same load again; then `post-rollout` over the limited and full phases
+//!    over the limited phase, MTTR delta against the baseline), and stays otherwise;
+//! 4. the same load again; then `post-rollout` over the second and third phases
 //!    together, `mttr-delta` against the baseline, `completeness`, and the review. (The
-//!    full phase alone is measured too; a cooldown that keeps the flaky host out leaves
+//!    third phase alone is measured too; a cooldown that keeps the flaky host out leaves
 //!    it without an incident to time.)
 
 use std::path::PathBuf;
@@ -128,6 +128,19 @@ fn brief(r: &Value) -> Value {
     })
 }
 
+/// The cooldown's phase now.
+fn cooldown_phase(server: &Server) -> anyhow::Result<Value> {
+    Ok(
+        server.client.admin("GET", "/admin/rollout", None)?["components"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["component"] == "cooldown")
+            .map(|c| c["phase"].clone())
+            .unwrap_or(Value::Null),
+    )
+}
+
 /// An advance through the API: the change, or the refusal with its failed gates.
 fn advance(server: &Server, reason: &str) -> Value {
     let body = json!({"by": "erin", "reason": reason});
@@ -179,11 +192,13 @@ pub fn rollout(exe: &PathBuf, tasks: u64) -> anyhow::Result<Value> {
     )?;
     let to_limited = advance(&server, "baseline taken; signed off");
 
+    let second_phase = cooldown_phase(&server)?;
     let limited_window = phase(&server, tasks)?;
     let kills_limited = kills.load(Ordering::Relaxed) - kills_baseline;
     let limited = report(&server, "post-rollout", Some(&limited_window))?;
     let to_full = advance(&server, "limited phase held");
 
+    let third_phase = cooldown_phase(&server)?;
     let full_window = phase(&server, tasks)?;
     let kills_full = kills.load(Ordering::Relaxed) - kills_baseline - kills_limited;
     // The full phase alone, then (written last, so that the MTTR delta reads it) the
@@ -200,24 +215,18 @@ pub fn rollout(exe: &PathBuf, tasks: u64) -> anyhow::Result<Value> {
     )?;
     stop.store(true, Ordering::Relaxed);
     let _ = chaos_thread.join();
-    let phase_now = server.client.admin("GET", "/admin/rollout", None)?["components"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["component"] == "cooldown")
-        .map(|c| c["phase"].clone())
-        .unwrap_or(Value::Null);
+    let phase_now = cooldown_phase(&server)?;
 
     Ok(json!({
         "scenario": "rollout",
         "tasks_per_phase": tasks,
         "seconds": round(started.elapsed().as_secs_f64()),
         "baseline": brief(&baseline),
-        "kills": {"baseline": kills_baseline, "limited": kills_limited, "full": kills_full},
+        "kills": {"baseline": kills_baseline, "second": kills_limited, "third": kills_full},
         "to_limited": to_limited,
-        "limited": brief(&limited),
+        "second": {"cooldown": second_phase, "measured": brief(&limited)},
         "to_full": to_full,
-        "full": brief(&full),
+        "third": {"cooldown": third_phase, "measured": brief(&full)},
         "post_rollout": brief(&post),
         "mttr_delta": {
             "reduction": delta["measures"]["reduction"],

@@ -156,7 +156,7 @@ pub const ROUTES: &[Route] = &[
         auth: Auth::Token,
         query: &[],
         body: Body::None,
-        responses: responses!(200 => Resp::Object, 400 => Resp::Problem, 404 => Resp::Problem; AUTH_ERRORS[0], AUTH_ERRORS[1]),
+        responses: responses!(200 => Resp::Schema("flotilla.observer-token/1.0.0"), 400 => Resp::Problem, 404 => Resp::Problem; AUTH_ERRORS[0], AUTH_ERRORS[1]),
         serve: || web::post().to(page::observer_token),
     },
     Route {

@@ -343,6 +343,10 @@ impl Stream for ObserverBody {
         }
         loop {
             if let Some(f) = this.frames.pop_front() {
+                if f.offset % 64 == 0 {
+                    let now = flotilla_actors::domain::now_ms();
+                    flotilla_actors::events::observer_latency(now - f.ts_ms);
+                }
                 let wire = this.wire_of(&f);
                 if let Ok(w) = &wire {
                     this.membership.sent(f.offset, w.text_len);

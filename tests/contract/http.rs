@@ -220,6 +220,30 @@ async fn http_bodies_follow_their_schemas() {
         let bad = send(&app, get(path).to_request()).await;
         expect(&bad, 400, "problem.v1", path);
     }
+    let handle = view.body["handle"].as_str().unwrap().to_owned();
+    let path = format!("/admin/handles/{handle}/observer-token");
+    let token = send(&app, post(&path, &json!(null)).to_request()).await;
+    expect(
+        &token,
+        200,
+        "observer-token.v1",
+        "POST /admin/handles/{h}/observer-token",
+    );
+    let none = send(
+        &app,
+        post(
+            "/admin/handles/h-0000000000000001/observer-token",
+            &json!(null),
+        )
+        .to_request(),
+    )
+    .await;
+    expect(
+        &none,
+        404,
+        "problem.v1",
+        "POST /admin/handles/{h}/observer-token (unknown)",
+    );
     let alerts = send(&app, get("/admin/alerts").to_request()).await;
     expect(&alerts, 200, "alert-list.v1", "GET /admin/alerts");
     // Rollouts and reports: the view, each report, a refused advance, a rollback, a

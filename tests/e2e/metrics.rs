@@ -105,6 +105,10 @@ fn metrics_parse_and_count_tasks_losses_and_instances() {
         ("flotilla_task_queue_wait_seconds", "histogram"),
         ("flotilla_task_total_seconds", "histogram"),
         ("flotilla_recovery_seconds", "histogram"),
+        ("flotilla_dispatch_latency_seconds", "histogram"),
+        ("flotilla_observer_latency_seconds", "histogram"),
+        ("flotilla_alert_state", "gauge"),
+        ("flotilla_validation_requests", "counter"),
         ("flotilla_instances", "gauge"),
         ("flotilla_instance_utilization", "gauge"),
         ("flotilla_observers", "gauge"),
@@ -163,6 +167,23 @@ fn metrics_parse_and_count_tasks_losses_and_instances() {
         .collect();
     assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
     assert_eq!(buckets.last(), Some(&3.0), "three first attempts waited");
+    // Every attempt's start after its dispatch: the three first ones and the rerun.
+    let started = "flotilla_dispatch_latency_seconds_count";
+    assert!(
+        sample(&families, "flotilla_dispatch_latency_seconds", started, &[]) >= 3.0,
+        "{}",
+        families["flotilla_dispatch_latency_seconds"]
+    );
+    // Each request was checked against its schema, and counted once.
+    let checked = &families["flotilla_validation_requests"]["samples"];
+    let submits: f64 = checked
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s[1]["schema"] == "flotilla.run-request")
+        .map(|s| s[2].as_f64().unwrap())
+        .sum();
+    assert_eq!(submits, 3.0, "{checked}");
     // The killed instance's restart is counted; the fleet gauges show both instances.
     let restarts = wait_for("the restart counted", Duration::from_secs(20), || {
         let f = parsed(&app);

@@ -128,6 +128,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../../schemas/report.v1.json"),
     ),
     (
+        "observer-token.v1.json",
+        include_str!("../../../schemas/observer-token.v1.json"),
+    ),
+    (
         "alert-list.v1.json",
         include_str!("../../../schemas/alert-list.v1.json"),
     ),

@@ -33,8 +33,8 @@ use tokio::sync::mpsc;
 use crate::control_plane::{FanMode, RetryOn, RunRequest};
 use crate::domain::{now_ms, rfc3339_ms, Capability, End, InstanceId, TaskId, TaskState};
 use crate::events::{
-    AttemptLost, Event, InstanceConnected, InstanceGone, InstanceSuspect, LossKind, TaskDispatched,
-    TaskFinished, TaskRecovered,
+    AttemptLost, AttemptStarted, Event, InstanceConnected, InstanceGone, InstanceSuspect, LossKind,
+    TaskDispatched, TaskFinished, TaskRecovered,
 };
 use crate::exec_handle::{Append, FrameLog};
 use crate::fleet::FleetSettings;
@@ -117,6 +117,8 @@ struct LiveAttempt {
     lease_ms: i64,
     /// Recovered at start and waiting for its agent to re-attach it.
     orphan: bool,
+    /// When it was given to its instance.
+    dispatched_ms: i64,
     /// When its agent said its process started (an attempt sent ahead waits first).
     spawned_ms: Option<i64>,
     /// Sent ahead of a free slot: it waits on the agent until one frees.
@@ -294,10 +296,18 @@ impl Dispatcher {
                     }
                     match msg {
                         FromInstance::Started { attempt, pid } => {
-                            tracing::debug!(attempt, pid, instance = %instance, "attempt started");
-                            if let Some(a) = self.attempts.get_mut(&attempt) {
-                                a.spawned_ms = Some(now_ms());
+                            let now = now_ms();
+                            let dispatch_ms = self.attempts.get_mut(&attempt).and_then(|a| {
+                                a.spawned_ms = Some(now);
+                                (!a.ahead && !a.orphan).then_some(now - a.dispatched_ms)
+                            });
+                            AttemptStarted {
+                                attempt,
+                                instance: &instance,
+                                pid,
+                                dispatch_ms,
                             }
+                            .emit();
                         }
                         FromInstance::Exited { attempt, outcome } => {
                             self.exited(&instance, attempt, outcome)
@@ -536,6 +546,7 @@ impl Dispatcher {
                 lease_until_ms: now + lease,
                 lease_ms: lease,
                 orphan: false,
+                dispatched_ms: now,
                 spawned_ms: None,
                 ahead: self
                     .instances

@@ -60,6 +60,7 @@ impl Dispatcher {
                         lease_until_ms: deadline,
                         lease_ms: lease_ms(&request, &self.fleet),
                         orphan: true,
+                        dispatched_ms: now,
                         spawned_ms: Some(now),
                         ahead: false,
                     },

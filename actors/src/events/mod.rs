@@ -107,6 +107,17 @@ const VALIDATION_ROLLBACKS: Metric = Metric::counter(
     "Times enforcement rolled back to shadow.",
 );
 
+const DISPATCH_LATENCY: Metric = Metric::histogram(
+    "flotilla_dispatch_latency_seconds",
+    "From an attempt's dispatch to its agent saying the process started (attempts sent ahead of a free slot left out).",
+    SECONDS,
+);
+const DELIVERY_LATENCY: Metric = Metric::histogram(
+    "flotilla_observer_latency_seconds",
+    "From a frame being stored (durable) to its being handed to an observer's socket; one frame in 64 an observer reads from the log.",
+    SECONDS,
+);
+
 /// Every family the events update, with whether it has an unlabelled series to show
 /// at 0 before anything happened.
 const ALL: &[(&Metric, bool)] = &[
@@ -132,6 +143,8 @@ const ALL: &[(&Metric, bool)] = &[
     (&GUARD_WORKER_RESTARTS, true),
     (&VALIDATION_REQUESTS, false),
     (&VALIDATION_ROLLBACKS, true),
+    (&DISPATCH_LATENCY, true),
+    (&DELIVERY_LATENCY, true),
 ];
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
@@ -596,4 +609,28 @@ pub fn guard_and_validation_totals() -> (u64, u64, u64) {
         })
         .0;
     (flagged as u64, checked as u64, broke as u64)
+}
+
+/// An agent said an attempt's process started.
+pub struct AttemptStarted<'a> {
+    pub attempt: u64,
+    pub instance: &'a InstanceId,
+    pub pid: u32,
+    /// From dispatch to this, unless it was sent ahead of a free slot.
+    pub dispatch_ms: Option<i64>,
+}
+
+impl Event for AttemptStarted<'_> {
+    fn emit(self) {
+        tracing::debug!(attempt = self.attempt, pid = self.pid, instance = %self.instance, dispatch_ms = ?self.dispatch_ms, "attempt started");
+        if let Some(ms) = self.dispatch_ms {
+            registry().observe(&DISPATCH_LATENCY, vec![], seconds(ms));
+        }
+    }
+}
+
+/// A frame stored `ms` ago is handed to an observer's socket (a measurement, not an
+/// event: the caller samples it).
+pub fn observer_latency(ms: i64) {
+    registry().observe(&DELIVERY_LATENCY, vec![], seconds(ms));
 }

@@ -38,6 +38,13 @@ pub async fn run(engine: Engine) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        // The tests' way to see a panic here survived: once per process.
+        static FAULT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if flotilla_actors::lifeline::fault_injected("alerts")
+            && !FAULT.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            panic!("injected fault in the alerts task");
+        }
         let Ok(changes) = engine.evaluate_alerts().await else {
             return;
         };

@@ -131,11 +131,16 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         })
         .transpose()?;
     tokio::spawn(trim_after_observers(engine.observers.clone()));
-    tokio::spawn(crate::alerts::run(engine.clone()));
-    tokio::spawn(check_rollouts(
-        engine.clone(),
-        config.rollout.check_every_ms,
-    ));
+    // They hold nothing of their own (the alerts' and rollouts' state is the engine's):
+    // one that panics is started again rather than left dead.
+    tokio::spawn(restarting("alerts", {
+        let engine = engine.clone();
+        move || crate::alerts::run(engine.clone())
+    }));
+    tokio::spawn(restarting("rollout check", {
+        let (engine, every) = (engine.clone(), config.rollout.check_every_ms);
+        move || check_rollouts(engine.clone(), every)
+    }));
     tokio::select! {
         run = server.run() => run.context("running the HTTP server")?,
         death = watchdog.death() => {
@@ -194,6 +199,23 @@ async fn check_rollouts(engine: Engine, every_ms: u64) {
         tick.tick().await;
         if let Err(e) = engine.rollout_check().await {
             tracing::warn!(error = %e, "rollout gates not checked");
+        }
+    }
+}
+
+/// Runs the task `make` builds until it ends by itself; one that panics is logged and
+/// started again a second later.
+async fn restarting<F>(name: &'static str, make: impl Fn() -> F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        match tokio::spawn(make()).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::error!(task = name, error = %e, "background task panicked; starting it again");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
         }
     }
 }

@@ -176,3 +176,40 @@ fn an_unknown_alert_rule_in_the_config_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn an_alerts_task_that_panics_is_started_again_and_goes_on_evaluating() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("flotilla.toml"),
+        "[alerts]\nevery-ms = 200\nwindow-seconds = 4\n",
+    )
+    .unwrap();
+    let fault = [("FLOTILLA_TEST_FAULT", "alerts")];
+    let app = App::start_with_env(dir, 1, "127.0.0.1:0", &fault);
+    wait_for(
+        "the panic logged and survived",
+        Duration::from_secs(10),
+        || {
+            app.log()
+                .contains("background task panicked; starting it again")
+                .then_some(())
+        },
+    );
+    // Evaluated after the restart: a measured reason, not the one it starts with.
+    let evaluated = wait_for("an evaluation", Duration::from_secs(10), || {
+        Some(alert(&app, "instance-restarts")).filter(|a| a["reason"] != "not evaluated yet")
+    });
+    assert!(
+        evaluated["reason"]
+            .as_str()
+            .unwrap()
+            .contains("restart(s) of local agents"),
+        "{evaluated}"
+    );
+    assert_eq!(
+        app.client.summary().unwrap()["queued"],
+        0,
+        "the server still answers"
+    );
+}

@@ -148,10 +148,13 @@ fn page_filter(q: &PageQuery) -> Result<TaskFilter, ApiError> {
         })
         .transpose()?;
     let text = |field: &str, v: &Option<String>| match v.as_deref() {
-        Some(s) if s.is_empty() || s.len() > 64 => Err(bad_query(
+        Some(s) if s.is_empty() || s.chars().count() > 64 => Err(bad_query(
             field,
             "maxLength",
-            format!("{field} must be 1 to 64 characters, got {}", s.len()),
+            format!(
+                "{field} must be 1 to 64 characters, got {}",
+                s.chars().count()
+            ),
         )),
         _ => Ok(v.clone()),
     };

@@ -56,16 +56,7 @@ fn rollout_error(e: RolloutError) -> ApiError {
 }
 
 fn report_error(e: ReportError) -> ApiError {
-    match e {
-        ReportError::Window { .. } => ApiError::field(
-            StatusCode::BAD_REQUEST,
-            "bad-query",
-            "/query/to",
-            "minimum",
-            e.to_string(),
-        ),
-        e => ApiError::internal("report", e),
-    }
+    ApiError::internal("report", e)
 }
 
 fn component(name: &str) -> Result<Component, ApiError> {

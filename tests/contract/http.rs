@@ -281,10 +281,15 @@ async fn http_bodies_follow_their_schemas() {
     .await;
     expect(
         &backwards,
-        400,
-        "problem.v1",
+        200,
+        "report.v1",
         "POST /admin/reports (window backwards)",
     );
+    assert_eq!(backwards.body["verdict"]["pass"], false);
+    assert!(backwards.body["verdict"]["reasons"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("not met: the window is empty"));
     let no_report = send(
         &app,
         post("/admin/reports/vibes", &json!(null)).to_request(),

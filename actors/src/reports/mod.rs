@@ -85,8 +85,6 @@ pub enum ReportError {
     },
     #[error("computing the {0} report failed: {1}")]
     Failed(&'static str, String),
-    #[error("the window ends before it starts ({from} → {to})")]
-    Window { from: String, to: String },
 }
 
 /// The time a report covers: `[from_ms, to_ms)`.

@@ -105,13 +105,7 @@ impl Engine {
         let now = now_ms();
         let (artifacts, scope) = (&self.config.artifacts_dir, &self.config.scope);
         let min_tasks = self.rollouts().settings.min_tasks;
-        if let Some(w) = window.filter(|w| w.to_ms <= w.from_ms) {
-            return Err(ReportError::Window {
-                from: rfc3339_ms(w.from_ms),
-                to: rfc3339_ms(w.to_ms),
-            });
-        }
-        let doc = match kind {
+        let mut doc = match kind {
             ReportKind::Baseline => {
                 let w = window.unwrap_or(Window {
                     from_ms: now - DAY_MS,
@@ -147,6 +141,18 @@ impl Engine {
                 .map_err(|e| ReportError::Failed(kind.as_str(), e.to_string()))?
             }
         };
+        // A window that ends before it starts holds nothing: the report says so and fails.
+        if let Some(w) = window.filter(|w| w.to_ms <= w.from_ms) {
+            let why = format!(
+                "not met: the window is empty: it ends ({}) before it starts ({})",
+                rfc3339_ms(w.to_ms),
+                rfc3339_ms(w.from_ms)
+            );
+            doc["verdict"]["pass"] = false.into();
+            if let Some(reasons) = doc["verdict"]["reasons"].as_array_mut() {
+                reasons.insert(0, why.into());
+            }
+        }
         let path = reports::write(kind, artifacts, scope, &doc)?;
         // Shown relative to the artifacts root, as the layout names it.
         let shown = path

@@ -18,6 +18,8 @@ use crate::reports::{self, ReportError, ReportKind, Window};
 const RUN_REQUEST: &str = "flotilla.run-request";
 const AGENT_MESSAGE: &str = "flotilla.agent-message";
 const DAY_MS: i64 = 86_400_000;
+/// How old a completeness report the rollout view may show rather than compute again.
+const VIEW_REUSE_MS: i64 = 60_000;
 
 /// Every component as `GET /admin/rollout` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -180,18 +182,36 @@ impl Engine {
     }
 
     /// The gates of moving `component` from `from` to `to`, computed now (the reports
-    /// they read are written).
+    /// they read are written). With `reuse_ms`, a completeness report written that
+    /// recently is read rather than computed again: it reads every run's metrics.
     pub async fn rollout_gates(
         &self,
         component: Component,
         from: Phase,
         to: Phase,
+        reuse_ms: Option<i64>,
     ) -> Result<Vec<GateResult>, RolloutError> {
         let now = now_ms();
         let approvals = self.guard.approvals_in_force(now);
         let mut gates = approval_gates(component, &approvals, false);
         if to > from {
-            let (doc, path) = self.report(ReportKind::Completeness, None).await?;
+            let (artifacts, scope) = (&self.config.artifacts_dir, &self.config.scope);
+            let recent = reuse_ms.and_then(|ms| {
+                let doc = reports::read(ReportKind::Completeness, artifacts, scope)?;
+                let at = crate::domain::parse_rfc3339_ms(doc["generatedAt"].as_str()?)?;
+                (now - at <= ms).then_some(doc)
+            });
+            let (doc, path) = match recent {
+                Some(doc) => {
+                    let path = ReportKind::Completeness.path(artifacts, scope);
+                    let shown = path
+                        .strip_prefix(artifacts)
+                        .map(PathBuf::from)
+                        .unwrap_or(path);
+                    (doc, shown)
+                }
+                None => self.report(ReportKind::Completeness, None).await?,
+            };
             gates.push(report_gate("completeness", &doc, Some(path)));
         }
         if to == Phase::Full && from == Phase::Limited {
@@ -287,7 +307,7 @@ impl Engine {
             phase: from.as_str(),
             verb: "advance",
         })?;
-        let gates = self.rollout_gates(component, from, to).await?;
+        let gates = self.rollout_gates(component, from, to, None).await?;
         let failed: Vec<String> = gates
             .iter()
             .filter(|g| !g.pass)
@@ -422,7 +442,10 @@ impl Engine {
             let phase = self.rollout_phase(component);
             let next = phase.next();
             let gates = match next {
-                Some(to) => self.rollout_gates(component, phase, to).await?,
+                Some(to) => {
+                    self.rollout_gates(component, phase, to, Some(VIEW_REUSE_MS))
+                        .await?
+                }
                 None => Vec::new(),
             };
             let r = self.rollouts();

@@ -308,11 +308,7 @@ impl Engine {
             verb: "advance",
         })?;
         let gates = self.rollout_gates(component, from, to, None).await?;
-        let failed: Vec<String> = gates
-            .iter()
-            .filter(|g| !g.pass)
-            .map(|g| format!("{}: {}", g.gate, g.detail))
-            .collect();
+        let failed = failures(&gates);
         if !failed.is_empty() {
             tracing::warn!(component = component.as_str(), from = from.as_str(), to = to.as_str(), by, failed = ?failed, "rollout advance refused");
             return Err(RolloutError::GatesFailed {
@@ -410,11 +406,7 @@ impl Engine {
                     None,
                 ));
             }
-            let failed: Vec<String> = gates
-                .iter()
-                .filter(|g| !g.pass)
-                .map(|g| format!("{}: {}", g.gate, g.detail))
-                .collect();
+            let failed = failures(&gates);
             if failed.is_empty() {
                 continue;
             }
@@ -515,6 +507,15 @@ impl Engine {
         tracing::info!(by, pass, "post-rollout review recorded");
         Ok(review)
     }
+}
+
+/// Each gate that failed, as `gate: what it found`.
+fn failures(gates: &[GateResult]) -> Vec<String> {
+    gates
+        .iter()
+        .filter(|g| !g.pass)
+        .map(|g| format!("{}: {}", g.gate, g.detail))
+        .collect()
 }
 
 /// The sponsor sign-off's gate, and for the guard the privacy approval's; `after`

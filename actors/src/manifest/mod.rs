@@ -560,16 +560,20 @@ async fn write_loop(
             }
         }
         let now = now_ms();
-        stale.extend(
-            running
-                .iter()
-                .filter(|(_, (due, _))| *due <= now)
-                .map(|(task, _)| task.clone()),
-        );
+        // A running task whose interval is up and that did not change: its metrics only.
+        let due: Vec<TaskId> = running
+            .iter()
+            .filter(|(task, (due, _))| *due <= now && !stale.contains(*task))
+            .map(|(task, _)| task.clone())
+            .collect();
+        let writes = stale
+            .iter()
+            .map(|t| (t, Files::Both))
+            .chain(due.iter().map(|t| (t, Files::Metrics)));
         // A shard's change shows in its fanned-out task's manifest too.
         let mut parents = BTreeSet::new();
-        for task in &stale {
-            match write_one(&store, &artifacts, &scope, task).await {
+        for (task, files) in writes {
+            match write_one(&store, &artifacts, &scope, task, files).await {
                 Ok(w) => {
                     match w.emit_every_ms {
                         Some(every) => running.insert(task.clone(), (now_ms() + every, every)),
@@ -589,7 +593,7 @@ async fn write_loop(
             }
         }
         for task in parents {
-            if let Err(e) = write_one(&store, &artifacts, &scope, &task).await {
+            if let Err(e) = write_one(&store, &artifacts, &scope, &task, Files::Both).await {
                 tracing::warn!(task = %task, error = %e, "manifest not written");
             }
         }
@@ -601,6 +605,15 @@ async fn sleep_until_ms(at_ms: Option<i64>) {
     tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
 }
 
+/// Which of a task's files to write.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Files {
+    /// Its metrics and its manifest: the task changed.
+    Both,
+    /// Its metrics alone: a running task's interval is up.
+    Metrics,
+}
+
 /// What writing one task's files found.
 struct Written {
     /// Its fanned-out task, if it is a shard.
@@ -609,12 +622,13 @@ struct Written {
     emit_every_ms: Option<i64>,
 }
 
-/// Writes one task's manifest and metrics.
+/// Writes one task's metrics and (for `Files::Both`) its manifest.
 async fn write_one(
     store: &Store,
     artifacts: &Path,
     scope: &Scope,
     task: &TaskId,
+    files: Files,
 ) -> Result<Written, ManifestError> {
     let Some(row) = store.get_task(task).await? else {
         return Ok(Written {
@@ -623,8 +637,13 @@ async fn write_one(
         });
     };
     let attempts = store.attempts_of(task).await?;
+    let both = files == Files::Both;
     let guard = GuardEvidence {
-        validation: store.validation_of(task).await?,
+        validation: if both {
+            store.validation_of(task).await?
+        } else {
+            None
+        },
         approvals_file: format!(".runs/{scope}/approvals/latest.json"),
         runs: store.guard_runs_of(task).await?,
         decisions: store.decisions_of(task, 1000 * row.attempts.max(1)).await?,
@@ -638,7 +657,7 @@ async fn write_one(
         .as_ref()
         .and_then(|r| r.metrics.clone())
         .unwrap_or_default();
-    let fan_out = match mode {
+    let fan_out = match mode.filter(|_| both) {
         Some(mode) => {
             let mut shards = Vec::new();
             for shard in store.shards_of(task).await? {
@@ -649,10 +668,14 @@ async fn write_one(
         }
         None => None,
     };
-    let fleet = FleetEvidence {
-        checkpoints: store.checkpoints_of(task).await?,
-        fan_out,
-        observers: store.observers_of(task, 1000).await?,
+    let fleet = if both {
+        FleetEvidence {
+            checkpoints: store.checkpoints_of(task).await?,
+            fan_out,
+            observers: store.observers_of(task, 1000).await?,
+        }
+    } else {
+        FleetEvidence::default()
     };
     let write = |path: PathBuf, doc: Value| {
         // unwrap: a serde_json::Value always serialises.
@@ -681,10 +704,12 @@ async fn write_one(
         metrics_path(artifacts, &row.id),
         render_metrics(&row, &evidence),
     )?;
-    write(
-        manifest_path(artifacts, &row.id, &row.run_id),
-        render(&row, &attempts, &guard, &fleet),
-    )?;
+    if both {
+        write(
+            manifest_path(artifacts, &row.id, &row.run_id),
+            render(&row, &attempts, &guard, &fleet),
+        )?;
+    }
     let emit_every_ms = (row.state == crate::domain::TaskState::Running)
         .then(|| spec.emit_interval_ms.unwrap_or(DEFAULT_EMIT_INTERVAL_MS) as i64);
     Ok(Written {

@@ -33,9 +33,8 @@ pub struct Browser {
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port for chromedriver")
         .port()
 }
 
@@ -93,7 +92,9 @@ impl Browser {
             None => req.call(),
         };
         let doc: Value = match reply {
-            Ok(r) => r.into_json().unwrap(),
+            Ok(r) => r
+                .into_json()
+                .unwrap_or_else(|e| panic!("webdriver {method} {path}: not JSON: {e}")),
             Err(ureq::Error::Status(_, r)) => {
                 let doc: Value = r.into_json().unwrap_or(Value::Null);
                 panic!("webdriver {method} {path}: {doc}")

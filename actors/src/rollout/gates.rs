@@ -287,7 +287,9 @@ impl Engine {
         Ok(())
     }
 
-    fn commit_change(&self, change: PhaseChange) -> Result<PhaseChange, RolloutError> {
+    /// Switches the component to the change's phase, then records and reports it.
+    fn move_to(&self, change: PhaseChange) -> Result<PhaseChange, RolloutError> {
+        self.apply_phase(change.component, change.to, &change.by, &change.reason)?;
         RolloutChanged { change: &change }.emit();
         self.rollouts().record(change.clone())?;
         Ok(change)
@@ -319,8 +321,7 @@ impl Engine {
                 gates,
             });
         }
-        self.apply_phase(component, to, by, reason)?;
-        self.commit_change(super::change(
+        self.move_to(super::change(
             component,
             (from, to),
             by,
@@ -358,8 +359,7 @@ impl Engine {
             phase: from.as_str(),
             verb: "roll back",
         })?;
-        self.apply_phase(component, to, by, reason)?;
-        self.commit_change(super::change(
+        self.move_to(super::change(
             component,
             (from, to),
             by,

@@ -391,3 +391,36 @@ fn reports_are_computed_from_what_a_real_run_recorded() {
         "{delta}"
     );
 }
+
+#[test]
+fn an_advanced_rollout_and_its_record_survive_a_kill_of_the_server() {
+    let app = App::start_with_config(1, CONFIG);
+    approve(
+        &app,
+        "sponsor-signoff",
+        json!({"signoff": {"objectives": ["heal"], "successMetrics": ["completion ≥ 95 %"]}}),
+    );
+    run_tasks(&app, json!(["true"]), 1);
+    wait_for("complete run metrics", Duration::from_secs(10), || {
+        let report = admin(&app, "POST", "/admin/reports/completeness", json!(null)).ok()?;
+        (report["verdict"]["pass"] == true).then_some(())
+    });
+    admin(
+        &app,
+        "POST",
+        "/admin/rollout/cooldown/advance",
+        decision("signed off"),
+    )
+    .unwrap();
+    let before = component(&app, "cooldown");
+    assert_eq!(before["phase"], "limited");
+
+    // kill -9, then a new server on the same state: flotilla.toml still says shadow, the
+    // record says limited, and the record wins.
+    let dir = app.crash();
+    let app = App::start_in(dir, 1);
+    let after = component(&app, "cooldown");
+    assert_eq!(after["phase"], "limited", "{after}");
+    assert_eq!(after["runId"], before["runId"]);
+    assert_eq!(after["changes"], before["changes"]);
+}

@@ -10,8 +10,18 @@ use crate::rules::identifier_words;
 use crate::validate::placeholder;
 use crate::{Reach, Rule};
 
-/// A value: quoted (the quotes are not part of the finding) or a run without blanks.
-const V: &str = r#"(?P<value>'[^'\n]{1,200}'|"[^"\n]{1,200}"|[^\s'"<](?:[^\s<]{0,198}[^\s'"<])?)"#;
+/// A value: quoted (the quotes are not part of the finding) or a run without blanks. A
+/// single-quoted value may hold the shell's `'\''` and PowerShell's `''` for a quote.
+const V: &str =
+    r#"(?P<value>'(?:[^'\n]|'\\''|''){1,200}'|"[^"\n]{1,200}"|[^\s'"<](?:[^\s<]{0,198}[^\s'"<])?)"#;
+
+/// A quoted value only: an argument of a call.
+const Q: &str = r#"(?P<value>'(?:[^'\n]|'\\''|''){1,200}'|"[^"\n]{1,200}")"#;
+
+/// What assigns a value to a name: `=`, `=>`, `:=`, `:`, `?=`, or a type annotation and
+/// `=` (`password: String = …`, `DB_PASSWORD: &str = …`, `pass string = …`). Up to two
+/// closing characters may end the name (`['password'] = …`).
+const ASSIGN: &str = r#"["'\x60\]]{0,2}(?:\s+string)?(?:[ \t]*:[ \t]*&?(?:'static[ \t]+)?[A-Za-z_][\w:.]*(?:<[^>\n]{0,40}>)?\??[ \t]*=|[ \t]*(?:=>?|:=|:|\?=|<-|：))[ \t]*"#;
 
 /// Password flags of tools, by the tool: (prefilter keywords, regex with `{V}`).
 const FLAGS: &[(&[&str], &str)] = &[
@@ -86,12 +96,72 @@ const FLAGS: &[(&[&str], &str)] = &[
         &["password"],
         r"(?m)(?:\slogin\s+\S+\s+password|^[ \t]+password)[ \t]+{V}[ \t]*$",
     ),
+    // `curl -u user:password`, `curl -su 'user:password'`, `wget --user` alike.
+    (
+        &["curl", "http"],
+        r#"(?:curl|https?|xh)\b[^\n|;&]*?(?:\s-[A-Za-z]*u[ \t]*|\s--user[= \t]+)['"]?[^\s:'"]{1,64}:(?P<value>[^\s'"]{1,200})"#,
+    ),
     // .pgpass: host:port:database:user:password.
     (
         &[":543", ":*:"],
         r"(?m)^[\w.\-*]+:(?:\d{2,5}|\*):[^:\s]+:[^:\s]+:(?P<value>[^:\s]{1,200})$",
     ),
 ];
+
+/// Any flag whose name's last word says password, whatever the tool: `--rpc-password x`,
+/// `--db-pass=x`, `-password x`, `-pw x`.
+const ANY_FLAG: &str = r"(?:^|\s)--?(?P<name>(?:[A-Za-z][A-Za-z0-9_\-]{0,40}?)?(?:passw(?:or)?d|passphrase|pass|pwd|pw))(?:=|[ \t]+){V}";
+
+/// A password flag right after a user flag, whatever the tool: `-u ops -p …`,
+/// `-U sa -P …`, `/u:ops /p:…`, `-username ops -password …`. A number there is a port
+/// (`psql -U app -p 5432`).
+const USER_THEN_PASSWORD: &str = r"(?P<refute_before>(?:mysql|mariadb)\w*\b[^\n|;&]*?)?(?:\s-[uU]|\s--?user(?:name)?|\s/u(?:ser)?:)(?:[ \t]+|=)?[^\s/]+[ \t]+(?:-[pP]|/p(?:assword)?:)[ \t]*{V}";
+
+/// A password a command reads on its standard input: `echo … | sudo -S`,
+/// `sudo -S <<< …`, `echo 'user:…' | chpasswd`, `echo -e "…\n…" | passwd`.
+const STDIN: [&str; 2] = [
+    r"(?:echo|printf)[ \t]+(?:-\w+[ \t]+)?{V}[ \t]*\|[ \t]*(?:sudo\b[^\n|]*\s-S|(?:sudo[ \t]+)?(?:ch|smb)?passwd\b|kinit\b)",
+    r"(?:sudo\b[^\n|<]*\s-S|(?:ch|smb)?passwd\b[^\n|<]*)[ \t]*<<<[ \t]*{V}",
+];
+
+/// SQL that sets a password: `IDENTIFIED BY '…'`, `WITH PASSWORD '…'`, `PASSWORD '…'`.
+const SQL: &str = r"(?i)(?:identified[ \t]+(?:with[ \t]+\w+[ \t]+)?by|password)[ \t]+{Q}";
+
+/// A config directive whose name says password and whose one value ends the line:
+/// `requirepass …`, `masterauth …`, `bindpw …`, `rootpw …`, `enable secret …`,
+/// `username admin password 0 …`, `key-string …`, `pre-shared-key …`; and the same
+/// words in a command (`nmcli … password …`). The value must look like a password: a
+/// bare word after `password` is prose (`password changed`).
+const DIRECTIVE: &str = r"(?im)(?:^|[ \t])(?P<name>(?:[A-Za-z][\w.\-]{0,40}?)?(?:passw(?:or)?d|pass|pwd|pw|auth|secret|key-string|pre-shared-key|psk|passphrase))(?:[ \t]+0)?[ \t]+{V}[ \t]*$";
+
+/// Prose: `the password is …`, `password was …`.
+const PROSE: &str =
+    r"(?i)(?P<name>passw(?:or)?d|passphrase|pin|passcode)[ \t]+(?:is|was|=)[ \t]*:?[ \t]*{V}";
+
+/// `PIN: 4821`, `sim_pin=4821`, `pin code 4821`, `passcode: 220719`.
+const PIN: &str = r#"(?im)(?:^|[^A-Za-z0-9])(?P<name>(?:[A-Za-z][\w.\-]{0,30}?[_.\- ])?(?:pin(?:[ _\-]?code)?|passcode))["']?[ \t]*(?:[:=]|is)?[ \t]*["']?(?P<value>\d{4,8})(?:$|[^\w.\-:/])"#;
+
+/// `<property name="password" value="…"/>`.
+const XML_PROPERTY: &str = r#"(?i)name[ \t]*=[ \t]*["'](?P<name>[^"'\n]{0,40}?(?:passw(?:or)?d|pass|pwd))["'][ \t]+value[ \t]*=[ \t]*(?P<value>"[^"\n]{1,200}"|'[^'\n]{1,200}')"#;
+
+/// `<param name="password">…</param>`.
+const XML_PARAM: &str = r#"(?i)name[ \t]*=[ \t]*["'](?P<name>[^"'\n]{0,40}?(?:passw(?:or)?d|pass|pwd))["'][ \t]*>(?P<value>[^<\n]{1,200})</"#;
+
+/// A tool's `set NAME VALUE`: `aws configure set aws_secret_access_key …`,
+/// `gh secret set DB_PASSWORD --body …`.
+const SET: &str = r"(?:configure|config|secret|variable)[ \t]+set[ \t]+(?P<name>[\w.\-]{2,80})[ \t]+(?:(?:--body|-b)[ \t=]+)?{V}";
+
+/// A call that takes a user, then a password: `HTTPBasicAuth('u', 'p')`,
+/// `smtp.login("u", "p")`, `new NetworkCredential("u", "p")`, `req.SetBasicAuth("u", "p")`.
+const CREDENTIAL_CALL: &str = r#"(?i)(?P<name>[A-Za-z_][\w.]{0,60}?(?:auth|login|logon|signin|credentials?))\s*\(\s*(?:[A-Za-z_][\w.]*\s*,\s*)?(?:'[^'\n]{1,64}'|"[^"\n]{1,64}")\s*,\s*{Q}"#;
+
+/// A user and a password as a pair: `auth=('u', 'p')`, `:basic_auth => ['u', 'p']`.
+const CREDENTIAL_PAIR: &str = r#"(?i)(?P<name>[\w.]{0,40}?(?:auth|credentials?|creds|login))["']?\s*(?:=>?|:)\s*[(\[]\s*(?:'[^'\n]{1,64}'|"[^"\n]{1,64}")\s*,\s*{Q}"#;
+
+/// A database connection's third argument, after a database or host and a user:
+/// `new Sequelize('db', 'user', 'p')`, `DriverManager.getConnection(url, "u", "p")`,
+/// `mysqli_connect("h", "u", "p")`, `MySQLdb.connect("h", "u", "p", "db")`.
+const CONNECTION_CALL: &str = r#"(?i)(?P<name>sequelize|getconnection|mysqli|[\w.]*connect)\s*\(\s*(?:'[^'\n]{0,200}'|"[^"\n]{0,200}"|[A-Za-z_][\w.]*)\s*,\s*(?:'[^'\n]{1,64}'|"[^"\n]{1,64}"|[A-Za-z_][\w.]*)\s*,\s*{Q}"#;
 
 /// `- name: NAME` and, on the next line, `value: …`.
 const ENV_ENTRY: &str = r#"(?m)-[ \t]*name:[ \t]*["']?(?P<name>[A-Za-z_][A-Za-z0-9_]*)["']?[ \t]*\r?\n[ \t]*value:[ \t]*{V}"#;
@@ -106,9 +176,45 @@ const NAME_ENDINGS: &[&str] = &[
     "pw",
     "psk",
     "auth",
+    "passcode",
 ];
 /// Endings that also count at the end of a word (`PGPASSWORD`, `mysqlpasswd`).
 const WORD_ENDINGS: &[&str] = &["password", "passwd", "passphrase"];
+
+/// Other languages' words for password, as a name ends (`db_passwort`, `contraseña`,
+/// `mot_de_passe`, `пароль`): lower case.
+const FOREIGN: &[&str] = &[
+    "passwort",
+    "kennwort",
+    "contraseña",
+    "contrasena",
+    "contrasenya",
+    "senha",
+    "mot_de_passe",
+    "motdepasse",
+    "wachtwoord",
+    "hasło",
+    "haslo",
+    "heslo",
+    "jelszó",
+    "jelszo",
+    "salasana",
+    "lösenord",
+    "losenord",
+    "passord",
+    "adgangskode",
+    "şifre",
+    "sifre",
+    "parola",
+    "пароль",
+    "密码",
+    "密碼",
+    "パスワード",
+    "비밀번호",
+    "mật_khẩu",
+    "matkhau",
+    "kata_sandi",
+];
 
 pub(crate) fn rules() -> Vec<Rule> {
     let mut rules: Vec<Rule> = FLAGS
@@ -119,12 +225,123 @@ pub(crate) fn rules() -> Vec<Rule> {
     // `setPassword("value")`.
     rules.push(rule(
         "password-assignment",
-        &["pass", "pwd", "psk", "pw"],
+        &[
+            "pass", "pwd", "psk", "pw", "_auth", "auth=", "auth:", "auth\"", "auth'", "auth ",
+            "creds", "credential", "userpass", "login",
+        ],
         &format!(
-            r#"(?i)(?P<name>[A-Za-z0-9_.\-]{{0,60}}?(?:passw(?:or)?d|passphrase|pass|pwd|psk|pw))["'\x60\]]?(?:\s+string)?[ \t]*(?:=>?|:=|:|\?=)[ \t]*{V}"#
+            r#"(?i)(?P<name>[A-Za-z0-9_.\-]{{0,60}}?(?:passw(?:or)?d|passphrase|passcode|pass|pwd|psk|pw|auth|creds|credentials?|userpass|login)){ASSIGN}{V}"#
         ),
         assigned,
     ));
+    // The same in other languages: `passwort = …`, `"contraseña": …`, `пароль: …`.
+    rules.push(rule(
+        "password-assignment",
+        FOREIGN_KEYWORDS,
+        &format!(
+            r#"(?i)(?P<name>[\w.\-]{{0,60}}?(?:{})){ASSIGN}{V}"#,
+            FOREIGN.join("|")
+        ),
+        assigned,
+    ));
+    // Any flag whose name says password.
+    rules.push(rule(
+        "cli-password",
+        &["pass", "pwd", "-pw"],
+        &ANY_FLAG.replace("{V}", V),
+        flag_assigned,
+    ));
+    rules.push(rule(
+        "cli-password",
+        &[" -p", " -P", "/p:", "/password:"],
+        &USER_THEN_PASSWORD.replace("{V}", V),
+        not_a_port,
+    ));
+    for re in STDIN {
+        rules.push(rule(
+            "cli-password",
+            &["<<<", "sudo", "passwd", "kinit"],
+            &re.replace("{V}", V),
+            cli_value,
+        ));
+    }
+    rules.push(rule(
+        "cli-password",
+        &["identified", "password"],
+        &SQL.replace("{Q}", Q),
+        cli_value,
+    ));
+    rules.push(rule(
+        "cli-password",
+        &[" set "],
+        &SET.replace("{V}", V),
+        set_value,
+    ));
+    // Directives and prose: the value must look like a password.
+    rules.push(rule(
+        "password-directive",
+        &[
+            "pass",
+            "pwd",
+            "pw",
+            "auth",
+            "secret",
+            "key-string",
+            "pre-shared-key",
+            "psk",
+        ],
+        &DIRECTIVE.replace("{V}", V),
+        looks_assigned,
+    ));
+    rules.push(rule(
+        "password-directive",
+        &["password", "passwd", "passphrase", "pin", "passcode"],
+        &PROSE.replace("{V}", V),
+        looks_assigned,
+    ));
+    rules.push(rule("pin", &["pin", "passcode"], PIN, pin_name));
+    for re in [XML_PROPERTY, XML_PARAM] {
+        rules.push(rule("password-assignment", &["name"], re, assigned));
+    }
+    // Calls and pairs that take a user and a password, and connections' third argument.
+    for (keywords, re) in [
+        (
+            &[
+                "auth(",
+                "auth (",
+                "login(",
+                "logon(",
+                "signin(",
+                "credential(",
+                "credentials(",
+            ][..],
+            CREDENTIAL_CALL,
+        ),
+        (
+            &[
+                "auth=",
+                "auth =",
+                "auth:",
+                "auth\"",
+                "auth'",
+                "creds",
+                "credential",
+                "login=",
+            ][..],
+            CREDENTIAL_PAIR,
+        ),
+        (
+            &["sequelize(", "getconnection(", "mysqli(", "connect("][..],
+            CONNECTION_CALL,
+        ),
+    ] {
+        rules.push(rule(
+            "credential-call",
+            keywords,
+            &re.replace("{Q}", Q),
+            call_password,
+        ));
+    }
     // `<password>value</password>`.
     rules.push(rule(
         "password-assignment",
@@ -174,8 +391,19 @@ pub(crate) fn secret_rules() -> Vec<Rule> {
                 "secret-assignment",
                 &["secret", "key", "token", "salt"],
                 &format!(
-                    r#"(?i)(?P<name>[A-Za-z0-9_.\-]{{0,60}}?(?:secret|key|token|salt))["'\x60\]]?[ \t]*(?:=>?|:=|:|\?=)[ \t]*{V}"#
+                    r#"(?i)(?P<name>[A-Za-z0-9_.\-]{{0,60}}?(?:secret|key|token|salt)){ASSIGN}{V}"#
                 ),
+                secret_assigned,
+            )
+        },
+        // A name and a value as a call's arguments: `os.Setenv("API_TOKEN", "…")`,
+        // `System.setProperty("LINEAR_TOKEN", "…")`, `config.set('hmac_key', '…')`.
+        Rule {
+            kind: "generic-secret",
+            ..rule(
+                "secret-assignment",
+                &["secret", "key", "token", "salt"],
+                r#"(?i)['"](?P<name>[A-Za-z0-9_.\-]{0,60}?(?:secret|key|token|salt))['"][ \t]*,[ \t]*(?P<value>'[^'\n]{1,300}'|"[^"\n]{1,300}")"#,
                 secret_assigned,
             )
         },
@@ -190,6 +418,40 @@ pub(crate) fn secret_rules() -> Vec<Rule> {
         },
     ]
 }
+
+/// Prefilter keywords of [`FOREIGN`]: as written and capitalised (the prefilter folds
+/// ASCII case only).
+const FOREIGN_KEYWORDS: &[&str] = &[
+    "passwort",
+    "kennwort",
+    "contrase",
+    "senha",
+    "de_passe",
+    "depasse",
+    "wachtwoord",
+    "hasło",
+    "haslo",
+    "heslo",
+    "jelsz",
+    "salasana",
+    "senord",
+    "passord",
+    "adgangskode",
+    "şifre",
+    "Şifre",
+    "sifre",
+    "parola",
+    "пароль",
+    "Пароль",
+    "ПАРОЛЬ",
+    "密码",
+    "密碼",
+    "パスワード",
+    "비밀번호",
+    "mật_khẩu",
+    "matkhau",
+    "kata_sandi",
+];
 
 fn rule(
     id: &'static str,
@@ -214,9 +476,117 @@ pub(crate) fn cli_value(value: &str, _text: &str) -> bool {
     chosen(value)
 }
 
-/// A value assigned to a name whose last word says password.
+/// A value assigned to a name whose last word says password. After `auth` (`REDIS_AUTH`,
+/// but also `auth: ldap`), a plain lower-case word names a method, not a password.
 fn assigned(value: &str, name: &str) -> bool {
-    password_name(name) && chosen(value)
+    let method = identifier_words(name).last().is_some_and(|w| w == "auth")
+        && unquote(value).len() <= 12
+        && unquote(value)
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'-' || b == b'_');
+    // `auth = ('user', 'password')`: a structure, not a value (the pair rule reads it).
+    let structure = value.starts_with(['(', '[', '{']) && value.contains(['\'', '"', ',']);
+    let not_real = identifier_words(name).last().is_some_and(|w| w == "auth")
+        && crate::rules::names_no_secret(name);
+    // `credentials: user:password`: a user and a password, or nothing.
+    let pair_name = identifier_words(name).last().is_some_and(|w| {
+        ["creds", "credential", "credentials", "userpass", "login"].contains(&w.as_str())
+    });
+    if pair_name {
+        let v = unquote(value);
+        return v.split_once(':').is_some_and(|(user, pass)| {
+            !user.is_empty()
+                && !user.contains(char::is_whitespace)
+                && !pass.starts_with("//")
+                && chosen(pass)
+        }) && !not_real;
+    }
+    password_name(name) && chosen(value) && !method && !structure && !not_real
+}
+
+/// A password after a user flag: anything chosen but a port number or the next flag.
+fn not_a_port(value: &str, _text: &str) -> bool {
+    let v = unquote(value);
+    // `-p 5432`, `-p 8080:80`, `-p 127.0.0.1:53:53/udp`: ports and port mappings.
+    let port = v
+        .split(['/', ':', '.'])
+        .next()
+        .is_some_and(|first| !first.is_empty() && first.bytes().all(|b| b.is_ascii_digit()))
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/:.".contains(&b))
+        && !v.bytes().any(|b| b.is_ascii_uppercase());
+    !port && !v.starts_with('-') && chosen(value)
+}
+
+/// A value set by a tool's `set NAME VALUE`: a password's name and a chosen value, or a
+/// secret's name and a random value.
+fn set_value(value: &str, name: &str) -> bool {
+    !value.starts_with('-') && (assigned(value, name) || secret_assigned(value, name))
+}
+
+/// A value that looks like a password, for contexts that are not assignments
+/// (`requirepass …`, `the password is …`): a password's or secret's name, and a value
+/// of at least six characters mixing letters with digits or symbols, or a PIN.
+fn looks_assigned(value: &str, name: &str) -> bool {
+    let v = unquote(value);
+    let letters = v.chars().any(char::is_alphabetic);
+    let others = v
+        .chars()
+        .any(|c| c.is_ascii_digit() || c.is_ascii_punctuation());
+    let pin = (4..=8).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit());
+    let lower = name.to_ascii_lowercase();
+    let says = [
+        "pass",
+        "passwd",
+        "password",
+        "pwd",
+        "pw",
+        "auth",
+        "secret",
+        "string",
+        "key",
+        "psk",
+        "passphrase",
+        "pin",
+        "passcode",
+    ]
+    .iter()
+    .any(|w| lower.ends_with(w));
+    // `kubectl get secret db-creds-7f9x`: a resource's name, not a password.
+    let identifier = v
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+    // `pass \`--lib\``: the next flag, code in backticks, or a psql variable (`:'pw'`).
+    let flag = v.starts_with(['-', '`', ':']);
+    says && chosen(value)
+        && !flag
+        && ((letters && others && v.chars().count() >= 6 && !identifier) || pin)
+}
+
+/// A PIN's name: its last word says pin, pincode or passcode (`sim_pin`, `PIN code`),
+/// not a word that ends in those letters (`spin`).
+fn pin_name(_value: &str, name: &str) -> bool {
+    let words = identifier_words(name);
+    matches!(
+        words
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice(),
+        [.., "pin"] | [.., "pin", "code"] | [.., "pincode"] | [.., "passcode"]
+    ) && !crate::rules::names_no_secret(name)
+}
+
+/// A value after a flag whose name says password; not the next flag (`--no-password -h`).
+fn flag_assigned(value: &str, name: &str) -> bool {
+    !value.starts_with('-') && assigned(value, name)
+}
+
+/// A password given to a call or pair that takes a user and a password: a value a
+/// person chose, not an address.
+fn call_password(value: &str, _name: &str) -> bool {
+    let v = unquote(value);
+    chosen(value) && !v.contains("://") && !v.starts_with('/')
 }
 
 /// A random value assigned to a name whose last word says secret, key, token or salt,
@@ -287,11 +657,7 @@ fn secret_assigned(raw: &str, name: &str) -> bool {
         return false;
     }
     let v = unquote(raw).trim();
-    if !chosen(raw)
-        || v.chars().count() < 16
-        || v.contains("://")
-        || v.contains(char::is_whitespace)
-    {
+    if !chosen(raw) || v.contains("://") || v.contains(char::is_whitespace) {
         return false;
     }
     let classes = [
@@ -303,6 +669,13 @@ fn secret_assigned(raw: &str, name: &str) -> bool {
     .iter()
     .filter(|c| **c)
     .count();
+    // Shorter than a generated key, a secret is one a person chose (`secret = Hx7!kLm2`,
+    // `wifi key: …`): it mixes letters, digits and symbols.
+    let length = v.chars().count();
+    let symbol = v.bytes().any(|b| !b.is_ascii_alphanumeric());
+    if length < 8 || (length < 16 && (classes < 3 || !symbol)) {
+        return false;
+    }
     // Words joined by separators read as an identifier, not a key.
     let identifier = v.split(['_', '.', '-', '/', ':']).all(|w| {
         w.len() <= 12
@@ -310,10 +683,11 @@ fn secret_assigned(raw: &str, name: &str) -> bool {
             && w.bytes().filter(u8::is_ascii_digit).count() <= 2
     }) || (v.len() < 32 && v.bytes().all(|b| b.is_ascii_alphabetic()));
     let uuid = v.len() == 36 && v.split('-').map(str::len).eq([8, 4, 4, 4, 12]);
+    let least_entropy = if length < 16 { 2.8 } else { 3.2 };
     classes >= 2
         && !identifier
         && !uuid
-        && crate::validate::entropy(v) >= 3.2
+        && crate::validate::entropy(v) >= least_entropy
         && crate::validate::not_placeholder(v, "")
         && !crate::rules::public_or_data(v)
 }
@@ -331,6 +705,10 @@ fn unquote(v: &str) -> &str {
 /// says password. Not `PWD` alone (the shell's working directory), nor a name about a
 /// password (`password_hash`, `PASSWORD_RESET_TTL`, `password_min_length`).
 fn password_name(name: &str) -> bool {
+    let lower = name.to_lowercase();
+    if FOREIGN.iter().any(|w| lower.ends_with(w)) {
+        return true;
+    }
     let words = identifier_words(name);
     match words.as_slice() {
         [] => false,
@@ -438,6 +816,9 @@ pub(crate) fn reference(v: &str) -> bool {
         "hidden",
         "masked",
         "sensitive",
+        "pass",
+        "passwd",
+        "password",
     ]
     .contains(&bare);
     prefixed
@@ -457,7 +838,15 @@ fn chosen(raw: &str) -> bool {
     let quoted = unquote(raw).len() != raw.len();
     let v = unquote(raw).trim();
     // `sk-proj-hP8t…Mi7u`: the middle left out, what is shown is not the secret.
-    let elided = v.contains('…') || v.contains("...");
+    let elided = v.contains('…') || v.contains("...") || v.contains("***");
+    // A stored hash: MySQL's `*` and 40 hex digits, PostgreSQL's `md5` and 32, SCRAM.
+    let hex_after = |prefix: &str, len: usize| {
+        v.strip_prefix(prefix)
+            .is_some_and(|rest| rest.len() == len && rest.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    if hex_after("*", 40) || hex_after("md5", 32) || v.starts_with("SCRAM-SHA-256$") {
+        return false;
+    }
     if v.chars().count() < 4 || placeholder(v) || reference(v) || elided {
         return false;
     }

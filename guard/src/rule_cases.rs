@@ -754,6 +754,17 @@ fn cases() -> Vec<Case> {
             "coyote-jelly-chimney",
         ),
         ("$ printenv VNC_PASSWORD\nBright2016?", "Bright2016?"),
+        ("CACHE_AUTH=71lamp?Ore", "71lamp?Ore"),
+        (
+            "const DB_PASSWORD: &str = \"Lantern-42-quill\";",
+            "Lantern-42-quill",
+        ),
+        (
+            "node['mysql']['server_root_password'] = 'gR4v!ty-Well'",
+            "gR4v!ty-Well",
+        ),
+        ("smtp_passwort = Sommer2024!", "Sommer2024!"),
+        ("\"contraseña\": \"Cielo#77azul\"", "Cielo#77azul"),
     ] {
         c.push(hit("password-assignment", text, value));
     }
@@ -768,6 +779,8 @@ fn cases() -> Vec<Case> {
         "curl -u <user:password> https://test.com/endpoint",
         "feat: Terraform fields for password (#1237)",
         "administrator_login_password = var.db_password",
+        "auth: ldap",
+        "let password: String = read_password()?;",
     ] {
         c.push(miss("password-assignment", text));
     }
@@ -784,6 +797,10 @@ fn cases() -> Vec<Case> {
         (
             "HMAC_SECRET=qQGNU/bUBNaQPnVzlhL09KVCrKSSTTdTBKNqXbkS/E4=",
             "qQGNU/bUBNaQPnVzlhL09KVCrKSSTTdTBKNqXbkS/E4=",
+        ),
+        (
+            "System.setProperty(\"LEDGER_TOKEN\", \"kP3x9QvT7mZs2LwR8nBy4Hd6\");",
+            "kP3x9QvT7mZs2LwR8nBy4Hd6",
         ),
     ] {
         c.push(hit("secret-assignment", text, value));
@@ -853,6 +870,18 @@ fn cases() -> Vec<Case> {
             "machine ftp.host.com login analytics password 704st4206",
             "704st4206",
         ),
+        (
+            "bitcoin-cli -rpcpassword K9v!xq2LmT getblockcount",
+            "K9v!xq2LmT",
+        ),
+        (
+            "curl -su 'ops:Velvet-83-Hinge' https://grafana.lan/api/health",
+            "Velvet-83-Hinge",
+        ),
+        (
+            "cqlsh db 9042 -u ops -p 'O'\\''Brien-66?' -e 'DESCRIBE KEYSPACES'",
+            "O'\\''Brien-66?",
+        ),
     ] {
         c.push(hit("cli-password", text, value));
     }
@@ -862,8 +891,57 @@ fn cases() -> Vec<Case> {
         "docker login -u deploy -p $REGISTRY_PASSWORD",
         "sqlcmd -S sql -U sa -P %SA_PWD% -i init.sql",
         "root:x:0:0:root:/root:/bin/bash",
+        "psql --no-password -h db.internal -U app",
+        "vault login --password-file=/run/secrets/pw",
+        "docker run -u 1000:1000 alpine",
     ] {
         c.push(miss("cli-password", text));
+    }
+    // Directives and prose that name a password: the value must look like one.
+    for (text, value) in [
+        ("requirepass Xq7!vRm2pk", "Xq7!vRm2pk"),
+        ("enable secret Lw9#Tz4qpa", "Lw9#Tz4qpa"),
+        ("the password is \"Rook4-Tide!\"", "Rook4-Tide!"),
+    ] {
+        c.push(hit("password-directive", text, value));
+    }
+    for text in [
+        "password requisite pam_pwquality.so retry=3",
+        "your password was changed",
+        "kubectl get secret db-creds-7f9x",
+    ] {
+        c.push(miss("password-directive", text));
+    }
+    for (text, value) in [("SIM PIN: 4821", "4821"), ("pin code 290417", "290417")] {
+        c.push(hit("pin", text, value));
+    }
+    for text in ["spin: 4821", "pinned 2024 versions", "PIN_LENGTH=6"] {
+        c.push(miss("pin", text));
+    }
+    // Calls and pairs that take a user and then a password.
+    for (text, value) in [
+        (
+            "r = requests.get(url, auth=HTTPBasicAuth('ops', 'Maple#0921'))",
+            "Maple#0921",
+        ),
+        (
+            "session.auth = ('ops', 'Juniper-Vault-19')",
+            "Juniper-Vault-19",
+        ),
+        (
+            "const db = new Sequelize('shop', 'app', \"Quartz!88lamp\", { dialect: 'mysql' });",
+            "Quartz!88lamp",
+        ),
+    ] {
+        c.push(hit("credential-call", text, value));
+    }
+    for text in [
+        "session.auth = (user, password)",
+        "HTTPBasicAuth('ops', os.environ['PW'])",
+        "conn = psycopg2.connect(\"db.example.com\", 5432, \"orders\")",
+        "new Sequelize('shop', 'app', process.env.DB_PASS)",
+    ] {
+        c.push(miss("credential-call", text));
     }
     let v = synth("generic", BASE62, 32);
     c.push(hit("generic-secret", format!("api_token: {v}"), v.clone()));
@@ -880,6 +958,21 @@ fn cases() -> Vec<Case> {
     c.push(miss(
         "generic-secret",
         "cache key: cabin.21b7daa947104808.bd640f3fc42e079d",
+    ));
+
+    let v = synth("cookie", LOWER_DIGITS, 32);
+    c.push(hit(
+        "session-cookie",
+        format!("> Cookie: theme=dark; sessionid={v}; lang=en"),
+        v.clone(),
+    ));
+    c.push(miss(
+        "session-cookie",
+        format!("> Cookie: csrftoken={v}; theme=dark"),
+    ));
+    c.push(miss(
+        "session-cookie",
+        "Set-Cookie: sessionid=<redacted>; HttpOnly",
     ));
 
     // Personal data; checksummed numbers were computed for this table.
@@ -930,13 +1023,41 @@ fn cases() -> Vec<Case> {
         "(415) 555-0132",
     ));
     c.push(miss("phone-national", "call 415-555-01324"));
+    for (text, value) in [
+        ("driver: 04 72 18 93 56", "04 72 18 93 56"),
+        ("Abholung (0812) 5521-3390 morgen", "(0812) 5521-3390"),
+        ("ask for 8 (495) 123-45-67 today", "8 (495) 123-45-67"),
+        ("Delivery driver 07911 123456", "07911 123456"),
+    ] {
+        c.push(hit("phone-national", text, value));
+    }
+    for text in [
+        "00000010  03 90 76 54 85 a1 b2 c3",
+        "released 01.02.2024 at noon",
+        "rows 0 1 2 3",
+        "IBAN DE89 3704 0044 0532 0130 01",
+        "ssn=078-05-1120",
+    ] {
+        c.push(miss("phone-national", text));
+    }
+    c.push(hit(
+        "phone-labelled",
+        "Ana Souza\nM: 532 123 45 67",
+        "532 123 45 67",
+    ));
+    c.push(hit(
+        "phone-column",
+        "id,name,phone\n7,Ana Souza,11 91234 5678",
+        "11 91234 5678",
+    ));
+    c.push(miss("phone-column", "id,phone_count,city\n7,12,Paris"));
     c.push(hit(
         "phone-international",
         "called back on (+234) 816 255 9793 after",
         "(+234) 816 255 9793",
     ));
     for (text, value) in [
-        ("Contact number: 8 (962) 788-20-34", "8 (962) 788-20-34"),
+        ("Contact number: 962 788 20 34", "962 788 20 34"),
         ("TEL;TYPE=HOME:06 43 98 65 65", "06 43 98 65 65"),
         ("\"mobile\": \"(0851) 7401-919\"", "(0851) 7401-919"),
         (

@@ -949,6 +949,16 @@ pub(crate) fn all() -> Vec<Rule> {
         Some(header_value),
     ));
 
+    // Session cookies grant access: `Cookie: theme=dark; sessionid=…`,
+    // `Set-Cookie: connect.sid=…; HttpOnly`. Not CSRF tokens, which grant nothing alone.
+    rules.push(rule(
+        "session-cookie",
+        "generic-secret",
+        &["cookie"],
+        r#"(?i)cookie["']?\s*[:=]\s*["']?(?:[^\n]*?[;,\s])??(?P<name>[\w.\-]*(?:sess(?:ion)?(?:[_\-.]?id)?|sid|auth(?:[_\-]?token)?|remember[_\-]?(?:me|token)|jwt|access[_\-]?token))=(?P<value>[A-Za-z0-9%._\-+/=:]{16,400})"#,
+        Some(cookie_value),
+    ));
+
     // Values assigned to a known vendor's name: `cloudflare_api_key = "..."`. The name
     // must start a part of the identifier (`MY_ETSY_KEY`, `myEtsyKey`), not sit inside a
     // word (`SetSysctl`, `CameraKit`).
@@ -1056,14 +1066,48 @@ pub(crate) fn all() -> Vec<Rule> {
         &[],
         // A national number's trunk prefix is one 0: `00` starts an international number.
         r"(?:^|[^\w\-.:/])(\(\d{3}\)\s?\d{3}[\-. ]\d{4}|\d{3}[\-.]\d{3}[\-.]\d{4}|0[1-9]\d?[\- ]\d{3,4}[\- ]\d{4}|0[1-9]\d[\- ]\d{4}[\- ]\d{4})(?:$|[^\w\-.:/])",
-        Some(phone),
+        Some(phone_national),
+    ));
+    // National numbers as the most populous countries write them, by shape:
+    // - a trunk 0, then groups: `03 90 76 54 85`, `07888 833479`, `0304-6536067`,
+    //   `0803 123 4567`, `0216 123 45 67`, `03-1234-5678`, `0151 12345678`;
+    // - an area code in brackets: `(070) 2568-4011`, `(11) 91234-5678`, `(55) 1234 5678`;
+    // - Russia's trunk 8 and 3-3-2-2 groups: `8 (495) 123-45-67`, `8 912 345-67-89`.
+    // A two-hex-digit group before or after is a hex dump, and an IBAN's start before
+    // is its account number: neither is a phone number.
+    rules.push(rule(
+        "phone-national",
+        "phone",
+        &[],
+        r"(?m)(?:(?P<refute_before>(?-u:\b)[0-9A-Fa-f]{2} |(?-u:\b)[A-Z]{2}\d{2}(?: [A-Z0-9]{4})* |(?i:invoice|order|ticket|ref|reference|build|case|serial|part|tracking|account|acct|sku|batch|lot|id|no)[ \t:#.]*|#)|^|[^\w\-.:/+])(?P<value>0[1-9]\d{0,4}(?:[ \-.]\d{2,8}){1,4}|\((?:0\d{1,4}|[1-9]\d{1,3})\)[ \-]?\d{3,5}[ \-]?\d{4}|8[ \-]?\(?\d{3}\)?[ \-]?\d{3}[ \-]\d{2}[ \-]\d{2})(?:(?P<refute> [0-9A-Fa-f]{2}(?:\s|$))|$|[^\w\-.:/])",
+        Some(phone_national),
     ));
     // Last, so that a specific format wins: a number after a word that says it is one to call: any national format.
     rules.push(rule(
         "phone-labelled",
         "phone",
-        &["tel", "phone", "mobile", "cell", "fax", "whatsapp", "contact", "call", "sms", "code to"],
-        r#"(?i)(?:tel(?:ephone)?|phone(?:[ _]?number)?|mobile|cell(?:phone)?|fax|whatsapp(?: me)?(?: on)?|contact(?: number)?|call(?:ed)?(?: me| back)?(?: on| at)?|sms|code to)(?:|[_A-Za-z]{0,12})(?:;[A-Za-z=,]{1,30})?["']?[ 	]*[:=]?[ 	]*["']?[ 	]*(\+?\(?\+?\d[\d ().\-/]{6,20}\d)"#,
+        &[
+            "tel", "phone", "mobile", "cell", "fax", "whatsapp", "contact", "call", "sms",
+            "code to", "msisdn", "caller", "callee", "dial", "handy", "celular", "movil",
+            "móvil", "reach me", "text me", "ring",
+        ],
+        r#"(?i)(?:tel(?:ephone|efon|efone|efono|éfono)?|phone(?:[ _]?number)?|mobile|cell(?:phone|ular)?|celular|m[oó]vil|handy|fax|whatsapp(?: me)?(?: on)?|contact(?: number)?|call(?:ed|er|ee|ing)?(?:[ _]?(?:number|id|party|num))?(?: me| back)?(?: on| at)?|msisdn|dial(?:ed|led)?|sms|code to|reach me(?: on| at)?|text me(?: on| at)?|ring(?: me)?(?: on| at)?)[_A-Za-z]{0,12}(?:;[A-Za-z=,]{1,30})?["']?[ \t]*[:=]?[ \t]*["']?[ \t]*(\+?\(?\+?\d[\d ().\-/]{6,20}\d)"#,
+        Some(phone_labelled),
+    ));
+    // A signature's or a card's short label at a line's start: `M: …`, `T. …`, `Mob: …`.
+    rules.push(rule(
+        "phone-labelled",
+        "phone",
+        &[],
+        r"(?m)^[ \t]*(?:[MTPFHCWO]|Mob|Ph|Tel|Cell|Direct|Office|Work|Home|Fax|GSM)\.?[ \t]*[:.][ \t]*(\+?\(?\+?\d[\d ().\-]{6,20}\d)",
+        Some(phone_labelled),
+    ));
+    // A column whose header says phone: the field below it, in CSV, TSV or `|` tables.
+    rules.push(rule(
+        "phone-column",
+        "phone",
+        &["phone", "mobile", "tel", "msisdn", "cell"],
+        r#"(?im)^(?:[^\n]*[,;\t|])?[ \t"']*[\w ]{0,20}(?:phone|mobile|tel|msisdn|cell)[\w ]{0,20}["']?[ \t]*(?:[,;\t|][^\n]*)?\r?\n(?:[^\n]*?[,;\t|])??[ \t]*["']?(\+?\(?\+?\d[\d ().\-]{6,20}\d)["']?[ \t]*(?:[,;\t|\r]|$)"#,
         Some(phone_labelled),
     ));
     rules
@@ -1098,6 +1142,15 @@ fn user_password(value: &str, text: &str) -> bool {
         None => return false,
     };
     generic_or_short(secret, text)
+}
+
+/// A session cookie's value: random, not a placeholder, and not a CSRF token's.
+fn cookie_value(value: &str, name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    !lower.contains("csrf")
+        && !lower.contains("xsrf")
+        && value.bytes().any(|b| b.is_ascii_digit())
+        && not_placeholder(value, name)
 }
 
 /// A header credential: base64 or token characters, not a placeholder.
@@ -1367,6 +1420,31 @@ pub(crate) fn identifier_words(name: &str) -> Vec<String> {
 fn phone(value: &str, _text: &str) -> bool {
     let digits = value.bytes().filter(u8::is_ascii_digit).count();
     (8..=15).contains(&digits) && !value.contains("..")
+}
+
+/// A national number: 9 to 12 digits, dots only between four groups or more
+/// (`06.12.34.56.78`, not `01.02.2024`), and not an SSN's 3-2-4 groups.
+fn phone_national(value: &str, text: &str) -> bool {
+    let digits = value.bytes().filter(u8::is_ascii_digit).count();
+    let dots = value.matches('.').count();
+    let groups: Vec<usize> = value
+        .split([' ', '-', '.'])
+        .map(str::len)
+        .filter(|n| *n > 0)
+        .collect();
+    // `09 12 2024 15 30`, `01-2024-0042`: a date's day or month and a year.
+    let year = |g: &&str| g.len() == 4 && matches!(g.parse::<u32>(), Ok(1990..=2035));
+    let day = |g: &&str| g.len() == 2 && matches!(g.parse::<u32>(), Ok(1..=31));
+    let parts: Vec<&str> = value
+        .split([' ', '-', '.'])
+        .filter(|p| !p.is_empty())
+        .collect();
+    let date = parts.iter().any(year) && parts.iter().any(day);
+    (9..=12).contains(&digits)
+        && (dots == 0 || dots >= 4)
+        && groups != [3, 2, 4]
+        && !date
+        && phone(value, text)
 }
 
 /// A labelled number: a phone's length, and not a date, a time or a version.

@@ -110,7 +110,7 @@ const FLAGS: &[(&[&str], &str)] = &[
 
 /// Any flag whose name's last word says password, whatever the tool: `--rpc-password x`,
 /// `--db-pass=x`, `-password x`, `-pw x`.
-const ANY_FLAG: &str = r"(?:^|\s)--?(?P<name>(?:[A-Za-z][A-Za-z0-9_\-]{0,40}?)?(?:passw(?:or)?d|passphrase|pass|pwd|pw))(?:=|[ \t]+){V}";
+const ANY_FLAG: &str = r"(?m)(?:^|\s)--?(?P<name>(?:[A-Za-z][A-Za-z0-9_\-]{0,40}?)?(?:passw(?:or)?d|passphrase|pass|pwd|pw))(?:=|[ \t]+){V}";
 
 /// A password flag right after a user flag, whatever the tool: `-u ops -p …`,
 /// `-U sa -P …`, `/u:ops /p:…`, `-username ops -password …`. A number there is a port
@@ -153,15 +153,15 @@ const SET: &str = r"(?:configure|config|secret|variable)[ \t]+set[ \t]+(?P<name>
 
 /// A call that takes a user, then a password: `HTTPBasicAuth('u', 'p')`,
 /// `smtp.login("u", "p")`, `new NetworkCredential("u", "p")`, `req.SetBasicAuth("u", "p")`.
-const CREDENTIAL_CALL: &str = r#"(?i)(?P<name>[A-Za-z_][\w.]{0,60}?(?:auth|login|logon|signin|credentials?))\s*\(\s*(?:[A-Za-z_][\w.]*\s*,\s*)?(?:'[^'\n]{1,64}'|"[^"\n]{1,64}")\s*,\s*{Q}"#;
+const CREDENTIAL_CALL: &str = r#"(?i)[A-Za-z_][\w.]{0,60}?(?:auth|login|logon|signin|credentials?)\s*\(\s*(?:[A-Za-z_][\w.]*\s*,\s*)?(?P<name>'[^'\n]{1,64}'|"[^"\n]{1,64}")\s*,\s*{Q}"#;
 
 /// A user and a password as a pair: `auth=('u', 'p')`, `:basic_auth => ['u', 'p']`.
-const CREDENTIAL_PAIR: &str = r#"(?i)(?P<name>[\w.]{0,40}?(?:auth|credentials?|creds|login))["']?\s*(?:=>?|:)\s*[(\[]\s*(?:'[^'\n]{1,64}'|"[^"\n]{1,64}")\s*,\s*{Q}"#;
+const CREDENTIAL_PAIR: &str = r#"(?i)[\w.]{0,40}?(?:auth|credentials?|creds|login)["']?\s*(?:=>?|:)\s*[(\[]\s*(?P<name>'[^'\n]{1,64}'|"[^"\n]{1,64}")\s*,\s*{Q}"#;
 
 /// A database connection's third argument, after a database or host and a user:
 /// `new Sequelize('db', 'user', 'p')`, `DriverManager.getConnection(url, "u", "p")`,
 /// `mysqli_connect("h", "u", "p")`, `MySQLdb.connect("h", "u", "p", "db")`.
-const CONNECTION_CALL: &str = r#"(?i)(?P<name>sequelize|getconnection|mysqli|[\w.]*connect)\s*\(\s*(?:'[^'\n]{0,200}'|"[^"\n]{0,200}"|[A-Za-z_][\w.]*)\s*,\s*(?:'[^'\n]{1,64}'|"[^"\n]{1,64}"|[A-Za-z_][\w.]*)\s*,\s*{Q}"#;
+const CONNECTION_CALL: &str = r#"(?i)(?:sequelize|getconnection|mysqli|[\w.]*connect)\s*\(\s*(?:'[^'\n]{0,200}'|"[^"\n]{0,200}"|[A-Za-z_][\w.]*)\s*,\s*(?P<name>'[^'\n]{1,64}'|"[^"\n]{1,64}"|[A-Za-z_][\w.]*)\s*,\s*{Q}"#;
 
 /// `- name: NAME` and, on the next line, `value: …`.
 const ENV_ENTRY: &str = r#"(?m)-[ \t]*name:[ \t]*["']?(?P<name>[A-Za-z_][A-Za-z0-9_]*)["']?[ \t]*\r?\n[ \t]*value:[ \t]*{V}"#;
@@ -299,7 +299,7 @@ pub(crate) fn rules() -> Vec<Rule> {
         &PROSE.replace("{V}", V),
         looks_assigned,
     ));
-    rules.push(rule("pin", &["pin", "passcode"], PIN, pin_name));
+    rules.push(rule("pin", &["pin", "passcode"], PIN, pin_value));
     for re in [XML_PROPERTY, XML_PARAM] {
         rules.push(rule("password-assignment", &["name"], re, assigned));
     }
@@ -384,18 +384,45 @@ pub(crate) fn rules() -> Vec<Rule> {
 /// they find): `SECRET_KEY = '…'`, `hmac_key = "…"`, `APP_KEY=base64:…`, a random value
 /// of any characters.
 pub(crate) fn secret_rules() -> Vec<Rule> {
+    let secret = |id, keywords, re: &str, check| Rule {
+        kind: "generic-secret",
+        ..rule(id, keywords, re, check)
+    };
     vec![
-        Rule {
-            kind: "generic-secret",
-            ..rule(
-                "secret-assignment",
-                &["secret", "key", "token", "salt"],
-                &format!(
-                    r#"(?i)(?P<name>[A-Za-z0-9_.\-]{{0,60}}?(?:secret|key|token|salt)){ASSIGN}{V}"#
-                ),
-                secret_assigned,
-            )
-        },
+        secret(
+            "secret-assignment",
+            &["secret", "key", "token", "salt", "cookie", "dek", "kek"],
+            &format!(
+                r#"(?i)(?P<name>[A-Za-z0-9_.\-]{{0,60}}?(?:{SECRET_WORDS})){ASSIGN}(?:{WRAP})?{V}"#
+            ),
+            secret_assigned,
+        ),
+        // A setter or a constructor given the value: `.setApiKey("…")`,
+        // `new SecretKeySpec("…".getBytes(), "AES")`, `WithToken("…")`.
+        secret(
+            "secret-assignment",
+            &["secret", "key", "token", "salt", "cookie"],
+            &format!(
+                r#"(?i)(?P<name>(?:[A-Za-z_][\w.]{{0,60}}?)?(?:{SECRET_WORDS}|keyspec))[ \t]*\([ \t]*(?:{WRAP})?{Q}"#
+            ),
+            secret_assigned,
+        ),
+        // Any flag whose name says secret, token or key: `--token …`, `-setcookie …`.
+        secret(
+            "secret-flag",
+            &["secret", "token", "key", "salt", "cookie"],
+            &format!(
+                r#"(?m)(?:^|\s)--?(?P<name>(?:[A-Za-z][A-Za-z0-9_\-]{{0,40}}?)?(?:{SECRET_WORDS}))(?:=|[ \t]+){V}"#
+            ),
+            secret_flag,
+        ),
+        // A cookie jar's line: domain, flag, path, secure, expiry, name, value.
+        secret(
+            "session-cookie",
+            &["\ttrue\t", "\tfalse\t"],
+            r"(?m)^(?:#HttpOnly_)?[\w.\-]+\t(?:TRUE|FALSE)\t[^\t\n]*\t(?:TRUE|FALSE)\t\d+\t(?P<name>[^\t\n]{1,100})\t(?P<value>[^\t\n]{16,4096})$",
+            jar_cookie,
+        ),
         // A name and a value as a call's arguments: `os.Setenv("API_TOKEN", "…")`,
         // `System.setProperty("LINEAR_TOKEN", "…")`, `config.set('hmac_key', '…')`.
         Rule {
@@ -418,6 +445,13 @@ pub(crate) fn secret_rules() -> Vec<Rule> {
         },
     ]
 }
+
+/// Names' last words that say secret (`cookie` as Erlang's and RabbitMQ's, `dek` and
+/// `kek` as data and key encryption keys).
+const SECRET_WORDS: &str = "secret|key|token|salt|cookie|dek|kek";
+
+/// What may turn a literal into the value: `[]byte("…")`, `Buffer.from("…")`.
+const WRAP: &str = r"\[\]byte\(|bytes\(|bytearray\(|Buffer\.from\(|(?:new[ \t]+)?String\(|str\(";
 
 /// Prefilter keywords of [`FOREIGN`]: as written and capitalised (the prefilter folds
 /// ASCII case only).
@@ -480,10 +514,10 @@ pub(crate) fn cli_value(value: &str, _text: &str) -> bool {
 /// but also `auth: ldap`), a plain lower-case word names a method, not a password.
 fn assigned(value: &str, name: &str) -> bool {
     let method = identifier_words(name).last().is_some_and(|w| w == "auth")
-        && unquote(value).len() <= 12
+        && unquote(value).len() <= 16
         && unquote(value)
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b == b'-' || b == b'_');
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
     // `auth = ('user', 'password')`: a structure, not a value (the pair rule reads it).
     let structure = value.starts_with(['(', '[', '{']) && value.contains(['\'', '"', ',']);
     let not_real = identifier_words(name).last().is_some_and(|w| w == "auth")
@@ -528,7 +562,8 @@ fn set_value(value: &str, name: &str) -> bool {
 /// (`requirepass …`, `the password is …`): a password's or secret's name, and a value
 /// of at least six characters mixing letters with digits or symbols, or a PIN.
 fn looks_assigned(value: &str, name: &str) -> bool {
-    let v = unquote(value);
+    // A sentence's end is not part of the value (`… askpass helper).`).
+    let v = unquote(value).trim_end_matches(['.', ',', ';', ':', ')', '!', '?']);
     let letters = v.chars().any(char::is_alphabetic);
     let others = v
         .chars()
@@ -577,16 +612,42 @@ fn pin_name(_value: &str, name: &str) -> bool {
     ) && !crate::rules::names_no_secret(name)
 }
 
+/// A PIN someone chose: not counting up or down (`1234`, `987654`) nor one digit.
+fn pin_value(value: &str, name: &str) -> bool {
+    let b = value.as_bytes();
+    let step = |d: i16| b.windows(2).all(|w| i16::from(w[1]) - i16::from(w[0]) == d);
+    !step(1) && !step(-1) && !step(0) && pin_name(value, name)
+}
+
+/// A random value after a flag whose name says secret, token or key; not the next flag.
+fn secret_flag(value: &str, name: &str) -> bool {
+    !value.starts_with('-') && secret_assigned(value, name)
+}
+
+/// A cookie jar's session cookie: a name that says session, auth or token, and a
+/// random value.
+fn jar_cookie(value: &str, name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    ["sess", "sid", "auth", "token", "jwt", "remember", "login"]
+        .iter()
+        .any(|w| lower.contains(w))
+        && crate::rules::cookie_value(value, name)
+}
+
 /// A value after a flag whose name says password; not the next flag (`--no-password -h`).
 fn flag_assigned(value: &str, name: &str) -> bool {
     !value.starts_with('-') && assigned(value, name)
 }
 
-/// A password given to a call or pair that takes a user and a password: a value a
-/// person chose, not an address.
-fn call_password(value: &str, _name: &str) -> bool {
+/// A password given to a call or pair that takes a user (`user`, the context) and a
+/// password: a value a person chose, not an address, and not the user's name again
+/// (`login('admin', 'admin')` is a stand-in).
+fn call_password(value: &str, user: &str) -> bool {
     let v = unquote(value);
-    chosen(value) && !v.contains("://") && !v.starts_with('/')
+    chosen(value)
+        && !v.contains("://")
+        && !v.starts_with('/')
+        && !v.eq_ignore_ascii_case(unquote(user))
 }
 
 /// A random value assigned to a name whose last word says secret, key, token or salt,
@@ -632,31 +693,45 @@ fn secret_assigned(raw: &str, name: &str) -> bool {
     let Some(last) = words.last() else {
         return false;
     };
-    let says = [
-        "secret",
-        "key",
-        "token",
-        "salt",
-        "apitoken",
-        "authtoken",
-        "accesstoken",
-        "apisecret",
-        "clientsecret",
-        "secretkey",
-        "apikey",
-        "signingkey",
-        "creds",
-        "credential",
-        "credentials",
-    ]
-    .contains(&last.as_str());
+    // `new SecretKeySpec(…)`: the key's material.
+    let key_spec = words.len() >= 2 && last == "spec" && words[words.len() - 2] == "key";
+    // A salt is secret whatever kind of hash it seasons (`hash_salt`).
+    let salt = last == "salt";
+    let says = key_spec
+        || [
+            "secret",
+            "key",
+            "token",
+            "salt",
+            "cookie",
+            "dek",
+            "kek",
+            "apitoken",
+            "authtoken",
+            "accesstoken",
+            "apisecret",
+            "clientsecret",
+            "secretkey",
+            "apikey",
+            "signingkey",
+            "creds",
+            "credential",
+            "credentials",
+        ]
+        .contains(&last.as_str());
     if !says
-        || words.iter().any(|w| NOT_SECRET.contains(&w.as_str()))
+        || (!salt && words.iter().any(|w| NOT_SECRET.contains(&w.as_str())))
         || crate::rules::names_no_secret(name)
     {
         return false;
     }
-    let v = unquote(raw).trim();
+    // A cookie header is the session-cookie rule's to read, cookie by cookie.
+    let header = matches!(name.to_ascii_lowercase().as_str(), "cookie" | "set-cookie");
+    // A list's or a statement's separator is not part of the value.
+    let v = unquote(raw).trim().trim_end_matches([',', ';']);
+    if header {
+        return false;
+    }
     if !chosen(raw) || v.contains("://") || v.contains(char::is_whitespace) {
         return false;
     }
@@ -673,7 +748,8 @@ fn secret_assigned(raw: &str, name: &str) -> bool {
     // `wifi key: …`): it mixes letters, digits and symbols.
     let length = v.chars().count();
     let symbol = v.bytes().any(|b| !b.is_ascii_alphanumeric());
-    if length < 8 || (length < 16 && (classes < 3 || !symbol)) {
+    let digit = v.bytes().any(|b| b.is_ascii_digit());
+    if length < 8 || (length < 16 && (classes < 3 || !symbol || !digit)) {
         return false;
     }
     // Words joined by separators read as an identifier, not a key.
@@ -791,8 +867,18 @@ pub(crate) fn reference(v: &str) -> bool {
         at > 0
             && lower[..at]
                 .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+                .all(|b| b.is_ascii_alphanumeric() || b"_.:&*@!".contains(&b))
     });
+    // Code, not a value: a path (`mio::Token(0)`, `Self::auth(c)?`) or an expression in
+    // brackets (`(&priv_key).into()`).
+    let code = lower.contains("::") || lower.starts_with("(&") || lower.starts_with("(*");
+    // A file or directory: `/home/ops`, `/srv/app/config` (two path segments or more).
+    let path = lower.starts_with('/')
+        && lower[1..].contains('/')
+        && lower.split('/').skip(1).all(|seg| {
+            seg.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        });
     // A template's path to a value: `.Values.auth.password`.
     let template_path = lower.starts_with('.')
         && lower.len() > 1
@@ -816,12 +902,16 @@ pub(crate) fn reference(v: &str) -> bool {
         "hidden",
         "masked",
         "sensitive",
+        "files",
+        "compat",
         "pass",
         "passwd",
         "password",
     ]
     .contains(&bare);
     prefixed
+        || code
+        || path
         || batch_var
         || tag
         || code_path
@@ -928,6 +1018,10 @@ mod tests {
             "stdin",
             "DB_PASSWORD",
             "/run/secrets/db",
+            "/home/ops",
+            "files",
+            "mio::Token(0);",
+            "(&priv_key).into();",
             "@/run/pw.txt",
             "(hidden)",
             "(sensitive value)",

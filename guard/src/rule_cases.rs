@@ -780,6 +780,7 @@ fn cases() -> Vec<Case> {
         "feat: Terraform fields for password (#1237)",
         "administrator_login_password = var.db_password",
         "auth: ldap",
+        "auth: oauth2",
         "let password: String = read_password()?;",
     ] {
         c.push(miss("password-assignment", text));
@@ -915,7 +916,12 @@ fn cases() -> Vec<Case> {
     for (text, value) in [("SIM PIN: 4821", "4821"), ("pin code 290417", "290417")] {
         c.push(hit("pin", text, value));
     }
-    for text in ["spin: 4821", "pinned 2024 versions", "PIN_LENGTH=6"] {
+    for text in [
+        "spin: 4821",
+        "pinned 2024 versions",
+        "PIN_LENGTH=6",
+        "PIN: 1234",
+    ] {
         c.push(miss("pin", text));
     }
     // Calls and pairs that take a user and then a password.
@@ -940,6 +946,7 @@ fn cases() -> Vec<Case> {
         "HTTPBasicAuth('ops', os.environ['PW'])",
         "conn = psycopg2.connect(\"db.example.com\", 5432, \"orders\")",
         "new Sequelize('shop', 'app', process.env.DB_PASS)",
+        "smtp.login('admin', 'Admin')",
     ] {
         c.push(miss("credential-call", text));
     }
@@ -973,6 +980,56 @@ fn cases() -> Vec<Case> {
     c.push(miss(
         "session-cookie",
         "Set-Cookie: sessionid=<redacted>; HttpOnly",
+    ));
+
+    let hex = synth("openssl-k", HEX, 64);
+    c.push(hit(
+        "openssl-raw-key",
+        format!("openssl enc -aes-256-cbc -K {hex} -iv 00ff -in a"),
+        hex.clone(),
+    ));
+    c.push(miss(
+        "openssl-raw-key",
+        "openssl enc -aes-256-cbc -K $KEY -iv $IV -in a",
+    ));
+    let token = format!(
+        "{}.{}",
+        synth("kubeadm-a", LOWER_DIGITS, 6),
+        synth("kubeadm-b", LOWER_DIGITS, 16)
+    );
+    c.push(hit(
+        "kubeadm-token",
+        format!("kubeadm join 10.0.0.1:6443 --token {token} --discovery-token-unsafe-skip-ca-verification"),
+        token.clone(),
+    ));
+    c.push(miss(
+        "kubeadm-token",
+        "kubeadm join 10.0.0.1:6443 --token <token> --discovery-token-ca-cert-hash sha256:<hash>",
+    ));
+    let k3s = format!(
+        "K10{}::server:{}",
+        synth("k3s-a", HEX, 64),
+        synth("k3s-b", HEX, 32)
+    );
+    c.push(hit("k3s-token", format!("K3S_TOKEN={k3s}"), k3s.clone()));
+    c.push(miss("k3s-token", "K3S_TOKEN=K10<hash>::server:<password>"));
+    let unseal = synth("unseal", BASE64, 44);
+    c.push(hit(
+        "vault-unseal-key",
+        format!("Unseal Key 1: {unseal}"),
+        unseal.clone(),
+    ));
+    c.push(miss("vault-unseal-key", "Unseal Key 1: <redacted>"));
+    let flag_token = synth("secret-flag", BASE62, 24);
+    c.push(hit(
+        "secret-flag",
+        format!("doctl auth init --access-token {flag_token}"),
+        flag_token.clone(),
+    ));
+    c.push(miss("secret-flag", "erl -sname a -setcookie $COOKIE"));
+    c.push(miss(
+        "secret-flag",
+        "gh auth login --with-token --hostname ghe.corp",
     ));
 
     // Personal data; checksummed numbers were computed for this table.
@@ -1037,6 +1094,9 @@ fn cases() -> Vec<Case> {
         "rows 0 1 2 3",
         "IBAN DE89 3704 0044 0532 0130 01",
         "ssn=078-05-1120",
+        "zip 02134-1234",
+        "version 01.02.03.04.05",
+        " 1  0      0 812344  90212 3124432    0    0    12    34 1024 2048  5  2 93",
     ] {
         c.push(miss("phone-national", text));
     }
@@ -1047,8 +1107,8 @@ fn cases() -> Vec<Case> {
     ));
     c.push(hit(
         "phone-column",
-        "id,name,phone\n7,Ana Souza,11 91234 5678",
-        "11 91234 5678",
+        "id,name,phone\n7,Ana Souza,4471 839 205",
+        "4471 839 205",
     ));
     c.push(miss("phone-column", "id,phone_count,city\n7,12,Paris"));
     c.push(hit(

@@ -959,6 +959,39 @@ pub(crate) fn all() -> Vec<Rule> {
         Some(cookie_value),
     ));
 
+    // Keys and tokens whose shape or place says so: `openssl enc -K <hex>`, a kubeadm
+    // bootstrap token, a k3s join token, a Vault unseal key.
+    for (id, keywords, re) in [
+        (
+            "openssl-raw-key",
+            &["openssl"][..],
+            r"openssl\b[^\n|;&]*?\s-K[ \t]+(?P<value>[0-9A-Fa-f]{32,128})(?-u:\b)",
+        ),
+        (
+            "kubeadm-token",
+            &["--token", "token:"][..],
+            r#"(?:--token[ \t=]+|token:[ \t]*["']?)(?P<value>[a-z0-9]{6}\.[a-z0-9]{16})(?-u:\b)"#,
+        ),
+        (
+            "k3s-token",
+            &["k10"][..],
+            r"(?-u:\b)(?P<value>K10[0-9a-f]{64}::[\w.\-]+:[0-9A-Za-z]{16,})",
+        ),
+        (
+            "vault-unseal-key",
+            &["unseal key"][..],
+            r"(?i)unseal key(?: \d{1,2})?:[ \t]*(?P<value>[A-Za-z0-9+/=]{20,})",
+        ),
+    ] {
+        rules.push(rule(
+            id,
+            "generic-secret",
+            keywords,
+            re,
+            Some(not_placeholder),
+        ));
+    }
+
     // Values assigned to a known vendor's name: `cloudflare_api_key = "..."`. The name
     // must start a part of the identifier (`MY_ETSY_KEY`, `myEtsyKey`), not sit inside a
     // word (`SetSysctl`, `CameraKit`).
@@ -1072,14 +1105,18 @@ pub(crate) fn all() -> Vec<Rule> {
     // - a trunk 0, then groups: `03 90 76 54 85`, `07888 833479`, `0304-6536067`,
     //   `0803 123 4567`, `0216 123 45 67`, `03-1234-5678`, `0151 12345678`;
     // - an area code in brackets: `(070) 2568-4011`, `(11) 91234-5678`, `(55) 1234 5678`;
-    // - Russia's trunk 8 and 3-3-2-2 groups: `8 (495) 123-45-67`, `8 912 345-67-89`.
+    // - Russia's trunk 8 and 3-3-2-2 groups: `8 (495) 123-45-67`, `8 912 345-67-89`,
+    //   and an area code in brackets before 3-2-2 or 2-2-2: `(0212) 123 45 67`;
+    // - North America's `1-800-555-0199` and Brazil's mobile `11 91234-5678`.
+    // Without a trunk or brackets, groups of digits are as often a table's columns
+    // (`34 1024 2048`): those need a label (`phone-labelled`).
     // A two-hex-digit group before or after is a hex dump, and an IBAN's start before
     // is its account number: neither is a phone number.
     rules.push(rule(
         "phone-national",
         "phone",
         &[],
-        r"(?m)(?:(?P<refute_before>(?-u:\b)[0-9A-Fa-f]{2} |(?-u:\b)[A-Z]{2}\d{2}(?: [A-Z0-9]{4})* |(?i:invoice|order|ticket|ref|reference|build|case|serial|part|tracking|account|acct|sku|batch|lot|id|no)[ \t:#.]*|#)|^|[^\w\-.:/+])(?P<value>0[1-9]\d{0,4}(?:[ \-.]\d{2,8}){1,4}|\((?:0\d{1,4}|[1-9]\d{1,3})\)[ \-]?\d{3,5}[ \-]?\d{4}|8[ \-]?\(?\d{3}\)?[ \-]?\d{3}[ \-]\d{2}[ \-]\d{2})(?:(?P<refute> [0-9A-Fa-f]{2}(?:\s|$))|$|[^\w\-.:/])",
+        r"(?m)(?:(?P<refute_before>(?-u:\b)[0-9A-Fa-f]{2} |(?-u:\b)[A-Z]{2}\d{2}(?: [A-Z0-9]{4})* |(?i:invoice|order|ticket|ref|reference|build|case|serial|part|tracking|account|acct|sku|batch|lot|id|no|version|v)[ \t:#.]*|#)|^|[^\w\-.:/+])(?P<value>0[1-9]\d{0,4}(?:[ \-.]\d{2,8}){1,4}|\((?:0\d{1,4}|[1-9]\d{1,3})\)[ \-]?\d{3,5}[ \-]?\d{4}|\(0?\d{2,4}\)[ \-]?\d{2,3}[ \-]\d{2}[ \-]\d{2}|8[ \-]?\(?\d{3}\)?[ \-]?\d{3}[ \-]\d{2}[ \-]\d{2}|1[ \-]\d{3}[ \-]\d{3}[ \-]\d{4}|[1-9]\d[ ]9\d{4}-\d{4})(?:(?P<refute> [0-9A-Fa-f]{2}(?:\s|$))|$|[^\w\-.:/])",
         Some(phone_national),
     ));
     // Last, so that a specific format wins: a number after a word that says it is one to call: any national format.
@@ -1145,7 +1182,7 @@ fn user_password(value: &str, text: &str) -> bool {
 }
 
 /// A session cookie's value: random, not a placeholder, and not a CSRF token's.
-fn cookie_value(value: &str, name: &str) -> bool {
+pub(crate) fn cookie_value(value: &str, name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     !lower.contains("csrf")
         && !lower.contains("xsrf")
@@ -1423,7 +1460,8 @@ fn phone(value: &str, _text: &str) -> bool {
 }
 
 /// A national number: 9 to 12 digits, dots only between four groups or more
-/// (`06.12.34.56.78`, not `01.02.2024`), and not an SSN's 3-2-4 groups.
+/// (`06.12.34.56.78`, not `01.02.2024`) or in the North American 3-3-4, and not an
+/// SSN's 3-2-4 groups nor a ZIP+4 code's 5-4.
 fn phone_national(value: &str, text: &str) -> bool {
     let digits = value.bytes().filter(u8::is_ascii_digit).count();
     let dots = value.matches('.').count();
@@ -1441,8 +1479,9 @@ fn phone_national(value: &str, text: &str) -> bool {
         .collect();
     let date = parts.iter().any(year) && parts.iter().any(day);
     (9..=12).contains(&digits)
-        && (dots == 0 || dots >= 4)
+        && (dots == 0 || dots >= 4 || groups == [3, 3, 4])
         && groups != [3, 2, 4]
+        && groups != [5, 4]
         && !date
         && phone(value, text)
 }

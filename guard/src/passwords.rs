@@ -392,8 +392,15 @@ pub(crate) fn secret_rules() -> Vec<Rule> {
         secret(
             "secret-assignment",
             &["secret", "key", "token", "salt", "cookie", "dek", "kek"],
+            &format!(r#"(?i)(?P<name>[A-Za-z0-9_.\-]{{0,60}}?(?:{SECRET_WORDS})){ASSIGN}{V}"#),
+            secret_assigned,
+        ),
+        // The literal turned into bytes: `hmacKey = []byte("…")`, `Buffer.from('…')`.
+        secret(
+            "secret-assignment",
+            &["secret", "key", "token", "salt"],
             &format!(
-                r#"(?i)(?P<name>[A-Za-z0-9_.\-]{{0,60}}?(?:{SECRET_WORDS})){ASSIGN}(?:{WRAP})?{V}"#
+                r#"(?i)(?P<name>[A-Za-z0-9_.\-]{{0,60}}?(?:{SECRET_WORDS})){ASSIGN}(?:{WRAP}){Q}"#
             ),
             secret_assigned,
         ),
@@ -513,11 +520,36 @@ pub(crate) fn cli_value(value: &str, _text: &str) -> bool {
 /// A value assigned to a name whose last word says password. After `auth` (`REDIS_AUTH`,
 /// but also `auth: ldap`), a plain lower-case word names a method, not a password.
 fn assigned(value: &str, name: &str) -> bool {
+    // After `auth`, a plain word names a method or a type (`ldap`, `oauth2`,
+    // `allHosts`, `Authorization`), not a password: that needs a digit or a symbol and
+    // more than lower case.
+    let plain = unquote(value).trim_end_matches([',', ';']);
+    let word = plain
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     let method = identifier_words(name).last().is_some_and(|w| w == "auth")
-        && unquote(value).len() <= 16
-        && unquote(value)
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        && word
+        && (!plain.bytes().any(|b| b.is_ascii_digit())
+            || !plain.bytes().any(|b| b.is_ascii_uppercase()));
+    // `selective_auth=selective_auth,`, `"auth": self.auth`: a variable passed on.
+    let last = name
+        .rsplit(['.', '[', '\'', '"', ' '])
+        .next()
+        .unwrap_or(name);
+    let passed = plain.rsplit('.').next().unwrap_or(plain);
+    // `"password": validate_password,`: a variable or function named after it.
+    let name_words = identifier_words(last);
+    let passed_words = identifier_words(passed);
+    let passed_on = word_or_path(plain)
+        && (passed_words == name_words
+            || name_words
+                .last()
+                .is_some_and(|w| passed_words.len() > 1 && passed_words.contains(w)));
+    // `auth=true|false`: the options a setting takes.
+    let options = plain.contains('|')
+        && plain
+            .split('|')
+            .all(|o| ["true", "false", "yes", "no", "on", "off"].contains(&o));
     // `auth = ('user', 'password')`: a structure, not a value (the pair rule reads it).
     let structure = value.starts_with(['(', '[', '{']) && value.contains(['\'', '"', ',']);
     let not_real = identifier_words(name).last().is_some_and(|w| w == "auth")
@@ -535,7 +567,20 @@ fn assigned(value: &str, name: &str) -> bool {
                 && chosen(pass)
         }) && !not_real;
     }
-    password_name(name) && chosen(value) && !method && !structure && !not_real
+    password_name(name)
+        && chosen(value)
+        && !method
+        && !structure
+        && !not_real
+        && !passed_on
+        && !options
+}
+
+/// Letters, digits and `_`, in dotted parts: a variable or a field (`self.auth`).
+fn word_or_path(v: &str) -> bool {
+    !v.is_empty()
+        && v.split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
 }
 
 /// A password after a user flag: anything chosen but a port number or the next flag.
@@ -563,7 +608,14 @@ fn set_value(value: &str, name: &str) -> bool {
 /// of at least six characters mixing letters with digits or symbols, or a PIN.
 fn looks_assigned(value: &str, name: &str) -> bool {
     // A sentence's end is not part of the value (`… askpass helper).`).
-    let v = unquote(value).trim_end_matches(['.', ',', ';', ':', ')', '!', '?']);
+    let v = unquote(value).trim_end_matches(['.', ',', ';', ':', ')', '!', '?', '$', '\\']);
+    // `kpasswd 464/tcp`: a service's port, from /etc/services.
+    let service = v.split_once('/').is_some_and(|(port, proto)| {
+        port.bytes().all(|b| b.is_ascii_digit()) && matches!(proto, "tcp" | "udp" | "sctp")
+    });
+    if service {
+        return false;
+    }
     let letters = v.chars().any(char::is_alphabetic);
     let others = v
         .chars()
@@ -729,7 +781,13 @@ fn secret_assigned(raw: &str, name: &str) -> bool {
     let header = matches!(name.to_ascii_lowercase().as_str(), "cookie" | "set-cookie");
     // A list's or a statement's separator is not part of the value.
     let v = unquote(raw).trim().trim_end_matches([',', ';']);
-    if header {
+    // `C.degree)[0:2]`: the tail of an expression, its brackets unbalanced (a quoted
+    // value is whatever the quotes hold).
+    let quoted = unquote(raw).len() != raw.len();
+    let unbalanced = !quoted
+        && (v.matches('(').count() != v.matches(')').count()
+            || v.matches('[').count() != v.matches(']').count());
+    if header || unbalanced {
         return false;
     }
     if !chosen(raw) || v.contains("://") || v.contains(char::is_whitespace) {
@@ -757,7 +815,10 @@ fn secret_assigned(raw: &str, name: &str) -> bool {
         w.len() <= 12
             && w.bytes().all(|b| b.is_ascii_alphanumeric())
             && w.bytes().filter(u8::is_ascii_digit).count() <= 2
-    }) || (v.len() < 32 && v.bytes().all(|b| b.is_ascii_alphabetic()));
+    }) || (v.len() < 32 && v.bytes().all(|b| b.is_ascii_alphabetic()))
+        // `InspectionDataKey.AFTER_RESULT_SELECTOR`: words of letters only, however long.
+        || v.split(['_', '.', '-', '/', ':'])
+            .all(|w| w.bytes().all(|b| b.is_ascii_alphabetic()));
     let uuid = v.len() == 36 && v.split('-').map(str::len).eq([8, 4, 4, 4, 12]);
     let least_entropy = if length < 16 { 2.8 } else { 3.2 };
     classes >= 2
@@ -869,9 +930,34 @@ pub(crate) fn reference(v: &str) -> bool {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"_.:&*@!".contains(&b))
     });
-    // Code, not a value: a path (`mio::Token(0)`, `Self::auth(c)?`) or an expression in
-    // brackets (`(&priv_key).into()`).
-    let code = lower.contains("::") || lower.starts_with("(&") || lower.starts_with("(*");
+    // Code, not a value: a path (`mio::Token(0)`, `Self::auth(c)?`), an expression in
+    // brackets (`(&priv_key).into()`), a borrowed type (`&EncryptedPrivateKeyInfo`) or a
+    // type (`impl AsRef`).
+    let code = lower.contains("::")
+        || lower.starts_with("(&")
+        || lower.starts_with("(*")
+        || lower.starts_with("&") && lower[1..].starts_with(|c: char| c.is_ascii_alphabetic())
+        || lower == "impl";
+    // A file by its relative path: `tests/trybuild/main-01-basic.rs`.
+    let file = lower.contains('/')
+        && lower.rsplit_once('.').is_some_and(|(stem, ext)| {
+            !stem.is_empty()
+                && (1..=4).contains(&ext.len())
+                && ext.bytes().all(|b| b.is_ascii_lowercase())
+        })
+        && lower
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_.-".contains(&b));
+    // Interpolation: `f"{auth}:{password}"`, `"#{pw}"`, `"${user}"`.
+    let interpolated = lower.find('{').is_some_and(|at| {
+        lower[at + 1..].find('}').is_some_and(|end| {
+            let inner = &lower[at + 1..at + 1 + end];
+            !inner.is_empty()
+                && inner
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.[]'\"".contains(&b))
+        })
+    });
     // A file or directory: `/home/ops`, `/srv/app/config` (two path segments or more).
     let path = lower.starts_with('/')
         && lower[1..].contains('/')
@@ -904,6 +990,15 @@ pub(crate) fn reference(v: &str) -> bool {
         "sensitive",
         "files",
         "compat",
+        "string",
+        "bool",
+        "bytes",
+        "none",
+        "float",
+        "dict",
+        "list",
+        "optional",
+        "any",
         "pass",
         "passwd",
         "password",
@@ -911,6 +1006,8 @@ pub(crate) fn reference(v: &str) -> bool {
     .contains(&bare);
     prefixed
         || code
+        || file
+        || interpolated
         || path
         || batch_var
         || tag
@@ -937,10 +1034,49 @@ fn chosen(raw: &str) -> bool {
     if hex_after("*", 40) || hex_after("md5", 32) || v.starts_with("SCRAM-SHA-256$") {
         return false;
     }
-    if v.chars().count() < 4 || placeholder(v) || reference(v) || elided {
+    // Unquoted, what follows a colon is the rest of an expression (`:EXP).expect(…)`).
+    let rest = !quoted && v.starts_with(':');
+    if v.chars().count() < 4 || placeholder(v) || reference(v) || elided || rest {
         return false;
     }
     // Another variable's name: `password: DB_PASSWORD`.
+    // `new-password`, `your_password`, `MyPassword`: words that stand for a password.
+    const STAND_IN: &[&str] = &[
+        "new",
+        "old",
+        "my",
+        "your",
+        "the",
+        "a",
+        "some",
+        "strong",
+        "secure",
+        "secret",
+        "password",
+        "passwd",
+        "pass",
+        "pwd",
+        "passphrase",
+        "here",
+        "default",
+        "dummy",
+        "example",
+        "test",
+        "changeme",
+        "change",
+        "me",
+        "user",
+        "admin",
+    ];
+    let words = identifier_words(v);
+    let stand_in = words.len() >= 2
+        && words.iter().all(|w| STAND_IN.contains(&w.as_str()))
+        && words
+            .iter()
+            .any(|w| ["password", "passwd", "pass", "pwd", "passphrase"].contains(&w.as_str()));
+    if stand_in {
+        return false;
+    }
     let upper_ident = v.len() > 3
         && v.bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')

@@ -1041,7 +1041,7 @@ pub(crate) fn all() -> Vec<Rule> {
         &["secret", "token", "key", "auth", "credential", "api", "access"],
         // Refuted: a Secrets Manager ARN names a secret (`…:123456789012:secret:name`),
         // and a `cache key` or `sort key` is no credential.
-        r#"(?i)(?P<refute_before>arn:aws[\w\-]*:[\w\-]+:[\w\-]*:\d{12}:|(?:cache|sort|partition|primary|foreign|object|idempotency|routing|lookup|public)[ ])?(?P<name>[\w.\-]{0,30}?(?:secret|token|api[_.\-]?key|apikey|(?-u:\b)key|auth|credentials?|access[_.\-]?(?:id|key))[\w.\-]{0,30}?)["'\x60]?(?:\s+string)?\s*(?:[:.]{0,3}=>?|:|=>|\|\|:|\?=|>\s*|\s+["'\x60])\s*["'\x60]?(?P<value>[A-Za-z0-9_\-+/=.~]{10,300})(?P<refute>["']\s+value\s*=)?"#,
+        r#"(?i)(?P<refute_before>arn:aws[\w\-]*:[\w\-]+:[\w\-]*:\d{12}:|(?:cache|sort|partition|primary|foreign|object|idempotency|routing|lookup|public)[ ])?(?P<name>[\w.\-]{0,30}?(?:secret|token|api[_.\-]?key|apikey|(?-u:\b)key|auth|credentials?|access[_.\-]?(?:id|key))[\w.\-]{0,30}?)["'\x60]?(?:\s+string)?\s*(?:[:.]{0,3}=>?|:|=>|\|\|:|\?=|>\s*|\s+["'\x60])\s*["'\x60]?(?P<value>[A-Za-z0-9_\-+/=.~]{10,300})(?P<refute>["']\s+value\s*=|\(|[ \t]*=[^=])?"#,
         Some(generic_not_uuid),
     ));
 
@@ -1400,6 +1400,8 @@ pub(crate) fn names_no_secret(name: &str) -> bool {
     words.last().is_some_and(|w| METADATA.contains(&w.as_str()))
         || words.first().is_some_and(|w| w == "public")
         || NOT_REAL.iter().any(|w| joined.contains(w))
+        // `Sec-WebSocket-Key`: a handshake's nonce, public by design.
+        || joined.contains("websocket")
 }
 
 /// Whether a generic name holds a secret word as a word of its own, or as the end of
@@ -1492,8 +1494,14 @@ fn phone_labelled(value: &str, text: &str) -> bool {
     let date = value.len() >= 10
         && value.as_bytes()[4] == b'-'
         && value[..4].bytes().all(|b| b.is_ascii_digit());
+    // `"Castellani": 0.1724138`: a decimal, whatever label a word seemed to give it.
+    let decimal = value.matches('.').count() == 1
+        && value
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
     phone(value, text)
         && !date
+        && !decimal
         && !value.contains(':')
         && dashes <= 3
         && value.matches('.').count() != 2

@@ -567,8 +567,15 @@ fn assigned(value: &str, name: &str) -> bool {
                 && chosen(pass)
         }) && !not_real;
     }
+    // `password: AgBy3i4O…` (700 characters): a sealed or encrypted value, not one a
+    // person types.
+    let sealed = plain.len() >= 100
+        && plain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b));
     password_name(name)
         && chosen(value)
+        && !sealed
         && !method
         && !structure
         && !not_real

@@ -1212,7 +1212,12 @@ fn vendor_value(value: &str, name: &str) -> bool {
 /// A password may be short; it still must not be a placeholder.
 fn generic_or_short(value: &str, text: &str) -> bool {
     let v = value.trim_matches(|c| c == '"' || c == '\'');
-    if crate::passwords::reference(v) {
+    // `dbPassword:\n  secure: …`: the next key, not a value. A hundred base64
+    // characters or more: a sealed or encrypted value (`password: AgBy3i4O…`).
+    let blob = v.len() >= 100
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b));
+    if crate::passwords::reference(v) || v.ends_with(':') || blob {
         return false;
     }
     if v.len() >= 10 {
@@ -1400,8 +1405,10 @@ pub(crate) fn names_no_secret(name: &str) -> bool {
     words.last().is_some_and(|w| METADATA.contains(&w.as_str()))
         || words.first().is_some_and(|w| w == "public")
         || NOT_REAL.iter().any(|w| joined.contains(w))
-        // `Sec-WebSocket-Key`: a handshake's nonce, public by design.
+        // `Sec-WebSocket-Key`: a handshake's nonce, public by design; a signature is
+        // made with a secret and shows none (`X-Slack-Signature`).
         || joined.contains("websocket")
+        || joined.contains("signature")
 }
 
 /// Whether a generic name holds a secret word as a word of its own, or as the end of

@@ -20,8 +20,9 @@ const Q: &str = r#"(?P<value>'(?:[^'\n]|'\\''|''){1,200}'|"[^"\n]{1,200}")"#;
 
 /// What assigns a value to a name: `=`, `=>`, `:=`, `:`, `?=`, or a type annotation and
 /// `=` (`password: String = …`, `DB_PASSWORD: &str = …`, `pass string = …`). Up to two
-/// closing characters may end the name (`['password'] = …`).
-const ASSIGN: &str = r#"["'\x60\]]{0,2}(?:\s+string)?(?:[ \t]*:[ \t]*&?(?:'static[ \t]+)?[A-Za-z_][\w:.]*(?:<[^>\n]{0,40}>)?\??[ \t]*=|[ \t]*(?:=>?|:=|:|\?=|<-|：))[ \t]*"#;
+/// closing characters may end the name (`['password'] = …`), and C's `[]`, VB's
+/// `As String =` and a fallback (`process.env.DB_PASSWORD || "…"`) count too.
+const ASSIGN: &str = r#"(?:\[\])?["'\x60\]]{0,2}(?:\s+string)?(?:[ \t]*:[ \t]*&?(?:'static[ \t]+)?[A-Za-z_][\w:.]*(?:<[^>\n]{0,40}>)?\??[ \t]*=|[ \t]+as[ \t]+\w+[ \t]*=|[ \t]*(?:=>?|:=|:|\?=|<-|：|\|\||\?\?))[ \t]*"#;
 
 /// Password flags of tools, by the tool: (prefilter keywords, regex with `{V}`).
 const FLAGS: &[(&[&str], &str)] = &[
@@ -153,7 +154,7 @@ const SET: &str = r"(?:configure|config|secret|variable)[ \t]+set[ \t]+(?P<name>
 
 /// A call that takes a user, then a password: `HTTPBasicAuth('u', 'p')`,
 /// `smtp.login("u", "p")`, `new NetworkCredential("u", "p")`, `req.SetBasicAuth("u", "p")`.
-const CREDENTIAL_CALL: &str = r#"(?i)[A-Za-z_][\w.]{0,60}?(?:auth|login|logon|signin|credentials?)\s*\(\s*(?:[A-Za-z_][\w.]*\s*,\s*)?(?P<name>'[^'\n]{1,64}'|"[^"\n]{1,64}")\s*,\s*{Q}"#;
+const CREDENTIAL_CALL: &str = r#"(?i)[A-Za-z_][\w.]{0,60}?(?:auth|authentication|login|logon|signin|credentials?)\s*\(\s*(?:[A-Za-z_][\w.]*\s*,\s*)?(?P<name>'[^'\n]{1,64}'|"[^"\n]{1,64}")\s*,\s*{Q}"#;
 
 /// A user and a password as a pair: `auth=('u', 'p')`, `:basic_auth => ['u', 'p']`.
 const CREDENTIAL_PAIR: &str = r#"(?i)[\w.]{0,40}?(?:auth|credentials?|creds|login)["']?\s*(?:=>?|:)\s*[(\[]\s*(?P<name>'[^'\n]{1,64}'|"[^"\n]{1,64}")\s*,\s*{Q}"#;
@@ -161,7 +162,7 @@ const CREDENTIAL_PAIR: &str = r#"(?i)[\w.]{0,40}?(?:auth|credentials?|creds|logi
 /// A database connection's third argument, after a database or host and a user:
 /// `new Sequelize('db', 'user', 'p')`, `DriverManager.getConnection(url, "u", "p")`,
 /// `mysqli_connect("h", "u", "p")`, `MySQLdb.connect("h", "u", "p", "db")`.
-const CONNECTION_CALL: &str = r#"(?i)(?:sequelize|getconnection|mysqli|[\w.]*connect)\s*\(\s*(?:'[^'\n]{0,200}'|"[^"\n]{0,200}"|[A-Za-z_][\w.]*)\s*,\s*(?P<name>'[^'\n]{1,64}'|"[^"\n]{1,64}"|[A-Za-z_][\w.]*)\s*,\s*{Q}"#;
+const CONNECTION_CALL: &str = r#"(?i)(?:sequelize|getconnection|mysqli|pdo|[\w.]*connect)\s*\(\s*(?:'[^'\n]{0,200}'|"[^"\n]{0,200}"|[A-Za-z_][\w.]*)\s*,\s*(?P<name>'[^'\n]{1,64}'|"[^"\n]{1,64}"|[A-Za-z_][\w.]*)\s*,\s*{Q}"#;
 
 /// `- name: NAME` and, on the next line, `value: …`.
 const ENV_ENTRY: &str = r#"(?m)-[ \t]*name:[ \t]*["']?(?P<name>[A-Za-z_][A-Za-z0-9_]*)["']?[ \t]*\r?\n[ \t]*value:[ \t]*{V}"#;
@@ -244,6 +245,15 @@ pub(crate) fn rules() -> Vec<Rule> {
         ),
         assigned,
     ));
+    // The literal turned into a string or bytes: `String::from("…")`, `[]byte("…")`.
+    rules.push(rule(
+        "password-assignment",
+        &["pass", "pwd"],
+        &format!(
+            r#"(?i)(?P<name>[A-Za-z0-9_.\-]{{0,60}}?(?:passw(?:or)?d|passphrase|pass|pwd)){ASSIGN}(?:{WRAP}){Q}"#
+        ),
+        assigned,
+    ));
     // Any flag whose name says password.
     rules.push(rule(
         "cli-password",
@@ -309,6 +319,7 @@ pub(crate) fn rules() -> Vec<Rule> {
             &[
                 "auth(",
                 "auth (",
+                "authentication(",
                 "login(",
                 "logon(",
                 "signin(",
@@ -331,7 +342,13 @@ pub(crate) fn rules() -> Vec<Rule> {
             CREDENTIAL_PAIR,
         ),
         (
-            &["sequelize(", "getconnection(", "mysqli(", "connect("][..],
+            &[
+                "sequelize(",
+                "getconnection(",
+                "mysqli(",
+                "connect(",
+                "pdo(",
+            ][..],
             CONNECTION_CALL,
         ),
     ] {
@@ -458,7 +475,7 @@ pub(crate) fn secret_rules() -> Vec<Rule> {
 const SECRET_WORDS: &str = "secret|key|token|salt|cookie|dek|kek";
 
 /// What may turn a literal into the value: `[]byte("…")`, `Buffer.from("…")`.
-const WRAP: &str = r"\[\]byte\(|bytes\(|bytearray\(|Buffer\.from\(|(?:new[ \t]+)?String\(|str\(";
+const WRAP: &str = r"\[\]byte\(|bytes\(|bytearray\(|Buffer\.from\(|(?:new[ \t]+)?String\(|str\(|(?:String|str)::from\(";
 
 /// Prefilter keywords of [`FOREIGN`]: as written and capitalised (the prefilter folds
 /// ASCII case only).

@@ -1032,6 +1032,16 @@ fn cases() -> Vec<Case> {
         "gh auth login --with-token --hostname ghe.corp",
     ));
 
+    c.push(hit(
+        "dsn-credentials",
+        "sql.Open(\"mysql\", \"app:Tq4!vLm8zz@tcp(db:3306)/shop\")",
+        "Tq4!vLm8zz",
+    ));
+    c.push(miss(
+        "dsn-credentials",
+        "sql.Open(\"mysql\", \"app:${DB_PASS}@tcp(db:3306)/shop\")",
+    ));
+
     // Personal data; checksummed numbers were computed for this table.
     c.push(hit(
         "email",

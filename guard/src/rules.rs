@@ -933,6 +933,14 @@ pub(crate) fn all() -> Vec<Rule> {
         r#"(?-u:\b)[A-Za-z][A-Za-z0-9+.\-]{1,20}://[^\s:/@'"`]{0,128}:([^\s@/'"`]{3,256})@[A-Za-z0-9.\-\[\]:]+"#,
         Some(url_password),
     ));
+    // A Go driver's DSN: `user:password@tcp(host:3306)/db`.
+    rules.push(rule(
+        "dsn-credentials",
+        "db-url",
+        &["@tcp(", "@unix(", "@udp("],
+        r"[\w.\-]{1,64}:(?P<value>[^\s@'\x22/:]{3,128})@(?:tcp|unix|udp)\(",
+        Some(url_password),
+    ));
     // `curl -u user:password` and Basic/Bearer authorization headers.
     rules.push(rule(
         "curl-auth-user",

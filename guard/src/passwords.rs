@@ -12,24 +12,25 @@ use crate::{Reach, Rule};
 
 /// A value: quoted (the quotes are not part of the finding) or a run without blanks. A
 /// single-quoted value may hold the shell's `'\''` and PowerShell's `''` for a quote.
-const V: &str =
-    r#"(?P<value>'(?:[^'\n]|'\\''|''){1,200}'|"[^"\n]{1,200}"|[^\s'"<](?:[^\s<]{0,198}[^\s'"<])?)"#;
+/// Unbounded: a counted repetition of a Unicode class compiles to a large automaton,
+/// and a line bounds the value anyway.
+const V: &str = r#"(?P<value>'(?:[^'\n]|'\\''|'')+'|"[^"\n]+"|[^\s'"<](?:[^\s<]*[^\s'"<])?)"#;
 
 /// A quoted value only: an argument of a call.
-const Q: &str = r#"(?P<value>'(?:[^'\n]|'\\''|''){1,200}'|"[^"\n]{1,200}")"#;
+const Q: &str = r#"(?P<value>'(?:[^'\n]|'\\''|'')+'|"[^"\n]+")"#;
 
 /// What assigns a value to a name: `=`, `=>`, `:=`, `:`, `?=`, or a type annotation and
 /// `=` (`password: String = …`, `DB_PASSWORD: &str = …`, `pass string = …`). Up to two
 /// closing characters may end the name (`['password'] = …`), and C's `[]`, VB's
 /// `As String =` and a fallback (`process.env.DB_PASSWORD || "…"`) count too.
-const ASSIGN: &str = r#"(?:\[\])?["'\x60\]]{0,2}(?:\s+string)?(?:[ \t]*:[ \t]*&?(?:'static[ \t]+)?[A-Za-z_][\w:.]*(?:<[^>\n]{0,40}>)?\??[ \t]*=|[ \t]+as[ \t]+\w+[ \t]*=|[ \t]*(?:=>?|:=|:|\?=|<-|：|\|\||\?\?))[ \t]*"#;
+const ASSIGN: &str = r#"(?:\[\])?["'\x60\]]{0,2}(?:\s+string)?(?:[ \t]*:[ \t]*&?(?:'static[ \t]+)?[A-Za-z_][A-Za-z0-9_:.]*(?:<[^>\n]{0,40}>)?\??[ \t]*=|[ \t]+as[ \t]+(?-u:\w)+[ \t]*=|[ \t]*(?:=>?|:=|:|\?=|<-|：|\|\||\?\?))[ \t]*"#;
 
 /// Password flags of tools, by the tool: (prefilter keywords, regex with `{V}`).
 const FLAGS: &[(&[&str], &str)] = &[
     // mysql -pSECRET: attached, because `-p SECRET` makes mysql prompt.
     (
         &["mysql", "mariadb"],
-        r"(?:mysql\w*|mariadb\w*)\b[^\n|;&]*?\s-p{V}",
+        r"(?:mysql(?-u:\w)*|mariadb(?-u:\w)*)(?-u:\b)[^\n|;&]*?\s-p{V}",
     ),
     // Long flags whatever the tool: --password=x, --passphrase x, -storepass x.
     (
@@ -46,26 +47,32 @@ const FLAGS: &[(&[&str], &str)] = &[
     ),
     (
         &["login"],
-        r"(?:docker|podman|buildah|skopeo|nerdctl|oras|az|helm\s+registry)\s+login\b[^\n|;&]*?\s-p[ \t]+{V}",
+        r"(?:docker|podman|buildah|skopeo|nerdctl|oras|az|helm\s+registry)\s+login(?-u:\b)[^\n|;&]*?\s-p[ \t]+{V}",
     ),
     (
         &["mongo", "cqlsh"],
-        r"(?:mongo\w*|cqlsh)\b[^\n|;&]*?\s-p[ \t]+{V}",
+        r"(?:mongo(?-u:\w)*|cqlsh)(?-u:\b)[^\n|;&]*?\s-p[ \t]+{V}",
     ),
     (&["sshpass"], r"sshpass\s+-p[ \t]*{V}"),
     (
         &["sqlcmd", "bcp", "zip", "ipmitool", "mosquitto"],
-        r"(?:sqlcmd|bcp|unzip|zip|ipmitool|mosquitto_\w+)\b[^\n|;&]*?\s-P[ \t]*{V}",
+        r"(?:sqlcmd|bcp|unzip|zip|ipmitool|mosquitto_(?-u:\w)+)(?-u:\b)[^\n|;&]*?\s-P[ \t]*{V}",
     ),
-    (&["redis-cli"], r"redis-cli\b[^\n|;&]*?\s-a[ \t]+{V}"),
-    (&["ldap"], r"ldap\w+\b[^\n|;&]*?\s-w[ \t]+{V}"),
-    (&["snmp"], r"snmp\w+\b[^\n|;&]*?\s-[AX][ \t]+{V}"),
-    (&["7z"], r"7z\w*\s+\w\b[^\n|;&]*?\s-p{V}"),
+    (&["redis-cli"], r"redis-cli(?-u:\b)[^\n|;&]*?\s-a[ \t]+{V}"),
+    (&["ldap"], r"ldap(?-u:\w)+(?-u:\b)[^\n|;&]*?\s-w[ \t]+{V}"),
+    (
+        &["snmp"],
+        r"snmp(?-u:\w)+(?-u:\b)[^\n|;&]*?\s-[AX][ \t]+{V}",
+    ),
+    (&["7z"], r"7z(?-u:\w)*\s+(?-u:\w)(?-u:\b)[^\n|;&]*?\s-p{V}"),
     (
         &["smbclient"],
-        r#"smbclient\b[^\n|;&]*?\s-U[ \t]+['"]?[^%\s'"]+%(?P<value>[^\s'"]{1,200})"#,
+        r#"smbclient(?-u:\b)[^\n|;&]*?\s-U[ \t]+['"]?[^%\s'"]+%(?P<value>[^\s'"]{1,200})"#,
     ),
-    (&["lftp"], r#"lftp\b[^\n|;&]*?\s-u[ \t]+['"]?[^,\s'"]+,{V}"#),
+    (
+        &["lftp"],
+        r#"lftp(?-u:\b)[^\n|;&]*?\s-u[ \t]+['"]?[^,\s'"]+,{V}"#,
+    ),
     (
         &["net use"],
         r"(?i)net\s+use\s+(?:[a-z]:\s+)?\\\\\S+\s+(?P<value>[^\s/]\S{0,199})\s+/user:",
@@ -76,10 +83,10 @@ const FLAGS: &[(&[&str], &str)] = &[
     ),
     (
         &["htpasswd"],
-        r"(?m)htpasswd[ \t]+-\w*b\w*[ \t]+(?:\S+[ \t]+)?\S+[ \t]+{V}[ \t]*(?:$|[;&|])",
+        r"(?m)htpasswd[ \t]+-(?-u:\w)*b(?-u:\w)*[ \t]+(?:\S+[ \t]+)?\S+[ \t]+{V}[ \t]*(?:$|[;&|])",
     ),
     (&["mc alias"], r"mc\s+alias\s+set\s+\S+\s+\S+\s+\S+\s+{V}"),
-    (&["rclone"], r"rclone\b[^\n|;&]*?\spass\s+{V}"),
+    (&["rclone"], r"rclone(?-u:\b)[^\n|;&]*?\spass\s+{V}"),
     (
         &["pass:"],
         r"-(?:passout|passin|pass|password)\s+pass:(?P<value>[^\s'\x22]{1,200})",
@@ -100,12 +107,12 @@ const FLAGS: &[(&[&str], &str)] = &[
     // `curl -u user:password`, `curl -su 'user:password'`, `wget --user` alike.
     (
         &["curl", "http"],
-        r#"(?:curl|https?|xh)\b[^\n|;&]*?(?:\s-[A-Za-z]*u[ \t]*|\s--user[= \t]+)['"]?[^\s:'"]{1,64}:(?P<value>[^\s'"]{1,200})"#,
+        r#"(?:curl|https?|xh)(?-u:\b)[^\n|;&]*?(?:\s-[A-Za-z]*u[ \t]*|\s--user[= \t]+)['"]?[^\s:'"]{1,64}:(?P<value>[^\s'"]{1,200})"#,
     ),
     // .pgpass: host:port:database:user:password.
     (
         &[":543", ":*:"],
-        r"(?m)^[\w.\-*]+:(?:\d{2,5}|\*):[^:\s]+:[^:\s]+:(?P<value>[^:\s]{1,200})$",
+        r"(?m)^[A-Za-z0-9_.\-*]+:(?:\d{2,5}|\*):[^:\s]+:[^:\s]+:(?P<value>[^:\s]{1,200})$",
     ),
 ];
 
@@ -116,31 +123,31 @@ const ANY_FLAG: &str = r"(?m)(?:^|\s)--?(?P<name>(?:[A-Za-z][A-Za-z0-9_\-]{0,40}
 /// A password flag right after a user flag, whatever the tool: `-u ops -p …`,
 /// `-U sa -P …`, `/u:ops /p:…`, `-username ops -password …`. A number there is a port
 /// (`psql -U app -p 5432`).
-const USER_THEN_PASSWORD: &str = r"(?P<refute_before>(?:mysql|mariadb)\w*\b[^\n|;&]*?)?(?:\s-[uU]|\s--?user(?:name)?|\s/u(?:ser)?:)(?:[ \t]+|=)?[^\s/]+[ \t]+(?:-[pP]|/p(?:assword)?:)[ \t]*{V}";
+const USER_THEN_PASSWORD: &str = r"(?P<refute_before>(?:mysql|mariadb)(?-u:\w)*(?-u:\b)[^\n|;&]*?)?(?:\s-[uU]|\s--?user(?:name)?|\s/u(?:ser)?:)(?:[ \t]+|=)?[^\s/]+[ \t]+(?:-[pP]|/p(?:assword)?:)[ \t]*{V}";
 
 /// A password a command reads on its standard input: `echo … | sudo -S`,
 /// `sudo -S <<< …`, `echo 'user:…' | chpasswd`, `echo -e "…\n…" | passwd`.
 const STDIN: [&str; 2] = [
-    r"(?:echo|printf)[ \t]+(?:-\w+[ \t]+)?{V}[ \t]*\|[ \t]*(?:sudo\b[^\n|]*\s-S|(?:sudo[ \t]+)?(?:ch|smb)?passwd\b|kinit\b)",
-    r"(?:sudo\b[^\n|<]*\s-S|(?:ch|smb)?passwd\b[^\n|<]*)[ \t]*<<<[ \t]*{V}",
+    r"(?:echo|printf)[ \t]+(?:-(?-u:\w)+[ \t]+)?{V}[ \t]*\|[ \t]*(?:sudo(?-u:\b)[^\n|]*\s-S|(?:sudo[ \t]+)?(?:ch|smb)?passwd(?-u:\b)|kinit(?-u:\b))",
+    r"(?:sudo(?-u:\b)[^\n|<]*\s-S|(?:ch|smb)?passwd(?-u:\b)[^\n|<]*)[ \t]*<<<[ \t]*{V}",
 ];
 
 /// SQL that sets a password: `IDENTIFIED BY '…'`, `WITH PASSWORD '…'`, `PASSWORD '…'`.
-const SQL: &str = r"(?i)(?:identified[ \t]+(?:with[ \t]+\w+[ \t]+)?by|password)[ \t]+{Q}";
+const SQL: &str = r"(?i)(?:identified[ \t]+(?:with[ \t]+(?-u:\w)+[ \t]+)?by|password)[ \t]+{Q}";
 
 /// A config directive whose name says password and whose one value ends the line:
 /// `requirepass …`, `masterauth …`, `bindpw …`, `rootpw …`, `enable secret …`,
 /// `username admin password 0 …`, `key-string …`, `pre-shared-key …`; and the same
 /// words in a command (`nmcli … password …`). The value must look like a password: a
 /// bare word after `password` is prose (`password changed`).
-const DIRECTIVE: &str = r"(?im)(?:^|[ \t])(?P<name>(?:[A-Za-z][\w.\-]{0,40}?)?(?:passw(?:or)?d|pass|pwd|pw|auth|secret|key-string|pre-shared-key|psk|passphrase))(?:[ \t]+0)?[ \t]+{V}[ \t]*$";
+const DIRECTIVE: &str = r"(?im)(?:^|[ \t])(?P<name>(?:[A-Za-z][A-Za-z0-9_.\-]{0,40}?)?(?:passw(?:or)?d|pass|pwd|pw|auth|secret|key-string|pre-shared-key|psk|passphrase))(?:[ \t]+0)?[ \t]+{V}[ \t]*$";
 
 /// Prose: `the password is …`, `password was …`.
 const PROSE: &str =
     r"(?i)(?P<name>passw(?:or)?d|passphrase|pin|passcode)[ \t]+(?:is|was|=)[ \t]*:?[ \t]*{V}";
 
 /// `PIN: 4821`, `sim_pin=4821`, `pin code 4821`, `passcode: 220719`.
-const PIN: &str = r#"(?im)(?:^|[^A-Za-z0-9])(?P<name>(?:[A-Za-z][\w.\-]{0,30}?[_.\- ])?(?:pin(?:[ _\-]?code)?|passcode))["']?[ \t]*(?:[:=]|is)?[ \t]*["']?(?P<value>\d{4,8})(?:$|[^\w.\-:/])"#;
+const PIN: &str = r#"(?im)(?:^|[^A-Za-z0-9])(?P<name>(?:[A-Za-z][A-Za-z0-9_.\-]{0,30}?[_.\- ])?(?:pin(?:[ _\-]?code)?|passcode))["']?[ \t]*(?:[:=]|is)?[ \t]*["']?(?P<value>\d{4,8})(?:$|[^A-Za-z0-9_.\-:/])"#;
 
 /// `<property name="password" value="…"/>`.
 const XML_PROPERTY: &str = r#"(?i)name[ \t]*=[ \t]*["'](?P<name>[^"'\n]{0,40}?(?:passw(?:or)?d|pass|pwd))["'][ \t]+value[ \t]*=[ \t]*(?P<value>"[^"\n]{1,200}"|'[^'\n]{1,200}')"#;
@@ -150,19 +157,19 @@ const XML_PARAM: &str = r#"(?i)name[ \t]*=[ \t]*["'](?P<name>[^"'\n]{0,40}?(?:pa
 
 /// A tool's `set NAME VALUE`: `aws configure set aws_secret_access_key …`,
 /// `gh secret set DB_PASSWORD --body …`.
-const SET: &str = r"(?:configure|config|secret|variable)[ \t]+set[ \t]+(?P<name>[\w.\-]{2,80})[ \t]+(?:(?:--body|-b)[ \t=]+)?{V}";
+const SET: &str = r"(?:configure|config|secret|variable)[ \t]+set[ \t]+(?P<name>[A-Za-z0-9_.\-]{2,80})[ \t]+(?:(?:--body|-b)[ \t=]+)?{V}";
 
 /// A call that takes a user, then a password: `HTTPBasicAuth('u', 'p')`,
 /// `smtp.login("u", "p")`, `new NetworkCredential("u", "p")`, `req.SetBasicAuth("u", "p")`.
-const CREDENTIAL_CALL: &str = r#"(?i)[A-Za-z_][\w.]{0,60}?(?:auth|authentication|login|logon|signin|credentials?)\s*\(\s*(?:[A-Za-z_][\w.]*\s*,\s*)?(?P<name>'[^'\n]{1,64}'|"[^"\n]{1,64}")\s*,\s*{Q}"#;
+const CREDENTIAL_CALL: &str = r#"(?i)[A-Za-z_][A-Za-z0-9_.]{0,60}?(?:auth|authentication|login|logon|signin|credentials?)\s*\(\s*(?:[A-Za-z_][A-Za-z0-9_.]*\s*,\s*)?(?P<name>'[^'\n]{1,64}'|"[^"\n]{1,64}")\s*,\s*{Q}"#;
 
 /// A user and a password as a pair: `auth=('u', 'p')`, `:basic_auth => ['u', 'p']`.
-const CREDENTIAL_PAIR: &str = r#"(?i)[\w.]{0,40}?(?:auth|credentials?|creds|login)["']?\s*(?:=>?|:)\s*[(\[]\s*(?P<name>'[^'\n]{1,64}'|"[^"\n]{1,64}")\s*,\s*{Q}"#;
+const CREDENTIAL_PAIR: &str = r#"(?i)[A-Za-z0-9_.]{0,40}?(?:auth|credentials?|creds|login)["']?\s*(?:=>?|:)\s*[(\[]\s*(?P<name>'[^'\n]{1,64}'|"[^"\n]{1,64}")\s*,\s*{Q}"#;
 
 /// A database connection's third argument, after a database or host and a user:
 /// `new Sequelize('db', 'user', 'p')`, `DriverManager.getConnection(url, "u", "p")`,
 /// `mysqli_connect("h", "u", "p")`, `MySQLdb.connect("h", "u", "p", "db")`.
-const CONNECTION_CALL: &str = r#"(?i)(?:sequelize|getconnection|mysqli|pdo|[\w.]*connect)\s*\(\s*(?:'[^'\n]{0,200}'|"[^"\n]{0,200}"|[A-Za-z_][\w.]*)\s*,\s*(?P<name>'[^'\n]{1,64}'|"[^"\n]{1,64}"|[A-Za-z_][\w.]*)\s*,\s*{Q}"#;
+const CONNECTION_CALL: &str = r#"(?i)(?:sequelize|getconnection|mysqli|pdo|[A-Za-z0-9_.]*connect)\s*\(\s*(?:'[^'\n]{0,200}'|"[^"\n]{0,200}"|[A-Za-z_][A-Za-z0-9_.]*)\s*,\s*(?P<name>'[^'\n]{1,64}'|"[^"\n]{1,64}"|[A-Za-z_][A-Za-z0-9_.]*)\s*,\s*{Q}"#;
 
 /// `- name: NAME` and, on the next line, `value: …`.
 const ENV_ENTRY: &str = r#"(?m)-[ \t]*name:[ \t]*["']?(?P<name>[A-Za-z_][A-Za-z0-9_]*)["']?[ \t]*\r?\n[ \t]*value:[ \t]*{V}"#;
@@ -240,7 +247,7 @@ pub(crate) fn rules() -> Vec<Rule> {
         "password-assignment",
         FOREIGN_KEYWORDS,
         &format!(
-            r#"(?i)(?P<name>[\w.\-]{{0,60}}?(?:{})){ASSIGN}{V}"#,
+            r#"(?i)(?P<name>[A-Za-z0-9_.\-]{{0,60}}?(?:{})){ASSIGN}{V}"#,
             FOREIGN.join("|")
         ),
         assigned,
@@ -305,13 +312,33 @@ pub(crate) fn rules() -> Vec<Rule> {
     ));
     rules.push(rule(
         "password-directive",
-        &["password", "passwd", "passphrase", "pin", "passcode"],
+        &[
+            "password",
+            "passwd",
+            "passphrase",
+            "pin is",
+            "pin was",
+            "passcode",
+        ],
         &PROSE.replace("{V}", V),
         looks_assigned,
     ));
-    rules.push(rule("pin", &["pin", "passcode"], PIN, pin_value));
+    rules.push(rule(
+        "pin",
+        &[
+            "pin:", "pin=", "pin ", "pin\"", "pin'", "_pin", "pincode", "pin_code", "pin-code",
+            "passcode",
+        ],
+        PIN,
+        pin_value,
+    ));
     for re in [XML_PROPERTY, XML_PARAM] {
-        rules.push(rule("password-assignment", &["name"], re, assigned));
+        rules.push(rule(
+            "password-assignment",
+            &["name=", "name ="],
+            re,
+            assigned,
+        ));
     }
     // Calls and pairs that take a user and a password, and connections' third argument.
     for (keywords, re) in [
@@ -391,7 +418,7 @@ pub(crate) fn rules() -> Vec<Rule> {
     rules.push(rule(
         "password-assignment",
         &["printenv"],
-        r"printenv[ \t]+(?P<name>\w+)[ \t]*\r?\n(?P<value>[^\n]{1,200})",
+        r"printenv[ \t]+(?P<name>(?-u:\w)+)[ \t]*\r?\n(?P<value>[^\n]{1,200})",
         assigned,
     ));
     rules
@@ -427,7 +454,7 @@ pub(crate) fn secret_rules() -> Vec<Rule> {
             "secret-assignment",
             &["secret", "key", "token", "salt", "cookie"],
             &format!(
-                r#"(?i)(?P<name>(?:[A-Za-z_][\w.]{{0,60}}?)?(?:{SECRET_WORDS}|keyspec))[ \t]*\([ \t]*(?:{WRAP})?{Q}"#
+                r#"(?i)(?P<name>(?:[A-Za-z_][A-Za-z0-9_.]{{0,60}}?)?(?:{SECRET_WORDS}|keyspec))[ \t]*\([ \t]*(?:{WRAP})?{Q}"#
             ),
             secret_assigned,
         ),
@@ -444,7 +471,7 @@ pub(crate) fn secret_rules() -> Vec<Rule> {
         secret(
             "session-cookie",
             &["\ttrue\t", "\tfalse\t"],
-            r"(?m)^(?:#HttpOnly_)?[\w.\-]+\t(?:TRUE|FALSE)\t[^\t\n]*\t(?:TRUE|FALSE)\t\d+\t(?P<name>[^\t\n]{1,100})\t(?P<value>[^\t\n]{16,4096})$",
+            r"(?m)^(?:#HttpOnly_)?[A-Za-z0-9_.\-]+\t(?:TRUE|FALSE)\t[^\t\n]*\t(?:TRUE|FALSE)\t\d+\t(?P<name>[^\t\n]+)\t(?P<value>[^\t\n]{16,})$",
             jar_cookie,
         ),
         // A name and a value as a call's arguments: `os.Setenv("API_TOKEN", "…")`,

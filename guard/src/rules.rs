@@ -938,7 +938,7 @@ pub(crate) fn all() -> Vec<Rule> {
         "dsn-credentials",
         "db-url",
         &["@tcp(", "@unix(", "@udp("],
-        r"[\w.\-]{1,64}:(?P<value>[^\s@'\x22/:]{3,128})@(?:tcp|unix|udp)\(",
+        r"[A-Za-z0-9_.\-]{1,64}:(?P<value>[^\s@'\x22/:]{3,128})@(?:tcp|unix|udp)\(",
         Some(url_password),
     ));
     // `curl -u user:password` and Basic/Bearer authorization headers.
@@ -963,7 +963,7 @@ pub(crate) fn all() -> Vec<Rule> {
         "session-cookie",
         "generic-secret",
         &["cookie"],
-        r#"(?i)cookie["']?\s*[:=]\s*["']?(?:[^\n]*?[;,\s])??(?P<name>[\w.\-]*(?:sess(?:ion)?(?:[_\-.]?id)?|sid|auth(?:[_\-]?token)?|remember[_\-]?(?:me|token)|jwt|access[_\-]?token))=(?P<value>[A-Za-z0-9%._\-+/=:]{16,400})"#,
+        r#"(?i)cookie["']?\s*[:=]\s*["']?(?:[^\n]*?[;,\s])??(?P<name>[A-Za-z0-9_.\-]*(?:sess(?:ion)?(?:[_\-.]?id)?|sid|auth(?:[_\-]?token)?|remember[_\-]?(?:me|token)|jwt|access[_\-]?token))=(?P<value>[A-Za-z0-9%._\-+/=:]{16,400})"#,
         Some(cookie_value),
     ));
 
@@ -983,7 +983,7 @@ pub(crate) fn all() -> Vec<Rule> {
         (
             "k3s-token",
             &["k10"][..],
-            r"(?-u:\b)(?P<value>K10[0-9a-f]{64}::[\w.\-]+:[0-9A-Za-z]{16,})",
+            r"(?-u:\b)(?P<value>K10[0-9a-f]{64}::[A-Za-z0-9_.\-]+:[0-9A-Za-z]{16,})",
         ),
         (
             "vault-unseal-key",
@@ -1151,8 +1151,8 @@ pub(crate) fn all() -> Vec<Rule> {
     rules.push(rule(
         "phone-column",
         "phone",
-        &["phone", "mobile", "tel", "msisdn", "cell"],
-        r#"(?im)^(?:[^\n]*[,;\t|])?[ \t"']*[\w ]{0,20}(?:phone|mobile|tel|msisdn|cell)[\w ]{0,20}["']?[ \t]*(?:[,;\t|][^\n]*)?\r?\n(?:[^\n]*?[,;\t|])??[ \t]*["']?(\+?\(?\+?\d[\d ().\-]{6,20}\d)["']?[ \t]*(?:[,;\t|\r]|$)"#,
+        &["phone", "mobile", "msisdn", "cell", ",tel", "tel,", ";tel", "tel;", "\ttel", "tel\t", "|tel", "tel|"],
+        r#"(?im)^(?:[^\n]*[,;\t|])?[ \t"']*[A-Za-z0-9_ ]{0,20}(?:phone|mobile|tel|msisdn|cell)[A-Za-z0-9_ ]{0,20}["']?[ \t]*(?:[,;\t|][^\n]*)?\r?\n(?:[^\n]*?[,;\t|])??[ \t]*["']?(\+?\(?\+?\d[\d ().\-]{6,20}\d)["']?[ \t]*(?:[,;\t|\r]|$)"#,
         Some(phone_labelled),
     ));
     rules

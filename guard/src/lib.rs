@@ -191,7 +191,9 @@ impl Engine {
                     let b = m.as_str().as_bytes();
                     let quoted =
                         b.len() > 2 && matches!(b[0], b'"' | b'\'') && b[b.len() - 1] == b[0];
-                    let q = usize::from(quoted);
+                    // JSON inside a JSON string: `\"value\"`.
+                    let escaped = b.len() > 4 && b.starts_with(b"\\\"") && b.ends_with(b"\\\"");
+                    let q = if escaped { 2 } else { usize::from(quoted) };
                     found.push((
                         i,
                         Finding {

@@ -11,19 +11,20 @@ use crate::validate::placeholder;
 use crate::{Reach, Rule};
 
 /// A value: quoted (the quotes are not part of the finding) or a run without blanks. A
-/// single-quoted value may hold the shell's `'\''` and PowerShell's `''` for a quote.
+/// single-quoted value may hold the shell's `'\''` and PowerShell's `''` for a quote;
+/// JSON inside a JSON string quotes with `\"`.
 /// Unbounded: a counted repetition of a Unicode class compiles to a large automaton,
 /// and a line bounds the value anyway.
-const V: &str = r#"(?P<value>'(?:[^'\n]|'\\''|'')+'|"[^"\n]+"|[^\s'"<](?:[^\s<]*[^\s'"<])?)"#;
+const V: &str = r#"(?P<value>\\"(?:[^"\\\n]|\\[^"\n])+\\"|'(?:[^'\n]|'\\''|'')+'|"[^"\n]+"|[^\s'"<\\](?:[^\s<]*[^\s'"<\\])?)"#;
 
 /// A quoted value only: an argument of a call.
-const Q: &str = r#"(?P<value>'(?:[^'\n]|'\\''|'')+'|"[^"\n]+")"#;
+const Q: &str = r#"(?P<value>\\"(?:[^"\\\n]|\\[^"\n])+\\"|'(?:[^'\n]|'\\''|'')+'|"[^"\n]+")"#;
 
 /// What assigns a value to a name: `=`, `=>`, `:=`, `:`, `?=`, or a type annotation and
 /// `=` (`password: String = …`, `DB_PASSWORD: &str = …`, `pass string = …`). Up to two
 /// closing characters may end the name (`['password'] = …`), and C's `[]`, VB's
 /// `As String =` and a fallback (`process.env.DB_PASSWORD || "…"`) count too.
-const ASSIGN: &str = r#"(?:\[\])?["'\x60\]]{0,2}(?:\s+string)?(?:[ \t]*:[ \t]*&?(?:'static[ \t]+)?[A-Za-z_][A-Za-z0-9_:.]*(?:<[^>\n]{0,40}>)?\??[ \t]*=|[ \t]+as[ \t]+(?-u:\w)+[ \t]*=|[ \t]*(?:=>?|:=|:|\?=|<-|：|\|\||\?\?))[ \t]*"#;
+const ASSIGN: &str = r#"(?:\[\])?(?:\\?["'\x60\]]){0,2}(?:\s+string)?(?:[ \t]*:[ \t]*&?(?:'static[ \t]+)?[A-Za-z_][A-Za-z0-9_:.]*(?:<[^>\n]{0,40}>)?\??[ \t]*=|[ \t]+as[ \t]+(?-u:\w)+[ \t]*=|[ \t]*(?:=>?|:=|:|\?=|<-|：|\|\||\?\?))[ \t]*"#;
 
 /// Password flags of tools, by the tool: (prefilter keywords, regex with `{V}`).
 const FLAGS: &[(&[&str], &str)] = &[
@@ -617,8 +618,14 @@ fn assigned(value: &str, name: &str) -> bool {
         && plain
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b));
+    // `PWD=/app`, `OLDPWD=~`: the shell's working directory; `"pwd": "…"` is a password.
+    let cwd = matches!(
+        identifier_words(name).as_slice(),
+        [w] if w == "pwd" || w == "oldpwd"
+    ) && plain.starts_with(['/', '~', '.']);
     password_name(name)
         && chosen(value)
+        && !cwd
         && !sealed
         && !method
         && !structure
@@ -882,7 +889,9 @@ fn secret_assigned(raw: &str, name: &str) -> bool {
 
 fn unquote(v: &str) -> &str {
     let b = v.as_bytes();
-    if b.len() >= 2 && (b[0] == b'"' || b[0] == b'\'') && b[b.len() - 1] == b[0] {
+    if b.len() >= 4 && v.starts_with("\\\"") && v.ends_with("\\\"") {
+        &v[2..v.len() - 2]
+    } else if b.len() >= 2 && (b[0] == b'"' || b[0] == b'\'') && b[b.len() - 1] == b[0] {
         &v[1..v.len() - 1]
     } else {
         v
@@ -890,8 +899,8 @@ fn unquote(v: &str) -> &str {
 }
 
 /// `DB_PASSWORD`, `smtpPass`, `spring.datasource.password`, `ADMIN_PWD`: the last word
-/// says password. Not `PWD` alone (the shell's working directory), nor a name about a
-/// password (`password_hash`, `PASSWORD_RESET_TTL`, `password_min_length`).
+/// says password (`PWD` too: [`assigned`] tells the shell's directory apart), not a name
+/// about a password (`password_hash`, `PASSWORD_RESET_TTL`, `password_min_length`).
 fn password_name(name: &str) -> bool {
     let lower = name.to_lowercase();
     if FOREIGN.iter().any(|w| lower.ends_with(w)) {
@@ -900,7 +909,6 @@ fn password_name(name: &str) -> bool {
     let words = identifier_words(name);
     match words.as_slice() {
         [] => false,
-        [only] if only == "pwd" || only == "oldpwd" => false,
         [.., last] => {
             NAME_ENDINGS.contains(&last.as_str()) || WORD_ENDINGS.iter().any(|e| last.ends_with(e))
         }
@@ -1158,8 +1166,6 @@ mod tests {
             assert!(password_name(yes), "{yes}");
         }
         for no in [
-            "PWD",
-            "OLDPWD",
             "password_hash",
             "PASSWORD_RESET_TTL",
             "password_min_length",
@@ -1168,6 +1174,16 @@ mod tests {
             "PASSWORD_FILE",
         ] {
             assert!(!password_name(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn pwd_is_a_password_unless_it_holds_a_directory() {
+        assert!(assigned("\"Hx7!kLm2qq\"", "pwd"));
+        assert!(assigned("\\\"Hx7!kLm2qq\\\"", "pwd"));
+        for dir in ["/app", "~", "./build"] {
+            assert!(!assigned(dir, "PWD"), "{dir}");
+            assert!(!assigned(dir, "OLDPWD"), "{dir}");
         }
     }
 

@@ -1049,7 +1049,7 @@ pub(crate) fn all() -> Vec<Rule> {
         &["secret", "token", "key", "auth", "credential", "api", "access"],
         // Refuted: a Secrets Manager ARN names a secret (`…:123456789012:secret:name`),
         // and a `cache key` or `sort key` is no credential.
-        r#"(?i)(?P<refute_before>arn:aws[\w\-]*:[\w\-]+:[\w\-]*:\d{12}:|(?:cache|sort|partition|primary|foreign|object|idempotency|routing|lookup|public)[ ])?(?P<name>[\w.\-]{0,30}?(?:secret|token|api[_.\-]?key|apikey|(?-u:\b)key|auth|credentials?|access[_.\-]?(?:id|key))[\w.\-]{0,30}?)["'\x60]?(?:\s+string)?\s*(?:[:.]{0,3}=>?|:|=>|\|\|:|\?=|>\s*|\s+["'\x60])\s*["'\x60]?(?P<value>[A-Za-z0-9_\-+/=.~]{10,300})(?P<refute>["']\s+value\s*=|\(|[ \t]*=[^=])?"#,
+        r#"(?i)(?P<refute_before>arn:aws[\w\-]*:[\w\-]+:[\w\-]*:\d{12}:|(?:cache|sort|partition|primary|foreign|object|idempotency|routing|lookup|public)[ ])?(?P<name>[\w.\-]{0,30}?(?:secret|token|api[_.\-]?key|apikey|(?-u:\b)key|auth|credentials?|access[_.\-]?(?:id|key))[\w.\-]{0,30}?)\\?["'\x60]?(?:\s+string)?\s*(?:[:.]{0,3}=>?|:|=>|\|\|:|\?=|>\s*|\s+["'\x60])\s*\\?["'\x60]?(?P<value>[A-Za-z0-9_\-+/=.~]{10,300})(?P<refute>["']\s+value\s*=|\(|[ \t]*=[^=])?"#,
         Some(generic_not_uuid),
     ));
 

@@ -708,6 +708,11 @@ fn cases() -> Vec<Case> {
         v,
     ));
     c.push(miss("authorization-header", "Authorization: Bearer $TOKEN"));
+    // `ops:Qw7…4zX`: the password was masked before it was encoded.
+    c.push(miss(
+        "authorization-header",
+        "Authorization: Basic b3BzOlF3N+KApjR6WA==",
+    ));
 
     // Assignments.
     let v = synth("vendor", BASE62, 32);
@@ -737,6 +742,10 @@ fn cases() -> Vec<Case> {
         "Mv9!tQ2#wLx7",
     ));
     c.push(miss("generic-password", "password_for_db=changeme"));
+    c.push(miss(
+        "generic-password",
+        "password_for_db=pscale_tkn_Qw7…4zX",
+    ));
     // A name ending in password: any value a person chose, PINs and passphrases too.
     for (text, value) in [
         ("DB_PASSWORD=Mv9!tQ2#wLx7", "Mv9!tQ2#wLx7"),
@@ -1055,6 +1064,10 @@ fn cases() -> Vec<Case> {
         "4539 2716 0384 2153",
     ));
     c.push(miss("credit-card", "card 4539 2716 0384 2154 ok"));
+    c.push(miss(
+        "credit-card",
+        "4539271603842153:error:0909006C:PEM routines:get_name:no start line",
+    ));
     c.push(hit(
         "iban",
         "IBAN DE05 3705 0198 4730 2916 55.",

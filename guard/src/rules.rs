@@ -1068,7 +1068,9 @@ pub(crate) fn all() -> Vec<Rule> {
         "credit-card",
         "credit-card",
         &[],
-        r"(?:^|[^\w\-.])((?:\d[ \-]?){11,18}\d)(?:$|[^\w\-.])",
+        // A number that a colon and a word follow is a field's prefix, as OpenSSL's
+        // thread id before `:error:`, not a card.
+        r"(?:^|[^\w\-.])((?:\d[ \-]?){11,18}\d)(?:(?P<refute>:[A-Za-z])|$|[^\w\-.])",
         Some(card),
     ));
     rules.push(rule(
@@ -1203,6 +1205,21 @@ fn header_value(value: &str, _text: &str) -> bool {
     !crate::validate::placeholder(value)
         && value.bytes().any(|b| b.is_ascii_digit())
         && crate::validate::entropy(value) >= 2.8
+        && !masked_basic(value)
+}
+
+/// A Basic credential whose password was masked before it was encoded
+/// (`amRvZTpTSzNhMmTigKZkOGQ2` is `jdoe:SK3a2d…d8d6`): what is shown is not the secret.
+fn masked_basic(value: &str) -> bool {
+    use base64::Engine as _;
+    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(value) else {
+        return false;
+    };
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return false;
+    };
+    text.split_once(':')
+        .is_some_and(|(_, pass)| pass.contains('…') || pass.contains("***") || pass.contains("..."))
 }
 
 /// A value assigned to a vendor's name: random-looking, or a long numeric id/secret.
@@ -1220,6 +1237,10 @@ fn vendor_value(value: &str, name: &str) -> bool {
 /// A password may be short; it still must not be a placeholder.
 fn generic_or_short(value: &str, text: &str) -> bool {
     let v = value.trim_matches(|c| c == '"' || c == '\'');
+    // `pscale_tkn_Ngej…k8I6`: the middle left out, what is shown is not the secret.
+    if v.contains('…') || v.contains("...") {
+        return false;
+    }
     // `dbPassword:\n  secure: …`: the next key, not a value. A hundred base64
     // characters or more: a sealed or encrypted value (`password: AgBy3i4O…`).
     let blob = v.len() >= 100

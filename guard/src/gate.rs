@@ -222,7 +222,7 @@ mod tests {
             .into_iter()
             .filter(|r| r.keywords.is_empty())
             .collect();
-        assert_eq!(rules.len(), 7);
+        assert_eq!(rules.len(), 8);
         let alphabet = b"0123456789012345678901234567890123456789 -.()\t_aZGB:/+\n";
         let mut state: u64 = 0x2545_f491_4f6c_dd1d;
         let mut matched = 0;

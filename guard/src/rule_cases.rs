@@ -1089,6 +1089,16 @@ fn cases() -> Vec<Case> {
     ));
     c.push(miss("phone-international", "call +44 20 79"));
     c.push(hit(
+        "phone-international",
+        "from abroad 0049 30 12345678 only",
+        "0049 30 12345678",
+    ));
+    c.push(miss("phone-international", "stamp 0049 15 03 2024"));
+    c.push(miss(
+        "phone-international",
+        "G T82 TRAJ 0102 0000 0012 1002 9690",
+    ));
+    c.push(hit(
         "phone-mobile",
         "mobile 0532 481 27 09",
         "0532 481 27 09",

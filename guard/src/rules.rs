@@ -1094,6 +1094,16 @@ pub(crate) fn all() -> Vec<Rule> {
         r"(?:^|[^\w+(])(\(?\+[1-9]\d{0,2}\)?[ \-.]?(?:\(\d{1,4}\)[ \-.]?)?\d{1,4}(?:[ \-.]?\d{1,5}){1,4})(?-u:\b)",
         Some(phone),
     ));
+    // The same dialled with the international prefix 00 instead of `+`:
+    // `0049 30 12345678`, `00 33 1 23 45 67 89`; not the middle of a longer grouped
+    // number (`… TRAJ 0102 0000 0012 1002 9690`, an account's groups).
+    rules.push(rule(
+        "phone-international",
+        "phone",
+        &[],
+        &format!(r"(?m)(?:(?P<refute_before>{NOT_A_PHONE_BEFORE}|(?-u:\b)[A-Z0-9]{{4}} )|^|[^\w\-.:/+])(?P<value>00[ ]?[1-9]\d{{0,2}}[ \-.](?:\(0\)[ \-.]?)?\d{{1,4}}(?:[ \-.]\d{{1,8}}){{1,4}})(?:$|[^\w\-.:/])"),
+        Some(dialled_abroad),
+    ));
     rules.push(rule(
         "phone-mobile",
         "phone",
@@ -1126,7 +1136,7 @@ pub(crate) fn all() -> Vec<Rule> {
         "phone-national",
         "phone",
         &[],
-        r"(?m)(?:(?P<refute_before>(?-u:\b)[0-9A-Fa-f]{2} |(?-u:\b)[A-Z]{2}\d{2}(?: [A-Z0-9]{4})* |(?i:invoice|order|ticket|ref|reference|build|case|serial|part|tracking|account|acct|sku|batch|lot|id|no|version|v)[ \t:#.]*|#)|^|[^\w\-.:/+])(?P<value>0[1-9]\d{0,4}(?:[ \-.]\d{2,8}){1,4}|\((?:0\d{1,4}|[1-9]\d{1,3})\)[ \-]?\d{3,5}[ \-]?\d{4}|\(0?\d{2,4}\)[ \-]?\d{2,3}[ \-]\d{2}[ \-]\d{2}|8[ \-]?\(?\d{3}\)?[ \-]?\d{3}[ \-]\d{2}[ \-]\d{2}|1[ \-]\d{3}[ \-]\d{3}[ \-]\d{4}|[1-9]\d[ ]9\d{4}-\d{4})(?:(?P<refute> [0-9A-Fa-f]{2}(?:\s|$))|$|[^\w\-.:/])",
+        &format!(r"(?m)(?:(?P<refute_before>{NOT_A_PHONE_BEFORE})|^|[^\w\-.:/+])(?P<value>0[1-9]\d{{0,4}}(?:[ \-.]\d{{2,8}}){{1,4}}|\((?:0\d{{1,4}}|[1-9]\d{{1,3}})\)[ \-]?\d{{3,5}}[ \-]?\d{{4}}|\(0?\d{{2,4}}\)[ \-]?\d{{2,3}}[ \-]\d{{2}}[ \-]\d{{2}}|8[ \-]?\(?\d{{3}}\)?[ \-]?\d{{3}}[ \-]\d{{2}}[ \-]\d{{2}}|1[ \-]\d{{3}}[ \-]\d{{3}}[ \-]\d{{4}}|[1-9]\d[ ]9\d{{4}}-\d{{4}})(?:(?P<refute> [0-9A-Fa-f]{{2}}(?:\s|$))|$|[^\w\-.:/])"),
         Some(phone_national),
     ));
     // Last, so that a specific format wins: a number after a word that says it is one to call: any national format.
@@ -1138,7 +1148,7 @@ pub(crate) fn all() -> Vec<Rule> {
             "code to", "msisdn", "caller", "callee", "dial", "handy", "celular", "movil",
             "móvil", "reach me", "text me", "ring",
         ],
-        r#"(?i)(?:tel(?:ephone|efon|efone|efono|éfono)?|phone(?:[ _]?number)?|mobile|cell(?:phone|ular)?|celular|m[oó]vil|handy|fax|whatsapp(?: me)?(?: on)?|contact(?: number)?|call(?:ed|er|ee|ing)?(?:[ _]?(?:number|id|party|num))?(?: me| back)?(?: on| at)?|msisdn|dial(?:ed|led)?|sms|code to|reach me(?: on| at)?|text me(?: on| at)?|ring(?: me)?(?: on| at)?)[_A-Za-z]{0,12}(?:;[A-Za-z=,]{1,30})?["']?[ \t]*[:=]?[ \t]*["']?[ \t]*(\+?\(?\+?\d[\d ().\-/]{6,20}\d)"#,
+        r#"(?i)(?:tel(?:ephone|efon|efone|efono|éfono)?|phone(?:[ _]?number)?|mobile|cell(?:phone|ular)?|celular|m[oó]vil|handy|fax|whatsapp(?: me)?(?: on)?|contact(?: number)?|call(?:ed|er|ee|ing)?(?:[ _]?(?:number|id|party|num))?(?: me| back)?(?: on| at)?|msisdn|dial(?:ed|led)?|sms|code to|reach me(?: on| at)?|text me(?: on| at)?|ring(?: me)?(?: on| at)?)[_A-Za-z]{0,12}\.?(?:;[A-Za-z=,]{1,30})?["']?[ \t]*[:=]?[ \t]*["']?[ \t]*(\+?\(?\+?\d[\d ().\-/]{6,20}\d)"#,
         Some(phone_labelled),
     ));
     // A signature's or a card's short label at a line's start: `M: …`, `T. …`, `Mob: …`.
@@ -1159,6 +1169,11 @@ pub(crate) fn all() -> Vec<Rule> {
     ));
     rules
 }
+
+/// What, right before a run of digits, says it is no phone number: a two-hex-digit group
+/// (a hex dump), an IBAN's start (its account number follows), or a word that names
+/// another kind of number (`invoice`, `order`, `build`, `version`, `#`).
+const NOT_A_PHONE_BEFORE: &str = r"(?-u:\b)[0-9A-Fa-f]{2} |(?-u:\b)[A-Z]{2}\d{2}(?: [A-Z0-9]{4})* |(?i:invoice|order|ticket|ref|reference|build|case|serial|part|tracking|account|acct|sku|batch|lot|id|no|version|v)[ \t:#.]*|#";
 
 /// `etsy` -> `Etsy`.
 fn capitalise(name: &str) -> String {
@@ -1508,20 +1523,30 @@ fn phone_national(value: &str, text: &str) -> bool {
         .map(str::len)
         .filter(|n| *n > 0)
         .collect();
-    // `09 12 2024 15 30`, `01-2024-0042`: a date's day or month and a year.
-    let year = |g: &&str| g.len() == 4 && matches!(g.parse::<u32>(), Ok(1990..=2035));
-    let day = |g: &&str| g.len() == 2 && matches!(g.parse::<u32>(), Ok(1..=31));
+    (9..=12).contains(&digits)
+        && (dots == 0 || dots >= 4 || groups == [3, 3, 4])
+        && groups != [5, 4]
+        && not_a_date_or_ssn(value)
+        && phone(value, text)
+}
+
+/// A number dialled with the international prefix 00: a phone's length after it.
+fn dialled_abroad(value: &str, text: &str) -> bool {
+    let rest = value.trim_start_matches("00").trim_start();
+    phone(rest, text) && not_a_date_or_ssn(rest)
+}
+
+/// Neither a date (`09 12 2024 15 30`, `01-2024-0042`: a day or month and a year) nor
+/// an SSN's 3-2-4 groups.
+fn not_a_date_or_ssn(value: &str) -> bool {
     let parts: Vec<&str> = value
         .split([' ', '-', '.'])
         .filter(|p| !p.is_empty())
         .collect();
-    let date = parts.iter().any(year) && parts.iter().any(day);
-    (9..=12).contains(&digits)
-        && (dots == 0 || dots >= 4 || groups == [3, 3, 4])
-        && groups != [3, 2, 4]
-        && groups != [5, 4]
-        && !date
-        && phone(value, text)
+    let year = |g: &&str| g.len() == 4 && matches!(g.parse::<u32>(), Ok(1990..=2035));
+    let day = |g: &&str| g.len() == 2 && matches!(g.parse::<u32>(), Ok(1..=31));
+    let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
+    !(parts.iter().any(year) && parts.iter().any(day)) && lens != [3, 2, 4]
 }
 
 /// A labelled number: a phone's length, and not a date, a time or a version.

@@ -191,7 +191,8 @@ const NAME_ENDINGS: &[&str] = &[
 const WORD_ENDINGS: &[&str] = &["password", "passwd", "passphrase"];
 
 /// Other languages' words for password, as a name ends (`db_passwort`, `contraseña`,
-/// `mot_de_passe`, `пароль`): lower case.
+/// `mot_de_passe`, `пароль`), in lower case and, where the prefilter's ASCII case folding
+/// does not reach, capitalised: they are the rule's keywords too.
 const FOREIGN: &[&str] = &[
     "passwort",
     "kennwort",
@@ -213,9 +214,12 @@ const FOREIGN: &[&str] = &[
     "passord",
     "adgangskode",
     "şifre",
+    "Şifre",
     "sifre",
     "parola",
     "пароль",
+    "Пароль",
+    "ПАРОЛЬ",
     "密码",
     "密碼",
     "パスワード",
@@ -246,7 +250,7 @@ pub(crate) fn rules() -> Vec<Rule> {
     // The same in other languages: `passwort = …`, `"contraseña": …`, `пароль: …`.
     rules.push(rule(
         "password-assignment",
-        FOREIGN_KEYWORDS,
+        FOREIGN,
         &format!(
             r#"(?i)(?P<name>[A-Za-z0-9_.\-]{{0,60}}?(?:{})){ASSIGN}{V}"#,
             FOREIGN.join("|")
@@ -505,40 +509,6 @@ const SECRET_WORDS: &str = "secret|key|token|salt|cookie|dek|kek";
 /// What may turn a literal into the value: `[]byte("…")`, `Buffer.from("…")`.
 const WRAP: &str = r"\[\]byte\(|bytes\(|bytearray\(|Buffer\.from\(|(?:new[ \t]+)?String\(|str\(|(?:String|str)::from\(";
 
-/// Prefilter keywords of [`FOREIGN`]: as written and capitalised (the prefilter folds
-/// ASCII case only).
-const FOREIGN_KEYWORDS: &[&str] = &[
-    "passwort",
-    "kennwort",
-    "contrase",
-    "senha",
-    "de_passe",
-    "depasse",
-    "wachtwoord",
-    "hasło",
-    "haslo",
-    "heslo",
-    "jelsz",
-    "salasana",
-    "senord",
-    "passord",
-    "adgangskode",
-    "şifre",
-    "Şifre",
-    "sifre",
-    "parola",
-    "пароль",
-    "Пароль",
-    "ПАРОЛЬ",
-    "密码",
-    "密碼",
-    "パスワード",
-    "비밀번호",
-    "mật_khẩu",
-    "matkhau",
-    "kata_sandi",
-];
-
 fn rule(
     id: &'static str,
     keywords: &'static [&'static str],
@@ -565,6 +535,8 @@ pub(crate) fn cli_value(value: &str, _text: &str) -> bool {
 /// A value assigned to a name whose last word says password. After `auth` (`REDIS_AUTH`,
 /// but also `auth: ldap`), a plain lower-case word names a method, not a password.
 fn assigned(value: &str, name: &str) -> bool {
+    let words = identifier_words(name);
+    let last_word = words.last().map_or("", String::as_str);
     // After `auth`, a plain word names a method or a type (`ldap`, `oauth2`,
     // `allHosts`, `Authorization`), not a password: that needs a digit or a symbol and
     // more than lower case.
@@ -572,7 +544,7 @@ fn assigned(value: &str, name: &str) -> bool {
     let word = plain
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    let method = identifier_words(name).last().is_some_and(|w| w == "auth")
+    let method = last_word == "auth"
         && word
         && (!plain.bytes().any(|b| b.is_ascii_digit())
             || !plain.bytes().any(|b| b.is_ascii_uppercase()));
@@ -597,12 +569,10 @@ fn assigned(value: &str, name: &str) -> bool {
             .all(|o| ["true", "false", "yes", "no", "on", "off"].contains(&o));
     // `auth = ('user', 'password')`: a structure, not a value (the pair rule reads it).
     let structure = value.starts_with(['(', '[', '{']) && value.contains(['\'', '"', ',']);
-    let not_real = identifier_words(name).last().is_some_and(|w| w == "auth")
-        && crate::rules::names_no_secret(name);
+    let not_real = last_word == "auth" && crate::rules::names_no_secret(name);
     // `credentials: user:password`: a user and a password, or nothing.
-    let pair_name = identifier_words(name).last().is_some_and(|w| {
-        ["creds", "credential", "credentials", "userpass", "login"].contains(&w.as_str())
-    });
+    let pair_name =
+        ["creds", "credential", "credentials", "userpass", "login"].contains(&last_word);
     if pair_name {
         let v = unquote(value);
         return v.split_once(':').is_some_and(|(user, pass)| {
@@ -612,26 +582,36 @@ fn assigned(value: &str, name: &str) -> bool {
                 && chosen(pass)
         }) && !not_real;
     }
-    // `password: AgBy3i4O…` (700 characters): a sealed or encrypted value, not one a
-    // person types.
-    let sealed = plain.len() >= 100
-        && plain
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b));
     // `PWD=/app`, `OLDPWD=~`: the shell's working directory; `"pwd": "…"` is a password.
-    let cwd = matches!(
-        identifier_words(name).as_slice(),
-        [w] if w == "pwd" || w == "oldpwd"
-    ) && plain.starts_with(['/', '~', '.']);
+    let cwd = matches!(words.as_slice(), [w] if w == "pwd" || w == "oldpwd")
+        && plain.starts_with(['/', '~', '.']);
     password_name(name)
         && chosen(value)
         && !cwd
-        && !sealed
+        && !sealed_blob(plain)
         && !method
         && !structure
         && !not_real
         && !passed_on
         && !options
+}
+
+/// A hundred base64 characters or more (`password: AgBy3i4O…`, 700 characters): a
+/// sealed or encrypted value, not one a person types.
+pub(crate) fn sealed_blob(v: &str) -> bool {
+    v.len() >= 100
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
+}
+
+/// `sk-proj-hP8t…Mi7u`: the middle left out, what is shown is not the secret.
+pub(crate) fn elided(v: &str) -> bool {
+    v.contains('…') || v.contains("...")
+}
+
+/// Elided, or masked (`eyJhbGciOi***`): as good as left out.
+pub(crate) fn masked(v: &str) -> bool {
+    elided(v) || v.contains("***")
 }
 
 /// Letters, digits and `_`, in dotted parts: a variable or a field (`self.auth`).
@@ -1083,8 +1063,7 @@ pub(crate) fn reference(v: &str) -> bool {
 fn chosen(raw: &str) -> bool {
     let quoted = unquote(raw).len() != raw.len();
     let v = unquote(raw).trim();
-    // `sk-proj-hP8t…Mi7u`: the middle left out, what is shown is not the secret.
-    let elided = v.contains('…') || v.contains("...") || v.contains("***");
+
     // A stored hash: MySQL's `*` and 40 hex digits, PostgreSQL's `md5` and 32, SCRAM.
     let hex_after = |prefix: &str, len: usize| {
         v.strip_prefix(prefix)
@@ -1095,7 +1074,7 @@ fn chosen(raw: &str) -> bool {
     }
     // Unquoted, what follows a colon is the rest of an expression (`:EXP).expect(…)`).
     let rest = !quoted && v.starts_with(':');
-    if v.chars().count() < 4 || placeholder(v) || reference(v) || elided || rest {
+    if v.chars().count() < 4 || placeholder(v) || reference(v) || masked(v) || rest {
         return false;
     }
     // Another variable's name: `password: DB_PASSWORD`.

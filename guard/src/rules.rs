@@ -973,7 +973,7 @@ pub(crate) fn all() -> Vec<Rule> {
         (
             "openssl-raw-key",
             &["openssl"][..],
-            r"openssl\b[^\n|;&]*?\s-K[ \t]+(?P<value>[0-9A-Fa-f]{32,128})(?-u:\b)",
+            r"openssl(?-u:\b)[^\n|;&]*?\s-K[ \t]+(?P<value>[0-9A-Fa-f]{32,128})(?-u:\b)",
         ),
         (
             "kubeadm-token",
@@ -1145,10 +1145,11 @@ pub(crate) fn all() -> Vec<Rule> {
         "phone",
         &[
             "tel", "phone", "mobile", "cell", "fax", "whatsapp", "contact", "call", "sms",
-            "code to", "msisdn", "caller", "callee", "dial", "handy", "celular", "movil",
-            "móvil", "reach me", "text me", "ring",
+            "code to", "msisdn", "caller", "callee", "dial ", "dial:", "dialed", "dialled",
+            "handy", "celular", "movil", "móvil", "reach me", "text me", " ring ", "ring:",
+            "ring me", "ring on", "ring at",
         ],
-        r#"(?i)(?:tel(?:ephone|efon|efone|efono|éfono)?|phone(?:[ _]?number)?|mobile|cell(?:phone|ular)?|celular|m[oó]vil|handy|fax|whatsapp(?: me)?(?: on)?|contact(?: number)?|call(?:ed|er|ee|ing)?(?:[ _]?(?:number|id|party|num))?(?: me| back)?(?: on| at)?|msisdn|dial(?:ed|led)?|sms|code to|reach me(?: on| at)?|text me(?: on| at)?|ring(?: me)?(?: on| at)?)[_A-Za-z]{0,12}\.?(?:;[A-Za-z=,]{1,30})?["']?[ \t]*[:=]?[ \t]*["']?[ \t]*(\+?\(?\+?\d[\d ().\-/]{6,20}\d)"#,
+        r#"(?i)(?:tel(?:ephone|efon|efone|efono|éfono)?|phone(?:[ _]?number)?|mobile|cell(?:phone|ular)?|celular|m[oó]vil|handy|fax|whatsapp(?: me)?(?: on)?|contact(?: number)?|call(?:ed|er|ee|ing)?(?:[ _]?(?:number|id|party|num))?(?: me| back)?(?: on| at)?|msisdn|(?-u:\b)dial(?:ed|led)?|sms|code to|reach me(?: on| at)?|text me(?: on| at)?|(?-u:\b)ring(?: me)?(?: on| at)?)[_A-Za-z]{0,12}\.?(?:;[A-Za-z=,]{1,30})?["']?[ \t]*[:=]?[ \t]*["']?[ \t]*(\+?\(?\+?\d[\d ().\-/]{6,20}\d)"#,
         Some(phone_labelled),
     ));
     // A signature's or a card's short label at a line's start: `M: …`, `T. …`, `Mob: …`.
@@ -1234,7 +1235,7 @@ fn masked_basic(value: &str) -> bool {
         return false;
     };
     text.split_once(':')
-        .is_some_and(|(_, pass)| pass.contains('…') || pass.contains("***") || pass.contains("..."))
+        .is_some_and(|(_, pass)| crate::passwords::masked(pass))
 }
 
 /// A value assigned to a vendor's name: random-looking, or a long numeric id/secret.
@@ -1252,16 +1253,13 @@ fn vendor_value(value: &str, name: &str) -> bool {
 /// A password may be short; it still must not be a placeholder.
 fn generic_or_short(value: &str, text: &str) -> bool {
     let v = value.trim_matches(|c| c == '"' || c == '\'');
-    // `pscale_tkn_Ngej…k8I6`: the middle left out, what is shown is not the secret.
-    if v.contains('…') || v.contains("...") {
-        return false;
-    }
-    // `dbPassword:\n  secure: …`: the next key, not a value. A hundred base64
-    // characters or more: a sealed or encrypted value (`password: AgBy3i4O…`).
-    let blob = v.len() >= 100
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b));
-    if crate::passwords::reference(v) || v.ends_with(':') || blob {
+    // `pscale_tkn_Ngej…k8I6`: masked; `dbPassword:\n  secure: …`: the next key, not a
+    // value; `password: AgBy3i4O…`: sealed.
+    if crate::passwords::elided(v)
+        || crate::passwords::reference(v)
+        || v.ends_with(':')
+        || crate::passwords::sealed_blob(v)
+    {
         return false;
     }
     if v.len() >= 10 {
@@ -1518,31 +1516,32 @@ fn phone(value: &str, _text: &str) -> bool {
 fn phone_national(value: &str, text: &str) -> bool {
     let digits = value.bytes().filter(u8::is_ascii_digit).count();
     let dots = value.matches('.').count();
-    let groups: Vec<usize> = value
-        .split([' ', '-', '.'])
-        .map(str::len)
-        .filter(|n| *n > 0)
-        .collect();
+    let parts = digit_groups(value);
+    let groups: Vec<usize> = parts.iter().map(|p| p.len()).collect();
     (9..=12).contains(&digits)
         && (dots == 0 || dots >= 4 || groups == [3, 3, 4])
         && groups != [5, 4]
-        && not_a_date_or_ssn(value)
+        && not_a_date_or_ssn(&parts)
         && phone(value, text)
 }
 
 /// A number dialled with the international prefix 00: a phone's length after it.
 fn dialled_abroad(value: &str, text: &str) -> bool {
     let rest = value.trim_start_matches("00").trim_start();
-    phone(rest, text) && not_a_date_or_ssn(rest)
+    phone(rest, text) && not_a_date_or_ssn(&digit_groups(rest))
+}
+
+/// A number's groups, between its spaces, dashes and dots.
+fn digit_groups(value: &str) -> Vec<&str> {
+    value
+        .split([' ', '-', '.'])
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 /// Neither a date (`09 12 2024 15 30`, `01-2024-0042`: a day or month and a year) nor
 /// an SSN's 3-2-4 groups.
-fn not_a_date_or_ssn(value: &str) -> bool {
-    let parts: Vec<&str> = value
-        .split([' ', '-', '.'])
-        .filter(|p| !p.is_empty())
-        .collect();
+fn not_a_date_or_ssn(parts: &[&str]) -> bool {
     let year = |g: &&str| g.len() == 4 && matches!(g.parse::<u32>(), Ok(1990..=2035));
     let day = |g: &&str| g.len() == 2 && matches!(g.parse::<u32>(), Ok(1..=31));
     let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();

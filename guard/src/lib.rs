@@ -14,6 +14,7 @@ mod keywords;
 mod passwords;
 pub mod policy;
 mod rules;
+mod shape;
 pub mod stream;
 mod validate;
 
@@ -170,7 +171,24 @@ impl Engine {
         let mut found: Vec<(usize, Finding)> = Vec::new();
         for (i, rule) in self.rules.iter().enumerate() {
             for (ws, we) in &windows[i] {
-                for caps in rule.regex.captures_iter(&text[*ws..*we]) {
+                let window = &text[*ws..*we];
+                let mut at = 0;
+                while let Some(caps) = (at <= window.len())
+                    .then(|| rule.regex.captures_at(window, at))
+                    .flatten()
+                {
+                    let Some(whole) = caps.get(0) else {
+                        break;
+                    };
+                    let step = window[whole.end()..]
+                        .chars()
+                        .next()
+                        .map_or(1, char::len_utf8);
+                    at = if whole.is_empty() {
+                        whole.end() + step
+                    } else {
+                        whole.end()
+                    };
                     let value = caps.name("value").or_else(|| caps.get(1));
                     let Some(m) = value.or_else(|| caps.get(0)) else {
                         continue;
@@ -183,6 +201,15 @@ impl Engine {
                     if let Some(check) = rule.check {
                         let context = caps.name("name").map_or(text, |n| n.as_str());
                         if !check(m.as_str(), context) {
+                            // A refused value may be the name of the next match
+                            // (`token = process.env.TOKEN ?? "…"`): that match, when
+                            // one starts right there, is read next.
+                            let next = (m.start() > whole.start())
+                                .then(|| rule.regex.find_at(window, m.start()))
+                                .flatten();
+                            if next.is_some_and(|n| n.start() == m.start()) {
+                                at = m.start();
+                            }
                             continue;
                         }
                     }

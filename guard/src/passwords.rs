@@ -72,7 +72,7 @@ const FLAGS: &[(&[&str], &str)] = &[
     ),
     (
         &["lftp"],
-        r#"lftp(?-u:\b)[^\n|;&]*?\s-u[ \t]+['"]?[^,\s'"]+,{V}"#,
+        r#"lftp(?-u:\b)(?:[^\n|;&'"]|"[^"\n]*"|'[^'\n]*')*?\s-u[ \t]+['"]?[^,\s'"]+,{V}"#,
     ),
     (
         &["net use"],
@@ -134,7 +134,7 @@ const STDIN: [&str; 2] = [
 ];
 
 /// SQL that sets a password: `IDENTIFIED BY '…'`, `WITH PASSWORD '…'`, `PASSWORD '…'`.
-const SQL: &str = r"(?i)(?:identified[ \t]+(?:with[ \t]+(?-u:\w)+[ \t]+)?by|password)[ \t]+{Q}";
+const SQL: &str = r"(?i)(?:(?:identified[ \t]+(?:with[ \t]+(?-u:\w)+[ \t]+)?by|password)[ \t]+|set[ \t]+password(?:[ \t]+for[ \t]+[^\s=]{1,120})?[ \t]*=[ \t]*){Q}";
 
 /// A config directive whose name says password and whose one value ends the line:
 /// `requirepass …`, `masterauth …`, `bindpw …`, `rootpw …`, `enable secret …`,
@@ -143,9 +143,13 @@ const SQL: &str = r"(?i)(?:identified[ \t]+(?:with[ \t]+(?-u:\w)+[ \t]+)?by|pass
 /// bare word after `password` is prose (`password changed`).
 const DIRECTIVE: &str = r"(?im)(?:^|[ \t])(?P<name>(?:[A-Za-z][A-Za-z0-9_.\-]{0,40}?)?(?:passw(?:or)?d|pass|pwd|pw|auth|secret|key-string|pre-shared-key|psk|passphrase))(?:[ \t]+0)?[ \t]+{V}[ \t]*$";
 
-/// Prose: `the password is …`, `password was …`.
-const PROSE: &str =
-    r"(?i)(?P<name>passw(?:or)?d|passphrase|pin|passcode)[ \t]+(?:is|was|=)[ \t]*:?[ \t]*{V}";
+/// OpenWrt's uci: `option key '…'` under a wireless interface, `option password '…'`.
+const UCI_OPTION: &str = r"(?m)^[ \t]*option[ \t]+(?P<name>key|password|psk|sae_password|auth_secret|passphrase)[ \t]+{V}";
+
+/// Prose: `the password is …`, `password was …`, `passphrase (LUKS): …`, `password for
+/// the office: …`, `[sudo] password for ops: …`, `pw for the shared account → …`, `the
+/// root pass is …`.
+const PROSE: &str = r"(?i)(?P<name>passw(?:or)?d|passphrase|pin|passcode|pass|pw)(?:(?:[ \t]+\([^)\n]{1,30}\))?[ \t]+(?:for|of|to)(?:[ \t]+[^\s:→]{1,30}){1,5}?[ \t]*(?::|=|→|->|=>|[ \t]is|[ \t]was)|[ \t]+\([^)\n]{1,30}\)[ \t]*:|[ \t]+(?:is|was|=)[ \t]*:?|[ \t]*(?:→|->|=>))[ \t]*{V}";
 
 /// `PIN: 4821`, `sim_pin=4821`, `pin code 4821`, `passcode: 220719`.
 const PIN: &str = r#"(?im)(?:^|[^A-Za-z0-9])(?P<name>(?:[A-Za-z][A-Za-z0-9_.\-]{0,30}?[_.\- ])?(?:pin(?:[ _\-]?code)?|passcode))["']?[ \t]*(?:[:=]|is)?[ \t]*["']?(?P<value>\d{4,8})(?:$|[^A-Za-z0-9_.\-:/])"#;
@@ -162,7 +166,7 @@ const SET: &str = r"(?:configure|config|secret|variable)[ \t]+set[ \t]+(?P<name>
 
 /// A call that takes a user, then a password: `HTTPBasicAuth('u', 'p')`,
 /// `smtp.login("u", "p")`, `new NetworkCredential("u", "p")`, `req.SetBasicAuth("u", "p")`.
-const CREDENTIAL_CALL: &str = r#"(?i)[A-Za-z_][A-Za-z0-9_.]{0,60}?(?:auth|authentication|login|logon|signin|credentials?)\s*\(\s*(?:[A-Za-z_][A-Za-z0-9_.]*\s*,\s*)?(?P<name>'[^'\n]{1,64}'|"[^"\n]{1,64}")\s*,\s*{Q}"#;
+const CREDENTIAL_CALL: &str = r#"(?i)[A-Za-z_][A-Za-z0-9_.]{0,60}?(?:auth|authentication|login|logon|signin|credentials?)\s*\(\s*(?:(?:[A-Za-z_][A-Za-z0-9_.]*|'[^'\n]{0,64}'|"[^"\n]{0,64}")\s*,\s*)?(?P<name>'[^'\n]{1,64}'|"[^"\n]{1,64}")\s*,\s*{Q}"#;
 
 /// A user and a password as a pair: `auth=('u', 'p')`, `:basic_auth => ['u', 'p']`.
 const CREDENTIAL_PAIR: &str = r#"(?i)[A-Za-z0-9_.]{0,40}?(?:auth|credentials?|creds|login)["']?\s*(?:=>?|:)\s*[(\[]\s*(?P<name>'[^'\n]{1,64}'|"[^"\n]{1,64}")\s*,\s*{Q}"#;
@@ -227,6 +231,22 @@ const FOREIGN: &[&str] = &[
     "mật_khẩu",
     "matkhau",
     "kata_sandi",
+    "kata_laluan",
+    "كلمة_المرور",
+    "كلمة المرور",
+    "كلمة_السر",
+    "رمز_عبور",
+    "گذرواژه",
+    "پاس_ورڈ",
+    "पासवर्ड",
+    "পাসওয়ার্ড",
+    "รหัสผ่าน",
+    "סיסמה",
+    "סיסמא",
+    "κωδικός",
+    "neno_siri",
+    "nenosiri",
+    "neno_la_siri",
 ];
 
 pub(crate) fn rules() -> Vec<Rule> {
@@ -324,9 +344,19 @@ pub(crate) fn rules() -> Vec<Rule> {
             "pin is",
             "pin was",
             "passcode",
+            "pass is",
+            "pass was",
+            "pw for",
+            "pw is",
         ],
         &PROSE.replace("{V}", V),
         looks_assigned,
+    ));
+    rules.push(rule(
+        "password-directive",
+        &["option"],
+        &UCI_OPTION.replace("{V}", V),
+        cli_value,
     ));
     rules.push(rule(
         "pin",
@@ -683,9 +713,51 @@ fn looks_assigned(value: &str, name: &str) -> bool {
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
     // `pass \`--lib\``: the next flag, code in backticks, or a psql variable (`:'pw'`).
     let flag = v.starts_with(['-', '`', ':']);
+    let password = ["pass", "passwd", "password", "pwd", "pw", "passphrase"]
+        .iter()
+        .any(|w| lower.ends_with(w));
     says && chosen(value)
         && !flag
-        && ((letters && others && v.chars().count() >= 6 && !identifier) || pin)
+        && ((letters && others && v.chars().count() >= 6 && !identifier)
+            || pin
+            || (password && passphrase(v)))
+}
+
+/// Words made into a passphrase: three or more words of three letters or more, joined
+/// by one separator (`cotton-papaya-drift`, `apple.lagoon.horse.jasmine22`) or written
+/// in capitals (`SilverReefOnyxForest`). The last word may end in digits. Words of a
+/// sentence joined by hyphens (`deprecated-use-token-instead`) are not one.
+fn passphrase(v: &str) -> bool {
+    const GRAMMAR: &[&str] = &[
+        "the", "and", "for", "use", "not", "with", "instead", "from", "this", "that", "only",
+        "see", "are", "was", "has", "have", "per", "via", "into", "your", "our", "its", "all",
+        "any", "can", "will", "must", "should", "when", "then", "than",
+    ];
+    let word = |w: &str, last: bool| {
+        let letters = if last {
+            w.trim_end_matches(|c: char| c.is_ascii_digit())
+        } else {
+            w
+        };
+        (3..=12).contains(&letters.len())
+            && letters.bytes().all(|b| b.is_ascii_alphabetic())
+            && !GRAMMAR.contains(&letters.to_ascii_lowercase().as_str())
+    };
+    let joined = ['-', '.', '_'].iter().any(|sep| {
+        let words: Vec<&str> = v.split(*sep).collect();
+        words.len() >= 3
+            && words
+                .iter()
+                .enumerate()
+                .all(|(i, w)| word(w, i + 1 == words.len()))
+    });
+    let capitals = v.bytes().filter(u8::is_ascii_uppercase).count();
+    let camel = capitals >= 3
+        && v.starts_with(|c: char| c.is_ascii_uppercase())
+        && v.split(|c: char| c.is_ascii_uppercase())
+            .skip(1)
+            .all(|w| (2..=11).contains(&w.len()) && w.bytes().all(|b| b.is_ascii_lowercase()));
+    joined || camel
 }
 
 /// A PIN's name: its last word says pin, pincode or passcode (`sim_pin`, `PIN code`),
@@ -822,7 +894,10 @@ fn secret_assigned(raw: &str, name: &str) -> bool {
     // `C.degree)[0:2]`: the tail of an expression, its brackets unbalanced (a quoted
     // value is whatever the quotes hold).
     let quoted = unquote(raw).len() != raw.len();
+    // A generated key (Django's alphabet has brackets) is long and has no member access.
+    let generated = v.chars().count() >= 32 && !v.contains('.');
     let unbalanced = !quoted
+        && !generated
         && (v.matches('(').count() != v.matches(')').count()
             || v.matches('[').count() != v.matches(']').count());
     if header || unbalanced {
@@ -903,7 +978,8 @@ pub(crate) fn reference(v: &str) -> bool {
     let lower = v.trim().to_ascii_lowercase();
     let prefixed = [
         "$", "{", "<", "[", "//", "./", "~/", "@/", "@./", "@~/", "/run/", "/etc/", "/var/",
-        "/tmp/", "file:", "env:", "vault:", "secret:", "arn:", "ref+", "op://", "***", "###",
+        "/tmp/", "/dev/", "file:", "env:", "vault:", "secret:", "arn:", "ref+", "op://", "***",
+        "###",
     ]
     .iter()
     .any(|p| lower.starts_with(p));
@@ -963,12 +1039,13 @@ pub(crate) fn reference(v: &str) -> bool {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
     });
-    let call = lower.find(['(', '[']).is_some_and(|at| {
-        at > 0
-            && lower[..at]
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_.:&*@!".contains(&b))
-    });
+    let call = !generated_key(&lower)
+        && lower.find(['(', '[']).is_some_and(|at| {
+            at > 0
+                && lower[..at]
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.:&*@!".contains(&b))
+        });
     // Code, not a value: a path (`mio::Token(0)`, `Self::auth(c)?`), an expression in
     // brackets (`(&priv_key).into()`), a borrowed type (`&EncryptedPrivateKeyInfo`) or a
     // type (`impl AsRef`).
@@ -976,7 +1053,19 @@ pub(crate) fn reference(v: &str) -> bool {
         || lower.starts_with("(&")
         || lower.starts_with("(*")
         || lower.starts_with("&") && lower[1..].starts_with(|c: char| c.is_ascii_alphabetic())
-        || lower == "impl";
+        || lower == "impl"
+        || lower.starts_with("*mut")
+        || lower.starts_with("*const")
+        // A variable named after a password: `self.password = master_user_password`.
+        || (lower.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && lower.contains('_')
+            && ["password", "passwd", "pwd", "pass"]
+                .iter()
+                .any(|w| lower.split('_').any(|part| part == *w)));
+    // Manual-page markup left in text: `locked\&.`, `age\fR`, `isn\*(Aqt`.
+    let troff = ["\\&", "\\f", "\\*(", "\\("]
+        .iter()
+        .any(|m| lower.contains(m));
     // A file by its relative path: `tests/trybuild/main-01-basic.rs`.
     let file = lower.contains('/')
         && lower.rsplit_once('.').is_some_and(|(stem, ext)| {
@@ -1000,6 +1089,7 @@ pub(crate) fn reference(v: &str) -> bool {
     // A file or directory: `/home/ops`, `/srv/app/config` (two path segments or more).
     let path = lower.starts_with('/')
         && lower[1..].contains('/')
+        && !lower.contains("//")
         && lower.split('/').skip(1).all(|seg| {
             seg.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
@@ -1056,6 +1146,38 @@ pub(crate) fn reference(v: &str) -> bool {
         || template_path
         || word
         || lower.starts_with("xxxx")
+        || troff
+        || stand_in_name(&lower)
+        || expansion_tail(&lower)
+}
+
+/// A key drawn at random from letters, digits and symbols (Django's `SECRET_KEY`): long,
+/// no member access, no quotes, no spaces, many symbols.
+pub(crate) fn generated_key(v: &str) -> bool {
+    let symbols = v.bytes().filter(|b| !b.is_ascii_alphanumeric()).count();
+    v.len() >= 32
+        && symbols >= 4
+        && !v.contains(['.', '"', '\'', ' '])
+        && crate::validate::entropy(v) >= 4.0
+}
+
+/// A name between markers that a template or a build step replaces: `@@DB_PASS@@`,
+/// `__API_TOKEN__`, `%%SECRET%%`.
+fn stand_in_name(v: &str) -> bool {
+    ["@@", "__", "%%"].iter().any(|m| {
+        v.len() > 2 * m.len()
+            && v.starts_with(m)
+            && v.ends_with(m)
+            && v[m.len()..v.len() - m.len()]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    })
+}
+
+/// The rest of a shell expansion after its name: `?missing}` of `${PASS:?missing}`,
+/// `-default}` of `${PASS:-default}`.
+fn expansion_tail(v: &str) -> bool {
+    v.ends_with('}') && !v.contains('{') && matches!(v.as_bytes()[0], b'?' | b'-' | b'+' | b'=')
 }
 
 /// Whether a value is one a person chose ([`reference`] says what it is not), and not

@@ -156,6 +156,9 @@ fn cases() -> Vec<Case> {
         ("supabase-secret-key", "sb_secret_", BASE62, 24),
         ("twitter-bearer-token", "AAAAAAAAAAAAAAAAAAAAA", BASE62, 30),
         ("google-oauth-access-token", "ya29.", BASE64_URL, 30),
+        ("figma-token", "figd_", BASE62, 40),
+        ("tencent-secret-id", "AKID", BASE62, 32),
+        ("contentful-pat", "CFPAT-", BASE62, 43),
     ] {
         c.extend(prefixed(rule, prefix, alphabet, len));
     }
@@ -1075,6 +1078,18 @@ fn cases() -> Vec<Case> {
     ));
     c.push(miss("iban", "IBAN DE06 3705 0198 4730 2916 55."));
     c.push(hit("us-ssn", "SSN 412-67-3098", "412-67-3098"));
+    c.push(hit(
+        "us-ssn-labelled",
+        "Applicant SSN: 412673098",
+        "412673098",
+    ));
+    c.push(miss("us-ssn-labelled", "Applicant SSN: 912673098"));
+    c.push(hit(
+        "password-shaped",
+        "net user ops Hx7!kLm2qq /add",
+        "Hx7!kLm2qq",
+    ));
+    c.push(miss("password-shaped", "user guide: PKCS#8-encoded Key1"));
     c.push(miss("us-ssn", "SSN 912-67-3098"));
     c.push(hit("us-ssn", "SSN 412.67.3098", "412.67.3098"));
     c.push(hit(

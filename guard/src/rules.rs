@@ -73,6 +73,24 @@ const PREFIXED: &[(&str, &str, &[&str], &str)] = &[
         r"(?-u:\b)((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})(?-u:\b)",
     ),
     (
+        "figma-token",
+        "api-key",
+        &["figd_"],
+        r"(?-u:\b)(figd_[A-Za-z0-9_\-]{40,})",
+    ),
+    (
+        "contentful-pat",
+        "api-key",
+        &["cfpat-"],
+        r"(?-u:\b)(CFPAT-[A-Za-z0-9_\-]{43})(?:[^A-Za-z0-9_\-]|$)",
+    ),
+    (
+        "tencent-secret-id",
+        "api-key",
+        &["akid"],
+        r"(?-u:\b)(AKID[A-Za-z0-9]{32})(?-u:\b)",
+    ),
+    (
         "aws-bedrock-key",
         "api-key",
         &["absk"],
@@ -1087,6 +1105,14 @@ pub(crate) fn all() -> Vec<Rule> {
         r"(?:^|[^\w\-.:/])(\d{3}[\- ]\d{2}[\- ]?\d{4}|\d{3}[\- ]?\d{2}[\- ]\d{4}|\d{3}\.\d{2}\.\d{4})(?:$|[^\w\-.:/])",
         Some(ssn),
     ));
+    // A bare nine-digit SSN after a label that says so: `SSN: 400053592`.
+    rules.push(rule(
+        "us-ssn-labelled",
+        "us-ssn",
+        &["ssn", "social security"],
+        r"(?i)(?:(?-u:\b)ssn|social[ \t]+security(?:[ \t]+(?:number|no\.?|num|#))?)[ \t]*[:#=]?[ \t]*(\d{9})(?-u:\b)",
+        Some(ssn),
+    ));
     rules.push(rule(
         "phone-international",
         "phone",
@@ -1168,6 +1194,8 @@ pub(crate) fn all() -> Vec<Rule> {
         r#"(?im)^(?:[^\n]*[,;\t|])?[ \t"']*[A-Za-z0-9_ ]{0,20}(?:phone|mobile|tel|msisdn|cell)[A-Za-z0-9_ ]{0,20}["']?[ \t]*(?:[,;\t|][^\n]*)?\r?\n(?:[^\n]*?[,;\t|])??[ \t]*["']?(\+?\(?\+?\d[\d ().\-]{6,20}\d)["']?[ \t]*(?:[,;\t|\r]|$)"#,
         Some(phone_labelled),
     ));
+    // Last: a password known by its shape alone, where no rule above knows the place.
+    rules.push(crate::shape::rule());
     rules
 }
 
@@ -1294,7 +1322,11 @@ fn generic_not_uuid(value: &str, name: &str) -> bool {
     let uuid = value.len() == 36
         && value.split('-').map(str::len).eq([8, 4, 4, 4, 12])
         && value.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit());
-    !uuid && !encoded_json(value) && !public_value(value) && generic(value, name)
+    !uuid
+        && !encoded_json(value)
+        && !public_value(value)
+        && !crate::passwords::reference(value)
+        && generic(value, name)
 }
 
 /// A value that is public by design or plain data in base64 ([`public_value`],

@@ -269,9 +269,25 @@ pub fn email(value: &str, text: &str) -> bool {
         || [".example", ".test", ".invalid", ".localhost", ".local"]
             .iter()
             .any(|t| domain.ends_with(t));
+    // `postgresql@15-main.service`: an instance of a systemd unit.
+    let unit = [
+        ".service",
+        ".socket",
+        ".timer",
+        ".mount",
+        ".target",
+        ".slice",
+        ".path",
+        ".device",
+        ".scope",
+        ".swap",
+        ".automount",
+    ]
+    .iter()
+    .any(|t| domain.ends_with(t));
     // `git@github.com:org/repo` is a remote, not an address.
     let remote = local == "git" && text.contains(&format!("{value}:"));
-    !reserved && !remote
+    !reserved && !remote && !unit
 }
 
 /// Values that stand in for a secret rather than being one.

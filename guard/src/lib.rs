@@ -14,9 +14,11 @@ mod keywords;
 mod passwords;
 pub mod policy;
 mod rules;
+mod secrets;
 mod shape;
 pub mod stream;
 mod validate;
+mod values;
 
 use regex::Regex;
 

@@ -7,7 +7,8 @@
 use regex::Regex;
 
 use crate::rules::identifier_words;
-use crate::validate::placeholder;
+use crate::secrets::secret_assigned;
+use crate::values::{chosen, passphrase, sealed_blob, unquote};
 use crate::{Reach, Rule};
 
 /// A value: quoted (the quotes are not part of the finding) or a run without blanks. A
@@ -15,16 +16,17 @@ use crate::{Reach, Rule};
 /// JSON inside a JSON string quotes with `\"`.
 /// Unbounded: a counted repetition of a Unicode class compiles to a large automaton,
 /// and a line bounds the value anyway.
-const V: &str = r#"(?P<value>\\"(?:[^"\\\n]|\\[^"\n])+\\"|'(?:[^'\n]|'\\''|'')+'|"[^"\n]+"|[^\s'"<\\](?:[^\s<]*[^\s'"<\\])?)"#;
+pub(crate) const V: &str = r#"(?P<value>\\"(?:[^"\\\n]|\\[^"\n])+\\"|'(?:[^'\n]|'\\''|'')+'|"[^"\n]+"|[^\s'"<\\](?:[^\s<]*[^\s'"<\\])?)"#;
 
 /// A quoted value only: an argument of a call.
-const Q: &str = r#"(?P<value>\\"(?:[^"\\\n]|\\[^"\n])+\\"|'(?:[^'\n]|'\\''|'')+'|"[^"\n]+")"#;
+pub(crate) const Q: &str =
+    r#"(?P<value>\\"(?:[^"\\\n]|\\[^"\n])+\\"|'(?:[^'\n]|'\\''|'')+'|"[^"\n]+")"#;
 
 /// What assigns a value to a name: `=`, `=>`, `:=`, `:`, `?=`, or a type annotation and
 /// `=` (`password: String = …`, `DB_PASSWORD: &str = …`, `pass string = …`). Up to two
 /// closing characters may end the name (`['password'] = …`), and C's `[]`, VB's
 /// `As String =` and a fallback (`process.env.DB_PASSWORD || "…"`) count too.
-const ASSIGN: &str = r#"(?:\[\])?(?:\\?["'\x60\]]){0,2}(?:\s+string)?(?:[ \t]*:[ \t]*&?(?:'static[ \t]+)?[A-Za-z_][A-Za-z0-9_:.]*(?:<[^>\n]{0,40}>)?\??[ \t]*=|[ \t]+as[ \t]+(?-u:\w)+[ \t]*=|[ \t]*(?:=>?|:=|:|\?=|<-|：|\|\||\?\?))[ \t]*"#;
+pub(crate) const ASSIGN: &str = r#"(?:\[\])?(?:\\?["'\x60\]]){0,2}(?:\s+string)?(?:[ \t]*:[ \t]*&?(?:'static[ \t]+)?[A-Za-z_][A-Za-z0-9_:.]*(?:<[^>\n]{0,40}>)?\??[ \t]*=|[ \t]+as[ \t]+(?-u:\w)+[ \t]*=|[ \t]*(?:=>?|:=|:|\?=|<-|：|\|\||\?\?))[ \t]*"#;
 
 /// Password flags of tools, by the tool: (prefilter keywords, regex with `{V}`).
 const FLAGS: &[(&[&str], &str)] = &[
@@ -177,7 +179,7 @@ const CREDENTIAL_PAIR: &str = r#"(?i)[A-Za-z0-9_.]{0,40}?(?:auth|credentials?|cr
 const CONNECTION_CALL: &str = r#"(?i)(?:sequelize|getconnection|mysqli|pdo|[A-Za-z0-9_.]*connect)\s*\(\s*(?:'[^'\n]{0,200}'|"[^"\n]{0,200}"|[A-Za-z_][A-Za-z0-9_.]*)\s*,\s*(?P<name>'[^'\n]{1,64}'|"[^"\n]{1,64}"|[A-Za-z_][A-Za-z0-9_.]*)\s*,\s*{Q}"#;
 
 /// `- name: NAME` and, on the next line, `value: …`.
-const ENV_ENTRY: &str = r#"(?m)-[ \t]*name:[ \t]*["']?(?P<name>[A-Za-z_][A-Za-z0-9_]*)["']?[ \t]*\r?\n[ \t]*value:[ \t]*{V}"#;
+pub(crate) const ENV_ENTRY: &str = r#"(?m)-[ \t]*name:[ \t]*["']?(?P<name>[A-Za-z_][A-Za-z0-9_]*)["']?[ \t]*\r?\n[ \t]*value:[ \t]*{V}"#;
 
 /// Names whose last word says the value is a password.
 const NAME_ENDINGS: &[&str] = &[
@@ -459,87 +461,10 @@ pub(crate) fn rules() -> Vec<Rule> {
     rules
 }
 
-/// Secrets assigned to a name that says so, after the generic rules (which keep what
-/// they find): `SECRET_KEY = '…'`, `hmac_key = "…"`, `APP_KEY=base64:…`, a random value
-/// of any characters.
-pub(crate) fn secret_rules() -> Vec<Rule> {
-    let secret = |id, keywords, re: &str, check| Rule {
-        kind: "generic-secret",
-        ..rule(id, keywords, re, check)
-    };
-    vec![
-        secret(
-            "secret-assignment",
-            &["secret", "key", "token", "salt", "cookie", "dek", "kek"],
-            &format!(r#"(?i)(?P<name>[A-Za-z0-9_.\-]{{0,60}}?(?:{SECRET_WORDS})){ASSIGN}{V}"#),
-            secret_assigned,
-        ),
-        // The literal turned into bytes: `hmacKey = []byte("…")`, `Buffer.from('…')`.
-        secret(
-            "secret-assignment",
-            &["secret", "key", "token", "salt"],
-            &format!(
-                r#"(?i)(?P<name>[A-Za-z0-9_.\-]{{0,60}}?(?:{SECRET_WORDS})){ASSIGN}(?:{WRAP}){Q}"#
-            ),
-            secret_assigned,
-        ),
-        // A setter or a constructor given the value: `.setApiKey("…")`,
-        // `new SecretKeySpec("…".getBytes(), "AES")`, `WithToken("…")`.
-        secret(
-            "secret-assignment",
-            &["secret", "key", "token", "salt", "cookie"],
-            &format!(
-                r#"(?i)(?P<name>(?:[A-Za-z_][A-Za-z0-9_.]{{0,60}}?)?(?:{SECRET_WORDS}|keyspec))[ \t]*\([ \t]*(?:{WRAP})?{Q}"#
-            ),
-            secret_assigned,
-        ),
-        // Any flag whose name says secret, token or key: `--token …`, `-setcookie …`.
-        secret(
-            "secret-flag",
-            &["secret", "token", "key", "salt", "cookie"],
-            &format!(
-                r#"(?m)(?:^|\s)--?(?P<name>(?:[A-Za-z][A-Za-z0-9_\-]{{0,40}}?)?(?:{SECRET_WORDS}))(?:=|[ \t]+){V}"#
-            ),
-            secret_flag,
-        ),
-        // A cookie jar's line: domain, flag, path, secure, expiry, name, value.
-        secret(
-            "session-cookie",
-            &["\ttrue\t", "\tfalse\t"],
-            r"(?m)^(?:#HttpOnly_)?[A-Za-z0-9_.\-]+\t(?:TRUE|FALSE)\t[^\t\n]*\t(?:TRUE|FALSE)\t\d+\t(?P<name>[^\t\n]+)\t(?P<value>[^\t\n]{16,})$",
-            jar_cookie,
-        ),
-        // A name and a value as a call's arguments: `os.Setenv("API_TOKEN", "…")`,
-        // `System.setProperty("LINEAR_TOKEN", "…")`, `config.set('hmac_key', '…')`.
-        Rule {
-            kind: "generic-secret",
-            ..rule(
-                "secret-assignment",
-                &["secret", "key", "token", "salt"],
-                r#"(?i)['"](?P<name>[A-Za-z0-9_.\-]{0,60}?(?:secret|key|token|salt))['"][ \t]*,[ \t]*(?P<value>'[^'\n]{1,300}'|"[^"\n]{1,300}")"#,
-                secret_assigned,
-            )
-        },
-        Rule {
-            kind: "generic-secret",
-            ..rule(
-                "env-entry",
-                &["name:"],
-                &ENV_ENTRY.replace("{V}", V),
-                secret_assigned,
-            )
-        },
-    ]
-}
-
-/// Names' last words that say secret (`cookie` as Erlang's and RabbitMQ's, `dek` and
-/// `kek` as data and key encryption keys).
-const SECRET_WORDS: &str = "secret|key|token|salt|cookie|dek|kek";
-
 /// What may turn a literal into the value: `[]byte("…")`, `Buffer.from("…")`.
-const WRAP: &str = r"\[\]byte\(|bytes\(|bytearray\(|Buffer\.from\(|(?:new[ \t]+)?String\(|str\(|(?:String|str)::from\(";
+pub(crate) const WRAP: &str = r"\[\]byte\(|bytes\(|bytearray\(|Buffer\.from\(|(?:new[ \t]+)?String\(|str\(|(?:String|str)::from\(";
 
-fn rule(
+pub(crate) fn rule(
     id: &'static str,
     keywords: &'static [&'static str],
     re: &str,
@@ -626,24 +551,6 @@ fn assigned(value: &str, name: &str) -> bool {
         && !options
 }
 
-/// A hundred base64 characters or more (`password: AgBy3i4O…`, 700 characters): a
-/// sealed or encrypted value, not one a person types.
-pub(crate) fn sealed_blob(v: &str) -> bool {
-    v.len() >= 100
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
-}
-
-/// `sk-proj-hP8t…Mi7u`: the middle left out, what is shown is not the secret.
-pub(crate) fn elided(v: &str) -> bool {
-    v.contains('…') || v.contains("...")
-}
-
-/// Elided, or masked (`eyJhbGciOi***`): as good as left out.
-pub(crate) fn masked(v: &str) -> bool {
-    elided(v) || v.contains("***")
-}
-
 /// Letters, digits and `_`, in dotted parts: a variable or a field (`self.auth`).
 fn word_or_path(v: &str) -> bool {
     !v.is_empty()
@@ -723,43 +630,6 @@ fn looks_assigned(value: &str, name: &str) -> bool {
             || (password && passphrase(v)))
 }
 
-/// Words made into a passphrase: three or more words of three letters or more, joined
-/// by one separator (`cotton-papaya-drift`, `apple.lagoon.horse.jasmine22`) or written
-/// in capitals (`SilverReefOnyxForest`). The last word may end in digits. Words of a
-/// sentence joined by hyphens (`deprecated-use-token-instead`) are not one.
-fn passphrase(v: &str) -> bool {
-    const GRAMMAR: &[&str] = &[
-        "the", "and", "for", "use", "not", "with", "instead", "from", "this", "that", "only",
-        "see", "are", "was", "has", "have", "per", "via", "into", "your", "our", "its", "all",
-        "any", "can", "will", "must", "should", "when", "then", "than",
-    ];
-    let word = |w: &str, last: bool| {
-        let letters = if last {
-            w.trim_end_matches(|c: char| c.is_ascii_digit())
-        } else {
-            w
-        };
-        (3..=12).contains(&letters.len())
-            && letters.bytes().all(|b| b.is_ascii_alphabetic())
-            && !GRAMMAR.contains(&letters.to_ascii_lowercase().as_str())
-    };
-    let joined = ['-', '.', '_'].iter().any(|sep| {
-        let words: Vec<&str> = v.split(*sep).collect();
-        words.len() >= 3
-            && words
-                .iter()
-                .enumerate()
-                .all(|(i, w)| word(w, i + 1 == words.len()))
-    });
-    let capitals = v.bytes().filter(u8::is_ascii_uppercase).count();
-    let camel = capitals >= 3
-        && v.starts_with(|c: char| c.is_ascii_uppercase())
-        && v.split(|c: char| c.is_ascii_uppercase())
-            .skip(1)
-            .all(|w| (2..=11).contains(&w.len()) && w.bytes().all(|b| b.is_ascii_lowercase()));
-    joined || camel
-}
-
 /// A PIN's name: its last word says pin, pincode or passcode (`sim_pin`, `PIN code`),
 /// not a word that ends in those letters (`spin`).
 fn pin_name(_value: &str, name: &str) -> bool {
@@ -781,21 +651,6 @@ fn pin_value(value: &str, name: &str) -> bool {
     !step(1) && !step(-1) && !step(0) && pin_name(value, name)
 }
 
-/// A random value after a flag whose name says secret, token or key; not the next flag.
-fn secret_flag(value: &str, name: &str) -> bool {
-    !value.starts_with('-') && secret_assigned(value, name)
-}
-
-/// A cookie jar's session cookie: a name that says session, auth or token, and a
-/// random value.
-fn jar_cookie(value: &str, name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    ["sess", "sid", "auth", "token", "jwt", "remember", "login"]
-        .iter()
-        .any(|w| lower.contains(w))
-        && crate::rules::cookie_value(value, name)
-}
-
 /// A value after a flag whose name says password; not the next flag (`--no-password -h`).
 fn flag_assigned(value: &str, name: &str) -> bool {
     !value.starts_with('-') && assigned(value, name)
@@ -810,147 +665,6 @@ fn call_password(value: &str, user: &str) -> bool {
         && !v.contains("://")
         && !v.starts_with('/')
         && !v.eq_ignore_ascii_case(unquote(user))
-}
-
-/// A random value assigned to a name whose last word says secret, key, token or salt,
-/// unless the name's first word says what kind of non-secret key it is (`cache_key`).
-fn secret_assigned(raw: &str, name: &str) -> bool {
-    const NOT_SECRET: &[&str] = &[
-        "cache",
-        "sort",
-        "partition",
-        "primary",
-        "foreign",
-        "public",
-        "object",
-        "s3",
-        "lookup",
-        "routing",
-        "idempotency",
-        "dedup",
-        "row",
-        "map",
-        "hash",
-        "group",
-        "shard",
-        "next",
-        "page",
-        "continuation",
-        "pagination",
-        "cursor",
-        "csrf",
-        "ssh",
-        "gpg",
-        "pgp",
-        "host",
-        "fingerprint",
-        "registry",
-        "license",
-        "bucket",
-        "table",
-        "dict",
-        "item",
-    ];
-    let words = identifier_words(name);
-    let Some(last) = words.last() else {
-        return false;
-    };
-    // `new SecretKeySpec(…)`: the key's material.
-    let key_spec = words.len() >= 2 && last == "spec" && words[words.len() - 2] == "key";
-    // A salt is secret whatever kind of hash it seasons (`hash_salt`).
-    let salt = last == "salt";
-    let says = key_spec
-        || [
-            "secret",
-            "key",
-            "token",
-            "salt",
-            "cookie",
-            "dek",
-            "kek",
-            "apitoken",
-            "authtoken",
-            "accesstoken",
-            "apisecret",
-            "clientsecret",
-            "secretkey",
-            "apikey",
-            "signingkey",
-            "creds",
-            "credential",
-            "credentials",
-        ]
-        .contains(&last.as_str());
-    if !says
-        || (!salt && words.iter().any(|w| NOT_SECRET.contains(&w.as_str())))
-        || crate::rules::names_no_secret(name)
-    {
-        return false;
-    }
-    // A cookie header is the session-cookie rule's to read, cookie by cookie.
-    let header = matches!(name.to_ascii_lowercase().as_str(), "cookie" | "set-cookie");
-    // A list's or a statement's separator is not part of the value.
-    let v = unquote(raw).trim().trim_end_matches([',', ';']);
-    // `C.degree)[0:2]`: the tail of an expression, its brackets unbalanced (a quoted
-    // value is whatever the quotes hold).
-    let quoted = unquote(raw).len() != raw.len();
-    // A generated key (Django's alphabet has brackets) is long and has no member access.
-    let generated = v.chars().count() >= 32 && !v.contains('.');
-    let unbalanced = !quoted
-        && !generated
-        && (v.matches('(').count() != v.matches(')').count()
-            || v.matches('[').count() != v.matches(']').count());
-    if header || unbalanced {
-        return false;
-    }
-    if !chosen(raw) || v.contains("://") || v.contains(char::is_whitespace) {
-        return false;
-    }
-    let classes = [
-        v.bytes().any(|b| b.is_ascii_lowercase()),
-        v.bytes().any(|b| b.is_ascii_uppercase()),
-        v.bytes().any(|b| b.is_ascii_digit()),
-        v.bytes().any(|b| !b.is_ascii_alphanumeric()),
-    ]
-    .iter()
-    .filter(|c| **c)
-    .count();
-    // Shorter than a generated key, a secret is one a person chose (`secret = Hx7!kLm2`,
-    // `wifi key: …`): it mixes letters, digits and symbols.
-    let length = v.chars().count();
-    let symbol = v.bytes().any(|b| !b.is_ascii_alphanumeric());
-    let digit = v.bytes().any(|b| b.is_ascii_digit());
-    if length < 8 || (length < 16 && (classes < 3 || !symbol || !digit)) {
-        return false;
-    }
-    // Words joined by separators read as an identifier, not a key.
-    let identifier = v.split(['_', '.', '-', '/', ':']).all(|w| {
-        w.len() <= 12
-            && w.bytes().all(|b| b.is_ascii_alphanumeric())
-            && w.bytes().filter(u8::is_ascii_digit).count() <= 2
-    }) || (v.len() < 32 && v.bytes().all(|b| b.is_ascii_alphabetic()))
-        // `InspectionDataKey.AFTER_RESULT_SELECTOR`: words of letters only, however long.
-        || v.split(['_', '.', '-', '/', ':'])
-            .all(|w| w.bytes().all(|b| b.is_ascii_alphabetic()));
-    let uuid = v.len() == 36 && v.split('-').map(str::len).eq([8, 4, 4, 4, 12]);
-    let least_entropy = if length < 16 { 2.8 } else { 3.2 };
-    classes >= 2
-        && !identifier
-        && !uuid
-        && crate::validate::entropy(v) >= least_entropy
-        && crate::validate::not_placeholder(v, "")
-        && !crate::rules::public_or_data(v)
-}
-
-fn unquote(v: &str) -> &str {
-    let b = v.as_bytes();
-    if b.len() >= 4 && v.starts_with("\\\"") && v.ends_with("\\\"") {
-        &v[2..v.len() - 2]
-    } else if b.len() >= 2 && (b[0] == b'"' || b[0] == b'\'') && b[b.len() - 1] == b[0] {
-        &v[1..v.len() - 1]
-    } else {
-        v
-    }
 }
 
 /// `DB_PASSWORD`, `smtpPass`, `spring.datasource.password`, `ADMIN_PWD`: the last word
@@ -968,282 +682,6 @@ fn password_name(name: &str) -> bool {
             NAME_ENDINGS.contains(&last.as_str()) || WORD_ENDINGS.iter().any(|e| last.ends_with(e))
         }
     }
-}
-
-/// Whether a value refers to a secret kept elsewhere, or stands for none: `$VAR`,
-/// `%VAR%`, `{{ .Values.x }}`, `.Values.auth.password`, `<your-password>`, `!vault`,
-/// `(hidden)`, `[secure]`, a mask (`********`), a stored hash (`$2b$…`), a file, or a
-/// word such as `true`, `null`, `stdin`, `YES`.
-pub(crate) fn reference(v: &str) -> bool {
-    let lower = v.trim().to_ascii_lowercase();
-    let prefixed = [
-        "$", "{", "<", "[", "//", "./", "~/", "@/", "@./", "@~/", "/run/", "/etc/", "/var/",
-        "/tmp/", "/dev/", "file:", "env:", "vault:", "secret:", "arn:", "ref+", "op://", "***",
-        "###",
-    ]
-    .iter()
-    .any(|p| lower.starts_with(p));
-    // `%DB_PASS%` (not `%E6%9D…`, which is URL encoding), and YAML tags (`!vault |`).
-    let batch_var = lower.len() > 2
-        && lower.starts_with('%')
-        && lower.ends_with('%')
-        && lower[1..lower.len() - 1]
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    let tag = lower.starts_with('!')
-        && lower[1..].split_whitespace().next().is_some_and(|t| {
-            t.is_empty() || t.bytes().all(|b| b.is_ascii_alphabetic() || b == b'!')
-        })
-        && (lower.len() < 12 || lower.contains(' '));
-    // `(hidden)`, `(sensitive value)`: a word in parentheses stands for a value.
-    let parenthesised = lower.starts_with('(')
-        && lower[1..]
-            .trim_end_matches(')')
-            .bytes()
-            .all(|b| b.is_ascii_alphabetic() || b == b' ');
-    // A reference in HCL or code: `var.db_password`, `local.creds.pw`, and calls or
-    // lookups: `File.read(…)`, `os.environ["KEY"]`.
-    const ROOTS: &[&str] = &[
-        "var",
-        "local",
-        "locals",
-        "module",
-        "data",
-        "each",
-        "self",
-        "path",
-        "terraform",
-        "count",
-        "env",
-        "process",
-        "os",
-        "config",
-        "settings",
-        "values",
-        "secrets",
-        "vars",
-        "inputs",
-        "needs",
-        "steps",
-        "matrix",
-        "github",
-        "params",
-        "props",
-        "this",
-        "args",
-    ];
-    let code_path = lower.split_once('.').is_some_and(|(root, rest)| {
-        ROOTS.contains(&root)
-            && !rest.is_empty()
-            && rest
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
-    });
-    let call = !generated_key(&lower)
-        && lower.find(['(', '[']).is_some_and(|at| {
-            at > 0
-                && lower[..at]
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_.:&*@!".contains(&b))
-        });
-    // Code, not a value: a path (`mio::Token(0)`, `Self::auth(c)?`), an expression in
-    // brackets (`(&priv_key).into()`), a borrowed type (`&EncryptedPrivateKeyInfo`) or a
-    // type (`impl AsRef`).
-    let code = lower.contains("::")
-        || lower.starts_with("(&")
-        || lower.starts_with("(*")
-        || lower.starts_with("&") && lower[1..].starts_with(|c: char| c.is_ascii_alphabetic())
-        || lower == "impl"
-        || lower.starts_with("*mut")
-        || lower.starts_with("*const")
-        // A variable named after a password: `self.password = master_user_password`.
-        || (lower.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-            && lower.contains('_')
-            && ["password", "passwd", "pwd", "pass"]
-                .iter()
-                .any(|w| lower.split('_').any(|part| part == *w)));
-    // Manual-page markup left in text: `locked\&.`, `age\fR`, `isn\*(Aqt`.
-    let troff = ["\\&", "\\f", "\\*(", "\\("]
-        .iter()
-        .any(|m| lower.contains(m));
-    // A file by its relative path: `tests/trybuild/main-01-basic.rs`.
-    let file = lower.contains('/')
-        && lower.rsplit_once('.').is_some_and(|(stem, ext)| {
-            !stem.is_empty()
-                && (1..=4).contains(&ext.len())
-                && ext.bytes().all(|b| b.is_ascii_lowercase())
-        })
-        && lower
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/_.-".contains(&b));
-    // Interpolation: `f"{auth}:{password}"`, `"#{pw}"`, `"${user}"`.
-    let interpolated = lower.find('{').is_some_and(|at| {
-        lower[at + 1..].find('}').is_some_and(|end| {
-            let inner = &lower[at + 1..at + 1 + end];
-            !inner.is_empty()
-                && inner
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_.[]'\"".contains(&b))
-        })
-    });
-    // A file or directory: `/home/ops`, `/srv/app/config` (two path segments or more).
-    let path = lower.starts_with('/')
-        && lower[1..].contains('/')
-        && !lower.contains("//")
-        && lower.split('/').skip(1).all(|seg| {
-            seg.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-        });
-    // A template's path to a value: `.Values.auth.password`.
-    let template_path = lower.starts_with('.')
-        && lower.len() > 1
-        && lower[1..]
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
-    let bare = lower.trim_end_matches([')', ',', ';', '.', ']']);
-    let word = [
-        "stdin",
-        "prompt",
-        "required",
-        "optional",
-        "yes",
-        "no",
-        "on",
-        "off",
-        "enabled",
-        "disabled",
-        "unset",
-        "secret",
-        "hidden",
-        "masked",
-        "sensitive",
-        "files",
-        "compat",
-        "string",
-        "bool",
-        "bytes",
-        "none",
-        "float",
-        "dict",
-        "list",
-        "optional",
-        "any",
-        "pass",
-        "passwd",
-        "password",
-    ]
-    .contains(&bare);
-    prefixed
-        || code
-        || file
-        || interpolated
-        || path
-        || batch_var
-        || tag
-        || code_path
-        || call
-        || parenthesised
-        || template_path
-        || word
-        || lower.starts_with("xxxx")
-        || troff
-        || stand_in_name(&lower)
-        || expansion_tail(&lower)
-}
-
-/// A key drawn at random from letters, digits and symbols (Django's `SECRET_KEY`): long,
-/// no member access, no quotes, no spaces, many symbols.
-pub(crate) fn generated_key(v: &str) -> bool {
-    let symbols = v.bytes().filter(|b| !b.is_ascii_alphanumeric()).count();
-    v.len() >= 32
-        && symbols >= 4
-        && !v.contains(['.', '"', '\'', ' '])
-        && crate::validate::entropy(v) >= 4.0
-}
-
-/// A name between markers that a template or a build step replaces: `@@DB_PASS@@`,
-/// `__API_TOKEN__`, `%%SECRET%%`.
-fn stand_in_name(v: &str) -> bool {
-    ["@@", "__", "%%"].iter().any(|m| {
-        v.len() > 2 * m.len()
-            && v.starts_with(m)
-            && v.ends_with(m)
-            && v[m.len()..v.len() - m.len()]
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    })
-}
-
-/// The rest of a shell expansion after its name: `?missing}` of `${PASS:?missing}`,
-/// `-default}` of `${PASS:-default}`.
-fn expansion_tail(v: &str) -> bool {
-    v.ends_with('}') && !v.contains('{') && matches!(v.as_bytes()[0], b'?' | b'-' | b'+' | b'=')
-}
-
-/// Whether a value is one a person chose ([`reference`] says what it is not), and not
-/// the name of another variable (`DB_PASSWORD`) or a sentence.
-fn chosen(raw: &str) -> bool {
-    let quoted = unquote(raw).len() != raw.len();
-    let v = unquote(raw).trim();
-
-    // A stored hash: MySQL's `*` and 40 hex digits, PostgreSQL's `md5` and 32, SCRAM.
-    let hex_after = |prefix: &str, len: usize| {
-        v.strip_prefix(prefix)
-            .is_some_and(|rest| rest.len() == len && rest.bytes().all(|b| b.is_ascii_hexdigit()))
-    };
-    if hex_after("*", 40) || hex_after("md5", 32) || v.starts_with("SCRAM-SHA-256$") {
-        return false;
-    }
-    // Unquoted, what follows a colon is the rest of an expression (`:EXP).expect(…)`).
-    let rest = !quoted && v.starts_with(':');
-    if v.chars().count() < 4 || placeholder(v) || reference(v) || masked(v) || rest {
-        return false;
-    }
-    // Another variable's name: `password: DB_PASSWORD`.
-    // `new-password`, `your_password`, `MyPassword`: words that stand for a password.
-    const STAND_IN: &[&str] = &[
-        "new",
-        "old",
-        "my",
-        "your",
-        "the",
-        "a",
-        "some",
-        "strong",
-        "secure",
-        "secret",
-        "password",
-        "passwd",
-        "pass",
-        "pwd",
-        "passphrase",
-        "here",
-        "default",
-        "dummy",
-        "example",
-        "test",
-        "changeme",
-        "change",
-        "me",
-        "user",
-        "admin",
-    ];
-    let words = identifier_words(v);
-    let stand_in = words.len() >= 2
-        && words.iter().all(|w| STAND_IN.contains(&w.as_str()))
-        && words
-            .iter()
-            .any(|w| ["password", "passwd", "pass", "pwd", "passphrase"].contains(&w.as_str()));
-    if stand_in {
-        return false;
-    }
-    let upper_ident = v.len() > 3
-        && v.bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-        && v.contains('_');
-    // A sentence, not a value: `password is required` (a quoted one may be a passphrase).
-    let prose = !quoted && v.split_whitespace().count() > 1;
-    !upper_ident && !prose && !v.chars().all(|c| c == v.chars().next().unwrap_or(' '))
 }
 
 #[cfg(test)]
@@ -1285,59 +723,6 @@ mod tests {
         for dir in ["/app", "~", "./build"] {
             assert!(!assigned(dir, "PWD"), "{dir}");
             assert!(!assigned(dir, "OLDPWD"), "{dir}");
-        }
-    }
-
-    #[test]
-    fn chosen_values_pass_and_references_do_not() {
-        for yes in [
-            "1108",
-            "Tulip2",
-            "ferry-bakery-zipper-orange",
-            "Say\"Monkey\"56",
-            "Ουρανός-paddle50",
-            "S3cret!",
-            "'paper morning marsh season'",
-            "violin.green.hazel.buffalo.frost",
-            "!nd!g0r4v3n502.",
-            "*6oJkTzhHTpAfMj",
-            "%E6%9D%B1Marsh72%23",
-            "@WDo_VX#3G4J",
-        ] {
-            assert!(chosen(yes), "{yes}");
-        }
-        for no in [
-            "${DB_PASSWORD}",
-            "%ADMIN_PWD%",
-            "{{ .Values.password }}",
-            ".Values.auth.password",
-            "<your-password>",
-            "!vault",
-            "!vault |",
-            "********",
-            "$2b$12$abcdefghijk",
-            "true",
-            "YES)",
-            "null",
-            "stdin",
-            "DB_PASSWORD",
-            "/run/secrets/db",
-            "/home/ops",
-            "files",
-            "mio::Token(0);",
-            "(&priv_key).into();",
-            "@/run/pw.txt",
-            "(hidden)",
-            "(sensitive value)",
-            "[secure]",
-            "var.db_password",
-            "File.read(ENV.fetch('K'))",
-            "os.environ[\"KEY\"]",
-            "sk-proj-hP8t…Mi7u",
-            "abc",
-            "is required here",
-        ] {
-            assert!(!chosen(no), "{no}");
         }
     }
 }

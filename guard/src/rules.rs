@@ -1071,7 +1071,7 @@ pub(crate) fn all() -> Vec<Rule> {
         Some(generic_not_uuid),
     ));
 
-    rules.extend(crate::passwords::secret_rules());
+    rules.extend(crate::secrets::rules());
 
     // Personal data.
     rules.push(rule(
@@ -1263,7 +1263,7 @@ fn masked_basic(value: &str) -> bool {
         return false;
     };
     text.split_once(':')
-        .is_some_and(|(_, pass)| crate::passwords::masked(pass))
+        .is_some_and(|(_, pass)| crate::values::masked(pass))
 }
 
 /// A value assigned to a vendor's name: random-looking, or a long numeric id/secret.
@@ -1283,10 +1283,10 @@ fn generic_or_short(value: &str, text: &str) -> bool {
     let v = value.trim_matches(|c| c == '"' || c == '\'');
     // `pscale_tkn_Ngej…k8I6`: masked; `dbPassword:\n  secure: …`: the next key, not a
     // value; `password: AgBy3i4O…`: sealed.
-    if crate::passwords::elided(v)
-        || crate::passwords::reference(v)
+    if crate::values::elided(v)
+        || crate::values::reference(v)
         || v.ends_with(':')
-        || crate::passwords::sealed_blob(v)
+        || crate::values::sealed_blob(v)
     {
         return false;
     }
@@ -1325,7 +1325,7 @@ fn generic_not_uuid(value: &str, name: &str) -> bool {
     !uuid
         && !encoded_json(value)
         && !public_value(value)
-        && !crate::passwords::reference(value)
+        && !crate::values::reference(value)
         && generic(value, name)
 }
 

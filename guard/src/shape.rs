@@ -11,8 +11,8 @@
 
 use regex::Regex;
 
-use crate::passwords::{masked, reference};
 use crate::validate::{entropy, placeholder};
+use crate::values::{masked, reference};
 use crate::{Reach, Rule};
 
 /// The symbols password policies ask for and that code rarely puts inside a word.

@@ -231,3 +231,15 @@ fn national_phone_numbers_have_one_trunk_zero() {
     check("call 030 1234 5678", &[("phone", "030 1234 5678")]);
     check("HR12 001 0051 8630 0016 A", &[]);
 }
+
+/// A value a check refuses may be the name of the next match: the search goes on from
+/// there instead of past it.
+#[test]
+fn a_refused_value_may_name_the_next_value() {
+    check(
+        r#"const token = process.env.BOT_TOKEN ?? "q8Zr2Lk5Vx9Wm3Np7Tb4Yc6Hd1Fg0Js";"#,
+        &[("generic-secret", "q8Zr2Lk5Vx9Wm3Np7Tb4Yc6Hd1Fg0Js")],
+    );
+    // A refused value that names nothing stays refused.
+    check("token = process.env.BOT_TOKEN", &[]);
+}

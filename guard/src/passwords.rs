@@ -76,6 +76,11 @@ const FLAGS: &[(&[&str], &str)] = &[
         &["lftp"],
         r#"lftp(?-u:\b)(?:[^\n|;&'"]|"[^"\n]*"|'[^'\n]*')*?\s-u[ \t]+['"]?[^,\s'"]+,{V}"#,
     ),
+    (&["vmrun"], r"vmrun(?-u:\b)[^\n]*?\s-gp[ \t]+{V}"),
+    (
+        &["ejabberdctl"],
+        r"ejabberdctl[ \t]+(?:register|change_password)[ \t]+\S+[ \t]+\S+[ \t]+{V}",
+    ),
     (
         &["net use"],
         r"(?i)net\s+use\s+(?:[a-z]:\s+)?\\\\\S+\s+(?P<value>[^\s/]\S{0,199})\s+/user:",
@@ -143,7 +148,7 @@ const SQL: &str = r"(?i)(?:(?:identified[ \t]+(?:with[ \t]+(?-u:\w)+[ \t]+)?by|p
 /// `username admin password 0 …`, `key-string …`, `pre-shared-key …`; and the same
 /// words in a command (`nmcli … password …`). The value must look like a password: a
 /// bare word after `password` is prose (`password changed`).
-const DIRECTIVE: &str = r"(?im)(?:^|[ \t])(?P<name>(?:[A-Za-z][A-Za-z0-9_.\-]{0,40}?)?(?:passw(?:or)?d|pass|pwd|pw|auth|secret|key-string|pre-shared-key|psk|passphrase))(?:[ \t]+0)?[ \t]+{V}[ \t]*$";
+const DIRECTIVE: &str = r"(?im)(?:^|[ \t])(?P<name>(?:[A-Za-z][A-Za-z0-9_.\-]{0,40}?)?(?:passw(?:or)?d|pass|pwd|pw|auth|secret|key-string|pre-shared-key|psk|passphrase))(?:[ \t]+(?:0|irreversible-cipher|cipher|simple|plain))?[ \t]+{V}[ \t]*$";
 
 /// OpenWrt's uci: `option key '…'` under a wireless interface, `option password '…'`.
 const UCI_OPTION: &str = r"(?m)^[ \t]*option[ \t]+(?P<name>key|password|psk|sae_password|auth_secret|passphrase)[ \t]+{V}";
@@ -151,7 +156,7 @@ const UCI_OPTION: &str = r"(?m)^[ \t]*option[ \t]+(?P<name>key|password|psk|sae_
 /// Prose: `the password is …`, `password was …`, `passphrase (LUKS): …`, `password for
 /// the office: …`, `[sudo] password for ops: …`, `pw for the shared account → …`, `the
 /// root pass is …`.
-const PROSE: &str = r"(?i)(?P<name>passw(?:or)?d|passphrase|pin|passcode|pass|pw)(?:(?:[ \t]+\([^)\n]{1,30}\))?[ \t]+(?:for|of|to)(?:[ \t]+[^\s:→]{1,30}){1,5}?[ \t]*(?::|=|→|->|=>|[ \t]is|[ \t]was)|[ \t]+\([^)\n]{1,30}\)[ \t]*:|[ \t]+(?:is|was|=)[ \t]*:?|[ \t]*(?:→|->|=>))[ \t]*{V}";
+const PROSE: &str = r"(?i)(?P<name>passw(?:or)?d|passphrase|pin|passcode|pass|pw)(?:(?:[ \t]+\([^)\n]{1,30}\))?[ \t]+(?:for|of|to|on|at)(?:[ \t]+[^\s:→]{1,30}){1,5}?[ \t]*(?::|=|→|->|=>|[ \t]is|[ \t]was)|[ \t]+\([^)\n]{1,30}\)[ \t]*:|[ \t]+(?:is|was|=)[ \t]*:?|[ \t]*(?:→|->|=>))[ \t]*(?:<code>|<b>|<strong>)?{V}";
 
 /// `PIN: 4821`, `sim_pin=4821`, `pin code 4821`, `passcode: 220719`.
 const PIN: &str = r#"(?im)(?:^|[^A-Za-z0-9])(?P<name>(?:[A-Za-z][A-Za-z0-9_.\-]{0,30}?[_.\- ])?(?:pin(?:[ _\-]?code)?|passcode))["']?[ \t]*(?:[:=]|is)?[ \t]*["']?(?P<value>\d{4,8})(?:$|[^A-Za-z0-9_.\-:/])"#;
@@ -164,7 +169,7 @@ const XML_PARAM: &str = r#"(?i)name[ \t]*=[ \t]*["'](?P<name>[^"'\n]{0,40}?(?:pa
 
 /// A tool's `set NAME VALUE`: `aws configure set aws_secret_access_key …`,
 /// `gh secret set DB_PASSWORD --body …`.
-const SET: &str = r"(?:configure|config|secret|variable)[ \t]+set[ \t]+(?P<name>[A-Za-z0-9_.\-]{2,80})[ \t]+(?:(?:--body|-b)[ \t=]+)?{V}";
+const SET: &str = r"(?:configure|config|secret|variable)[ \t]+set[ \t]+(?:--?[a-z][a-z\-]{1,20}[ \t]+)*(?P<name>[A-Za-z0-9_.\-:]{2,80})[ \t]+(?:(?:--body|-b)[ \t=]+)?{V}";
 
 /// A call that takes a user, then a password: `HTTPBasicAuth('u', 'p')`,
 /// `smtp.login("u", "p")`, `new NetworkCredential("u", "p")`, `req.SetBasicAuth("u", "p")`.
@@ -176,7 +181,7 @@ const CREDENTIAL_PAIR: &str = r#"(?i)[A-Za-z0-9_.]{0,40}?(?:auth|credentials?|cr
 /// A database connection's third argument, after a database or host and a user:
 /// `new Sequelize('db', 'user', 'p')`, `DriverManager.getConnection(url, "u", "p")`,
 /// `mysqli_connect("h", "u", "p")`, `MySQLdb.connect("h", "u", "p", "db")`.
-const CONNECTION_CALL: &str = r#"(?i)(?:sequelize|getconnection|mysqli|pdo|[A-Za-z0-9_.]*connect)\s*\(\s*(?:'[^'\n]{0,200}'|"[^"\n]{0,200}"|[A-Za-z_][A-Za-z0-9_.]*)\s*,\s*(?P<name>'[^'\n]{1,64}'|"[^"\n]{1,64}"|[A-Za-z_][A-Za-z0-9_.]*)\s*,\s*{Q}"#;
+const CONNECTION_CALL: &str = r#"(?i)(?:sequelize|getconnection|getsession|mysqli|pdo|[A-Za-z0-9_.]*connect)\s*\(\s*(?:'[^'\n]{0,200}'|"[^"\n]{0,200}"|[A-Za-z_][A-Za-z0-9_.]*)\s*,\s*(?:\d{1,5}\s*,\s*)?(?P<name>'[^'\n]{1,64}'|"[^"\n]{1,64}"|[A-Za-z_][A-Za-z0-9_.]*)\s*,\s*{Q}"#;
 
 /// `- name: NAME` and, on the next line, `value: …`.
 pub(crate) const ENV_ENTRY: &str = r#"(?m)-[ \t]*name:[ \t]*["']?(?P<name>[A-Za-z_][A-Za-z0-9_]*)["']?[ \t]*\r?\n[ \t]*value:[ \t]*{V}"#;
@@ -350,9 +355,13 @@ pub(crate) fn rules() -> Vec<Rule> {
             "pass was",
             "pw for",
             "pw is",
+            "pw on",
+            "pass for",
+            "pass on",
+            "pin for",
         ],
         &PROSE.replace("{V}", V),
-        looks_assigned,
+        prose_value,
     ));
     rules.push(rule(
         "password-directive",
@@ -409,6 +418,7 @@ pub(crate) fn rules() -> Vec<Rule> {
             &[
                 "sequelize(",
                 "getconnection(",
+                "getsession(",
                 "mysqli(",
                 "connect(",
                 "pdo(",
@@ -423,6 +433,51 @@ pub(crate) fn rules() -> Vec<Rule> {
             call_password,
         ));
     }
+    // A constant that names a password, then the literal: `curl_easy_setopt(curl,
+    // CURLOPT_PASSWORD, "…")`, `ldap_set_option(ld, LDAP_OPT_PASSWD, "…")`.
+    rules.push(rule(
+        "password-assignment",
+        &["password,", "passwd,", "pwd,", "password ,"],
+        &format!(
+            r"(?P<name>[A-Z][A-Z0-9_]{{0,40}}(?:PASSWORD|PASSWD|USERPWD|PWD))[ \t]*,[ \t]*{Q}"
+        ),
+        assigned,
+    ));
+    // PPP's `chap-secrets` and `pap-secrets`: the column headed secret.
+    rules.push(rule(
+        "password-directive",
+        &["server\tsecret", "server secret", "server  secret"],
+        r#"(?im)^#[ \t]*client[ \t]+server[ \t]+secret[^\n]*\r?\n[^\s#]+[ \t]+\S+[ \t]+(?P<value>"[^"\n]+"|[^\s"]+)"#,
+        cli_value,
+    ));
+    // Exim's `passwd.client`: `host:user:password` under the file's name.
+    rules.push(rule(
+        "password-directive",
+        &["passwd.client"],
+        r"(?m)passwd\.client[^\n]*\r?\n[ \t]*[^\s:#]+:[^\s:]+:(?P<value>\S+)[ \t]*$",
+        cli_value,
+    ));
+    // A password stored with a plain-text scheme: Dovecot's `user:{PLAIN}…:uid:gid::`.
+    rules.push(rule(
+        "password-assignment",
+        &["{plain}", "{clear"],
+        r"(?i)\{(?:plain|clear|cleartext)\}(?P<value>[^:\s]+)",
+        cli_value,
+    ));
+    // strongSwan's `ipsec.secrets`: `host %any : PSK "…"`, `user : XAUTH "…"`.
+    rules.push(rule(
+        "password-directive",
+        &[": psk", ": xauth", ": eap"],
+        &r"(?i):[ \t]*(?:psk|xauth|eap)[ \t]+{V}".replace("{V}", V),
+        cli_value,
+    ));
+    // auditd's EXECVE record: a password flag's value is the next argument.
+    rules.push(rule(
+        "cli-password",
+        &["type=execve"],
+        r#"a\d+="(?:-p|-pw|-w|-P|--password|--pass|--passwd|-passwd|-password)"[ \t]+a\d+=(?P<value>"[^"\n]*")"#,
+        not_a_port,
+    ));
     // `<password>value</password>`.
     rules.push(rule(
         "password-assignment",
@@ -489,7 +544,11 @@ pub(crate) fn cli_value(value: &str, _text: &str) -> bool {
 
 /// A value assigned to a name whose last word says password. After `auth` (`REDIS_AUTH`,
 /// but also `auth: ldap`), a plain lower-case word names a method, not a password.
-fn assigned(value: &str, name: &str) -> bool {
+pub(crate) fn assigned(value: &str, name: &str) -> bool {
+    // `--- PASS: TestLogin (0.07s)`: a test's result, not a password.
+    if name == "PASS" {
+        return false;
+    }
     let words = identifier_words(name);
     let last_word = words.last().map_or("", String::as_str);
     // After `auth`, a plain word names a method or a type (`ldap`, `oauth2`,
@@ -597,6 +656,14 @@ fn looks_assigned(value: &str, name: &str) -> bool {
         .any(|c| c.is_ascii_digit() || c.is_ascii_punctuation());
     let pin = (4..=8).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit());
     let lower = name.to_ascii_lowercase();
+    // `card: 5382…9859 exp 05/29 auth 1JXPFI`: a payment's approval code.
+    let approval = lower == "auth"
+        && v.len() == 6
+        && v.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    if approval {
+        return false;
+    }
     let says = [
         "pass",
         "passwd",
@@ -628,6 +695,23 @@ fn looks_assigned(value: &str, name: &str) -> bool {
         && ((letters && others && v.chars().count() >= 6 && !identifier)
             || pin
             || (password && passphrase(v)))
+}
+
+/// Prose that says a password is something: what [`looks_assigned`] takes, and a word
+/// with digits in it (`root pw on db is iheartcosmic1`), which after a directive's name
+/// would as often be a resource's.
+fn prose_value(value: &str, name: &str) -> bool {
+    let v = unquote(value).trim_end_matches(['.', ',', ';', ':', ')', '!', '?']);
+    let password = ["pass", "passwd", "password", "pwd", "pw", "passphrase"]
+        .iter()
+        .any(|w| name.to_ascii_lowercase().ends_with(w));
+    looks_assigned(value, name)
+        || (password
+            && chosen(value)
+            && v.chars().count() >= 6
+            && v.bytes().any(|b| b.is_ascii_digit())
+            && v.bytes().any(|b| b.is_ascii_alphabetic())
+            && !v.starts_with(['-', '`', ':']))
 }
 
 /// A PIN's name: its last word says pin, pincode or passcode (`sim_pin`, `PIN code`),

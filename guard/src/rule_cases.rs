@@ -1085,6 +1085,39 @@ fn cases() -> Vec<Case> {
     ));
     c.push(miss("us-ssn-labelled", "Applicant SSN: 912673098"));
     c.push(hit(
+        "credit-card-track2",
+        "[pos-280] track2_equiv=4111111111111111D290620184409",
+        "4111111111111111",
+    ));
+    c.push(miss(
+        "credit-card-track2",
+        "[pos-280] track2_equiv=4111111111111112D290620184409",
+    ));
+    c.push(hit(
+        "key-value-row",
+        "  name: stripe_webhook_secret\n value: 1dsw2ywxkgDn9IvKLXoT8ebFhNTm7Pxr",
+        "1dsw2ywxkgDn9IvKLXoT8ebFhNTm7Pxr",
+    ));
+    c.push(miss(
+        "key-value-row",
+        "  name: stripe_webhook_url\n value: 1dsw2ywxkgDn9IvKLXoT8ebFhNTm7Pxr",
+    ));
+    c.push(hit(
+        "ci-declared-secret",
+        "::add-mask::BP477AEO2B5B4F3DZ3BVRILH72OPSX",
+        "BP477AEO2B5B4F3DZ3BVRILH72OPSX",
+    ));
+    c.push(miss("ci-declared-secret", "::add-mask::$DEPLOY_TOKEN"));
+    c.push(hit(
+        "ntp-key",
+        "ntp authentication-key 9 hmac-sha256 aTZ0Ps7eIXXLq183nPouOnhawM96pPFU",
+        "aTZ0Ps7eIXXLq183nPouOnhawM96pPFU",
+    ));
+    c.push(miss(
+        "ntp-key",
+        "ntp authentication-key 9 hmac-sha256 <key>",
+    ));
+    c.push(hit(
         "password-shaped",
         "net user ops Hx7!kLm2qq /add",
         "Hx7!kLm2qq",

@@ -1105,6 +1105,14 @@ pub(crate) fn all() -> Vec<Rule> {
         r"(?:^|[^\w\-.:/])(\d{3}[\- ]\d{2}[\- ]?\d{4}|\d{3}[\- ]?\d{2}[\- ]\d{4}|\d{3}\.\d{2}\.\d{4})(?:$|[^\w\-.:/])",
         Some(ssn),
     ));
+    // A card's track 2 as terminals log it: the number, `D` or `=`, then the expiry.
+    rules.push(rule(
+        "credit-card-track2",
+        "credit-card",
+        &["track2", "track_2", "track 2", "track-2"],
+        r"(?i)track[ _\-]?2[A-Za-z_]{0,12}[ \t]*[:=][ \t]*;?(\d{13,19})[D=]\d{4}",
+        Some(card),
+    ));
     // A bare nine-digit SSN after a label that says so: `SSN: 400053592`.
     rules.push(rule(
         "us-ssn-labelled",
@@ -1173,9 +1181,10 @@ pub(crate) fn all() -> Vec<Rule> {
             "tel", "phone", "mobile", "cell", "fax", "whatsapp", "contact", "call", "sms",
             "code to", "msisdn", "caller", "callee", "dial ", "dial:", "dialed", "dialled",
             "handy", "celular", "movil", "móvil", "reach me", "text me", " ring ", "ring:",
-            "ring me", "ring on", "ring at",
+            "ring me", "ring on", "ring at", "sent to", "llamar", "llame", "llámame", "ligue",
+            "ligar", "appelez", "appeler", "rufen",
         ],
-        r#"(?i)(?:tel(?:ephone|efon|efone|efono|éfono)?|phone(?:[ _]?number)?|mobile|cell(?:phone|ular)?|celular|m[oó]vil|handy|fax|whatsapp(?: me)?(?: on)?|contact(?: number)?|call(?:ed|er|ee|ing)?(?:[ _]?(?:number|id|party|num))?(?: me| back)?(?: on| at)?|msisdn|(?-u:\b)dial(?:ed|led)?|sms|code to|reach me(?: on| at)?|text me(?: on| at)?|(?-u:\b)ring(?: me)?(?: on| at)?)[_A-Za-z]{0,12}\.?(?:;[A-Za-z=,]{1,30})?["']?[ \t]*[:=]?[ \t]*["']?[ \t]*(\+?\(?\+?\d[\d ().\-/]{6,20}\d)"#,
+        r#"(?i)(?:tel(?:ephone|efon|efone|efono|éfono)?|phone(?:[ _]?number)?|mobile|cell(?:phone|ular)?|celular|m[oó]vil|handy|fax|whatsapp(?: me)?(?: on)?|contact(?: number)?|call(?:ed|er|ee|ing)?(?: or (?:text|sms|whatsapp))?(?:[ _]?(?:number|id|party|num))?(?: me| back)?(?: on| at)?|msisdn|(?-u:\b)dial(?:ed|led)?|sms(?: to)?|code to|sent to|ll[aá]m(?:ar|e|ame)(?: al)?|lig(?:ue|ar)(?: para| pra)?|appele[rz](?: le| au)?|rufen sie mich an|reach me(?: on| at)?|text me(?: on| at)?|(?-u:\b)ring(?: me)?(?: on| at)?)[_A-Za-z]{0,12}\.?(?:;[A-Za-z=,]{1,30})?["']?[ \t]*[:=]?[ \t]*["']?[ \t]*(\+?\(?\+?\d[\d ().\-/]{6,20}\d)"#,
         Some(phone_labelled),
     ));
     // A signature's or a card's short label at a line's start: `M: …`, `T. …`, `Mob: …`.
@@ -1184,6 +1193,14 @@ pub(crate) fn all() -> Vec<Rule> {
         "phone",
         &[],
         r"(?m)^[ \t]*(?:[MTPFHCWO]|Mob|Ph|Tel|Cell|Direct|Office|Work|Home|Fax|GSM)\.?[ \t]*[:.][ \t]*(\+?\(?\+?\d[\d ().\-]{6,20}\d)",
+        Some(phone_labelled),
+    ));
+    // A contact QR code's phone fields: `MECARD:N:…;TEL:…;`, `BIZCARD:…;B:…;M:…;`.
+    rules.push(rule(
+        "phone-labelled",
+        "phone",
+        &["mecard:", "bizcard:"],
+        r"(?i)(?:mecard|bizcard):[^\n]*?;(?:tel|b|m|f):(\+?\(?\+?\d[\d ().\-]{6,20}\d)(?:;|$)",
         Some(phone_labelled),
     ));
     // A column whose header says phone: the field below it, in CSV, TSV or `|` tables.
@@ -1459,7 +1476,7 @@ pub(crate) fn names_no_secret(name: &str) -> bool {
     const METADATA: &[&str] = &[
         "name", "names", "file", "filename", "path", "dir", "url", "uri", "length", "len", "size",
         "type", "kind", "count", "pair", "event", "format", "prefix", "version", "index", "field",
-        "header", "label", "mode", "expiry", "expires", "ttl", "timeout",
+        "header", "label", "mode", "expiry", "expires", "ttl", "timeout", "tag", "nonce", "iv",
     ];
     /// Words by which code says a value is deliberately not a real one.
     const NOT_REAL: &[&str] = &[

@@ -79,7 +79,93 @@ pub(crate) fn rules() -> Vec<Rule> {
                 secret_assigned,
             )
         },
+        // A name and its value on two rows, as database shells print a settings table
+        // (`name: stripe_webhook_secret` / `value: …`, `key = …` / `value = …`), as
+        // `redis-cli` prints a hash (`1) "hmac_key"` / `2) "…"`), or as JSON pairs
+        // (`{"ParameterKey": "SigningSecret", "ParameterValue": "…"}`).
+        secret(
+            "key-value-row",
+            &["name:", "name =", "key:", "key =", "key ", "field:", "setting:"],
+            &r#"(?im)^[ \t]*(?:name|key|field|setting|parameter|variable)[ \t]*[:=|][ \t]*["']?(?P<name>[A-Za-z0-9_.\-:/]{1,80})["']?[ \t]*\r?\n[ \t]*(?:value|val)[ \t]*[:=|][ \t]*{V}"#
+                .replace("{V}", V),
+            row_value,
+        ),
+        secret(
+            "key-value-row",
+            &[") \""],
+            r#"(?m)^\d+\)[ \t]+"(?P<name>[^"\n]{1,80})"[ \t]*\r?\n\d+\)[ \t]+(?P<value>"[^"\n]*")"#,
+            row_value,
+        ),
+        secret(
+            "key-value-row",
+            &["\"key\"", "\"name\"", "parameterkey", "parameter_key"],
+            r#"(?i)"(?:key|name|parameterkey|parameter_key|variable)"[ \t]*:[ \t]*"(?P<name>[^"\n]{1,80})"[ \t]*,[ \t]*"(?:value|parametervalue|parameter_value)"[ \t]*:[ \t]*(?P<value>"[^"\n]*")"#,
+            row_value,
+        ),
+        // A name and a value as attributes: TeamCity's `##teamcity[setParameter
+        // name='env.SIGNING_SECRET' value='…']`, `<add name="…" value="…"/>`.
+        secret(
+            "key-value-row",
+            &["name="],
+            r#"(?i)name[ \t]*=[ \t]*["'](?P<name>[^"'\n]{1,80})["'][ \t]+value[ \t]*=[ \t]*(?P<value>"[^"\n]{1,300}"|'[^'\n]{1,300}')"#,
+            row_value,
+        ),
+        // A value a library is told is plain text: CDK's `SecretValue.unsafePlainText('…')`.
+        secret(
+            "secret-assignment",
+            &["plaintext("],
+            &format!(r"(?i)(?P<name>[A-Za-z0-9_.]{{0,60}}?secret[A-Za-z0-9_.]{{0,30}}?plaintext)\([ \t]*{Q}"),
+            declared_value,
+        ),
+        // What a CI job declares secret so that its log masks it: GitHub's
+        // `::add-mask::…`, Azure Pipelines' `##vso[task.setvariable …;issecret=true]…`,
+        // Buildkite's `… | buildkite-agent redactor add`.
+        secret(
+            "ci-declared-secret",
+            &["::add-mask::"],
+            r"::add-mask::(?P<value>[^\s]+)",
+            declared_value,
+        ),
+        secret(
+            "ci-declared-secret",
+            &["issecret=true"],
+            r"(?i)##vso\[task\.setvariable[^\]\n]*issecret=true[^\]\n]*\](?P<value>[^\s]+)",
+            declared_value,
+        ),
+        secret(
+            "ci-declared-secret",
+            &["redactor add"],
+            r#"(?:printf|echo)[^\n|]*?[ \t](?P<value>'[^'\n]+'|"[^"\n]+")[ \t]*\|[ \t]*buildkite-agent[ \t]+redactor[ \t]+add"#,
+            declared_value,
+        ),
+        // NTP's symmetric keys: `ntp authentication-key 9 hmac-sha256 …` on network
+        // gear, and the lines of `ntp.keys` and `chrony.keys` (`2 SHA256 HEX:…`).
+        secret(
+            "ntp-key",
+            &[
+                "authentication-key",
+                " md5 ",
+                " sha1 ",
+                " sha256 ",
+                " sha384 ",
+                " sha512 ",
+                " aes128cmac ",
+            ],
+            r"(?im)(?:authentication-key[ \t]+\d{1,5}[ \t]+(?:md5|sha1?|sha256|sha384|sha512|hmac-sha\d+|aes128cmac|cmac)[ \t]+(?:7[ \t]+)?|^[ \t]*\d{1,5}[ \t]+(?:md5|sha1?|sha256|sha384|sha512|aes128cmac)[ \t]+(?:hex:|ascii:)?)(?P<value>[!-~]{8,})[ \t]*$",
+            |value, _| crate::validate::not_placeholder(value, ""),
+        ),
     ]
+}
+
+/// A value on the row below a name that says secret or password.
+fn row_value(value: &str, name: &str) -> bool {
+    secret_assigned(value, name) || crate::passwords::assigned(value, name)
+}
+
+/// A value a CI job declared secret, or a library was told is plain text: anything but
+/// a reference to one (`$TOKEN`, `${{ secrets.X }}`).
+fn declared_value(value: &str, _name: &str) -> bool {
+    chosen(value)
 }
 
 /// Names' last words that say secret (`cookie` as Erlang's and RabbitMQ's, `dek` and

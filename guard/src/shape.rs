@@ -1,13 +1,15 @@
-//! Values that read as a password by their shape alone, wherever they stand: upper and
-//! lower case letters, a digit and a symbol of the kind password policies ask for
-//! (`Hx7!kLm2qq`, `P@ssw0rd2024`). Context rules know the places a password is written
-//! (flags, names, URLs); a value of this shape is one in places no rule names
+//! Values that read as a password by their shape: upper and lower case letters, a digit
+//! and a symbol of the kind password policies ask for (`Hx7!kLm2qq`, `P@ssw0rd2024`),
+//! near a word that says a credential is about. Context rules know the places a password
+//! is written (flags, names, URLs); a value of this shape is one in places no rule names
 //! (`net user ops Hx7!kLm2qq /add`, `login ops / Hx7!kLm2qq`).
 //!
-//! Code, paths, addresses and formats have symbols too, so the shape is refused where
-//! the symbol plays its usual part: a variable (`$HOME1`), a pointer or reference
-//! (`*Ptr1`, `&Buf1`), an address (`Ops1@corp.com`), a format (`%5dA`), a mention or
-//! anchor, a placeholder.
+//! Without the credential word the shape is a weak witness: formulas (`pR1*s^2`),
+//! standards (`PKCS#5v2`) and symbol versions (`Symbol1@Base`) have it too. Code, paths,
+//! addresses and formats have symbols, so the shape is also refused where the symbol
+//! plays its usual part: a variable (`$HOME1`), a pointer or reference (`*Ptr1`,
+//! `&Buf1`), an address (`Ops1@corp.com`), a format (`%5dA`), a mention or anchor, a
+//! placeholder.
 
 use regex::Regex;
 

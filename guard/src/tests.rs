@@ -243,3 +243,21 @@ fn a_refused_value_may_name_the_next_value() {
     // A refused value that names nothing stays refused.
     check("token = process.env.BOT_TOKEN", &[]);
 }
+
+/// A name on one row and its value on the next, as database shells print them.
+#[test]
+fn a_secret_name_and_its_value_on_two_rows() {
+    check(
+        "127.0.0.1:6379> HGETALL relay:config\n1) \"hmac_key\"\n2) \"240f0b7f356cb776a20a825ee721becd5251a407a1dd49f556b41b47b8f6e97d\"\n3) \"ttl\"\n4) \"6500\"",
+        &[(
+            "generic-secret",
+            "240f0b7f356cb776a20a825ee721becd5251a407a1dd49f556b41b47b8f6e97d",
+        )],
+    );
+    check(
+        "-[ RECORD 1 ]---\nkey        | jwt_signing_secret\nvalue      | 0GOSaI88/FZ5eXWJvKM5L8nwitE7GEzV",
+        &[("generic-secret", "0GOSaI88/FZ5eXWJvKM5L8nwitE7GEzV")],
+    );
+    // A name that says no secret keeps its value.
+    check("1) \"ttl\"\n2) \"6500\"", &[]);
+}

@@ -66,6 +66,10 @@ pub(crate) fn reference(v: &str) -> bool {
             .trim_end_matches(')')
             .bytes()
             .all(|b| b.is_ascii_alphabetic() || b == b' ');
+    // `(0.07s)`, `(3 ms)`: a duration or a count in brackets, as test runners print.
+    let measured = lower.starts_with('(')
+        && lower.ends_with(')')
+        && lower[1..lower.len() - 1].starts_with(|c: char| c.is_ascii_digit());
     // A reference in HCL or code: `var.db_password`, `local.creds.pw`, and calls or
     // lookups: `File.read(…)`, `os.environ["KEY"]`.
     const ROOTS: &[&str] = &[
@@ -208,6 +212,7 @@ pub(crate) fn reference(v: &str) -> bool {
         || code_path
         || call
         || parenthesised
+        || measured
         || template_path
         || word
         || lower.starts_with("xxxx")

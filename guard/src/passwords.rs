@@ -687,9 +687,7 @@ fn looks_assigned(value: &str, name: &str) -> bool {
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
     // `pass \`--lib\``: the next flag, code in backticks, or a psql variable (`:'pw'`).
     let flag = v.starts_with(['-', '`', ':']);
-    let password = ["pass", "passwd", "password", "pwd", "pw", "passphrase"]
-        .iter()
-        .any(|w| lower.ends_with(w));
+    let password = ends_in_password_word(&lower);
     says && chosen(value)
         && !flag
         && ((letters && others && v.chars().count() >= 6 && !identifier)
@@ -697,16 +695,21 @@ fn looks_assigned(value: &str, name: &str) -> bool {
             || (password && passphrase(v)))
 }
 
+/// Whether a name (in lower case) ends in a word for password, where a word-made
+/// passphrase or a word with digits may be the value.
+fn ends_in_password_word(lower: &str) -> bool {
+    ["pass", "passwd", "password", "pwd", "pw", "passphrase"]
+        .iter()
+        .any(|w| lower.ends_with(w))
+}
+
 /// Prose that says a password is something: what [`looks_assigned`] takes, and a word
 /// with digits in it (`root pw on db is iheartcosmic1`), which after a directive's name
 /// would as often be a resource's.
 fn prose_value(value: &str, name: &str) -> bool {
     let v = unquote(value).trim_end_matches(['.', ',', ';', ':', ')', '!', '?']);
-    let password = ["pass", "passwd", "password", "pwd", "pw", "passphrase"]
-        .iter()
-        .any(|w| name.to_ascii_lowercase().ends_with(w));
     looks_assigned(value, name)
-        || (password
+        || (ends_in_password_word(&name.to_ascii_lowercase())
             && chosen(value)
             && v.chars().count() >= 6
             && v.bytes().any(|b| b.is_ascii_digit())
